@@ -1,0 +1,1 @@
+"""Shared core of fraudlake: the event contract, settings and CLI conventions."""

@@ -1,0 +1,64 @@
+"""CLI conventions shared by every entry point.
+
+Bad input: one line on stderr naming the problem, exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line or the files it names: exit 2 with a one-line message."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    """Default for a flag that falls back to an environment variable."""
+    return os.environ.get(name, default)
+
+
+_COUNT = re.compile(r"^[0-9][0-9_]*(\.[0-9]+)?([eE][+]?[0-9]+)?$")
+
+
+def count_arg(text: str) -> int:
+    """Parse a non-negative whole count: 47e6, 47000000, 47_000_000, 4.7e7."""
+    t = text.strip()
+    if not _COUNT.match(t):
+        raise argparse.ArgumentTypeError(f"not a whole non-negative number: {text!r}")
+    value = float(t.replace("_", "")) if ("e" in t.lower() or "." in t) else int(t.replace("_", ""))
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(value)
+
+
+def positive_count_arg(text: str) -> int:
+    value = count_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main`` turning UsageError into a one-line error and exit code 2."""
+    try:
+        return main(argv)
+    except UsageError as exc:
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fraudlake"
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
