@@ -16,13 +16,13 @@ class Settings:
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
-    kafka_extra: Mapping[str, str] = field(default_factory=dict)  # KAFKA_* passthrough (SASL/TLS)
+    kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
     mongo_db: str = "fraud"
     mongo_collection: str = "flags"
     lake_dir: Path = Path("storage/lake")
     history_dir: Path = Path("storage/historical")
-    local_flags_path: Path = Path("storage/flags/flags.parquet")
+    local_flags_path: Path = Path("storage/flags/flags.sqlite")
 
     @property
     def embedded(self) -> bool:
