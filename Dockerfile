@@ -1,0 +1,53 @@
+# syntax=docker/dockerfile:1
+# One slim, non-root image for the producer, the consumer, the dashboard and the batch tools:
+#   python -m streaming.produce | python -m streaming.consume | streamlit run dashboard/app.py
+# Build stage: resolve and install the project (pinned by constraints.txt) into a virtualenv.
+# Every dependency ships manylinux wheels, so no compiler is needed in either stage, and
+# nothing but the virtualenv and the source tree reaches the final image.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first (a layer cached while only code changes), read from pyproject.toml.
+COPY pyproject.toml constraints.txt README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))\
+['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --only-binary=:all: -c constraints.txt -r /tmp/requirements.txt
+# Then the project itself (no deps: they are in already), setuptools only in this stage.
+COPY fraudlake ./fraudlake
+COPY streaming ./streaming
+COPY batch ./batch
+COPY lake ./lake
+COPY queries ./queries
+COPY dashboard ./dashboard
+RUN pip install --no-deps -c constraints.txt . \
+    && pip uninstall -y pip setuptools
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="fraudlake" \
+      org.opencontainers.image.description="Card-fraud stream rules, lake and dashboard"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+RUN groupadd --system --gid 10001 fraudlake \
+    && useradd --system --uid 10001 --gid fraudlake --home-dir /app --shell /usr/sbin/nologin fraudlake
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+# The source tree too: `streamlit run dashboard/app.py` needs the page file by path.
+COPY --from=build /src/fraudlake ./fraudlake
+COPY --from=build /src/streaming ./streaming
+COPY --from=build /src/batch ./batch
+COPY --from=build /src/lake ./lake
+COPY --from=build /src/queries ./queries
+COPY --from=build /src/dashboard ./dashboard
+# storage/ (the lake volume) and .cache/ (lake.sync's hash cache) are volume mount points, owned
+# by the app user so fresh named volumes are too.
+RUN mkdir -p /app/storage /app/.cache && chown fraudlake:fraudlake /app/storage /app/.cache
+USER fraudlake:fraudlake
+EXPOSE 8501
+CMD ["python", "-m", "streaming.consume"]
