@@ -1,0 +1,153 @@
+"""Vectorised validation of decoded JSON text: every contract check as one Polars expression.
+
+``validate(raw, now)`` takes the text frame built by ``streaming.decode`` (every contract field
+as the text of its JSON value, plus ``_i`` and ``_line``) and returns the rows that pass, typed
+as ``DECODED_SCHEMA``, and ``(_i, _reason)`` for the rest. The first failing check (in the
+order of ``_checks``) names the reason. See ``streaming.decode`` for the typing rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from fraudlake.contract import (
+    EVENT_SCHEMA,
+    EXTRA_SCHEMA,
+    MAX_AMOUNT,
+    MAX_FUTURE_SECONDS,
+    MAX_STRING_LEN,
+    MAX_UTC_OFFSET_MIN,
+    MIN_TS,
+    MIN_UTC_OFFSET_MIN,
+    REQUIRED_COLUMNS,
+    TS_DTYPE,
+)
+
+PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
+    "_topic": pl.String(), "_partition": pl.Int32(), "_offset": pl.Int64(),
+}
+DECODED_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **PROVENANCE_SCHEMA}
+RAW_SCHEMA = {name: pl.String() for name in EVENT_SCHEMA}
+
+_TEXT_FIELDS = ("transaction_id", "fraud_scenario", *EXTRA_SCHEMA)
+_CONTAINER_KEY = r'"(' + "|".join(EVENT_SCHEMA) + r')"\s*:\s*[\[{]'
+_INT = r"^-?[0-9]{1,18}$"
+_DECIMAL = r"^-?[0-9]{1,16}(\.[0-9]*)?$"
+_TWO_DECIMALS = r"^-?[0-9]+(\.[0-9]{0,2}0*)?$"
+SHOW = 40  # characters of an offending value quoted in a reason
+
+
+def _checks(now: datetime) -> list[tuple[pl.Expr, pl.Expr | str]]:
+    """(is-bad condition, reason) in the order they are reported; the first that fails wins."""
+    c = pl.col
+    checks: list[tuple[pl.Expr, pl.Expr | str]] = [
+        (c("_container").is_not_null(),
+         pl.format("field {} has the wrong type (object or array)", c("_container")))
+    ]
+    checks += [(c(name).is_null(), f"missing field {name}") for name in REQUIRED_COLUMNS]
+    checks += [
+        (c(name).str.len_chars() > MAX_STRING_LEN,
+         f"field {name} is longer than {MAX_STRING_LEN} characters")
+        for name in _TEXT_FIELDS
+    ]
+    checks += [(c("transaction_id").str.len_chars() == 0, "transaction_id is empty")]
+    checks += [
+        (~c(name).str.contains(_INT),
+         pl.format(f"{name} is not an integer: {{}}", c(name).str.slice(0, SHOW)))
+        for name in ("user_id", "utc_offset_min")
+    ]
+    checks += _number_checks()
+    checks += _amount_checks()
+    checks += _ts_checks(now)
+    checks += [
+        (c("is_fraud").is_not_null() & ~c("is_fraud").is_in(["true", "false"]),
+         pl.format("is_fraud is not a boolean: {}", c("is_fraud").str.slice(0, SHOW))),
+    ]
+    return checks
+
+
+def _number_checks() -> list[tuple[pl.Expr, pl.Expr | str]]:
+    c = pl.col
+    bounds = {"lat": 90.0, "lon": 180.0}
+    out: list[tuple[pl.Expr, pl.Expr | str]] = []
+    for name, limit in bounds.items():
+        value = c(name).cast(pl.Float64, strict=False)
+        out.append((value.is_null(),
+                    pl.format(f"{name} is not a number: {{}}", c(name).str.slice(0, SHOW))))
+        out.append((~value.is_finite(), f"{name} is not a finite number"))
+        out.append((value.abs() > limit, pl.format(f"{name} out of range ±{limit:g}: {{}}",
+                                                   c(name).str.slice(0, SHOW))))
+    offset = c("utc_offset_min").cast(pl.Int64, strict=False)
+    out.append((~offset.is_between(MIN_UTC_OFFSET_MIN, MAX_UTC_OFFSET_MIN),
+                pl.format("utc_offset_min out of range: {}", c("utc_offset_min"))))
+    return out
+
+
+def _amount_checks() -> list[tuple[pl.Expr, pl.Expr | str]]:
+    a = pl.col("amount")
+    shown = a.str.slice(0, SHOW)
+    value = a.cast(pl.Decimal(18, 2), strict=False)
+    return [
+        (~a.str.contains(_DECIMAL), pl.format("amount is not a decimal number: {}", shown)),
+        (~a.str.contains(_TWO_DECIMALS), pl.format("amount has more than 2 decimals: {}", shown)),
+        (a.str.starts_with("-") & (value != 0), pl.format("amount is negative: {}", shown)),
+        (value > MAX_AMOUNT, pl.format(f"amount above {MAX_AMOUNT}: {{}}", shown)),
+    ]
+
+
+def _ts_checks(now: datetime) -> list[tuple[pl.Expr, pl.Expr | str]]:
+    ts = pl.col("_ts")
+    shown = pl.col("ts").str.slice(0, SHOW)
+    latest = now + timedelta(seconds=MAX_FUTURE_SECONDS)
+    return [
+        (ts.is_null(), pl.format("ts is not ISO-8601 with a UTC offset: {}", shown)),
+        (ts < MIN_TS, pl.format(f"ts before {MIN_TS.date()}: {{}}", shown)),
+        (ts > latest, pl.format(f"ts more than {MAX_FUTURE_SECONDS} s in the future: {{}}",
+                                shown)),
+    ]
+
+
+def _container_keys(lines: pl.Series) -> pl.Series:
+    """The first contract key whose value is an object or array (null if none), per line."""
+    text = lines.cast(pl.String, strict=False)
+    suspect = text.str.contains(r":\s*[\[{]")
+    out = pl.Series("_container", [None] * len(text), dtype=pl.String)
+    if suspect.any():
+        found = text.filter(suspect).str.extract(_CONTAINER_KEY, 1)
+        out = out.scatter(suspect.arg_true(), found)
+    return out
+
+
+def validate(raw: pl.DataFrame, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split the text frame into typed good rows and (row index, reason) bad rows."""
+    pre = raw.with_columns(
+        _ts=pl.col("ts").str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False),
+        _container=_container_keys(raw["_line"]),
+    )
+    reason = pl.coalesce(
+        [pl.when(bad).then(pl.lit(msg) if isinstance(msg, str) else msg)
+         for bad, msg in _checks(now)]
+    )
+    checked = pre.with_columns(_reason=reason)
+    bad = checked.filter(pl.col("_reason").is_not_null()).select("_i", "_reason")
+    good = checked.filter(pl.col("_reason").is_null())
+    return _typed(good), bad
+
+
+def _typed(good: pl.DataFrame) -> pl.DataFrame:
+    c = pl.col
+    casts = {
+        "transaction_id": c("transaction_id"),
+        "user_id": c("user_id").cast(pl.Int64),
+        "ts": c("_ts").cast(TS_DTYPE),
+        "amount": c("amount").str.strip_prefix("-").cast(pl.Decimal(18, 2)),
+        "lat": c("lat").cast(pl.Float64),
+        "lon": c("lon").cast(pl.Float64),
+        "utc_offset_min": c("utc_offset_min").cast(pl.Int32),
+        "is_fraud": c("is_fraud") == "true",
+    }
+    exprs = [casts.get(name, c(name)).cast(dtype).alias(name)
+             for name, dtype in DECODED_SCHEMA.items()]
+    return good.select(exprs)
