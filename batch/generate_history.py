@@ -1,0 +1,272 @@
+"""Generate the labelled card-payment history: ``year=YYYY/month=MM/part-*.parquet``.
+
+    python -m batch.generate_history --rows 47e6 --out storage/historical --seed 42
+
+Exactly ``--rows`` events spread over the months of ``--start-year``..``--end-year`` by a
+growth curve; every month is generated from its own seed (``seed, year, month``), so the bytes
+do not depend on ``--workers``. Written into a temporary folder next to ``--out`` and renamed
+into place at the end: an interrupted or failed run leaves nothing at ``--out``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from batch.sim.events import SCENARIOS
+from batch.sim.history import generate_month
+from batch.sim.volume import active_users, months, rows_per_month
+from batch.sim.world import build_world
+from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
+from fraudlake.contract import check_columns, partition_dir
+from fraudlake.settings import Settings
+
+MIN_YEAR, MAX_YEAR = 1990, 2040
+DEFAULT_USERS = 250_000
+_DICT_COLUMNS = ["fraud_scenario", "currency", "merchant_id", "merchant_name", "category",
+                 "channel", "city", "country", "card_last4", "device_id", "utc_offset_min"]
+# Parquet v2 encodings that DuckDB, Polars, Spark and Trino/Athena all read; floats stay PLAIN.
+_ENCODINGS = {"ts": "DELTA_BINARY_PACKED", "user_id": "DELTA_BINARY_PACKED",
+              "transaction_id": "DELTA_BYTE_ARRAY", "is_fraud": "RLE"}
+_STATS_COLUMNS = ["transaction_id", "user_id", "ts", "amount", "utc_offset_min", "is_fraud"]
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    rows: int
+    out: Path = Path("storage/historical")
+    seed: int = 42
+    start_year: int = 2000
+    end_year: int = 2025
+    users: int = DEFAULT_USERS
+    overwrite: bool = False
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class MonthTask:
+    seed: int
+    users: int
+    year: int
+    month: int
+    rows: int
+    active: int
+    root: Path
+
+
+@dataclass(frozen=True)
+class MonthResult:
+    rows: int
+    files: int
+    bytes: int
+    fraud: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Summary:
+    out: Path
+    rows: int
+    months: int
+    files: int
+    bytes: int
+    seconds: float
+    fraud: dict[str, int]
+
+    def lines(self) -> list[str]:
+        fraud = sum(self.fraud.values())
+        out = [
+            f"wrote {self.rows:,} rows in {self.files} files over {self.months} months to "
+            f"{self.out} ({self.bytes / 2**20:,.1f} MiB) in {self.seconds:.1f} s "
+            f"({self.rows / max(self.seconds, 1e-9):,.0f} rows/s)",
+            f"fraud: {fraud:,} rows = {100 * fraud / max(self.rows, 1):.3f}%",
+        ]
+        out += [f"  {name:<20} {n:>10,}  {100 * n / max(self.rows, 1):.4f}%"
+                for name, n in self.fraud.items()]
+        return out
+
+
+def write_table(table: pa.Table, path: Path) -> int:
+    """One Parquet file with the contract's plain types (strings, decimal, UTC timestamps)."""
+    pq.write_table(table, path, compression="snappy", store_schema=False,
+                   store_decimal_as_integer=True, use_dictionary=_DICT_COLUMNS,
+                   column_encoding=_ENCODINGS, write_statistics=_STATS_COLUMNS,
+                   row_group_size=1 << 20)
+    return path.stat().st_size
+
+
+def write_month(task: MonthTask) -> MonthResult:
+    """Generate and write one month; the unit of work of the process pool."""
+    world = build_world(task.seed, task.users)
+    folder = task.root / partition_dir(task.year, task.month)
+    folder.mkdir(parents=True, exist_ok=True)
+    fraud = dict.fromkeys(SCENARIOS, 0)
+    rows = size = files = 0
+    for piece, table in enumerate(generate_month(world, task.seed, task.year, task.month,
+                                                 task.rows, task.active)):
+        size += write_table(table, folder / f"part-{piece:05d}.parquet")
+        files += 1
+        rows += table.num_rows
+        for item in pc.value_counts(table["fraud_scenario"]).to_pylist():
+            if item["values"] is not None:
+                fraud[item["values"]] += item["counts"]
+    return MonthResult(rows, files, size, fraud)
+
+
+def plan(cfg: HistoryConfig, root: Path) -> list[MonthTask]:
+    """Month tasks, largest first (better load balance); empty months are skipped."""
+    counts = rows_per_month(cfg.rows, cfg.start_year, cfg.end_year)
+    active = active_users(cfg.users, cfg.start_year, cfg.end_year)
+    tasks = [MonthTask(cfg.seed, cfg.users, y, m, n, a, root)
+             for (y, m), n, a in zip(months(cfg.start_year, cfg.end_year), counts, active,
+                                     strict=True) if n > 0]
+    return sorted(tasks, key=lambda t: -t.rows)
+
+
+def validate(cfg: HistoryConfig) -> None:
+    if cfg.rows < 1:
+        raise UsageError(f"--rows must be > 0, got {cfg.rows}")
+    if cfg.users < 1:
+        raise UsageError(f"--users must be > 0, got {cfg.users}")
+    if cfg.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {cfg.seed}")
+    if cfg.workers < 1:
+        raise UsageError(f"--workers must be > 0, got {cfg.workers}")
+    for flag, year in (("--start-year", cfg.start_year), ("--end-year", cfg.end_year)):
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            raise UsageError(f"{flag} must be within {MIN_YEAR}..{MAX_YEAR}, got {year}")
+    if cfg.start_year > cfg.end_year:
+        raise UsageError(f"--start-year {cfg.start_year} is after --end-year {cfg.end_year}")
+    if cfg.out.exists() and not cfg.overwrite:
+        raise UsageError(f"{cfg.out} already exists (use --overwrite to replace it)")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UsageError(f"{cfg.out} exists and is not a folder")
+
+
+def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
+    """Results in completion order; on any exit before the end the workers are stopped
+    (terminated, not awaited) before the caller cleans up."""
+    if workers == 1 or len(tasks) == 1:
+        yield from map(write_month, tasks)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"))
+    futures = [pool.submit(write_month, t) for t in tasks]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    except BaseException:
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API in 3.11
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(10)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _make_temp(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise UsageError(f"cannot write next to {out}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder to ``out``; an old ``out`` is swapped out, then deleted."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
+    """Write the whole dataset atomically; raises UsageError on bad settings."""
+    validate(cfg)
+    started = time.perf_counter()
+    tmp = _make_temp(cfg.out)
+    try:
+        tasks = plan(cfg, tmp)
+        results = []
+        running = _run_tasks(tasks, cfg.workers)
+        try:
+            with tqdm(total=cfg.rows, unit="rows", unit_scale=True, file=sys.stderr,
+                      disable=not progress, desc="generate") as bar:
+                for res in running:
+                    results.append(res)
+                    bar.update(res.rows)
+        finally:
+            running.close()  # stops the workers before the temp folder is removed
+        rows = sum(r.rows for r in results)
+        if rows != cfg.rows:
+            raise RuntimeError(f"wrote {rows} rows, expected {cfg.rows}")
+        first = next(tmp.glob("year=*/month=*/part-*.parquet"))
+        check_columns(dict(pl.read_parquet_schema(first)))
+        _move_into_place(tmp, cfg.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fraud = {s: sum(r.fraud[s] for r in results) for s in SCENARIOS}
+    return Summary(cfg.out, rows, len(tasks), sum(r.files for r in results),
+                   sum(r.bytes for r in results), time.perf_counter() - started, fraud)
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m batch.generate_history", description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=positive_count_arg, required=True,
+                   help="exact number of events to write, e.g. 47e6, 47000000 or 47_000_000")
+    p.add_argument("--out", type=Path, default=Settings.from_env().history_dir,
+                   help="dataset folder (env HISTORY_DIR, default storage/historical); refused "
+                        "if it exists unless --overwrite")
+    p.add_argument("--seed", type=int, default=42, help="random seed; same seed = same bytes")
+    p.add_argument("--start-year", type=int, default=2000, help="first year (default 2000)")
+    p.add_argument("--end-year", type=int, default=2025, help="last year, inclusive (2025)")
+    p.add_argument("--users", type=positive_count_arg, default=DEFAULT_USERS,
+                   help=f"number of card holders (default {DEFAULT_USERS:,})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (atomically, at the end)")
+    p.add_argument("--workers", type=count_arg, default=min(os.cpu_count() or 1, 2),
+                   help="processes generating months in parallel (default: up to 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, exit 130
+    raise KeyboardInterrupt
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = HistoryConfig(rows=args.rows, out=args.out, seed=args.seed,
+                        start_year=args.start_year, end_year=args.end_year, users=args.users,
+                        overwrite=args.overwrite, workers=args.workers)
+    signal.signal(signal.SIGTERM, _terminate)
+    summary = generate_history(cfg, progress=not args.quiet)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

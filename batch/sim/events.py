@@ -1,0 +1,127 @@
+"""Events as column arrays, and their assembly into a contract-conformant Arrow table.
+
+Samplers produce ``Events`` (numpy arrays of ids and numbers); ``to_table`` sorts them by
+``ts`` (stable), numbers them, looks up the UTC offsets and turns ids into dictionary-encoded
+string columns (no per-row Python, no string building except the transaction id digits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from batch.sim.tz import OffsetGrid
+from batch.sim.world import World
+from fraudlake.contract import CHANNELS, EVENT_SCHEMA
+
+SCENARIOS: tuple[str, ...] = (
+    "card_testing", "account_takeover", "night_spend", "big_ticket", "merchant_collusion",
+)
+GENUINE = -1
+CURRENCY = "USD"  # amounts are in the issuer's billing currency
+ID_DIGITS = 10
+
+
+@dataclass(frozen=True)
+class Events:
+    """Column arrays of a batch of events (any order)."""
+
+    user: np.ndarray  # int32 user index
+    ts: np.ndarray  # int64 seconds since the epoch (UTC)
+    city: np.ndarray  # int32 city where the card was used
+    lat: np.ndarray  # float64
+    lon: np.ndarray  # float64
+    merchant: np.ndarray  # int32
+    cents: np.ndarray  # int64 amount in cents
+    channel: np.ndarray  # int8 index into CHANNELS
+    device: np.ndarray  # int32 index into World.devices, -1 = none (card present)
+    scenario: np.ndarray  # int8 index into SCENARIOS, GENUINE = -1
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, index: np.ndarray) -> Events:
+        return Events(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def concat(parts: list[Events]) -> Events:
+    return Events(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                     for f in fields(Events)})
+
+
+def sort_events(ev: Events) -> Events:
+    """Stable order by ts (ties keep their generation order, which is seeded)."""
+    return ev.take(np.argsort(ev.ts, kind="stable"))
+
+
+def transaction_ids(prefix: str, first_seq: int, n: int) -> pa.Array:
+    """``{prefix}{seq:010d}`` for seq = first_seq .. first_seq + n - 1, built from digit bytes."""
+    p = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    width = len(p) + ID_DIGITS
+    buf = np.empty((n, width), dtype=np.uint8)
+    buf[:, : len(p)] = p
+    seq = np.arange(first_seq, first_seq + n, dtype=np.int64)
+    for k in range(ID_DIGITS - 1, -1, -1):
+        buf[:, len(p) + k] = 48 + seq % 10
+        seq //= 10
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
+
+
+def _dict(index: np.ndarray, pool: pa.Array, valid: np.ndarray | None = None) -> pa.Array:
+    """Dictionary array of ``pool[index]`` holding only the pool entries actually used."""
+    used = np.zeros(len(pool), dtype=bool)
+    used[index] = True
+    remap = np.cumsum(used, dtype=np.int32) - 1
+    mask = None if valid is None else ~valid
+    return pa.DictionaryArray.from_arrays(
+        pa.array(remap[index], mask=mask), pool.take(pa.array(np.flatnonzero(used)))
+    )
+
+
+def _decimal(cents: np.ndarray) -> pa.Array:
+    words = np.empty((len(cents), 2), dtype=np.int64)
+    words[:, 0] = cents
+    words[:, 1] = np.where(cents < 0, -1, 0)
+    return pa.Array.from_buffers(pa.decimal128(18, 2), len(cents), [None, pa.py_buffer(words)])
+
+
+def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
+             tz: OffsetGrid | None = None) -> pa.Table:
+    """Contract columns (strings dictionary-encoded) of already ts-sorted events."""
+    n = len(ev)
+    c, m = world.cities, world.merchants
+    offset = (tz or world.tz).offset_min(c.zone_id[ev.city], ev.ts // 1_000_000)
+    fraud = ev.scenario >= 0
+    cols = {
+        "transaction_id": transaction_ids(id_prefix, first_seq, n),
+        "user_id": pa.array(world.user_id(ev.user)),
+        "ts": pa.array(ev.ts, type=pa.timestamp("us", tz="UTC")),
+        "amount": _decimal(ev.cents),
+        "lat": pa.array(ev.lat),
+        "lon": pa.array(ev.lon),
+        "utc_offset_min": pa.array(offset.astype(np.int32)),
+        "is_fraud": pa.array(fraud),
+        "fraud_scenario": _dict(np.where(fraud, ev.scenario, 0), pa.array(SCENARIOS), fraud),
+        "currency": _dict(np.zeros(n, dtype=np.int32), pa.array([CURRENCY])),
+        "merchant_id": _dict(ev.merchant, m.merchant_id),
+        "merchant_name": _dict(m.name_id[ev.merchant], m.names),
+        "category": _dict(m.category[ev.merchant], pa.array(world.categories.name)),
+        "channel": _dict(ev.channel, pa.array(CHANNELS)),
+        "city": _dict(ev.city, pa.array(c.name)),
+        "country": _dict(c.country_id[ev.city], pa.array(c.countries)),
+        "card_last4": _dict(world.users.last4[ev.user], world.last4_pool),
+        "device_id": _dict(np.maximum(ev.device, 0), world.devices, ev.device >= 0),
+    }
+    return pa.table(cols)
+
+
+def to_polars(table: pa.Table) -> pl.DataFrame:
+    """A contract-typed Polars frame (String columns, Decimal(18,2), Datetime(us, UTC))."""
+    df = pl.from_arrow(table)
+    return df.with_columns(
+        [pl.col(k).cast(v) for k, v in EVENT_SCHEMA.items() if df.schema[k] != v]
+    )
