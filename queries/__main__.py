@@ -1,0 +1,156 @@
+"""Run a named query (``rules/*`` or ``analytics/*``) over a lake path, or render it for Athena.
+
+    python -m queries flags --input storage/historical --format parquet --out flags.parquet
+    python -m queries top_flagged_users --input storage/lake/transactions --param top_n=5
+    python -m queries daily_volume --dialect athena --table fraudlake.live
+    python -m queries --list
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from fraudlake.cli import ArgumentParser, UsageError, run
+from queries import sql
+from queries.params import DEFAULT_PARAMS, RuleParams
+from queries.source import connect, open_source, resolve_input
+
+FORMATS = ("table", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class QueryRun:
+    name: str
+    input: str | None
+    params: RuleParams
+    extra: dict[str, str]
+    fmt: str = "table"
+    out: Path | None = None
+    dialect: str = "duckdb"
+    table: str = sql.DEFAULT_ATHENA_TABLE
+
+
+def run_query(q: QueryRun) -> pa.Table:
+    """The query's result over ``q.input`` (DuckDB, parameters bound)."""
+    if not q.input:
+        raise UsageError("--input is required (except with --dialect athena or --list)")
+    con = connect()
+    open_source(con, resolve_input(q.input))
+    try:
+        return sql.execute(con, q.name, q.params, q.extra)
+    except duckdb.Error as exc:
+        raise UsageError(f"query {q.name} failed: {str(exc).splitlines()[0]}") from None
+
+
+def render(q: QueryRun) -> str:
+    """Athena/Trino SQL plus a trailing comment listing the ``?`` parameters in order."""
+    text, order = sql.render_athena(q.name, q.table, dialect=q.dialect)
+    values = sql.bind(sql.load_sql(q.name), q.params, q.extra)
+    lines = [f"-- ?{i}: {name} = {values[name]}" for i, name in enumerate(order, start=1)]
+    return text + ";\n" + ("\n".join(["-- execution parameters, in order:", *lines]) + "\n"
+                            if lines else "")
+
+
+def write_result(table: pa.Table, fmt: str, out: Path | None) -> str | None:
+    """Write to ``out`` atomically, or return the text to print."""
+    if fmt == "parquet" and out is None:
+        raise UsageError("--format parquet needs --out")
+    if out is None:
+        return _as_text(table, fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if fmt == "parquet":
+        pq.write_table(table, tmp)
+    elif fmt == "csv":
+        pacsv.write_csv(table, tmp)
+    else:
+        tmp.write_text(_as_text(table, fmt) + "\n")
+    os.replace(tmp, out)
+    return None
+
+
+def _as_text(table: pa.Table, fmt: str) -> str:
+    if fmt == "csv":
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table, sink)
+        return sink.getvalue().to_pybytes().decode().rstrip("\n")
+    with pl.Config(tbl_rows=50, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
+        return str(pl.from_arrow(table))
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m queries", description=__doc__.split("\n\n")[0])
+    p.add_argument("name", nargs="?", help="query name, e.g. flags, rules/high_amount, "
+                   "analytics/daily_volume (see --list)")
+    p.add_argument("--list", action="store_true", help="list the query names and exit")
+    p.add_argument("--input", help="Parquet file, folder (recursive, hive or not) or glob")
+    p.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
+                   help="override a rule parameter (repeatable), e.g. high_amount.threshold=2500")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a query parameter that is not a rule parameter, e.g. top_n=5")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (printed), csv, or parquet (needs --out); default table")
+    p.add_argument("--out", help="write the result to this file instead of stdout")
+    p.add_argument("--dialect", choices=("duckdb", "athena", "trino"), default="duckdb",
+                   help="duckdb runs the query; athena/trino print it rendered for that engine "
+                        "with ? placeholders and the ordered parameter list")
+    p.add_argument("--table", default=sql.DEFAULT_ATHENA_TABLE,
+                   help="Athena table the rendered SQL reads (default %(default)s)")
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print("\n".join(sql.available()))
+        return 0
+    if not args.name:
+        raise UsageError("a query NAME is required (see --list)")
+    try:
+        q = QueryRun(name=sql.resolve_name(args.name), input=args.input,
+                     params=DEFAULT_PARAMS.with_overrides(args.set),
+                     extra=sql.parse_assignments(args.param), fmt=args.format,
+                     out=Path(args.out) if args.out else None, dialect=args.dialect,
+                     table=args.table)
+        if q.dialect != "duckdb":
+            text = render(q)
+            if q.out:
+                write_text_atomic(q.out, text)
+            else:
+                sys.stdout.write(text)
+            return 0
+        sql.bind(sql.load_sql(q.name), q.params, q.extra)  # parameter errors before any I/O
+    except ValueError as exc:  # QueryError and RuleParams errors
+        raise UsageError(str(exc)) from None
+    text = write_result(run_query(q), q.fmt, q.out)
+    if text is not None:
+        try:
+            print(text)
+        except BrokenPipeError:  # e.g. piped into `head`
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    return 0
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""batch.backtest: chunked decisions equal the reference; report shape; outputs; bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from _backtest_data import synthetic_events, write_hive
+from reference_rules import reference_flags
+
+from batch.backtest import BacktestConfig, report_dict, run_backtest
+from batch.hitrates import count_flags, hit_rates
+from fraudlake.contract import CORE_SCHEMA, RULE_NAMES
+from queries.params import DEFAULT_PARAMS
+
+ROOT = Path(__file__).resolve().parents[2]
+COLUMNS = ["transaction_id", *RULE_NAMES, "flagged"]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> tuple[Path, list[dict]]:
+    events = synthetic_events()
+    return write_hive(events, tmp_path_factory.mktemp("lake")), events
+
+
+def run(tmp_path: Path, input_: str, **kw):
+    out = tmp_path / "flags.parquet"
+    result = run_backtest(BacktestConfig(input=input_, flags_out=out, progress=False, **kw))
+    return result, pl.read_parquet(out).sort("transaction_id")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 400, 10**9])
+def test_chunked_flags_equal_reference(lake, tmp_path, chunk_rows):
+    root, events = lake
+    result, flags = run(tmp_path, str(root), chunk_rows=chunk_rows)
+    expected = reference_flags(events).sort("transaction_id")
+    assert flags.columns == COLUMNS
+    assert flags.equals(expected.select(COLUMNS))
+    assert result.chunks == (4 if chunk_rows == 1 else 1 if chunk_rows == 10**9 else result.chunks)
+    # the boundary cases really fire across chunks
+    by_id = {e["transaction_id"]: e for e in events}
+    hf_users = {by_id[t]["user_id"] for t in flags.filter("high_frequency")["transaction_id"]}
+    geo_users = {by_id[t]["user_id"] for t in flags.filter("geo_mismatch")["transaction_id"]}
+    assert {100, 102} <= hf_users and 101 in geo_users
+    after_tie = [e["transaction_id"] for e in events  # prev = the tied event with the larger id
+                 if e["user_id"] == 104 and e["ts"].second == 10]
+    assert flags.filter(pl.col("transaction_id").is_in(after_tie))["geo_mismatch"].to_list() == [
+        False, False]
+    labelled = expected.join(pl.DataFrame(events, schema=CORE_SCHEMA).select(
+        "transaction_id", "ts", "is_fraud", "fraud_scenario"), on="transaction_id")
+    assert result.overall == hit_rates(count_flags(labelled))
+
+
+def test_carry_keeps_a_long_idle_users_last_event(lake, tmp_path):
+    root, events = lake
+    slow = DEFAULT_PARAMS.with_overrides(["geo_mismatch.speed_kmh=1"])  # Paris->Tokyo in months
+    _, flags = run(tmp_path, str(root), params=slow, chunk_rows=1)
+    assert flags.equals(reference_flags(events, slow).sort("transaction_id").select(COLUMNS))
+    april = [e["transaction_id"] for e in events if e["user_id"] == 103 and e["ts"].month == 4]
+    assert flags.filter(pl.col("transaction_id").is_in(april))["geo_mismatch"].to_list() == [True]
+
+
+def test_what_if_overrides_and_glob_input(lake, tmp_path):
+    root, events = lake
+    params = DEFAULT_PARAMS.with_overrides(["high_amount.threshold=3999.99",
+                                            "unusual_hour.start_hour=23"])
+    result, flags = run(tmp_path, str(root / "year=2024" / "month=0[12]" / "*.parquet"),
+                        params=params, chunk_rows=1)
+    subset = [e for e in events if e["ts"].month in (1, 2)]
+    assert flags.equals(reference_flags(subset, params).sort("transaction_id").select(COLUMNS))
+    assert result.overall.rows == len(subset)
+
+
+def test_overlapping_files_share_a_chunk(tmp_path):
+    events = synthetic_events(400, seed=9)
+    half = len(events) // 2  # two flat files, each spanning the whole period
+    for i, part in enumerate((events[:half], events[half:])):
+        pl.DataFrame(part, schema=CORE_SCHEMA).write_parquet(tmp_path / f"p{i}.parquet")
+    result, flags = run(tmp_path, str(tmp_path / "p*.parquet"), chunk_rows=1)
+    assert result.chunks == 1
+    assert flags.equals(reference_flags(events).sort("transaction_id").select(COLUMNS))
+
+
+def test_report_shape_and_by_year(lake, tmp_path):
+    root, _ = lake
+    report = tmp_path / "r" / "backtest.json"
+    run_backtest(BacktestConfig(input=str(root), by_year=True, report=report, progress=False))
+    data = json.loads(report.read_text())
+    assert set(data) == {"input", "rows", "fraud_rows", "params", "generated_at", "seconds",
+                         "rules", "by_year"}
+    assert data["params"] == DEFAULT_PARAMS.as_dict()
+    assert set(data["rules"]) == {*RULE_NAMES, "flagged"}
+    assert set(data["rules"]["flagged"]) == {"flagged", "flag_rate", "precision", "recall",
+                                             "recall_by_scenario"}
+    assert list(data["by_year"]) == ["2024"]
+    assert data["by_year"]["2024"]["rows"] == data["rows"]
+    assert not list(report.parent.glob(".*tmp*"))
+
+
+def test_without_labels(tmp_path):
+    events = synthetic_events(300, seed=5)
+    root = write_hive(events, tmp_path / "nolabels", labels=False)
+    result = run_backtest(BacktestConfig(input=str(root), progress=False))
+    data = report_dict(result)
+    assert data["fraud_rows"] is None
+    assert data["rules"]["flagged"]["precision"] is None
+    assert data["rules"]["flagged"]["flagged"] == reference_flags(events)["flagged"].sum()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batch.backtest", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_smoke(lake, tmp_path):
+    root, events = lake
+    report, flags = tmp_path / "r.json", tmp_path / "f.parquet"
+    res = cli("--input", str(root), "--by-year", "--report", str(report), "--flags-out",
+              str(flags), "--set", "high_amount.threshold=2500", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "high_frequency" in res.stdout and "recall" in res.stdout and "2024:" in res.stdout
+    assert json.loads(report.read_text())["params"]["high_amount.threshold"] == "2500.00"
+    assert pl.read_parquet(flags).height == len(events)
+
+
+def bad_file(tmp_path: Path, change) -> str:
+    df = change(pl.DataFrame(synthetic_events(20), schema=CORE_SCHEMA))
+    path = tmp_path / "bad.parquet"
+    df.write_parquet(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--input", "/nonexistent/lake"], "not found"),
+    (["--input", "/nonexistent/*.parquet"], "no files match"),
+    (["--input", "{lat}"], "missing core column"),
+    (["--input", "{amount}"], "amount"),
+    (["--input", "{ts}"], "ts"),
+    (["--input", "{garbage}"], "cannot read"),
+    (["--input", "{good}", "--set", "high_amount.nope=1"], "unknown parameter"),
+    (["--input", "{good}", "--set", "high_frequency.count=x"], "bad value"),
+    (["--input", "{good}", "--set", "high_frequency.count=0"], "count"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    files = {
+        "lat": lambda: bad_file(tmp_path, lambda d: d.drop("lat")),
+        "amount": lambda: bad_file(tmp_path, lambda d: d.with_columns(pl.col("amount").cast(
+            pl.Float64))),
+        "ts": lambda: bad_file(tmp_path, lambda d: d.with_columns(pl.col("ts").cast(pl.String))),
+        "garbage": lambda: (tmp_path / "x.parquet").write_text("nope") and str(
+            tmp_path / "x.parquet"),
+        "good": lambda: bad_file(tmp_path, lambda d: d),
+    }
+    args = [files[a[1:-1]]() if a.startswith("{") else a for a in args]
+    out = tmp_path / "out" / "flags.parquet"
+    res = cli(*args, "--flags-out", str(out), "--report", str(tmp_path / "out" / "r.json"))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and needle in lines[0], res.stderr
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_plan_chunks_keeps_empty_files_and_falls_back_without_stats(lake, tmp_path):
+    from batch.chunked_flags import plan_chunks
+    from queries.source import connect, resolve_input
+
+    root, events = lake
+    empty = root / "year=2024" / "month=02" / "part-empty.parquet"
+    pl.DataFrame(schema=CORE_SCHEMA).write_parquet(empty)
+    try:
+        chunks = plan_chunks(connect(), resolve_input(str(root)), 1)
+        assert len(chunks) == 4 and chunks[0].files[0].path == str(empty)
+        assert [c.rows for c in chunks] == sorted(
+            pl.DataFrame(events, schema=CORE_SCHEMA).group_by(pl.col("ts").dt.month())
+            .len().sort("ts")["len"].to_list(), key=lambda _: 0)
+        _, flags = run(tmp_path, str(root), chunk_rows=1)
+        assert flags.equals(reference_flags(events).sort("transaction_id").select(COLUMNS))
+    finally:
+        empty.unlink()
+    nostats = tmp_path / "nostats.parquet"
+    pl.DataFrame(events, schema=CORE_SCHEMA).write_parquet(nostats, statistics=False)
+    assert len(plan_chunks(connect(), resolve_input(str(nostats)), 1)) == 1
