@@ -1,0 +1,329 @@
+"""Start, stop and check the dev/test servers: Kafka 4 (KRaft, JDK) and FerretDB (MongoDB wire).
+
+Kafka runs from Apache Kafka's own jars on Maven Central (collected by ``mvn`` from
+``services/kafka/pom.xml``); FerretDB is built with ``go build`` from ``services/ferretdb``.
+Jars, binaries, data and logs live under ``services/.cache/`` so a second start is fast.
+Starting is idempotent: if something already answers on the port, it is reused, not restarted.
+
+    python -m fraudlake.services up|down|status [kafka|mongo|all]
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from fraudlake.cli import ArgumentParser, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES_DIR = ROOT / "services"
+CACHE_DIR = Path(os.environ.get("FRAUDLAKE_SERVICES_CACHE", SERVICES_DIR / ".cache"))
+HOST = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A server could not be fetched, built or started; the message names what and where to look."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where one server lives on this machine."""
+
+    name: str  # "kafka" or "mongo"
+    port: int
+    pid_file: Path
+    log_file: Path
+
+    @property
+    def address(self) -> str:
+        if self.name == "kafka":
+            return f"{HOST}:{self.port}"
+        return f"mongodb://{HOST}:{self.port}/"
+
+
+@dataclass(frozen=True)
+class Started:
+    """Result of ``up``: the address, and whether this call started the process (vs reused it)."""
+
+    server: Server
+    started: bool
+    pid: int | None
+
+
+def kafka_server(port: int | None = None) -> Server:
+    port = port or int(os.environ.get("FRAUDLAKE_KAFKA_PORT", "9092"))
+    d = CACHE_DIR / "kafka"
+    return Server("kafka", port, d / f"kafka-{port}.pid", d / f"kafka-{port}.log")
+
+
+def mongo_server(port: int | None = None) -> Server:
+    port = port or int(os.environ.get("FRAUDLAKE_MONGO_PORT", "27017"))
+    d = CACHE_DIR / "ferretdb"
+    return Server("mongo", port, d / f"ferretdb-{port}.pid", d / f"ferretdb-{port}.log")
+
+
+# --- readiness -------------------------------------------------------------------------------
+
+def _port_open(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def is_ready(server: Server, timeout: float = 5.0) -> bool:
+    """True when the server answers a real request (Kafka metadata / Mongo ping)."""
+    if not _port_open(server.port):
+        return False
+    try:
+        if server.name == "kafka":
+            from confluent_kafka.admin import AdminClient
+
+            admin = AdminClient({"bootstrap.servers": server.address, "log_level": 0})
+            admin.list_topics(timeout=timeout)
+        else:
+            from pymongo import MongoClient
+
+            ms = int(timeout * 1000)
+            with MongoClient(server.address, serverSelectionTimeoutMS=ms) as client:
+                client.admin.command("ping")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        return False
+
+
+# --- fetch / build ---------------------------------------------------------------------------
+
+def _run_tool(cmd: list[str], what: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise ServiceError(f"{what}: {cmd[0]!r} not found (run scripts/system-deps.sh)") from None
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        raise ServiceError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
+
+
+def kafka_libs() -> Path:
+    """The broker's runtime jars, fetched by Maven on first use (a stamp marks a full copy)."""
+    libs = CACHE_DIR / "kafka" / "libs"
+    pom = SERVICES_DIR / "kafka" / "pom.xml"
+    stamp = libs / ".complete"
+    if stamp.exists() and stamp.stat().st_mtime >= pom.stat().st_mtime:
+        return libs
+    print("services: fetching Kafka jars with mvn (first start only)…", file=sys.stderr)
+    cmd = ["mvn", "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime",
+           f"-DoutputDirectory={libs}"]
+    _run_tool(cmd, "mvn dependency:copy-dependencies (services/kafka/pom.xml)", pom.parent)
+    stamp.touch()
+    return libs
+
+
+def ferretdb_binary() -> Path:
+    """The FerretDB binary, built with ``go build`` when missing or older than its sources."""
+    src = SERVICES_DIR / "ferretdb"
+    binary = CACHE_DIR / "bin" / "fraudlake-ferretdb"
+    newest = max(p.stat().st_mtime for p in src.iterdir() if p.is_file())
+    if binary.exists() and binary.stat().st_mtime >= newest:
+        return binary
+    print("services: building FerretDB with go build (first start only)…", file=sys.stderr)
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    go = shutil.which("go") or "/usr/local/go/bin/go"  # the Go tarball's place, often off PATH
+    _run_tool([go, "build", "-o", str(binary), "."], "go build (services/ferretdb)", src, env)
+    return binary
+
+
+# --- start / stop ----------------------------------------------------------------------------
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _kafka_command(server: Server) -> list[str]:
+    libs = kafka_libs()
+    base = server.pid_file.parent
+    data = base / f"data-{server.port}"
+    props = base / f"server-{server.port}.properties"
+    template = Template((SERVICES_DIR / "kafka" / "server.properties.template").read_text())
+    props.write_text(template.substitute(
+        kafka_port=server.port, controller_port=server.port + 1, log_dirs=data))
+    classpath = f"{libs}/*"
+    if not (data / "meta.properties").exists():
+        _run_tool(["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+                   "--ignore-formatted", "-t", _cluster_id(), "-c", str(props)],
+                  f"kafka StorageTool format ({data})", base)
+    log4j = SERVICES_DIR / "kafka" / "log4j2.properties"
+    return ["java", "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}",
+            "-cp", classpath, "kafka.Kafka", str(props)]
+
+
+def _mongo_command(server: Server) -> list[str]:
+    data = server.pid_file.parent / f"data-{server.port}"
+    return [str(ferretdb_binary()), "--listen-addr", f"{HOST}:{server.port}",
+            "--data-dir", str(data)]
+
+
+@contextmanager
+def _locked(server: Server) -> Iterator[None]:
+    """One starter at a time per server (parallel test sessions on one machine)."""
+    server.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(server.pid_file.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def up(server: Server, timeout: float = 120.0) -> Started:
+    """Start the server unless one already answers on its port; wait until it is ready.
+
+    FerretDB refuses to start when a database file in its data folder is broken (e.g. after a
+    crash while a database was being created); the folder holds only dev/test data, so it is
+    moved aside (``data-PORT.broken-TIME``) and the start retried once."""
+    with _locked(server):
+        if is_ready(server):
+            return Started(server, started=False, pid=_read_pid(server))
+        if _port_open(server.port):
+            raise ServiceError(f"{server.name}: port {server.port} is taken by something that "
+                               "does not answer like the server; set the port by env")
+        try:
+            return _start(server, timeout)
+        except ServiceError:
+            data = server.pid_file.parent / f"data-{server.port}"
+            if server.name != "mongo" or not data.exists():
+                raise
+            aside = data.with_name(f"{data.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+            data.rename(aside)
+            print(f"services: FerretDB did not start; moved its data to {aside}, retrying",
+                  file=sys.stderr)
+            return _start(server, timeout)
+
+
+def _start(server: Server, timeout: float) -> Started:
+    cmd = _kafka_command(server) if server.name == "kafka" else _mongo_command(server)
+    with open(server.log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    server.pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"{server.name} exited with code {proc.returncode} at start; "
+                               f"log: {server.log_file}\n{_tail(server.log_file)}")
+        if is_ready(server, timeout=2.0):
+            return Started(server, started=True, pid=proc.pid)
+        time.sleep(0.5)
+    _signal_group(proc.pid, signal.SIGKILL)
+    raise ServiceError(f"{server.name} not ready on port {server.port} after {timeout:.0f}s; "
+                       f"log: {server.log_file}\n{_tail(server.log_file)}")
+
+
+def down(server: Server, timeout: float = 30.0) -> bool:
+    """Stop the server this project started (from its pid file). True if one was stopped."""
+    pid = _read_pid(server)
+    if pid is None:
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+    server.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _read_pid(server: Server) -> int | None:
+    try:
+        pid = int(server.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # started with start_new_session: pgid == pid
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+def servers(which: str) -> list[Server]:
+    return {"kafka": [kafka_server()], "mongo": [mongo_server()],
+            "all": [kafka_server(), mongo_server()]}[which]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m fraudlake.services", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("up", "down", "status"),
+                        help="up: fetch/build if needed, start, wait until ready; down: stop what "
+                             "this project started; status: say what answers")
+    parser.add_argument("which", nargs="?", default="all", choices=("kafka", "mongo", "all"),
+                        help="which server (default all). Ports: env FRAUDLAKE_KAFKA_PORT "
+                             "(9092; controller = port+1) and FRAUDLAKE_MONGO_PORT (27017)")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds to wait for readiness (default 120)")
+    args = parser.parse_args(argv)
+    for server in servers(args.which):
+        if args.action == "up":
+            try:
+                res = up(server, timeout=args.timeout)
+            except ServiceError as exc:
+                print(f"services: {exc}", file=sys.stderr)
+                return 1
+            how = "started" if res.started else "already running"
+            print(f"{server.name}: {how} at {server.address} (log {server.log_file})")
+        elif args.action == "down":
+            stopped = down(server)
+            print(f"{server.name}: {'stopped' if stopped else 'not started by this project'}")
+        else:
+            state = "ready" if is_ready(server) else "not answering"
+            pid = _read_pid(server)
+            print(f"{server.name}: {state} at {server.address}"
+                  + (f" (pid {pid}, log {server.log_file})" if pid else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,267 @@
+"""The Kafka consume loop: one micro-batch at a time, both sinks, THEN the offset commit.
+
+``StreamConsumer(config, flag_store).run()``: ``consume(num_messages=…)`` → per partition:
+decode (bad records → the DLQ topic, flushed) → that partition's rule engine → lake sink
+(every event) → flag store (flagged only; on a background thread when the store is thread
+safe, overlapping the next batch's decoding) → a synchronous commit of explicit offsets once
+both sinks hold the batch. A crash anywhere before the commit replays the batch; both sinks are
+idempotent, so each event lands exactly once.
+
+Rule state is per partition (the key is the user, so a user never changes partition). When a
+partition is assigned, its engine is rebuilt from the lake (``streaming.lake_state``): files
+at/after the committed offset are leftovers of a consumer that died before committing and are
+removed (they will be rewritten); files before it are every event the partition delivered, and
+warm the engine up. So a restarted or reassigned consumer decides exactly as an uninterrupted
+one. Revoked partitions are committed first; lost ones are left to their new owner.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+
+from queries.params import DEFAULT_PARAMS, RuleParams
+from streaming import lake_state
+from streaming.decode import RawRecord
+from streaming.engine import RuleEngine
+from streaming.kafka_io import (
+    DeadLetterProducer,
+    KafkaStageError,
+    consumer_config,
+    ensure_topics,
+    next_offsets,
+    retry_commit,
+    unpack,
+)
+from streaming.lake_sink import LakeSink
+from streaming.pipeline import process_batch
+
+
+@dataclass(frozen=True)
+class ConsumeConfig:
+    bootstrap: str
+    topic: str
+    dlq_topic: str
+    group: str
+    lake_dir: Path
+    params: RuleParams = DEFAULT_PARAMS
+    batch_size: int = 20_000
+    poll_timeout: float = 0.1
+    max_messages: int | None = None
+    idle_timeout: float | None = None
+    metrics_interval: float = 5.0
+    kafka_extra: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class ConsumeStats:
+    messages: int = 0
+    events: int = 0
+    flags: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    lag: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A batch whose lake files and dead letters are written and whose flags are being written."""
+
+    flags: Future  # -> (documents written, wall time in ms when they were)
+    offsets: list[TopicPartition]
+    created_ms: np.ndarray | None
+
+
+class StreamConsumer:
+    """The consume loop over an already-built flag store (``upsert(df) -> int``)."""
+
+    def __init__(self, config: ConsumeConfig, flag_store, log=None) -> None:
+        self.config = config
+        self.flags = flag_store
+        self.lake = LakeSink(config.lake_dir)
+        self.transactions_dir = config.lake_dir / "transactions"
+        ensure_topics(config.bootstrap, [config.dlq_topic], 1, config.kafka_extra)
+        self.dlq = DeadLetterProducer(config.bootstrap, config.dlq_topic, config.kafka_extra)
+        self.engines: dict[int, RuleEngine] = {}
+        self.stats = ConsumeStats()
+        self._latency: deque[np.ndarray] = deque(maxlen=2000)  # ms, per recent batch
+        # flags are written on a background thread when the store allows it (MongoDB does;
+        # sqlite3 connections do not), else inline
+        threaded = getattr(flag_store, "thread_safe", False)
+        self._writer = ThreadPoolExecutor(1, "flag-writer") if threaded else None
+        self._pending: _Pending | None = None
+        self.stopping = False
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.consumer = Consumer(consumer_config(config.bootstrap, config.group,
+                                                 config.kafka_extra))
+
+    # --- partition ownership -----------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in consumer.committed(partitions, timeout=30):
+            committed = tp.offset
+            if committed == OFFSET_INVALID:  # a new group starts at the log start (earliest)
+                committed, _high = consumer.get_watermark_offsets(tp, timeout=30)
+            removed = lake_state.discard_uncommitted(self.transactions_dir, tp.topic,
+                                                     tp.partition, committed)
+            engine = RuleEngine(self.config.params)
+            history = lake_state.partition_history(self.transactions_dir, tp.topic,
+                                                   tp.partition, committed)
+            if history is not None:
+                engine.warm_up(history)
+            self.engines[tp.partition] = engine
+            self._log(f"consume: assigned {tp.topic}[{tp.partition}] at offset {committed}; "
+                      f"state from {0 if history is None else history.height} lake events"
+                      + (f", removed {len(removed)} uncommitted lake files" if removed else ""))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.settle()  # commit what is written before the partitions go
+        for tp in partitions:
+            self.engines.pop(tp.partition, None)
+        if partitions:
+            self._log(f"consume: revoked {[tp.partition for tp in partitions]}")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a chance to commit: the new owner replays them."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.flags.exception()  # let the write finish; its commit is not ours to make
+        for tp in partitions:
+            self.engines.pop(tp.partition, None)
+        self._log(f"consume: lost {[tp.partition for tp in partitions]} (not committed)")
+
+    # --- one micro-batch ---------------------------------------------------------------------
+    def handle(self, records: list[RawRecord], created_ms: np.ndarray | None = None) -> None:
+        """Decode and decide; DLQ and lake now; flags in the background. The PREVIOUS batch is
+        committed once its flags are written (so FerretDB/MongoDB work overlaps the next batch's
+        decoding and rules); nothing is committed before both sinks hold it."""
+        by_partition: dict[int, list[RawRecord]] = {}
+        for r in records:
+            by_partition.setdefault(r.partition, []).append(r)
+        results = []
+        for partition, recs in sorted(by_partition.items()):
+            engine = self.engines.get(partition)
+            if engine is None:  # delivered before/after ownership changed: leave uncommitted
+                continue
+            results.append((partition, recs, process_batch(recs, engine)))
+        done: list[RawRecord] = []
+        for partition, recs, res in results:
+            self.stats.dead_letters += self.dlq.send(res.dead_letters)
+            if res.events_with_rules.height:
+                self.lake.write(res.events_with_rules, recs[0].topic, partition,
+                                recs[0].offset, recs[-1].offset)
+            self.stats.events += res.events_with_rules.height
+            done.extend(recs)
+        flagged = [res.flagged for _, _, res in results if res.flagged.height]
+        frame = pl.concat(flagged, how="vertical_relaxed") if flagged else None
+        self.settle()
+        if self._writer is not None:
+            flags = self._writer.submit(self._write_flags, frame)
+        else:
+            flags = Future()
+            flags.set_result(self._write_flags(frame))
+        self._pending = _Pending(flags, next_offsets(done), created_ms)
+        self.stats.messages += len(done)
+        self.stats.batches += 1
+
+    def _write_flags(self, frame: pl.DataFrame | None) -> tuple[int, float]:
+        written = self.flags.upsert(frame) if frame is not None else 0
+        return written, time.time() * 1000
+
+    def settle(self) -> None:
+        """Wait for the pending batch's flag write (re-raising its error), then commit it."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        written, visible_ms = pending.flags.result()
+        self.stats.flags += written
+        if pending.created_ms is not None and len(pending.created_ms):
+            self._latency.append(visible_ms - pending.created_ms)
+        if pending.offsets:
+            retry_commit(self.consumer, pending.offsets)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> ConsumeStats:
+        cfg = self.config
+        self.consumer.subscribe([cfg.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        last_data = last_metrics = time.monotonic()
+        try:
+            while not self.stopping:
+                want = cfg.batch_size
+                if cfg.max_messages is not None:
+                    want = min(want, cfg.max_messages - self.stats.messages)
+                    if want <= 0:
+                        break
+                records, created, errors = unpack(
+                    self.consumer.consume(num_messages=want, timeout=cfg.poll_timeout))
+                for err in errors:
+                    if err.fatal():
+                        raise KafkaStageError(f"consumer of {cfg.topic!r}: {err.str()}")
+                    self._log(f"consume: kafka: {err.str()}")
+                now = time.monotonic()
+                if records:
+                    created_ms = np.array(created, dtype=np.int64)
+                    self.handle(records, created_ms[created_ms > 0])
+                    last_data = now
+                else:
+                    self.settle()  # idle: do not leave a written batch uncommitted
+                    if cfg.idle_timeout is not None and now - last_data >= cfg.idle_timeout:
+                        break
+                if now - last_metrics >= cfg.metrics_interval:
+                    self._metrics(now - last_metrics)
+                    last_metrics = now
+            self.settle()
+        finally:
+            self.close()
+        return self.stats
+
+    def _metrics(self, _elapsed: float) -> None:
+        s = self.stats
+        secs = max(time.monotonic() - s.started, 1e-9)
+        s.lag = self.lag()
+        p50, p99 = self.latency_ms()
+        self._log(f"consume: events={s.events} ({s.events / secs:,.0f}/s) flags={s.flags} "
+                  f"({s.flags / secs:,.1f}/s) dlq={s.dead_letters} lag={s.lag} "
+                  f"batches={s.batches} latency p50={p50:.0f}ms p99={p99:.0f}ms")
+
+    def latency_ms(self) -> tuple[float, float]:
+        """p50/p99 of produce time (Kafka CreateTime) → the batch is in both sinks (its flags
+        visible in the flag store), over recent batches."""
+        if not self._latency or not sum(len(a) for a in self._latency):
+            return (float("nan"), float("nan"))
+        lat = np.concatenate(list(self._latency))
+        p50, p99 = np.percentile(lat, [50, 99])
+        return float(p50), float(p99)
+
+    def lag(self) -> int:
+        try:
+            assigned = self.consumer.assignment()
+            positions = self.consumer.position(assigned)
+        except Exception:  # noqa: BLE001 - metrics only
+            return -1
+        total = 0
+        for tp in positions:
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                total += max(0, high - tp.offset)
+        return total
+
+    def stop(self, *_args) -> None:
+        self.stopping = True
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+            self.dlq.close()

@@ -1,0 +1,164 @@
+"""MongoDB flag store: one ``bulk_write`` of idempotent upserts per micro-batch.
+
+Same protocol as ``streaming.flag_store.FlagStore`` (``upsert(flagged) -> int``). One document
+per flagged transaction, ``_id = transaction_id``; a replay rewrites the same documents
+(``$set``) and never changes ``flagged_at`` (``$setOnInsert``). Amounts are stored as an exact
+string plus integer cents (FerretDB has no Decimal128 guarantee). Transient errors (connection
+lost, server selection timeout, retryable write errors) are retried with bounded exponential
+backoff; anything else fails fast naming the collection.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import polars as pl
+from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+
+from fraudlake.contract import RULE_NAMES
+
+DOC_FIELDS: tuple[str, ...] = (
+    "transaction_id", "user_id", "ts", "amount", "amount_cents", "currency", "merchant_id",
+    "merchant_name", "category", "channel", "city", "country", "lat", "lon", "utc_offset_min",
+    "is_fraud", "fraud_scenario", "rules", "source",
+)
+
+#: Indexes behind the dashboard's queries (newest flags, one user's flags, by rule, by amount).
+INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
+    ("ts_desc", [("ts", DESCENDING)]),
+    ("user_ts", [("user_id", ASCENDING), ("ts", DESCENDING)]),
+    ("rules", [("rules", ASCENDING)]),
+    ("amount_cents", [("amount_cents", DESCENDING)]),
+)
+
+
+DUPLICATE_KEY = 11000
+CHUNK = 5_000  # documents per request
+
+
+class MongoSinkError(RuntimeError):
+    """Writing flags to MongoDB failed terminally (or transient errors outlasted the retries)."""
+
+
+def flag_documents(flagged: pl.DataFrame) -> list[dict]:
+    """Flagged events (contract + rule columns) → MongoDB flag documents (without flagged_at)."""
+    if flagged.is_empty():
+        return []
+    cols = flagged.columns
+    fired = [pl.when(pl.col(r)).then(pl.lit(r)) for r in RULE_NAMES if r in cols]
+    exprs: list[pl.Expr] = [
+        pl.col("transaction_id").alias("_id"),
+        pl.col("amount").cast(pl.String).alias("amount"),
+        (pl.col("amount").cast(pl.Decimal(20, 2)) * 100).cast(pl.Int64).alias("amount_cents"),
+        (pl.concat_list(fired).list.drop_nulls() if fired else pl.lit([], pl.List(pl.String)))
+        .alias("rules"),
+    ]
+    if {"_topic", "_partition", "_offset"} <= set(cols):
+        exprs.append(pl.format("{}:{}:{}", "_topic", "_partition", "_offset").alias("source"))
+    else:
+        exprs.append(pl.lit(None, pl.String).alias("source"))
+    derived = {"amount", "amount_cents", "rules", "source"}
+    keep = [pl.col(c) for c in DOC_FIELDS if c in cols and c not in derived]
+    missing = [pl.lit(None).alias(c) for c in DOC_FIELDS if c not in cols and c not in derived]
+    docs = flagged.select(*exprs, *keep, *missing).to_dicts()
+    for d in docs:  # pymongo stores aware datetimes as UTC; make the tz explicit and exact
+        ts = d["ts"]
+        if ts is not None:
+            d["ts"] = ts.astimezone(UTC)
+    return docs
+
+
+def upsert_ops(docs: list[dict], now: datetime) -> list[UpdateOne]:
+    return [UpdateOne({"_id": d["_id"]}, {"$set": d, "$setOnInsert": {"flagged_at": now}},
+                      upsert=True) for d in docs]
+
+
+def is_transient(exc: PyMongoError) -> bool:
+    if isinstance(exc, ConnectionFailure):  # AutoReconnect, NetworkTimeout, ServerSelection…
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors", [])
+        return bool(errors) and all(e.get("code") in (6, 7, 89, 91, 189, 11600, 11602)
+                                    for e in errors)
+    return exc.has_error_label("RetryableWriteError")
+
+
+class MongoFlagStore:
+    """``FlagStore`` over a MongoDB (or FerretDB) collection."""
+
+    thread_safe = True  # pymongo clients may be used from a background writer thread
+
+    def __init__(self, uri: str, db: str = "fraud", collection: str = "flags", *,
+                 retry_seconds: float = 120.0, max_delay: float = 5.0,
+                 log: Callable[[str], None] | None = None) -> None:
+        self._client: MongoClient = MongoClient(uri, tz_aware=True,
+                                                serverSelectionTimeoutMS=5_000,
+                                                connectTimeoutMS=5_000, socketTimeoutMS=60_000)
+        self.collection: Collection = self._client[db][collection]
+        self.retry_seconds = retry_seconds
+        self.max_delay = max_delay
+        self.retries = 0
+        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._with_retry("create indexes", self.ensure_indexes)
+
+    def ensure_indexes(self) -> None:
+        for name, keys in INDEXES:
+            self.collection.create_index(keys, name=name)
+
+    def upsert(self, flagged: pl.DataFrame) -> int:
+        """Upsert every row of ``flagged``; returns the number of documents written.
+
+        Same result as one ``bulk_write`` of ``UpdateOne($set, $setOnInsert flagged_at,
+        upsert=True)``, done in two steps because FerretDB's upserts are ~50× slower than its
+        inserts: ``insert_many(ordered=False)`` of full documents, then the upserts only for
+        the ids that already existed (duplicate key: a replay), which keep their flagged_at.
+        """
+        docs = flag_documents(flagged)
+        now = datetime.now(UTC)
+        for lo in range(0, len(docs), CHUNK):  # short requests: a retry resends little
+            chunk = docs[lo:lo + CHUNK]
+            existing = self._with_retry(f"insert of {len(chunk)} flags",
+                                        lambda c=chunk: self._insert_new(c, now))
+            if existing:
+                ops = upsert_ops(existing, now)
+                self._with_retry(f"bulk_write of {len(ops)} replayed flags",
+                                 lambda o=ops: self.collection.bulk_write(o, ordered=False))
+        return len(docs)
+
+    def _insert_new(self, docs: list[dict], now: datetime) -> list[dict]:
+        """Insert the documents; return those whose _id already existed."""
+        try:
+            self.collection.insert_many([{**d, "flagged_at": now} for d in docs], ordered=False)
+            return []
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return [docs[e["index"]] for e in errors]
+
+    def _with_retry(self, what: str, action: Callable[[], object]) -> object:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return action()
+            except PyMongoError as exc:
+                target = f"{self.collection.database.name}.{self.collection.name}"
+                if not is_transient(exc):
+                    raise MongoSinkError(f"MongoDB {target}: {what} failed: {exc}") from exc
+                if time.monotonic() + delay > deadline:
+                    raise MongoSinkError(f"MongoDB {target}: {what} still failing after "
+                                         f"{self.retry_seconds:.0f}s: {exc}") from exc
+                self.retries += 1
+                self._log(f"mongo sink: {what}: transient error ({type(exc).__name__}); "
+                          f"retrying in {delay:.1f}s")
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_delay)
+
+    def close(self) -> None:
+        self._client.close()
