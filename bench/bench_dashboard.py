@@ -1,0 +1,278 @@
+"""Benchmark one dashboard refresh's data work: cached (what the page does) vs naive uncached.
+
+    .venv/bin/python bench/bench_dashboard.py [--flags 1e6] [--mongo-flags 1e6] [--live 300000]
+                                              [--history storage/historical] [--runs 10]
+
+Data: N flags (default 1M, over the last 24 h) in a SQLite flag store and, when FerretDB can
+be started (fraudlake.services), in MongoDB too; the lake = ``--history`` (default
+storage/historical, 47M rows, if present, else a generated one) + a generated live lake.
+
+Measured per flag source and filter, median of ``--runs`` calls of
+``dashboard.refresh.load_refresh`` with warm caches (history cache built once and loaded,
+live baselines memoised like the page's st.cache_data), against a naive refresh in the SAME
+run: per-user baselines and the chart computed over the whole lake by DuckDB every time, and
+flag aggregates over every matching flag (``export``) instead of the latest window.
+The machine has 2 cores shared with other work: figures are noisy.
+Writes bench/results/dashboard.md and dashboard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dashboard import baseline, data, lake  # noqa: E402
+from dashboard.filters import FlagFilter  # noqa: E402
+from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
+from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, partition_dir  # noqa: E402
+from fraudlake.settings import Settings  # noqa: E402
+from streaming.flag_store import SqliteFlagStore  # noqa: E402
+
+CITIES = np.array(["Berlin", "Paris", "Madrid", "Rome", "Vienna", "Lisbon"])
+COUNTRIES = np.array(["DE", "FR", "ES", "IT", "AT", "PT"])
+
+
+def events(n: int, now: datetime, span: timedelta, seed: int, flagged_only: bool) -> pl.DataFrame:
+    """n lake rows with ts uniformly over [now - span, now); users from the history's range."""
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, int(span.total_seconds() * 1e6), n))
+    users = rng.integers(0, 250_000, n)
+    rule = rng.integers(0, 4, n)
+    fires = np.ones(n, bool) if flagged_only else rng.random(n) < 0.02
+    cents = np.where(fires & (rule == 0), rng.integers(100_001, 900_000, n),
+                     rng.integers(100, 50_000, n))
+    place = users % len(CITIES)
+    df = pl.DataFrame({
+        "transaction_id": [f"b{seed}-{i:09d}" for i in range(n)],
+        "user_id": users,
+        "ts": pl.Series(ts + int((now - span).timestamp() * 1e6)).cast(
+            pl.Datetime("us", "UTC")),
+        "amount": pl.Series(cents).cast(pl.Decimal(18, 0)) / 100,
+        "lat": 48.0, "lon": 11.0, "utc_offset_min": 60,
+        "is_fraud": rng.random(n) < 0.4, "fraud_scenario": None, "currency": "EUR",
+        "merchant_id": "m1", "merchant_name": "Shop", "category": "5411", "channel": "pos",
+        "city": CITIES[place], "country": COUNTRIES[place], "card_last4": "1234",
+        "device_id": None,
+        **{r: fires & (rule == i) for i, r in enumerate(RULE_NAMES)}, "flagged": fires,
+    })
+    return df.with_columns(pl.col(c).cast(t) for c, t in LAKE_SCHEMA.items())
+
+
+def write_sqlite(path: Path, flags: pl.DataFrame) -> None:
+    with SqliteFlagStore(path) as store:
+        for chunk in tqdm(flags.iter_slices(100_000), desc="sqlite flags", file=sys.stderr,
+                          total=-(-flags.height // 100_000)):
+            store.upsert(chunk)
+
+
+def write_mongo(uri: str, db: str, flags: pl.DataFrame) -> None:
+    from pymongo import MongoClient
+
+    from streaming.mongo_sink import INDEXES, flag_documents
+
+    coll = MongoClient(uri)[db]["flags"]
+    coll.drop()
+    now = datetime.now(UTC)
+    for chunk in tqdm(flags.iter_slices(5_000), desc="mongo flags", file=sys.stderr,
+                      total=-(-flags.height // 5_000)):
+        docs = flag_documents(chunk)
+        for d in docs:
+            d["flagged_at"] = now
+        coll.insert_many(docs, ordered=False)
+    for name, keys in INDEXES:
+        coll.create_index(keys, name=name)
+
+
+def write_live(root: Path, live: pl.DataFrame) -> None:
+    keyed = live.with_columns(pl.col("ts").dt.year().alias("_y"),
+                              pl.col("ts").dt.month().alias("_m"))
+    for (y, m), part in keyed.group_by(["_y", "_m"]):
+        folder = root / "transactions" / partition_dir(int(y), int(m))  # type: ignore[arg-type]
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, piece in enumerate(part.drop("_y", "_m").iter_slices(20_000)):
+            piece.write_parquet(folder / f"transactions-p0-o{i:020d}-{i:020d}.parquet")
+
+
+def naive_refresh(source, cfg: DashboardConfig, f: FlagFilter, now: datetime,
+                  history_files: list[Path]) -> Refresh:
+    """The same page data without any cache: everything from the full lake every time."""
+    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    all_files = [*history_files, *live_files]
+    con = lake.connect()
+    since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
+    events_, flagged = lake.window_counts(live_files, since_kpi, con=con)
+    flags = source.export(f)
+    kpis = data.kpis(cfg.kpi_minutes, events_, flagged, flags, None)
+    top = data.top_users(flags, 10)
+    base = lake.user_baselines(all_files, top["user_id"].to_list(), con=con)
+    top = data.with_baselines(top, base)
+    start = f.since or (now - timedelta(days=365 * 26))
+    unit = data.choose_unit(now - start)
+    chart = data.chart_frame([lake.amount_series(all_files, unit, f.since, None, con=con)],
+                             data.flag_series(flags, unit))
+    return Refresh(now, kpis, flags.head(cfg.window_flags), flags.height, False, top, chart,
+                   unit)
+
+
+def timed(fn, runs: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flags", type=float, default=1e6)
+    ap.add_argument("--mongo-flags", type=float, default=1e5,
+                    help="flags put in FerretDB (0 = skip MongoDB; FerretDB/SQLite is slow at 1M)")
+    ap.add_argument("--live", type=float, default=300_000, help="live lake events (last 24 h)")
+    ap.add_argument("--history", type=Path, default=ROOT / "storage" / "historical")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--naive-runs", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--name", default="dashboard",
+                    help="results file name: bench/results/<name>.md/.json")
+    ap.add_argument("--cache-dir", type=Path, default=ROOT / baseline.DEFAULT_CACHE_DIR,
+                    help="history cache (shared with the page; built if missing)")
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-dash-"))
+    now = datetime.now(UTC)
+    flags = events(int(args.flags), now, timedelta(days=1), seed=1, flagged_only=True)
+    live = events(int(args.live), now, timedelta(days=1), seed=2, flagged_only=False)
+    history = args.history
+    if not any(history.glob("year=*")):
+        history = work / "historical"
+        write_live(work / "gen", events(2_000_000, datetime(2025, 12, 31, tzinfo=UTC),
+                                        timedelta(days=365), 3, False).drop(*RULE_NAMES,
+                                                                           "flagged"))
+        shutil.move(work / "gen" / "transactions", history)
+    write_live(work / "lake", live)
+    write_sqlite(work / "flags.sqlite", flags)
+
+    settings = Settings(lake_dir=work / "lake", history_dir=history,
+                        local_flags_path=work / "flags.sqlite")
+    cfg = DashboardConfig(settings=settings, cache_dir=args.cache_dir)
+    t0 = time.perf_counter()
+    key, history_files = baseline.history_key(history)
+    cache = baseline.load_or_build(history, cfg.cache_dir)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    baseline.load_or_build(history, cfg.cache_dir)
+    load_ms = (time.perf_counter() - t0) * 1000
+
+    memo: dict = {}
+
+    def live_baselines(files, ids):
+        k = (tuple(files), tuple(ids))
+        if k not in memo:
+            memo[k] = lake.user_baselines(files, ids)
+        return memo[k]
+
+    filters = {
+        "last hour (default)": FlagFilter(since=now - timedelta(hours=1)),
+        "all time": FlagFilter(),
+        "last 24 h, high_amount, amount ≥ 2000": FlagFilter(
+            since=now - timedelta(days=1), rules=("high_amount",), min_cents=200_000),
+        "one user, all time": FlagFilter(user_id=int(flags["user_id"][0])),
+    }
+    sources = {"sqlite": SqliteFlagSource(work / "flags.sqlite")}
+    uri = ""
+    mongo_note = "skipped (--mongo-flags 0)"
+    if args.mongo_flags > 0:
+        try:
+            from fraudlake import services
+
+            uri = services.up(services.mongo_server()).server.address
+            write_mongo(uri, "bench_dashboard", flags.head(int(args.mongo_flags)))
+            sources["mongodb (FerretDB)"] = MongoFlagSource(uri, "bench_dashboard", "flags",
+                                                            timeout_ms=10_000)
+            mongo_note = f"{int(args.mongo_flags):,} flags in FerretDB at {uri}"
+        except Exception as exc:  # noqa: BLE001 - the bench still reports SQLite
+            mongo_note = f"unavailable: {str(exc).splitlines()[0]}"
+
+    results = []
+    for sname, source in sources.items():
+        for fname, f in filters.items():
+            try:
+                load_refresh(source, cfg, f, now, cache, history_files, live_baselines)  # warm
+                cached_ms, all_ms = timed(partial(load_refresh, source, cfg, f, now, cache,
+                                                  history_files, live_baselines), args.runs)
+                naive_ms, _ = timed(partial(naive_refresh, source, cfg, f, now, history_files),
+                                    args.naive_runs)
+            except FlagSourceError as exc:
+                row = {"source": sname, "filter": fname, "error": str(exc)}
+                print(row, file=sys.stderr)
+                results.append(row)
+                continue
+            row = {"source": sname, "filter": fname, "cached_ms": round(cached_ms, 1),
+                   "cached_max_ms": round(max(all_ms), 1), "naive_ms": round(naive_ms, 1),
+                   "ratio": round(naive_ms / cached_ms, 1)}
+            print(row, file=sys.stderr)
+            results.append(row)
+
+    if "mongodb (FerretDB)" in sources:
+        from pymongo import MongoClient
+
+        MongoClient(uri).drop_database("bench_dashboard")
+    hist_rows = int(cache.daily["events"].sum()) if not cache.daily.is_empty() else 0
+    out = {"flags": int(args.flags), "mongo": mongo_note, "live_events": int(args.live),
+           "history": str(history), "history_rows": hist_rows,
+           "history_cache_build_s": round(build_s, 1), "history_cache_load_ms": round(load_ms, 1),
+           "runs": args.runs, "naive_runs": args.naive_runs, "results": results,
+           "measured_at": now.isoformat()}
+    write_results(out, args.name)
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def write_results(out: dict, name: str) -> None:
+    res = ROOT / "bench" / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    (res / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    lines = [
+        "# Dashboard refresh benchmark", "",
+        "`.venv/bin/python bench/bench_dashboard.py` — one refresh's data work "
+        "(`dashboard.refresh.load_refresh`, what the page calls every second) with warm caches "
+        "vs a naive uncached refresh measured in the same run (ratio = naive / cached).", "",
+        f"- flags: {out['flags']:,} (SQLite store); MongoDB: {out['mongo']}",
+        f"- lake: history {out['history']} ({out['history_rows']:,} rows) + "
+        f"{out['live_events']:,} live events",
+        f"- history cache: ready in {out['history_cache_build_s']} s (built only if missing), "
+        f"loaded in {out['history_cache_load_ms']} ms",
+        f"- cached: median of {out['runs']} runs; naive: median of {out['naive_runs']} runs",
+        "- 2 shared cores, other work running: figures are noisy.", "",
+        "| source | filter | cached ms (median) | cached ms (max) | naive ms | ratio |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in out["results"]:
+        if "error" in r:
+            lines.append(f"| {r['source']} | {r['filter']} | failed: {r['error']} | | | |")
+            continue
+        lines.append(f"| {r['source']} | {r['filter']} | {r['cached_ms']} | "
+                     f"{r['cached_max_ms']} | {r['naive_ms']} | {r['ratio']}× |")
+    (res / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The history cache: per-user baselines and per-day totals of the history, computed once.
+
+Aggregating 47M rows takes tens of seconds, far over a page refresh, so the results are kept
+in ``<cache_dir>/history-<fingerprint>/{user_baseline,daily}.parquet``. The fingerprint covers
+every history file's path, size and mtime, so a changed history builds a new cache (the old
+ones are removed). Written to a temp folder, then renamed: never half a cache.
+
+Build it ahead of time (else the page builds it on first load):
+
+    .venv/bin/python -m dashboard.baseline            # HISTORY_DIR, DASHBOARD_CACHE_DIR
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from dashboard import lake
+from fraudlake.cli import ArgumentParser, UsageError, env_default, run
+from fraudlake.settings import Settings
+
+DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
+
+
+@dataclass(frozen=True)
+class HistoryCache:
+    """The cached history aggregates (empty frames when there is no history)."""
+
+    key: str
+    files: int
+    baselines: pl.DataFrame  # lake.BASELINE_SCHEMA, one row per user
+    daily: pl.DataFrame  # lake.SERIES_SCHEMA, one row per day
+
+
+def empty_cache() -> HistoryCache:
+    return HistoryCache("none", 0, pl.DataFrame(schema=lake.BASELINE_SCHEMA),
+                        pl.DataFrame(schema=lake.SERIES_SCHEMA))
+
+
+def history_key(history_dir: Path) -> tuple[str, list[Path]]:
+    files = lake.parquet_files(history_dir)
+    return lake.fingerprint(files), files
+
+
+def load_or_build(history_dir: Path, cache_dir: Path,
+                  log=lambda msg: None) -> HistoryCache:
+    """The cache for the history as it is now: read it, or build and store it first."""
+    key, files = history_key(history_dir)
+    if not files:
+        return empty_cache()
+    folder = cache_dir / f"history-{key}"
+    if not (folder / "daily.parquet").exists():
+        log(f"building the history cache over {len(files)} files (once)…")
+        build(files, folder)
+        _remove_stale(cache_dir, keep=folder)
+    return HistoryCache(key, len(files), pl.read_parquet(folder / "user_baseline.parquet"),
+                        pl.read_parquet(folder / "daily.parquet"))
+
+
+def build(files: Sequence[Path], folder: Path) -> None:
+    """Aggregate ``files`` into ``folder`` atomically (temp folder + rename)."""
+    con = lake.connect()
+    baselines = lake.user_baselines(files, None, con=con).sort("user_id")
+    daily = lake.amount_series(files, "day", None, None, con=con)
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        baselines.write_parquet(tmp / "user_baseline.parquet")
+        daily.write_parquet(tmp / "daily.parquet")
+        if folder.exists():  # built meanwhile by another process: same content
+            shutil.rmtree(tmp)
+            return
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove_stale(cache_dir: Path, keep: Path) -> None:
+    for old in cache_dir.glob("history-*"):
+        if old != keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = ArgumentParser(prog="python -m dashboard.baseline",
+                       description="Build the dashboard's cache of history aggregates.")
+    p.add_argument("--history-dir", default=env_default("HISTORY_DIR"),
+                   help="history root (env HISTORY_DIR; default storage/historical)")
+    p.add_argument("--cache-dir", default=env_default("DASHBOARD_CACHE_DIR"),
+                   help=f"cache folder (env DASHBOARD_CACHE_DIR; default {DEFAULT_CACHE_DIR})")
+    args = p.parse_args(argv)
+    history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
+    if not history.is_dir():
+        raise UsageError(f"history dir not found: {history}")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    t0 = time.perf_counter()
+    cache = load_or_build(history, cache_dir, log=lambda m: print(m, file=sys.stderr))
+    print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
+          f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

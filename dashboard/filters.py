@@ -1,0 +1,187 @@
+"""The dashboard's filters: one frozen value, parsed from widget input, bound into every query.
+
+``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
+fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
+typed values (MongoDB), and ``apply`` into a Polars predicate (tests, cross-checks). The three
+agree: a flag passes one exactly when it passes the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+import polars as pl
+
+from fraudlake.contract import RULE_NAMES
+
+#: Time-range presets shown in the sidebar (label → span back from now; None = all time).
+TIME_RANGES: dict[str, timedelta | None] = {
+    "Last 15 minutes": timedelta(minutes=15),
+    "Last hour": timedelta(hours=1),
+    "Last 24 hours": timedelta(days=1),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All time": None,
+}
+DEFAULT_TIME_RANGE = "Last hour"
+
+TS_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # how the SQLite store writes ts (sorts like time)
+
+
+class FilterError(ValueError):
+    """A filter input that cannot be used; the message is shown next to the widget."""
+
+
+@dataclass(frozen=True)
+class FlagFilter:
+    """Which flags the table, the CSV and the flag-side aggregates show.
+
+    ``rules``: a flag passes when ANY of these rules fired (empty = no rule filter).
+    Amount bounds are inclusive, in cents (exact; never a float comparison).
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    rules: tuple[str, ...] = ()
+    min_cents: int | None = None
+    max_cents: int | None = None
+    user_id: int | None = None
+    country: str | None = None
+
+
+def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """(since, until) for a preset; ``until`` is None (open) so new events keep arriving."""
+    if label not in TIME_RANGES:
+        raise FilterError(f"unknown time range {label!r}")
+    span = TIME_RANGES[label]
+    return (None if span is None else now - span), None
+
+
+def parse_user_id(text: str) -> int | None:
+    t = (text or "").strip()
+    if not t:
+        return None
+    if not t.isdigit() or len(t) > 18:
+        raise FilterError(f"user id must be a whole number, got {text!r}")
+    return int(t)
+
+
+def parse_amount_cents(text: str, what: str) -> int | None:
+    """'1000', '1000.5', '1,000.50' → cents; blank → None."""
+    t = (text or "").strip().replace(",", "").replace("_", "")
+    if not t:
+        return None
+    try:
+        value = Decimal(t)
+    except InvalidOperation:
+        raise FilterError(f"{what} must be an amount like 1000.00, got {text!r}") from None
+    if not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise FilterError(f"{what} must be a non-negative amount with at most 2 decimals")
+    if value > Decimal("1000000000"):
+        raise FilterError(f"{what} is too large")
+    return int(value * 100)
+
+
+def parse_country(text: str) -> str | None:
+    t = (text or "").strip().upper()
+    if not t:
+        return None
+    if not (t.isascii() and t.isalpha() and 2 <= len(t) <= 3):
+        raise FilterError(f"country must be a 2–3 letter code, got {text!r}")
+    return t
+
+
+def build_filter(*, time_range: str, now: datetime, rules: list[str] | tuple[str, ...],
+                 min_amount: str = "", max_amount: str = "", user: str = "",
+                 country: str = "") -> FlagFilter:
+    """Widget values → FlagFilter; raises FilterError naming the first bad input."""
+    unknown = [r for r in rules if r not in RULE_NAMES]
+    if unknown:
+        raise FilterError(f"unknown rule(s): {', '.join(unknown)}")
+    since, until = time_bounds(time_range, now)
+    lo = parse_amount_cents(min_amount, "min amount")
+    hi = parse_amount_cents(max_amount, "max amount")
+    if lo is not None and hi is not None and lo > hi:
+        raise FilterError("min amount is above max amount")
+    return FlagFilter(since=since, until=until, rules=tuple(r for r in RULE_NAMES if r in rules),
+                      min_cents=lo, max_cents=hi, user_id=parse_user_id(user),
+                      country=parse_country(country))
+
+
+def ts_text(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime(TS_TEXT)
+
+
+def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
+    """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
+    parts: list[str] = []
+    params: list[object] = []
+    if f.since is not None:
+        parts.append("ts >= ?")
+        params.append(ts_text(f.since))
+    if f.until is not None:
+        parts.append("ts < ?")
+        params.append(ts_text(f.until))
+    if f.rules:  # rule names come from RULE_NAMES (checked), used as column identifiers
+        parts.append("(" + " OR ".join(f"{r} = 1" for r in RULE_NAMES if r in f.rules) + ")")
+    if f.min_cents is not None:
+        parts.append("amount_cents >= ?")
+        params.append(f.min_cents)
+    if f.max_cents is not None:
+        parts.append("amount_cents <= ?")
+        params.append(f.max_cents)
+    if f.user_id is not None:
+        parts.append("user_id = ?")
+        params.append(f.user_id)
+    if f.country is not None:
+        parts.append("country = ?")
+        params.append(f.country)
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def mongo_filter(f: FlagFilter) -> dict:
+    """Filter document of typed values for the MongoDB store."""
+    doc: dict = {}
+    ts: dict = {}
+    if f.since is not None:
+        ts["$gte"] = f.since.astimezone(UTC)
+    if f.until is not None:
+        ts["$lt"] = f.until.astimezone(UTC)
+    if ts:
+        doc["ts"] = ts
+    if f.rules:
+        doc["rules"] = {"$in": list(f.rules)}
+    cents: dict = {}
+    if f.min_cents is not None:
+        cents["$gte"] = f.min_cents
+    if f.max_cents is not None:
+        cents["$lte"] = f.max_cents
+    if cents:
+        doc["amount_cents"] = cents
+    if f.user_id is not None:
+        doc["user_id"] = f.user_id
+    if f.country is not None:
+        doc["country"] = f.country
+    return doc
+
+
+def apply(f: FlagFilter, flags: pl.DataFrame) -> pl.DataFrame:
+    """The same filter over a normalized flags frame (see ``dashboard.sources.FLAG_COLUMNS``)."""
+    pred = pl.lit(True)
+    if f.since is not None:
+        pred &= pl.col("ts") >= f.since
+    if f.until is not None:
+        pred &= pl.col("ts") < f.until
+    if f.rules:
+        pred &= pl.col("rules").list.eval(pl.element().is_in(list(f.rules))).list.any()
+    if f.min_cents is not None:
+        pred &= pl.col("amount_cents") >= f.min_cents
+    if f.max_cents is not None:
+        pred &= pl.col("amount_cents") <= f.max_cents
+    if f.user_id is not None:
+        pred &= pl.col("user_id") == f.user_id
+    if f.country is not None:
+        pred &= pl.col("country") == f.country
+    return flags.filter(pred)

@@ -1,0 +1,106 @@
+"""One refresh of the live page: every read and aggregate it needs, as one frozen value.
+
+``load_refresh`` is what the page calls every second (and what ``bench/bench_dashboard.py``
+times). Its reads are bounded: the live lake's month folders in range, the flag store's latest
+``window_flags`` matching flags, bounded counts, and the cached history aggregates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from dashboard import data, lake
+from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
+from dashboard.filters import FlagFilter
+from dashboard.sources import FlagSource
+from fraudlake.settings import Settings
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """The page's configuration, read from the environment once."""
+
+    settings: Settings = field(default_factory=Settings)
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    report_path: Path = Path("storage/reports/backtest.json")
+    metrics_path: Path = Path("storage/metrics/consumer.json")
+    refresh_seconds: float = 1.0
+    window_flags: int = 5_000  # latest matching flags behind top users / chart / precision
+    table_rows: int = 200
+    count_cap: int = 10_000  # "10,000+": counting 200k matches costs ~400 ms in SQLite
+    kpi_minutes: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> DashboardConfig:
+        e = dict(os.environ) if env is None else env
+        return cls(
+            settings=Settings.from_env(e),
+            cache_dir=Path(e.get("DASHBOARD_CACHE_DIR", str(DEFAULT_CACHE_DIR))),
+            report_path=Path(e.get("BACKTEST_REPORT", str(cls.report_path))),
+            metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.metrics_path))),
+            refresh_seconds=float(e.get("DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds)),
+            window_flags=int(e.get("DASHBOARD_WINDOW", cls.window_flags)),
+        )
+
+
+@dataclass(frozen=True)
+class Refresh:
+    now: datetime
+    kpis: data.Kpis
+    flags: pl.DataFrame  # latest matching flags, newest first (≤ window_flags)
+    total: int  # matching flags, counted up to count_cap
+    capped: bool
+    top: pl.DataFrame  # top flagged users + baselines
+    chart: pl.DataFrame  # bucket, all events, flagged
+    unit: str
+
+
+LiveBaselines = Callable[[Sequence[Path], Sequence[int]], pl.DataFrame]
+
+
+def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
+                 history: HistoryCache, history_files: Sequence[Path],
+                 live_baselines: LiveBaselines = lake.user_baselines) -> Refresh:
+    """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
+    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    con = lake.connect()
+    since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
+    events, flagged = lake.window_counts(live_files, since_kpi, con=con)
+    flags = source.recent(f, cfg.window_flags)
+    total = flags.height if flags.height < cfg.window_flags else source.count(f, cfg.count_cap)
+    kpis = data.kpis(cfg.kpi_minutes, events, flagged, flags,
+                     data.read_lag(cfg.metrics_path, now))
+
+    top = data.top_users(flags, 10)
+    ids = top["user_id"].to_list()
+    hist_b = history.baselines.filter(pl.col("user_id").is_in(ids))
+    top = data.with_baselines(top, data.merge_baselines(hist_b, live_baselines(live_files, ids)))
+
+    start = f.since or _earliest(history, live_files, flags, now, con)
+    unit = data.choose_unit((f.until or now) - start)
+    series = [lake.amount_series(live_files, unit, f.since, f.until, con=con)]
+    if unit in ("day", "month"):
+        series.append(data.rebucket(history.daily, unit, f.since, f.until))
+    else:
+        series.append(lake.amount_series(history_files, unit, f.since, f.until, con=con))
+    chart = data.chart_frame(series, data.flag_series(flags, unit))
+    return Refresh(now, kpis, flags, total, total >= cfg.count_cap, top, chart, unit)
+
+
+def _earliest(history: HistoryCache, live_files: Sequence[Path], flags: pl.DataFrame,
+              now: datetime, con) -> datetime:
+    candidates = [now - timedelta(hours=1)]
+    if not history.daily.is_empty():
+        candidates.append(history.daily["bucket"].min())  # type: ignore[arg-type]
+    live_min = lake.min_ts(live_files, con=con)
+    if live_min is not None:
+        candidates.append(live_min)
+    if not flags.is_empty():
+        candidates.append(flags["ts"].min())  # type: ignore[arg-type]
+    return min(candidates)

@@ -1,0 +1,77 @@
+"""Small, deterministic dashboard data: a history, a live lake and a SQLite flag store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, partition_dir
+from streaming.flag_store import SqliteFlagStore
+
+CITIES = ("Berlin", "Paris", "Madrid")
+COUNTRIES = ("DE", "FR", "ES")
+
+
+def events(n: int, start: datetime, step: timedelta, users: int = 5, seed: int = 0
+           ) -> pl.DataFrame:
+    """``n`` lake rows from ``start`` every ``step``; every 3rd event flagged by a rule."""
+    rows = []
+    for i in range(n):
+        k = i + seed
+        u = k % users
+        flagged_rule = RULE_NAMES[(k // 3) % 4] if k % 3 == 0 else None
+        amount = Decimal(1500 + k) if flagged_rule == "high_amount" else Decimal(10 + k % 50)
+        rows.append({
+            "transaction_id": f"t{seed:02d}-{i:06d}", "user_id": u, "ts": start + step * i,
+            "amount": amount + Decimal("0.25"), "lat": 50.0, "lon": 10.0, "utc_offset_min": 60,
+            "is_fraud": (k % 2 == 0) if flagged_rule else False,
+            "fraud_scenario": "card_testing" if flagged_rule and k % 2 == 0 else None,
+            "currency": "EUR", "merchant_id": f"m{k % 7}", "merchant_name": f"Shop {k % 7}",
+            "category": "5411", "channel": "pos", "city": CITIES[u % 3],
+            "country": COUNTRIES[u % 3], "card_last4": "1234", "device_id": None,
+            **{r: r == flagged_rule for r in RULE_NAMES}, "flagged": flagged_rule is not None,
+        })
+    return pl.DataFrame(rows, schema=LAKE_SCHEMA)
+
+
+def write_lake(root: Path, df: pl.DataFrame, name: str = "part-0.parquet",
+               with_rules: bool = True) -> None:
+    """Write ``df`` into hive month folders under ``root``."""
+    keyed = df.with_columns(pl.col("ts").dt.year().alias("_y"), pl.col("ts").dt.month().alias("_m"))
+    for (y, m), part in keyed.group_by(["_y", "_m"]):
+        folder = root / partition_dir(int(y), int(m))  # type: ignore[arg-type]
+        folder.mkdir(parents=True, exist_ok=True)
+        out = part.drop("_y", "_m")
+        if not with_rules:
+            out = out.drop(*RULE_NAMES, "flagged")
+        out.write_parquet(folder / name)
+
+
+def write_flags(path: Path, df: pl.DataFrame) -> pl.DataFrame:
+    """Store the flagged rows of ``df`` in a SQLite flag store; return them."""
+    flagged = df.filter(pl.col("flagged"))
+    with SqliteFlagStore(path) as store:
+        store.upsert(flagged)
+    return flagged
+
+
+def build_world(tmp: Path, now: datetime | None = None, live_events: int = 60
+                ) -> dict[str, str]:
+    """History (2 months, last year) + live lake (last hour) + flag store; the env to use."""
+    now = now or datetime.now(UTC)
+    hist = events(200, datetime(now.year - 1, 3, 1, tzinfo=UTC), timedelta(hours=7), seed=1)
+    write_lake(tmp / "historical", hist, with_rules=False)
+    live = events(live_events, now - timedelta(minutes=live_events) + timedelta(seconds=30),
+                  timedelta(minutes=1), seed=0)
+    write_lake(tmp / "lake" / "transactions", live)
+    write_flags(tmp / "flags.sqlite", live)
+    return {
+        "HISTORY_DIR": str(tmp / "historical"), "LAKE_DIR": str(tmp / "lake"),
+        "LOCAL_FLAGS_PATH": str(tmp / "flags.sqlite"),
+        "DASHBOARD_CACHE_DIR": str(tmp / "cache"),
+        "BACKTEST_REPORT": str(tmp / "backtest.json"),
+        "CONSUMER_METRICS": str(tmp / "consumer.json"),
+    }

@@ -1,0 +1,123 @@
+"""Filters bound into SQLite, MongoDB and Polars agree; the sources return the same frame."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import _dashdata
+import polars as pl
+import pytest
+
+from dashboard.filters import (
+    FilterError,
+    FlagFilter,
+    apply,
+    build_filter,
+    mongo_filter,
+    parse_amount_cents,
+    sql_where,
+)
+from dashboard.sources import FLAG_COLUMNS, FlagSourceError, MongoFlagSource, SqliteFlagSource
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+FILTERS = [
+    FlagFilter(),
+    FlagFilter(since=NOW - timedelta(minutes=20)),
+    FlagFilter(rules=("high_amount", "geo_mismatch")),
+    FlagFilter(min_cents=2000, max_cents=100_000),
+    FlagFilter(user_id=3),
+    FlagFilter(country="FR", rules=("unusual_hour",)),
+    FlagFilter(since=NOW - timedelta(minutes=50), until=NOW - timedelta(minutes=10),
+               min_cents=150_000),
+    FlagFilter(user_id=999),
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[SqliteFlagSource, pl.DataFrame]:
+    live = _dashdata.events(90, NOW - timedelta(minutes=60), timedelta(seconds=40))
+    _dashdata.write_flags(tmp_path / "flags.sqlite", live)
+    source = SqliteFlagSource(tmp_path / "flags.sqlite")
+    return source, source.export(FlagFilter())
+
+
+def test_build_filter_parses_and_rejects() -> None:
+    f = build_filter(time_range="Last hour", now=NOW, rules=["geo_mismatch", "high_amount"],
+                     min_amount="1,000.5", max_amount="2000", user=" 42 ", country="de")
+    assert f == FlagFilter(since=NOW - timedelta(hours=1), rules=("high_amount", "geo_mismatch"),
+                           min_cents=100_050, max_cents=200_000, user_id=42, country="DE")
+    assert build_filter(time_range="All time", now=NOW, rules=[]) == FlagFilter()
+    for kwargs, word in [({"user": "4x"}, "user id"), ({"min_amount": "abc"}, "min amount"),
+                         ({"min_amount": "5", "max_amount": "4"}, "above"),
+                         ({"country": "D3"}, "country"), ({"rules": ["nope"]}, "rule"),
+                         ({"max_amount": "1.234"}, "2 decimals")]:
+        with pytest.raises(FilterError, match=word):
+            build_filter(time_range="Last hour", now=NOW, **{"rules": [], **kwargs})
+    assert parse_amount_cents("", "x") is None
+
+
+def test_user_input_is_bound_never_formatted() -> None:
+    evil = "X'; DROP TABLE flags;--"
+    where, params = sql_where(FlagFilter(country=evil, user_id=7))
+    assert where == " WHERE user_id = ? AND country = ?" and params == [7, evil]
+    assert mongo_filter(FlagFilter(user_id=7, rules=("high_amount",))) == {
+        "rules": {"$in": ["high_amount"]}, "user_id": 7}
+
+
+@pytest.mark.parametrize("f", FILTERS)
+def test_sqlite_matches_polars_filter(store, f: FlagFilter) -> None:
+    source, everything = store
+    expected = apply(f, everything).sort(["ts", "transaction_id"], descending=True)
+    got = source.recent(f, 1000)
+    assert got.schema == pl.Schema(FLAG_COLUMNS)
+    assert got["transaction_id"].to_list() == expected["transaction_id"].to_list()
+    assert source.count(f, 1000) == expected.height
+    assert source.export(f).equals(got)
+
+
+def test_sqlite_count_is_capped_and_recent_limited(store) -> None:
+    source, everything = store
+    assert everything.height == 30
+    assert source.count(FlagFilter(), cap=7) == 7
+    newest = source.recent(FlagFilter(), 3)
+    assert newest["ts"].to_list() == sorted(everything["ts"].to_list(), reverse=True)[:3]
+
+
+def test_sqlite_missing_store_reads_empty(tmp_path: Path) -> None:
+    source = SqliteFlagSource(tmp_path / "nope.sqlite")
+    assert source.recent(FlagFilter(), 10).is_empty()
+    assert source.count(FlagFilter(), 10) == 0
+    assert not (tmp_path / "nope.sqlite").exists()  # read-only: nothing created
+
+
+def test_unreachable_mongo_raises_one_line_error() -> None:
+    source = MongoFlagSource("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
+                             timeout_ms=300)
+    with pytest.raises(FlagSourceError, match="MongoDB fraud.flags: find failed") as info:
+        source.recent(FlagFilter(), 10)
+    assert "\n" not in str(info.value)
+
+
+def test_mongo_source_matches_sqlite(mongo_uri: str, mongo_db, store) -> None:
+    """Against the real FerretDB: same flags written by the real sink, same answers."""
+    from streaming.mongo_sink import MongoFlagStore
+
+    source, everything = store
+    live = _dashdata.events(90, NOW - timedelta(minutes=60), timedelta(seconds=40))
+    sink = MongoFlagStore(mongo_uri, mongo_db.name, "flags", retry_seconds=10)
+    sink.upsert(live.filter(pl.col("flagged")))
+    sink.close()
+    mongo = MongoFlagSource(mongo_uri, mongo_db.name, "flags")
+    try:
+        for f in FILTERS:
+            want = source.recent(f, 1000)
+            got = mongo.recent(f, 1000)
+            assert got.schema == pl.Schema(FLAG_COLUMNS)
+            assert got["transaction_id"].to_list() == want["transaction_id"].to_list(), f
+            assert got.drop("flagged_at").equals(want.drop("flagged_at")), f
+            assert mongo.count(f, 1000) == want.height
+        assert mongo.count(FlagFilter(), 5) == 5
+    finally:
+        mongo.close()
