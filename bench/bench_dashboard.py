@@ -142,7 +142,7 @@ def timed(fn, runs: int) -> tuple[float, list[float]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flags", type=float, default=1e6)
-    ap.add_argument("--mongo-flags", type=float, default=1e5,
+    ap.add_argument("--mongo-flags", type=float, default=1e4,
                     help="flags put in FerretDB (0 = skip MongoDB; FerretDB/SQLite is slow at 1M)")
     ap.add_argument("--live", type=float, default=300_000, help="live lake events (last 24 h)")
     ap.add_argument("--history", type=Path, default=ROOT / "storage" / "historical")
