@@ -59,6 +59,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop after this many seconds without input")
     p.add_argument("--metrics-interval", type=float, default=5.0,
                    help="seconds between metrics lines on stderr (default 5)")
+    p.add_argument("--metrics-file", type=Path,
+                   default=Path(env_default("CONSUMER_METRICS", "storage/metrics/consumer.json")),
+                   help="JSON with the latest lag and counts, rewritten with each metrics line "
+                        "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
     p.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
                    help="override a rule parameter, e.g. high_amount.threshold=2500")
     return p
@@ -79,7 +83,8 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     settings = Settings.from_env()
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
                         params, args.batch_size, args.poll_timeout, args.max_messages,
-                        args.timeout, args.metrics_interval, dict(settings.kafka_extra))
+                        args.timeout, args.metrics_interval, args.metrics_file,
+                        dict(settings.kafka_extra))
     return cfg, args.mongo_uri
 
 

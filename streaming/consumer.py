@@ -17,11 +17,14 @@ one. Revoked partitions are committed first; lost ones are left to their new own
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,7 @@ class ConsumeConfig:
     max_messages: int | None = None
     idle_timeout: float | None = None
     metrics_interval: float = 5.0
+    metrics_path: Path | None = None  # JSON {lag, events, flags, dead_letters, updated_at}
     kafka_extra: dict[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -229,6 +233,8 @@ class StreamConsumer:
         secs = max(time.monotonic() - s.started, 1e-9)
         s.lag = self.lag()
         p50, p99 = self.latency_ms()
+        if self.config.metrics_path is not None:
+            write_metrics(self.config.metrics_path, s)
         self._log(f"consume: events={s.events} ({s.events / secs:,.0f}/s) flags={s.flags} "
                   f"({s.flags / secs:,.1f}/s) dlq={s.dead_letters} lag={s.lag} "
                   f"batches={s.batches} latency p50={p50:.0f}ms p99={p99:.0f}ms")
@@ -265,3 +271,17 @@ class StreamConsumer:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
             self.dlq.close()
+
+
+def write_metrics(path: Path, stats: ConsumeStats) -> None:
+    """Atomically write the consumer's latest metrics (read by the dashboard for lag)."""
+    doc = {"lag": stats.lag, "events": stats.events, "flags": stats.flags,
+           "dead_letters": stats.dead_letters,
+           "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # metrics only: never stop the consumer for them
