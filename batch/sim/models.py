@@ -208,10 +208,36 @@ def plan_trips(world: World, rng: np.random.Generator, win: Window) -> Trips:
     return trips
 
 
+_NOW_DAY = _HOURS[2] / _HOURS[2].max()  # live: chance a card is used at this local hour
+_NOW_OWL = _HOUR_CUM[3] - np.concatenate([[0.0], _HOUR_CUM[3][:-1]])
+_NOW_OWL = _NOW_OWL / _NOW_OWL.max()
+
+
+def users_awake(world: World, rng: np.random.Generator, win: Window, n: int) -> np.ndarray:
+    """``n`` payers for a short live window: activity weight x the local-hour rhythm at their
+    home city right now (rejection sampling), so night-time use stays as rare as in history."""
+    mid = (win.start_s + win.end_s) // 2
+    picked: list[np.ndarray] = []
+    need = n
+    while need > 0:
+        cand = sample_users(world, rng, 2 * need + 64, win.active)
+        zone = world.cities.zone_id[world.users.home[cand]]
+        now = np.full(len(cand), mid, dtype=np.int64)
+        hour = ((now + win.tz.offset_min(zone, now).astype(np.int64) * 60) // 3600) % 24
+        chance = np.where(world.users.night_owl[cand] > 0, _NOW_OWL[hour], _NOW_DAY[hour])
+        keep = cand[rng.random(len(cand)) < chance][:need]
+        picked.append(keep)
+        need -= len(keep)
+    return np.sort(np.concatenate(picked))
+
+
 def genuine(world: World, rng: np.random.Generator, win: Window, n: int,
             trips: Trips | None = None) -> Events:
     """``n`` genuine payments in the window."""
-    users = sample_users(world, rng, n, win.active)
+    if win.shaped:
+        users = sample_users(world, rng, n, win.active)
+    else:
+        users = users_awake(world, rng, win, n)
     cats = sample_categories(world, rng, users)
     if win.shaped:
         ts_s = shaped_times(world, rng, win, users, cats)
