@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from batch.chunked_flags import FLAG_COLUMNS, flag_counts, plan_chunks
 from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
+from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
 from queries.params import DEFAULT_PARAMS, RuleParams
 from queries.source import connect, open_source, resolve_input
@@ -83,7 +84,7 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
         by_year=hit_rates_by_year(counts) if cfg.by_year else None,
     )
     if cfg.report:
-        _write_atomic(cfg.report, json.dumps(report_dict(result), indent=2) + "\n")
+        write_text(cfg.report, json.dumps(report_dict(result), indent=2) + "\n")
     return result
 
 
@@ -113,13 +114,6 @@ class _FlagsWriter:
             os.replace(self.tmp, self.path)
         elif self.tmp:
             self.tmp.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def report_dict(result: BacktestResult) -> dict:

@@ -17,7 +17,6 @@ so new partitions are visible at once: no ``MSCK REPAIR TABLE``, no Glue crawler
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, env_default, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA, PARTITION_COLUMNS
 from lake.s3 import S3_URI_ENV, S3Location
@@ -131,10 +131,7 @@ def write_files(out: Path, files: Mapping[str, str]) -> list[Path]:
     written = []
     for rel, text in files.items():
         path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, text)
         written.append(path)
     return written
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from fraudlake.atomic import replacing
 from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
 from fraudlake.settings import Settings
 from lake.export_sources import FlagSource, MongoSource, SqliteSource
@@ -118,12 +118,8 @@ def save_state(path: Path, state: ExportState) -> None:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with replacing(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_csv(frame: pl.DataFrame, path: Path) -> None:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from fraudlake.atomic import replacing, write_text
 from fraudlake.cli import ArgumentParser, UsageError, run
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
@@ -67,15 +68,13 @@ def write_result(table: pa.Table, fmt: str, out: Path | None) -> str | None:
         raise UsageError("--format parquet needs --out")
     if out is None:
         return _as_text(table, fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if fmt == "parquet":
-        pq.write_table(table, tmp)
-    elif fmt == "csv":
-        pacsv.write_csv(table, tmp)
-    else:
-        tmp.write_text(_as_text(table, fmt) + "\n")
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        if fmt == "parquet":
+            pq.write_table(table, tmp)
+        elif fmt == "csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            tmp.write_text(_as_text(table, fmt) + "\n")
     return None
 
 
@@ -125,7 +124,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if q.dialect != "duckdb":
             text = render(q)
             if q.out:
-                write_text_atomic(q.out, text)
+                write_text(q.out, text)
             else:
                 sys.stdout.write(text)
             return 0
@@ -139,13 +138,6 @@ def _main(argv: Sequence[str] | None) -> int:
         except BrokenPipeError:  # e.g. piped into `head`
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     return 0
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,6 @@ one. Revoked partitions are committed first; lost ones are left to their new own
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import deque
@@ -31,6 +30,7 @@ import numpy as np
 import polars as pl
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
+from fraudlake.atomic import write_text
 from queries.params import DEFAULT_PARAMS, RuleParams
 from streaming import lake_state
 from streaming.decode import RawRecord
@@ -279,9 +279,6 @@ def write_metrics(path: Path, stats: ConsumeStats) -> None:
            "dead_letters": stats.dead_letters,
            "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(doc))
     except OSError:
         pass  # metrics only: never stop the consumer for them

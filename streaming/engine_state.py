@@ -11,7 +11,6 @@ I/O.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from fraudlake.atomic import replacing
 
 KEY = ["user_id", "_ts", "transaction_id"]
 STATE_SCHEMA: dict[str, pl.DataType] = {
@@ -40,12 +41,9 @@ class EngineState:
 
     def write(self, path: Path) -> None:
         """Atomically write the state as Parquet (temp file + fsync + rename)."""
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         meta = {"watermark": "" if self.watermark is None else str(self.watermark)}
-        self.rows.write_parquet(tmp, metadata=meta)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            self.rows.write_parquet(tmp, metadata=meta)
 
     @classmethod
     def read(cls, path: Path) -> EngineState:

@@ -24,15 +24,14 @@ skipped rows equal the rows already on disk.
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
+from fraudlake.atomic import replacing
 from fraudlake.contract import LAKE_SCHEMA, partition_dir
 
 RANGES_KEY = "fraudlake.ranges"
@@ -124,20 +123,8 @@ def drop_compacted_leftovers(files: list[LakeFile], covered_by_c: list[Range]) -
 
 def atomic_write(df: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write Parquet via a temp file in the same folder + fsync + os.replace + folder fsync."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with replacing(path, sync_dir=True) as tmp:
         df.write_parquet(tmp, metadata=metadata, statistics=True)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def to_lake_frame(df: pl.DataFrame) -> pl.DataFrame:
