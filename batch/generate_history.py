@@ -37,6 +37,11 @@ from fraudlake.settings import Settings
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 DEFAULT_USERS = 250_000
+# sanity bounds on the command line (far above any real run; they turn typos such as 1e30
+# into a usage error instead of an overflow, a huge allocation or a thousand processes)
+MAX_ROWS = 10_000_000_000
+MAX_USERS = 20_000_000
+MAX_WORKERS = 64
 _DICT_COLUMNS = ["fraud_scenario", "currency", "merchant_id", "merchant_name", "category",
                  "channel", "city", "country", "card_last4", "device_id", "utc_offset_min"]
 # Parquet v2 encodings that DuckDB, Polars, Spark and Trino/Athena all read; floats stay PLAIN.
@@ -137,14 +142,14 @@ def plan(cfg: HistoryConfig, root: Path) -> list[MonthTask]:
 
 
 def validate(cfg: HistoryConfig) -> None:
-    if cfg.rows < 1:
-        raise UsageError(f"--rows must be > 0, got {cfg.rows}")
-    if cfg.users < 1:
-        raise UsageError(f"--users must be > 0, got {cfg.users}")
+    if not 1 <= cfg.rows <= MAX_ROWS:
+        raise UsageError(f"--rows must be within 1..{MAX_ROWS:.0e}, got {cfg.rows}")
+    if not 1 <= cfg.users <= MAX_USERS:
+        raise UsageError(f"--users must be within 1..{MAX_USERS:,}, got {cfg.users}")
     if cfg.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {cfg.seed}")
-    if cfg.workers < 1:
-        raise UsageError(f"--workers must be > 0, got {cfg.workers}")
+    if not 1 <= cfg.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be within 1..{MAX_WORKERS}, got {cfg.workers}")
     for flag, year in (("--start-year", cfg.start_year), ("--end-year", cfg.end_year)):
         if not MIN_YEAR <= year <= MAX_YEAR:
             raise UsageError(f"{flag} must be within {MIN_YEAR}..{MAX_YEAR}, got {year}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard import lake
-from fraudlake.cli import ArgumentParser, UsageError, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
 
 DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
@@ -100,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
+    if not any(history.glob("year=*/month=*/*.parquet")):
+        raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    check_output_dir(cache_dir, "--cache-dir")
     t0 = time.perf_counter()
     cache = load_or_build(history, cache_dir, log=lambda m: print(m, file=sys.stderr))
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "

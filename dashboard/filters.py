@@ -50,6 +50,22 @@ class FlagFilter:
     user_id: int | None = None
     country: str | None = None
 
+    def __post_init__(self) -> None:
+        """Typed values only: whatever builds a filter, nothing but a plain value of the
+        expected type can reach a query (no operator documents, no SQL text)."""
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, datetime):
+                raise FilterError(f"{name} must be a datetime")
+        for name in ("min_cents", "max_cents", "user_id"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int):
+                raise FilterError(f"{name} must be a whole number")
+        if self.country is not None and type(self.country) is not str:
+            raise FilterError("country must be text")
+        if not isinstance(self.rules, tuple) or any(r not in RULE_NAMES for r in self.rules):
+            raise FilterError(f"rules must be a tuple of {', '.join(RULE_NAMES)}")
+
 
 def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:
     """(since, until) for a preset; ``until`` is None (open) so new events keep arriving."""
@@ -160,7 +176,7 @@ def mongo_filter(f: FlagFilter) -> dict:
         cents["$lte"] = f.max_cents
     if cents:
         doc["amount_cents"] = cents
-    if f.user_id is not None:
+    if f.user_id is not None:  # plain int/str (FlagFilter checks): never an operator document
         doc["user_id"] = f.user_id
     if f.country is not None:
         doc["country"] = f.country

@@ -6,10 +6,12 @@ Bad input: one line on stderr naming the problem, exit code 2, nothing written.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -69,3 +71,61 @@ def _prog() -> str:
     if spec is not None and spec.name:
         return f"python -m {spec.name.removesuffix('.__main__')}"
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fraudlake"
+
+
+def positive_float_arg(text: str) -> float:
+    """A finite number > 0 (rejects nan, inf, 0, negatives)."""
+    value = _finite(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def non_negative_float_arg(text: str) -> float:
+    """A finite number >= 0 (rejects nan, inf, negatives)."""
+    value = _finite(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def check_output_file(path: Path | str, flag: str) -> None:
+    """Raise UsageError unless ``path`` can be written as a file: it is not a folder and its
+    folder exists or can be created (checked before any work, so nothing is half-written)."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {p}: is a folder, expected a file path")
+    _check_creatable(p.parent, flag, p)
+
+
+def check_output_dir(path: Path | str, flag: str) -> None:
+    """Raise UsageError unless ``path`` is a folder or can be created as one."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {p}: exists and is not a folder")
+    _check_creatable(p, flag, p)
+
+
+def _check_creatable(folder: Path, flag: str, shown: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a writable folder."""
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():  # a dangling link
+            raise UsageError(f"{flag} {shown}: {probe} is a broken symbolic link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{flag} {shown}: cannot create a folder under {probe}, a file")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {shown}: folder {probe} is not writable")

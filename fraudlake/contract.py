@@ -72,6 +72,8 @@ MIN_TS = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SECONDS = 24 * 3600  # an event more than a day ahead of the wall clock is invalid
 MIN_UTC_OFFSET_MIN, MAX_UTC_OFFSET_MIN = -12 * 60, 14 * 60
 MAX_STRING_LEN = 256
+#: A Kafka value longer than this is refused unread (a valid event is a few hundred bytes).
+MAX_MESSAGE_BYTES = 64 * 1024
 
 
 class ContractError(ValueError):

@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, UsageError, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA, PARTITION_COLUMNS
 from lake.s3 import S3_URI_ENV, S3Location
 
@@ -170,8 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(str(exc)) from None
     if not _IDENT.match(args.database):
         raise UsageError(f"bad database name {args.database!r} (lowercase letters, digits, _)")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out is not a directory: {args.out}")
+    check_output_dir(args.out, "--out")
     files = render_all(location, args.database, _years(args.years), not args.no_queries)
     try:
         written = write_files(args.out, files)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,8 +42,14 @@ import polars as pl
 from tqdm import tqdm
 
 from fraudlake.atomic import replacing
-from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
-from fraudlake.settings import Settings
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_output_dir,
+    positive_count_arg,
+    run,
+)
+from fraudlake.settings import Settings, mongo_uri_from_env
 from lake.export_sources import FlagSource, MongoSource, SqliteSource
 
 STATE_NAME = "_export_state.json"
@@ -229,8 +236,14 @@ def build_parser() -> ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.lookback_seconds < 0:
-        raise UsageError(f"--lookback-seconds must be >= 0: {args.lookback_seconds}")
+    if not args.lookback_seconds >= 0 or args.lookback_seconds == float("inf"):
+        raise UsageError(f"--lookback-seconds must be a number >= 0: {args.lookback_seconds}")
+    try:
+        mongo_uri_from_env(os.environ.get("MONGO_URI"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_output_dir(args.filtered_dir, "--filtered-dir")
+    check_output_dir(args.exported_dir, "--exported-dir")
     source = open_source(args.source, Settings.from_env())
     try:
         res = export_flags(source, args.filtered_dir, args.exported_dir,

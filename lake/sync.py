@@ -33,7 +33,14 @@ from pathlib import Path
 import s3fs
 from tqdm import tqdm
 
-from fraudlake.cli import ArgumentParser, UsageError, env_default, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_output_file,
+    env_default,
+    non_negative_float_arg,
+    run,
+)
 from fraudlake.settings import Settings
 from lake.s3 import ENDPOINT_ENV, S3_URI_ENV, S3Location, make_filesystem
 from lake.sync_cache import CACHE_ENV, Md5Cache, default_path
@@ -179,7 +186,7 @@ def build_parser() -> ArgumentParser:
                    help=f"S3-compatible endpoint instead of AWS (env {ENDPOINT_ENV}); credentials "
                         "always come from the standard AWS chain (env keys, profiles, roles)")
     p.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
-    p.add_argument("--settle-seconds", type=float, default=10.0,
+    p.add_argument("--settle-seconds", type=non_negative_float_arg, default=10.0,
                    help="skip files modified less than this many seconds ago (default 10)")
     p.add_argument("--dry-run", action="store_true", help="list what would change, upload nothing")
     p.add_argument("--delete", action="store_true",
@@ -202,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(str(exc)) from None
     if args.workers < 1 or not 0 <= args.settle_seconds < float("inf"):
         raise UsageError("--workers must be >= 1 and --settle-seconds >= 0")
+    for source in args.source or []:
+        if not source.is_dir():
+            raise UsageError(f"--source {source}: not a directory")
+    if not args.no_hash_cache and args.hash_cache:
+        check_output_file(args.hash_cache, "--hash-cache")
     sources = args.source or [d for d in (Settings.from_env().history_dir,
                                           Settings.from_env().lake_dir) if d.is_dir()]
     fs = make_filesystem(args.endpoint_url)

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing, write_text
-from fraudlake.cli import ArgumentParser, UsageError, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
 from queries.source import connect, open_source, resolve_input
@@ -115,6 +115,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if not args.name:
         raise UsageError("a query NAME is required (see --list)")
+    if args.out:
+        check_output_file(args.out, "--out")
     try:
         q = QueryRun(name=sql.resolve_name(args.name), input=args.input,
                      params=DEFAULT_PARAMS.with_overrides(args.set),

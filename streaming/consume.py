@@ -16,8 +16,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fraudlake.cli import ArgumentParser, UsageError, count_arg, env_default, run
-from fraudlake.settings import Settings
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_output_dir,
+    check_output_file,
+    count_arg,
+    env_default,
+    positive_count_arg,
+    positive_float_arg,
+    run,
+)
+from fraudlake.settings import Settings, mongo_uri_from_env
 from queries.params import DEFAULT_PARAMS
 from streaming.consumer import ConsumeConfig, ConsumeStats, StreamConsumer
 
@@ -46,18 +56,30 @@ def build_parser() -> ArgumentParser:
                    help="dead-letter topic (env KAFKA_DLQ_TOPIC; default transactions.dlq)")
     p.add_argument("--group", default=env_default("KAFKA_GROUP_ID", "fraudlake-consumer"),
                    help="consumer group (env KAFKA_GROUP_ID; default fraudlake-consumer)")
+    p.add_argument("--group-instance-id", default=env_default("KAFKA_GROUP_INSTANCE_ID"),
+                   help="static group membership (env KAFKA_GROUP_INSTANCE_ID; unset = dynamic): "
+                        "a consumer restarted with the same id gets its partitions back at once "
+                        "instead of after the old session times out (10 s); one id per process")
     p.add_argument("--mongo-uri", default=env_default("MONGO_URI"),
                    help="MongoDB URI for flags (env MONGO_URI; unset = local SQLite store at "
-                        "env LOCAL_FLAGS_PATH); db/collection from env MONGO_DB/MONGO_COLLECTION")
+                        "env LOCAL_FLAGS_PATH); db/collection from env MONGO_DB/MONGO_COLLECTION; "
+                        "credentials/TLS also from env MONGO_USERNAME, MONGO_PASSWORD, "
+                        "MONGO_AUTH_SOURCE, MONGO_AUTH_MECHANISM, MONGO_TLS, MONGO_TLS_CA_FILE, "
+                        "MONGO_TLS_CERT_KEY_FILE, MONGO_TLS_CERT_KEY_PASSWORD, MONGO_TLS_INSECURE; "
+                        "Kafka SASL/TLS from env KAFKA_SASL_*, KAFKA_SSL_*, KAFKA_SECURITY_* "
+                        "(e.g. KAFKA_SASL_PASSWORD → sasl.password); transient MongoDB errors are "
+                        "retried for env MONGO_RETRY_SECONDS (default 120), Kafka commits and "
+                        "DLQ flushes for env KAFKA_RETRY_SECONDS (default 120)")
     p.add_argument("--lake", type=Path, default=Path(env_default("LAKE_DIR", "storage/lake")),
                    help="lake root (env LAKE_DIR; default storage/lake)")
-    p.add_argument("--batch-size", type=count_arg, default=20_000,
+    p.add_argument("--batch-size", type=positive_count_arg, default=20_000,
                    help="max messages per micro-batch (default 20000)")
-    p.add_argument("--poll-timeout", type=float, default=0.1,
+    p.add_argument("--poll-timeout", type=positive_float_arg, default=0.1,
                    help="seconds a poll waits to fill a batch (default 0.1)")
     p.add_argument("--max-messages", type=count_arg, help="stop after this many messages")
-    p.add_argument("--timeout", type=float, help="stop after this many seconds without input")
-    p.add_argument("--metrics-interval", type=float, default=5.0,
+    p.add_argument("--timeout", type=positive_float_arg,
+                   help="stop after this many seconds without input")
+    p.add_argument("--metrics-interval", type=positive_float_arg, default=5.0,
                    help="seconds between metrics lines on stderr (default 5)")
     p.add_argument("--metrics-file", type=Path,
                    default=Path(env_default("CONSUMER_METRICS", "storage/metrics/consumer.json")),
@@ -72,20 +94,24 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     args = build_parser().parse_args(argv)
     if not args.bootstrap:
         raise UsageError("no Kafka: pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
-    if args.batch_size <= 0 or args.poll_timeout <= 0 or args.metrics_interval <= 0:
-        raise UsageError("--batch-size, --poll-timeout and --metrics-interval must be > 0")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be > 0")
     try:
         params = DEFAULT_PARAMS.with_overrides(args.set)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"--set: {exc}") from None
+    check_output_dir(args.lake, "--lake")
+    check_output_file(args.metrics_file, "--metrics-file")
     settings = Settings.from_env()
+    if not args.mongo_uri:
+        check_output_file(settings.local_flags_path, "LOCAL_FLAGS_PATH")
+    try:  # MONGO_USERNAME/PASSWORD, MONGO_AUTH_*, MONGO_TLS_* from the environment
+        mongo_uri = mongo_uri_from_env(args.mongo_uri)
+    except ValueError as exc:
+        raise UsageError(f"--mongo-uri/MONGO_URI: {exc}") from None
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
                         params, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
-                        dict(settings.kafka_extra))
-    return cfg, args.mongo_uri
+                        dict(settings.kafka_extra), args.group_instance_id or None)
+    return cfg, mongo_uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:

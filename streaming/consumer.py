@@ -12,7 +12,11 @@ partition is assigned, its engine is rebuilt from the lake (``streaming.lake_sta
 at/after the committed offset are leftovers of a consumer that died before committing and are
 removed (they will be rewritten); files before it are every event the partition delivered, and
 warm the engine up. So a restarted or reassigned consumer decides exactly as an uninterrupted
-one. Revoked partitions are committed first; lost ones are left to their new owner.
+one. Revoked partitions are committed first; lost ones are left to their new owner. A commit
+the broker refuses because the group is rebalancing (another consumer joins or leaves) is not
+an error: the offsets are kept and committed after the rebalance if the partition is still
+ours, else its new owner replays from the last commit. The ``--timeout`` idle clock restarts
+on every assignment, so a slow group join is not mistaken for an idle topic.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 from fraudlake.atomic import write_text
 from queries.params import DEFAULT_PARAMS, RuleParams
@@ -36,6 +40,7 @@ from streaming import lake_state
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.kafka_io import (
+    COMMIT_REBALANCING,
     DeadLetterProducer,
     KafkaStageError,
     consumer_config,
@@ -63,6 +68,7 @@ class ConsumeConfig:
     metrics_interval: float = 5.0
     metrics_path: Path | None = None  # JSON {lag, events, flags, dead_letters, updated_at}
     kafka_extra: dict[str, str] = field(default_factory=dict, repr=False)
+    group_instance_id: str | None = None  # static membership (consumer only)
 
 
 @dataclass
@@ -103,10 +109,15 @@ class StreamConsumer:
         threaded = getattr(flag_store, "thread_safe", False)
         self._writer = ThreadPoolExecutor(1, "flag-writer") if threaded else None
         self._pending: _Pending | None = None
+        self._deferred: list[TopicPartition] = []  # written, commit refused mid-rebalance
+        self._deferred_logged = False
+        self._last_data = time.monotonic()  # input or a new assignment: the idle clock restarts
         self.stopping = False
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.consumer = Consumer(consumer_config(config.bootstrap, config.group,
-                                                 config.kafka_extra))
+        kafka = consumer_config(config.bootstrap, config.group, config.kafka_extra)
+        if config.group_instance_id:
+            kafka["group.instance.id"] = config.group_instance_id
+        self.consumer = Consumer(kafka)
 
     # --- partition ownership -----------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -125,11 +136,11 @@ class StreamConsumer:
             self._log(f"consume: assigned {tp.topic}[{tp.partition}] at offset {committed}; "
                       f"state from {0 if history is None else history.height} lake events"
                       + (f", removed {len(removed)} uncommitted lake files" if removed else ""))
+        self._last_data = time.monotonic()  # a join that took long is not idle time
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.settle()  # commit what is written before the partitions go
-        for tp in partitions:
-            self.engines.pop(tp.partition, None)
+        self._forget(partitions)
         if partitions:
             self._log(f"consume: revoked {[tp.partition for tp in partitions]}")
 
@@ -138,8 +149,7 @@ class StreamConsumer:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.flags.exception()  # let the write finish; its commit is not ours to make
-        for tp in partitions:
-            self.engines.pop(tp.partition, None)
+        self._forget(partitions)
         self._log(f"consume: lost {[tp.partition for tp in partitions]} (not committed)")
 
     # --- one micro-batch ---------------------------------------------------------------------
@@ -184,20 +194,58 @@ class StreamConsumer:
         """Wait for the pending batch's flag write (re-raising its error), then commit it."""
         pending, self._pending = self._pending, None
         if pending is None:
+            if self._deferred:
+                self._commit([])
             return
         written, visible_ms = pending.flags.result()
         self.stats.flags += written
         if pending.created_ms is not None and len(pending.created_ms):
             self._latency.append(visible_ms - pending.created_ms)
-        if pending.offsets:
-            retry_commit(self.consumer, pending.offsets)
+        self._commit(pending.offsets)
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        """Commit written offsets of the partitions this consumer still owns. While the group
+        rebalances the broker refuses commits (rebalance in progress, old generation): those
+        offsets are kept and committed with the next settle, once the poll has run the
+        rebalance callbacks, if the partition is still ours; a partition that moved is replayed
+        by its new owner from the last commit (both sinks are idempotent)."""
+        merged = {(tp.topic, tp.partition): tp.offset for tp in self._deferred}
+        for tp in offsets:
+            key = (tp.topic, tp.partition)
+            merged[key] = max(tp.offset, merged.get(key, tp.offset))
+        owned = [TopicPartition(t, p, o) for (t, p), o in sorted(merged.items())
+                 if p in self.engines]
+        self._deferred = []
+        if not owned:
+            return
+        try:
+            self.consumer.commit(offsets=owned, asynchronous=False)
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if code in COMMIT_REBALANCING:
+                if not self._deferred_logged:
+                    self._log(f"consume: commit deferred, group rebalancing ({exc.args[0].str()})")
+                self._deferred, self._deferred_logged = owned, True
+                return
+            # transient errors retried (bounded), others raised; refused mid-rebalance: keep them
+            if not retry_commit(self.consumer, owned, log=self._log):
+                self._deferred = owned
+                return
+        self._deferred_logged = False
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        """Drop the rule state and any deferred commit of partitions no longer ours."""
+        gone = {tp.partition for tp in partitions}
+        for p in gone:
+            self.engines.pop(p, None)
+        self._deferred = [tp for tp in self._deferred if tp.partition not in gone]
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> ConsumeStats:
         cfg = self.config
         self.consumer.subscribe([cfg.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        last_data = last_metrics = time.monotonic()
+        self._last_data = last_metrics = time.monotonic()
         try:
             while not self.stopping:
                 want = cfg.batch_size
@@ -215,10 +263,11 @@ class StreamConsumer:
                 if records:
                     created_ms = np.array(created, dtype=np.int64)
                     self.handle(records, created_ms[created_ms > 0])
-                    last_data = now
+                    self._last_data = now
                 else:
                     self.settle()  # idle: do not leave a written batch uncommitted
-                    if cfg.idle_timeout is not None and now - last_data >= cfg.idle_timeout:
+                    idle = now - self._last_data
+                    if cfg.idle_timeout is not None and idle >= cfg.idle_timeout:
                         break
                 if now - last_metrics >= cfg.metrics_interval:
                     self._metrics(now - last_metrics)

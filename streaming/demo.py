@@ -22,7 +22,15 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_output_dir,
+    check_output_file,
+    positive_count_arg,
+    positive_float_arg,
+    run,
+)
 from fraudlake.contract import FLAGGED, RULE_NAMES
 from fraudlake.settings import Settings
 from queries.params import DEFAULT_PARAMS, RuleParams
@@ -134,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     parser.add_argument("--users", type=positive_count_arg, default=20_000,
                         help="card holders in the simulated world (default 20000)")
-    parser.add_argument("--rate", type=float, default=5.0,
+    parser.add_argument("--rate", type=positive_float_arg, default=5.0,
                         help="simulated events per second of event time (default 5; the "
                              "stream ends now)")
     parser.add_argument("--batch", type=positive_count_arg, default=20_000,
@@ -154,10 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = DEFAULT_PARAMS.with_overrides(args.set)
     except ValueError as exc:
         raise UsageError(f"--set: {exc}") from None
-    if args.lake.exists() and not args.lake.is_dir():
-        raise UsageError(f"--lake {args.lake}: not a folder")
-    if args.flags_db.is_dir():
-        raise UsageError(f"--flags-db {args.flags_db}: is a folder")
+    check_output_dir(args.lake, "--lake")
+    check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:
         print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
               "embedded; use streaming.produce + streaming.consume for the services",

@@ -7,26 +7,147 @@ Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fraudlake.cli import UsageError
 from streaming.decode import DeadLetter, RawRecord
 
 DLQ_REASON_HEADER = "fraudlake.reason"
+
+#: Seconds a commit or a DLQ flush keeps retrying while the broker is away (env
+#: ``KAFKA_RETRY_SECONDS``). Keep it below ``max.poll.interval.ms`` (300 s).
+KAFKA_RETRY_ENV = "KAFKA_RETRY_SECONDS"
+DEFAULT_KAFKA_RETRY_SECONDS = 120.0
+
+#: Errors that mean "no broker to talk to right now": librdkafka reconnects by itself.
+BROKER_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                         KafkaError._RESOLVE})
+#: Commit errors that mean "the group is rebalancing / this member is out of date": retrying
+#: cannot help until the consumer polls again (rebalance callbacks), so ``retry_commit`` returns
+#: False; the partitions are replayed from the last commit by whoever owns them next.
+COMMIT_REBALANCING = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                                KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST})
+#: Commit errors worth retrying besides those librdkafka marks retriable.
+COMMIT_TRANSIENT = BROKER_DOWN | {
+    KafkaError._WAIT_COORD, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NETWORK_EXCEPTION,
+}
+
+
+def retry_seconds_from_env(env: Mapping[str, str] | None = None, name: str = KAFKA_RETRY_ENV,
+                           default: float = DEFAULT_KAFKA_RETRY_SECONDS) -> float:
+    """A retry budget in seconds from the environment; a bad value is a one-line UsageError."""
+    text = (os.environ if env is None else env).get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name}={text!r}: not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{name}={text!r}: must be a finite number of seconds > 0")
+    return value
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 class KafkaStageError(RuntimeError):
     """A Kafka operation failed terminally; the message names the topic/operation."""
 
 
+class BrokerWatch:
+    """Says in the log when a Kafka client loses its brokers and when it has them back.
+
+    Installed as the client's ``error_cb`` and ``stats_cb`` (``config()``, statistics every
+    second). Callbacks only run inside poll/consume/flush, so while the application is blocked
+    (e.g. in a commit waiting for the coordinator) they queue up and arrive late, in order; the
+    outage is therefore timed from the statistics reports themselves (librdkafka's own clock,
+    ``ts``): the first report with no real broker UP starts it, the first with one UP again
+    ends it. Lines: ``kafka <role>: broker down (…); retrying`` (on the first "all brokers
+    down" / transport error or down report; librdkafka reconnects by itself, with backoff) and
+    ``kafka <role>: reconnected after X.Xs``. Other errors are logged once per distinct text
+    while they repeat. Never logs config, so SASL/TLS secrets cannot leak through it.
+    """
+
+    def __init__(self, role: str, log: Callable[[str], None] | None = None) -> None:
+        self.role = role
+        self.log = log or _stderr
+        self.down = False
+        self.down_ts: float | None = None  # librdkafka clock (s) of the first down report
+        self.outages = 0
+        self.fatal: KafkaError | None = None
+        self._last_other = ""
+        self._lock = threading.Lock()
+
+    def config(self) -> dict[str, object]:
+        return {"error_cb": self.on_error, "stats_cb": self.on_stats,
+                "statistics.interval.ms": 1000}
+
+    def on_error(self, err: KafkaError) -> None:
+        with self._lock:
+            if err.fatal():
+                self.fatal = err
+                self.log(f"kafka {self.role}: FATAL {err.str()}")
+            elif err.code() in BROKER_DOWN:
+                self._went_down(err.str())
+            elif err.str() != self._last_other:
+                self._last_other = err.str()
+                self.log(f"kafka {self.role}: {err.str()}")
+
+    def on_stats(self, stats_json: str) -> None:
+        try:
+            stats = json.loads(stats_json)
+            ts = float(stats["ts"]) / 1e6
+            real = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        if not real:  # only bootstrap/logical entries yet: nothing to say
+            return
+        up = any(b.get("state") == "UP" for b in real)
+        with self._lock:
+            if not up:
+                if self.down_ts is None:
+                    self.down_ts = ts
+                self._went_down("no broker UP")
+            elif self.down:
+                took = f" after {ts - self.down_ts:.1f}s" if self.down_ts is not None else ""
+                self.log(f"kafka {self.role}: reconnected{took}")
+                self.down, self.down_ts, self._last_other = False, None, ""
+
+    def _went_down(self, reason: str) -> None:
+        if not self.down:
+            self.down = True
+            self.outages += 1
+            self.log(f"kafka {self.role}: broker down ({reason}); retrying "
+                     "(the client reconnects by itself, with backoff)")
+
+    def mark_up(self) -> None:
+        """The client talked to a broker again (a commit or a flush went through)."""
+        with self._lock:
+            if self.down:
+                self.log(f"kafka {self.role}: reconnected")
+                self.down, self.down_ts, self._last_other = False, None, ""
+
+
 def producer_config(bootstrap: str, extra: Mapping[str, str] = {}, *,
-                    compression: str = "lz4", linger_ms: float = 5.0) -> dict[str, object]:
-    """Idempotent, acks=all, compressed, lightly lingering producer."""
+                    compression: str = "lz4", linger_ms: float = 5.0,
+                    watch: BrokerWatch | None = None) -> dict[str, object]:
+    """Idempotent, acks=all, compressed, lightly lingering producer. An idempotent producer
+    keeps retrying through a broker restart (up to ``message.timeout.ms``, 5 min) without
+    duplicating or reordering; ``watch`` logs the outage."""
     return {
+        **(watch.config() if watch is not None else {}),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -40,9 +161,12 @@ def producer_config(bootstrap: str, extra: Mapping[str, str] = {}, *,
 
 
 def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *,
-                    from_beginning: bool = True) -> dict[str, object]:
-    """Manual commits only; large fetches so a poll returns a whole micro-batch."""
+                    from_beginning: bool = True,
+                    watch: BrokerWatch | None = None) -> dict[str, object]:
+    """Manual commits only; large fetches so a poll returns a whole micro-batch. A
+    ``BrokerWatch("consumer")`` logs broker outages and reconnects unless one is given."""
     return {
+        **(watch or BrokerWatch("consumer")).config(),
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -110,24 +234,34 @@ def next_offsets(records: Sequence[RawRecord]) -> list[TopicPartition]:
 class DeadLetterProducer:
     """Sends undecodable records to the DLQ topic: value = the raw bytes, key = the original key,
     headers = reason + source topic/partition/offset. ``send`` returns only once the broker
-    holds every record (so the consumer may commit past them)."""
+    holds every record (so the consumer may commit past them). While the broker is away it
+    keeps waiting (logging every 10 s) up to ``retry_seconds`` (env ``KAFKA_RETRY_SECONDS``,
+    default 120), then raises ``KafkaStageError``."""
 
-    def __init__(self, bootstrap: str, topic: str, extra: Mapping[str, str] = {}) -> None:
+    def __init__(self, bootstrap: str, topic: str, extra: Mapping[str, str] = {}, *,
+                 retry_seconds: float | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.topic = topic
-        self._producer = Producer(producer_config(bootstrap, extra, linger_ms=0))
+        self.retry_seconds = retry_seconds_from_env() if retry_seconds is None else retry_seconds
+        self._log = log or _stderr
+        self.watch = BrokerWatch("DLQ producer", self._log)
+        self._producer = Producer(producer_config(bootstrap, extra, linger_ms=0,
+                                                  watch=self.watch))
         self._failed: list[str] = []
         self.sent = 0
 
-    def send(self, letters: Sequence[DeadLetter], timeout: float = 60.0) -> int:
+    def send(self, letters: Sequence[DeadLetter], timeout: float | None = None) -> int:
         if not letters:
             return 0
         for dl in letters:
             self._produce(dl)
-        remaining = self._producer.flush(timeout)
+        remaining = flush_within(self._producer, self.retry_seconds if timeout is None
+                                 else timeout, f"DLQ topic {self.topic!r}", self._log)
         if remaining or self._failed:
             reason = self._failed[0] if self._failed else f"{remaining} not delivered in time"
             self._failed.clear()
             raise KafkaStageError(f"DLQ topic {self.topic!r}: {reason}")
+        self.watch.mark_up()
         self.sent += len(letters)
         return len(letters)
 
@@ -152,17 +286,62 @@ class DeadLetterProducer:
         self._producer.flush(10)
 
 
-def retry_commit(consumer, offsets: list[TopicPartition], attempts: int = 5) -> None:
-    """Synchronous commit of explicit offsets, retried on transient broker errors."""
-    for attempt in range(attempts):
+def flush_within(producer: Producer, timeout: float, what: str,
+                 log: Callable[[str], None] = _stderr, every: float = 10.0) -> int:
+    """``producer.flush`` for up to ``timeout`` seconds, saying every ``every`` seconds how
+    many messages still wait for the broker; returns how many are still undelivered."""
+    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    while True:
+        remaining = producer.flush(max(0.0, min(every, deadline - time.monotonic())))
+        if not remaining or time.monotonic() >= deadline:
+            return remaining
+        log(f"kafka: {what}: {remaining} messages still waiting for the broker after "
+            f"{time.monotonic() - t0:.0f}s; retrying (up to {timeout:.0f}s)")
+
+
+def retry_commit(consumer, offsets: list[TopicPartition], attempts: int | None = None, *,
+                 retry_seconds: float | None = None,
+                 log: Callable[[str], None] = _stderr) -> bool:
+    """Synchronous commit of explicit offsets, retried with bounded exponential backoff
+    (0.2 s doubling to 5 s) on transient broker errors (broker or coordinator away, timeouts)
+    for up to ``retry_seconds`` (env ``KAFKA_RETRY_SECONDS``, default 120) and, if given, at
+    most ``attempts`` tries; then, or on any other error, ``KafkaStageError``. True once
+    committed (or nothing to commit); False when the broker refused it because the group is
+    rebalancing (``COMMIT_REBALANCING``, e.g. the session timed out while the broker was
+    away): the caller may keep the offsets and commit them after the next poll if it still
+    owns the partitions. Says in the log when it had to retry or wait, and when the commit
+    went through again."""
+    budget = retry_seconds_from_env() if retry_seconds is None else retry_seconds
+    t0 = time.monotonic()
+    delay, tries = 0.2, 0
+    while True:
+        tries += 1
+        t_call = time.monotonic()
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
-            return
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if err.code() == KafkaError._NO_OFFSET:
-                return
-            if not err.retriable() or attempt == attempts - 1:
-                raise KafkaStageError(f"offset commit failed: {err.str()}") from None
-            print(f"consume: commit failed ({err.str()}); retrying", file=sys.stderr)
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+                return True
+            if err.code() in COMMIT_REBALANCING:
+                log(f"kafka: commit refused, the group is rebalancing ({err.str()}); not "
+                    "committed: the next owner of these partitions replays them from the last "
+                    "commit (both sinks are idempotent)")
+                return False
+            elapsed = time.monotonic() - t0
+            transient = err.retriable() or err.code() in COMMIT_TRANSIENT
+            if (not transient or elapsed + delay > budget
+                    or (attempts is not None and tries >= attempts)):
+                raise KafkaStageError(f"offset commit failed after {tries} tries in "
+                                      f"{elapsed:.1f}s: {err.str()}") from None
+            log(f"kafka: commit failed ({err.str()}); broker or coordinator away? "
+                f"retrying in {delay:.1f}s (up to {budget:.0f}s)")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        waited = time.monotonic() - t_call
+        if tries > 1 or waited >= 2.0:
+            log(f"kafka: commit went through after {time.monotonic() - t0:.1f}s "
+                f"({tries} tries); broker reachable again")
+        return True

@@ -40,14 +40,36 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]+\.tmp$")
+
+
+def temp_files(transactions_dir: Path, topic: str, partition: int) -> list[Path]:
+    """Temp files of interrupted sink writes of one topic partition (compaction's are not)."""
+    if not transactions_dir.exists():
+        return []
+    found = []
+    pattern = f"year=*/month=*/.{glob_escape(topic)}-p{partition}-o*.tmp"
+    for path in transactions_dir.glob(pattern):
+        m = _TEMP.match(path.name)
+        f = parse_name(path.with_name(m["name"])) if m else None
+        if f is not None and (f.topic, f.partition) == (topic, partition) and not f.compacted:
+            found.append(path)
+    return sorted(found)
+
+
 def discard_uncommitted(transactions_dir: Path, topic: str, partition: int,
                         committed: int) -> list[Path]:
-    """Remove files whose offsets all lie at/after ``committed``; return what was removed."""
+    """Remove files whose offsets all lie at/after ``committed``, and the partition's temp
+    files of writes that never finished; return what was removed. Only the partition's owner
+    writes its sink files, so on assignment none of these should still be in progress."""
     removed = []
     for f in partition_files(transactions_dir, topic, partition):
         if f.first >= committed:
             f.path.unlink(missing_ok=True)
             removed.append(f.path)
+    for path in temp_files(transactions_dir, topic, partition):
+        path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 

@@ -6,6 +6,12 @@ ISO-8601 with offset, ``amount`` as an exact string "12.34"), keyed by ``user_id
 its decimal string) so one user's events stay in one partition, in time order. The producer is
 idempotent with acks=all, compressed and lightly lingering; ``--rate`` paces it (0 = as fast as
 possible). Progress and throughput go to stderr.
+
+A broker restart loses nothing: the idempotent producer keeps each undelivered message queued
+and retries it (up to ``message.timeout.ms``, 5 min) without duplicating or reordering; the
+final flush waits as long, saying every 10 s how many messages still wait, and every message
+is confirmed by a delivery report (the exit code is 1 if any failed). The log says when the
+broker went away and when the producer reconnected.
 """
 
 from __future__ import annotations
@@ -20,12 +26,22 @@ import polars as pl
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
-from fraudlake.cli import ArgumentParser, UsageError, count_arg, env_default, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    count_arg,
+    env_default,
+    non_negative_float_arg,
+    positive_count_arg,
+    positive_float_arg,
+    run,
+)
 from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
-from streaming.kafka_io import ensure_topics, producer_config
+from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, producer_config
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
+FLUSH_SECONDS = 330.0  # librdkafka's message.timeout.ms (300 s) and a margin
 
 
 @dataclass(frozen=True)
@@ -81,8 +97,9 @@ class Pacer:
 
 def produce(producer: Producer, topic: str, frames: Iterable[pl.DataFrame], *,
             rate: float = 0.0, count: int | None = None, duration: float | None = None,
-            progress: bool = True) -> ProduceStats:
-    """Send every event of ``frames`` (up to ``count`` / ``duration``); flush; return stats."""
+            progress: bool = True, flush_seconds: float = FLUSH_SECONDS) -> ProduceStats:
+    """Send every event of ``frames`` (up to ``count`` / ``duration``); flush (waiting up to
+    ``flush_seconds`` for a broker that is away); return stats counted from delivery reports."""
     failed: list[KafkaError] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -111,7 +128,7 @@ def produce(producer: Producer, topic: str, frames: Iterable[pl.DataFrame], *,
             else:
                 continue
             break
-        remaining = producer.flush(60)
+        remaining = flush_within(producer, flush_seconds, f"produce to {topic!r}")
     finally:
         bar.close()
     seconds = time.monotonic() - pacer.t0
@@ -131,21 +148,24 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m streaming.produce",
                        description="Simulated card transactions → Kafka (JSON, keyed by user).")
     p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
-                   help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
+                   help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS); SASL/TLS "
+                        "settings from env KAFKA_SASL_*, KAFKA_SSL_*, KAFKA_SECURITY_*")
     p.add_argument("--topic", default=env_default("KAFKA_TOPIC", "transactions"),
                    help="topic to write (env KAFKA_TOPIC; default transactions)")
-    p.add_argument("--partitions", type=count_arg, default=4,
+    p.add_argument("--partitions", type=positive_count_arg, default=4,
                    help="partitions if the topic has to be created (default 4)")
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--count", type=count_arg, help="events to send (default 100000)")
-    amount.add_argument("--duration", type=float, help="seconds to keep sending")
-    p.add_argument("--rate", type=float, default=0.0,
+    amount.add_argument("--duration", type=positive_float_arg, help="seconds to keep sending")
+    p.add_argument("--rate", type=non_negative_float_arg, default=0.0,
                    help="events per second (default 0 = as fast as possible)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
-    p.add_argument("--users", type=count_arg, default=10_000, help="card holders (default 10000)")
+    p.add_argument("--users", type=positive_count_arg, default=10_000,
+                   help="card holders (default 10000)")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "snappy", "none"),
                    help="compression codec (default lz4)")
-    p.add_argument("--linger-ms", type=float, default=5.0, help="producer linger (default 5)")
+    p.add_argument("--linger-ms", type=non_negative_float_arg, default=5.0,
+                   help="producer linger (default 5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -163,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
-                                        compression=args.compression, linger_ms=args.linger_ms))
+                                        compression=args.compression, linger_ms=args.linger_ms,
+                                        watch=BrokerWatch("producer")))
     frames = simulated_events(args.seed, args.users, total, args.rate)
     stats = produce(producer, args.topic, frames, rate=args.rate, count=count,
                     duration=args.duration, progress=not args.no_progress)

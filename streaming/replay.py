@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import FLAGGED, REQUIRED_COLUMNS, RULE_NAMES, ContractError, conform
 from queries.params import DEFAULT_PARAMS, RuleParams
 from streaming.engine import RuleEngine
@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
+    check_output_file(args.flags_out, "--flags-out")
     try:
         params = DEFAULT_PARAMS.with_overrides(args.set)
     except ValueError as exc:

@@ -8,6 +8,8 @@ order of ``_checks``) names the reason. See ``streaming.decode`` for the typing 
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -37,6 +39,10 @@ _INT = r"^-?[0-9]{1,18}$"
 _DECIMAL = r"^-?[0-9]{1,16}(\.[0-9]*)?$"
 _TWO_DECIMALS = r"^-?[0-9]+(\.[0-9]{0,2}0*)?$"
 SHOW = 40  # characters of an offending value quoted in a reason
+_REQUIRED_KEY = r'"(' + "|".join(REQUIRED_COLUMNS) + r')"\s*:'
+_TID_NOT_TEXT = r'"transaction_id"\s*:\s*[-0-9tf]'
+_SURROGATE = r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+_DUPLICATE = "duplicate key"  # completed with the key's name for the few rows concerned
 
 
 def _checks(now: datetime) -> list[tuple[pl.Expr, pl.Expr | str]]:
@@ -46,7 +52,11 @@ def _checks(now: datetime) -> list[tuple[pl.Expr, pl.Expr | str]]:
         (c("_container").is_not_null(),
          pl.format("field {} has the wrong type (object or array)", c("_container")))
     ]
+    checks += [(c("_unicode").is_not_null(), c("_unicode"))]
     checks += [(c(name).is_null(), f"missing field {name}") for name in REQUIRED_COLUMNS]
+    checks += [(c("_keys") > len(REQUIRED_COLUMNS), _DUPLICATE)]
+    checks += [(c("_tid_type"), pl.format("transaction_id is not a JSON string: {}",
+                                          c("transaction_id").str.slice(0, SHOW)))]
     checks += [
         (c(name).str.len_chars() > MAX_STRING_LEN,
          f"field {name} is longer than {MAX_STRING_LEN} characters")
@@ -109,29 +119,74 @@ def _ts_checks(now: datetime) -> list[tuple[pl.Expr, pl.Expr | str]]:
     ]
 
 
-def _container_keys(lines: pl.Series) -> pl.Series:
-    """The first contract key whose value is an object or array (null if none), per line."""
+def _line_checks(lines: pl.Series) -> pl.DataFrame:
+    """Checks on the raw JSON text that the typed-as-text frame cannot see, per line:
+
+    * ``_container``: the first contract key whose value is an object or array (else null);
+    * ``_keys``: how many times the required keys occur (> their number = a duplicate key,
+      which JSON parsers resolve differently, so it is refused);
+    * ``_tid_type``: transaction_id is a JSON number/boolean rather than a string;
+    * ``_unicode``: a reason when a string holds a lone UTF-16 surrogate escape (the NDJSON
+      reader would silently turn it into another character).
+    """
     text = lines.cast(pl.String, strict=False)
-    suspect = text.str.contains(r":\s*[\[{]")
-    out = pl.Series("_container", [None] * len(text), dtype=pl.String)
-    if suspect.any():
-        found = text.filter(suspect).str.extract(_CONTAINER_KEY, 1)
-        out = out.scatter(suspect.arg_true(), found)
-    return out
+    t = pl.col("t")
+    scan = pl.DataFrame({"t": text}).select(  # one select: the regex passes run in parallel
+        _keys=t.str.count_matches(_REQUIRED_KEY),
+        _tid_type=t.str.contains(_TID_NOT_TEXT),
+        _nested=t.str.contains(r":\s*[\[{]"),
+        _surrogate=t.str.contains(_SURROGATE),
+    )
+    n = len(text)
+    container = pl.Series("_container", [None] * n, dtype=pl.String)
+    if scan["_nested"].any():
+        where = scan["_nested"].arg_true()
+        container = container.scatter(where, text.gather(where).str.extract(_CONTAINER_KEY, 1))
+    unicode = pl.Series("_unicode", [None] * n, dtype=pl.String)
+    if scan["_surrogate"].any():
+        where = scan["_surrogate"].arg_true()
+        unicode = unicode.scatter(where, [_surrogate_problem(text[i]) for i in where])
+    return pl.DataFrame([container, scan["_keys"], scan["_tid_type"], unicode])
+
+
+def _surrogate_problem(line: str) -> str | None:
+    """A reason if the JSON line holds a lone surrogate escape; None for proper pairs."""
+    try:
+        json.dumps(json.loads(line), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"invalid unicode: lone surrogate \\u{ord(exc.object[exc.start]):04x} in a string"
+    except (ValueError, RecursionError):
+        return "not JSON: rejected by the JSON parser"
+    return None
+
+
+def duplicate_key(line: bytes) -> str:
+    """The first required key that occurs more than once in ``line`` (for the reason)."""
+    seen: set[str] = set()
+    for m in re.finditer(_REQUIRED_KEY, line.decode("utf-8", "replace")):
+        name = m.group(1)
+        if name in seen:
+            return name
+        seen.add(name)
+    return "?"
 
 
 def validate(raw: pl.DataFrame, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split the text frame into typed good rows and (row index, reason) bad rows."""
-    pre = raw.with_columns(
+    pre = pl.concat([raw, _line_checks(raw["_line"])], how="horizontal").with_columns(
         _ts=pl.col("ts").str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False),
-        _container=_container_keys(raw["_line"]),
     )
     reason = pl.coalesce(
         [pl.when(bad).then(pl.lit(msg) if isinstance(msg, str) else msg)
          for bad, msg in _checks(now)]
     )
     checked = pre.with_columns(_reason=reason)
-    bad = checked.filter(pl.col("_reason").is_not_null()).select("_i", "_reason")
+    bad = checked.filter(pl.col("_reason").is_not_null()).select("_i", "_reason", "_line")
+    if (bad["_reason"] == _DUPLICATE).any():
+        bad = bad.with_columns(_reason=pl.Series([
+            f"duplicate key {duplicate_key(line)}" if reason == _DUPLICATE else reason
+            for reason, line in zip(bad["_reason"], bad["_line"], strict=True)]))
+    bad = bad.select("_i", "_reason")
     good = checked.filter(pl.col("_reason").is_null())
     return _typed(good), bad
 

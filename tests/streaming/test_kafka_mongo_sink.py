@@ -83,3 +83,26 @@ def test_unreachable_server_fails_with_a_named_error() -> None:
 
     with pytest.raises(MongoSinkError, match="fraud.flags"):
         MongoFlagStore("mongodb://127.0.0.1:9/", retry_seconds=0.5, log=lambda _m: None)
+
+
+def test_replay_leaves_documents_unless_asked_to_rewrite(mongo_uri: str, mongo_db) -> None:
+    """A replay is a duplicate-key insert: cheap on FerretDB (no per-document upsert scan)."""
+    store = MongoFlagStore(mongo_uri, mongo_db.name, "flags")
+    try:
+        store.upsert(_flagged(20))
+        changed = _flagged(20).with_columns(pl.lit(False).alias("geo_mismatch"))
+        assert store.upsert(changed) == 20 and store.replayed == 20
+        coll = store.collection
+        assert coll.count_documents({}) == 20
+        assert coll.count_documents({"rules": "geo_mismatch"}) == 4  # left as first written
+        first = coll.find_one({"_id": "tx00005"})["flagged_at"]
+        rewriting = MongoFlagStore(mongo_uri, mongo_db.name, "flags", rewrite_replays=True)
+        try:
+            assert rewriting.upsert(changed) == 20 and rewriting.replayed == 20
+        finally:
+            rewriting.close()
+        assert coll.count_documents({"rules": "geo_mismatch"}) == 0
+        assert coll.count_documents({}) == 20
+        assert coll.find_one({"_id": "tx00005"})["flagged_at"] == first
+    finally:
+        store.close()

@@ -1,0 +1,98 @@
+"""kill -9 the consumer at random moments while a known event set flows: after the last restart
+the lake holds every event exactly once, MongoDB exactly the expected flags, the DLQ nothing.
+
+The consumer is the real CLI in a real process (static group membership,
+``--group-instance-id``, so a restart takes its partitions back at once). The expected result is
+the pure-Python reference of the rules over all events: a restarted consumer must decide as an
+uninterrupted one, so every rule column and every flag's rule list is compared per id.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+from _faults import (
+    Offsets,
+    audit,
+    consume_cmd,
+    finish,
+    kill9,
+    lake_rows,
+    leftover_temp_files,
+    mongo_flags,
+    start,
+    wait_for_line,
+)
+from confluent_kafka import Producer
+from reference_rules import reference_flags
+
+from streaming.kafka_io import producer_config
+from streaming.produce import produce
+from tests.streaming._kafka_data import make_events, read_topic
+
+KILLS = 10
+PARTITIONS = 4
+
+
+def produce_paced(bootstrap: str, topic: str, events: pl.DataFrame, chunks: int,
+                  pause: float) -> threading.Thread:
+    """Produce ``events`` in ``chunks`` pieces, ``pause`` seconds apart, on a thread."""
+    def work() -> None:
+        producer = Producer(producer_config(bootstrap))
+        size = -(-events.height // chunks)
+        for lo in range(0, events.height, size):
+            stats = produce(producer, topic, [events.slice(lo, size)], progress=False)
+            assert stats.failed == 0
+            time.sleep(pause)
+        assert producer.flush(30) == 0
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_kill9_ten_times_loses_nothing_duplicates_nothing_decides_the_same(
+        kafka_bootstrap: str, make_topic, mongo_uri: str, mongo_db, tmp_path: Path) -> None:
+    topic = make_topic(PARTITIONS, prefix="crash")
+    group = f"crash-{topic}"
+    events = make_events(8000, users=60, seed=71)
+    expected = reference_flags(events)
+    assert all(expected[r].sum() > 20 for r in expected.columns[1:])  # every rule fires
+    producer = produce_paced(kafka_bootstrap, topic, events, chunks=40, pause=0.3)
+
+    rng = random.Random(7)
+    lake = tmp_path / "lake"
+    cmd = consume_cmd(kafka_bootstrap, topic, lake, mongo_uri, group, batch_size=100,
+                      instance_id=f"crash-{topic}")
+    offsets = Offsets(kafka_bootstrap, group, topic, PARTITIONS)
+    busy_kills = 0
+    try:
+        for i in range(KILLS):
+            log = tmp_path / f"run-{i}.log"
+            proc = start(cmd, mongo_db.name, log)
+            assert wait_for_line(log, "consume: assigned", proc), log.read_text()
+            time.sleep(rng.uniform(0.3, 2.0))
+            assert proc.poll() is None, log.read_text()
+            kill9(proc)
+            busy_kills += offsets.committed() < offsets.end()
+        producer.join(timeout=60)
+        log = tmp_path / "final.log"
+        final = start([*cmd, "--timeout", "4"], mongo_db.name, log)
+        finish(final, log)
+        assert offsets.committed() == offsets.end() == events.height
+    finally:
+        offsets.close()
+
+    assert busy_kills >= KILLS // 3  # kills hit a consumer with work in hand
+    result = audit(expected, lake_rows(lake), mongo_flags(mongo_db["flags"]))
+    assert result.lake_rows == events.height and result.lake_duplicated == 0
+    assert result.lake_lost == 0
+    assert result.flags_expected > 500
+    assert (result.flags_lost, result.flags_duplicated) == (0, 0)
+    assert result.mismatched == 0, result.notes()
+    assert read_topic(kafka_bootstrap, f"{topic}.dlq", 1, timeout=3) == []
+    assert leftover_temp_files(lake) == []
