@@ -5,8 +5,11 @@
 
 ``--input``: a Parquet file, a folder (searched recursively; hive ``year=/month=`` folders or
 not) or a glob, holding at least the core contract columns; ``is_fraud``/``fraud_scenario`` are
-optional (without them precision and recall are "n/a"). The rules are ``queries/rules/flags.sql``
-run by DuckDB in time chunks (see ``batch.chunked_flags``). Prints one table per rule and for
+optional (without them precision and recall are "n/a"). The input is decided in time chunks
+(see ``batch.chunked_flags``) by one of two engines with the same decisions: by default the fast
+one (``batch.fast_flags``: DuckDB scans and decides the per-row rules, NumPy the per-user ones
+after one sort per chunk), or, with ``--engine sql`` or when user_id/ts may hold NULLs,
+``queries/rules/flags.sql`` run by DuckDB (the SQL engine). Prints one table per rule and for
 any-rule (``flagged``); ``--report`` writes the same as JSON (default path
 ``storage/reports/backtest.json``, which the dashboard reads). Outputs are written atomically.
 """
@@ -26,15 +29,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from batch.chunked_flags import FLAG_COLUMNS, flag_counts, plan_chunks
+from batch import chunked_flags, fast_flags
+from batch.chunked_flags import FLAG_COLUMNS, plan_chunks
 from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from queries.params import DEFAULT_PARAMS, RuleParams
 from queries.source import connect, open_source, resolve_input
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
 DEFAULT_CHUNK_ROWS = 4_000_000
+ENGINES = ("auto", "sql")  # auto: batch.fast_flags unless user_id or ts may hold NULLs
 FLAGS_SCHEMA = pa.schema([("transaction_id", pa.string()),
                           *[(c, pa.bool_()) for c in FLAG_COLUMNS[1:]]])
 
@@ -50,6 +55,7 @@ class BacktestConfig:
     threads: int | None = None
     memory_limit: str | None = None
     progress: bool = True
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class BacktestResult:
     chunks: int
     overall: HitRates
     by_year: dict[int, HitRates] | None = None
+    engine: str = "fast"  # "fast" (batch.fast_flags) or "sql" (batch.chunked_flags)
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -70,6 +77,8 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     con = connect(cfg.threads, cfg.memory_limit)
     open_source(con, files, view=None)  # all schemas checked before anything is written
     chunks = plan_chunks(con, files, cfg.chunk_rows)
+    engine = "sql" if cfg.engine == "sql" or fast_flags.needs_sql_engine(con, files) else "fast"
+    flag_counts = fast_flags.flag_counts if engine == "fast" else chunked_flags.flag_counts
     total = sum(c.rows for c in chunks) or None
     with _FlagsWriter(cfg.flags_out) as writer, tqdm(
         total=total, unit="rows", unit_scale=True, file=sys.stderr, disable=not cfg.progress,
@@ -81,7 +90,7 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     result = BacktestResult(
         input=cfg.input, params=cfg.params, seconds=time.perf_counter() - start,
         chunks=len(chunks), overall=hit_rates(counts),
-        by_year=hit_rates_by_year(counts) if cfg.by_year else None,
+        by_year=hit_rates_by_year(counts) if cfg.by_year else None, engine=engine,
     )
     if cfg.report:
         write_text(cfg.report, json.dumps(report_dict(result), indent=2) + "\n")
@@ -138,7 +147,8 @@ def format_result(result: BacktestResult) -> str:
     for year, rates in (result.by_year or {}).items():
         parts.append(format_table(rates, f"{year}: "))
     parts.append(f"{result.overall.rows:,} rows in {result.seconds:.1f} s "
-                 f"({result.chunks} chunk{'s' if result.chunks != 1 else ''})")
+                 f"({result.chunks} chunk{'s' if result.chunks != 1 else ''}, "
+                 f"{result.engine} engine)")
     return "\n\n".join(parts)
 
 
@@ -160,6 +170,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--threads", type=positive_count_arg, default=None,
                    help="DuckDB threads (default: all cores)")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 2GiB")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto (default): the fast engine (DuckDB scan + NumPy window rules, "
+                        "batch.fast_flags), or the SQL engine when user_id/ts may hold NULLs; "
+                        "sql: always queries/rules/flags.sql in DuckDB (batch.chunked_flags)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -170,12 +184,16 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
         params = DEFAULT_PARAMS.with_overrides(args.set)
     except ValueError as exc:
         raise UsageError(f"--set: {exc}") from None
+    if args.report:
+        check_output_file(args.report, "--report")
+    if args.flags_out:
+        check_output_file(args.flags_out, "--flags-out")
     return BacktestConfig(
         input=args.input, params=params, by_year=args.by_year,
         report=Path(args.report) if args.report else None,
         flags_out=Path(args.flags_out) if args.flags_out else None,
         chunk_rows=args.chunk_rows, threads=args.threads, memory_limit=args.memory_limit,
-        progress=not args.quiet,
+        progress=not args.quiet, engine=args.engine,
     )
 
 

@@ -1,5 +1,8 @@
 """Run ``queries/rules/flags.sql`` over a large lake in time chunks, without a global sort.
 
+This is the SQL engine of ``batch.backtest`` (``--engine sql``) and the chunk planner both
+engines share; ``batch.fast_flags`` is the default engine (same chunks and carry, same decisions).
+
 The rules look back at most one window (``high_frequency``) and one event (``geo_mismatch``),
 so files are grouped into chunks of consecutive time (from each file's Parquet ``ts``
 statistics) and each chunk is decided together with a small *carry*: per user the last event

@@ -47,7 +47,10 @@ by_ts_and_id as (
 ),
 
 ordered as (
-    select * from by_ts where user_id not in (select user_id from users_with_ties)
+    -- (NULL user_id rows stay here: NOT IN over a set holding NULL would drop every row)
+    select * from by_ts
+    where user_id is null
+        or user_id not in (select user_id from users_with_ties where user_id is not null)
     union all
     select * from by_ts_and_id
 ),

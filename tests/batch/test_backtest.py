@@ -33,10 +33,12 @@ def run(tmp_path: Path, input_: str, **kw):
     return result, pl.read_parquet(out).sort("transaction_id")
 
 
+@pytest.mark.parametrize("engine", ["auto", "sql"])
 @pytest.mark.parametrize("chunk_rows", [1, 400, 10**9])
-def test_chunked_flags_equal_reference(lake, tmp_path, chunk_rows):
+def test_chunked_flags_equal_reference(lake, tmp_path, chunk_rows, engine):
     root, events = lake
-    result, flags = run(tmp_path, str(root), chunk_rows=chunk_rows)
+    result, flags = run(tmp_path, str(root), chunk_rows=chunk_rows, engine=engine)
+    assert result.engine == ("fast" if engine == "auto" else "sql")
     expected = reference_flags(events).sort("transaction_id")
     assert flags.columns == COLUMNS
     assert flags.equals(expected.select(COLUMNS))
@@ -184,3 +186,16 @@ def test_plan_chunks_keeps_empty_files_and_falls_back_without_stats(lake, tmp_pa
     nostats = tmp_path / "nostats.parquet"
     pl.DataFrame(events, schema=CORE_SCHEMA).write_parquet(nostats, statistics=False)
     assert len(plan_chunks(connect(), resolve_input(str(nostats)), 1)) == 1
+
+
+def test_null_user_rows_are_kept(tmp_path):
+    """A NULL user_id beside tied users must not empty the result (NOT IN over a NULL)."""
+    events = synthetic_events(300, seed=7)
+    tied = next(e for e, f in zip(events, events[1:], strict=False)
+                if e["user_id"] == f["user_id"] and e["ts"] == f["ts"])
+    events = [{**e, "user_id": None} if e is tied else e for e in events]
+    path = tmp_path / "nulls.parquet"
+    pl.DataFrame(events, schema=CORE_SCHEMA).write_parquet(path)
+    result, flags = run(tmp_path, str(path), engine="sql")
+    assert flags.height == len(events)
+    assert flags["flagged"].sum() > 0
