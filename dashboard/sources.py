@@ -8,6 +8,7 @@ document of typed values for MongoDB) and return the same normalized Polars fram
 - ``count(filter, cap)``: how many match, counting at most ``cap`` (bounded cost on 1M flags);
 - ``export(filter)``: every matching flag (the CSV download).
 
+``MongoFlagSource`` (re-exported here) lives in ``dashboard.mongo_source``.
 Failures to reach the store raise ``FlagSourceError`` with a one-line message for the page.
 """
 
@@ -19,7 +20,8 @@ from typing import Protocol
 
 import polars as pl
 
-from dashboard.filters import FlagFilter, mongo_filter, sql_where
+from dashboard.filters import FlagFilter, sql_where
+from dashboard.flag_cache import CacheConfig
 from fraudlake.settings import Settings
 
 #: The normalized flags frame every source returns (and the CSV columns, in this order).
@@ -114,69 +116,21 @@ def _from_sqlite_rows(rows: list[tuple]) -> pl.DataFrame:
     ).select(list(FLAG_COLUMNS))
 
 
-class MongoFlagSource:
-    """Reads ``fraud.flags`` (MongoDB or FerretDB) with find/sort/limit and count_documents."""
-
-    _PROJECTION = {name: 1 for name in FLAG_COLUMNS if name != "transaction_id"}
-
-    def __init__(self, uri: str, db: str = "fraud", collection: str = "flags",
-                 timeout_ms: int = 2_000) -> None:
-        from pymongo import MongoClient
-
-        given = uri.lower()  # timeouts written in the URI win over these defaults
-        opts = {k: v for k, v in {"serverSelectionTimeoutMS": timeout_ms,
-                                  "connectTimeoutMS": timeout_ms,
-                                  "socketTimeoutMS": 30_000}.items() if k.lower() not in given}
-        self._client = MongoClient(uri, tz_aware=True, **opts)
-        self.collection = self._client[db][collection]
-        self.label = f"MongoDB {db}.{collection}"
-
-    def _guard(self, what: str, action):
-        from pymongo.errors import PyMongoError
-
-        try:
-            return action()
-        except PyMongoError as exc:
-            first = str(exc).split("\n")[0].split(", Timeout:")[0]
-            raise FlagSourceError(f"{self.label}: {what} failed: {first}") from exc
-
-    def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
-        def run() -> list[dict]:
-            cur = self.collection.find(mongo_filter(f), self._PROJECTION,
-                                       sort=[("ts", -1), ("_id", -1)], limit=int(limit))
-            return list(cur)
-        return _from_documents(self._guard("find", run))
-
-    def count(self, f: FlagFilter, cap: int) -> int:
-        return int(self._guard("count", lambda: self.collection.count_documents(
-            mongo_filter(f), limit=int(cap))))
-
-    def export(self, f: FlagFilter) -> pl.DataFrame:
-        def run() -> list[dict]:
-            return list(self.collection.find(mongo_filter(f), self._PROJECTION,
-                                             sort=[("ts", -1), ("_id", -1)]))
-        return _from_documents(self._guard("export", run))
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def _from_documents(docs: list[dict]) -> pl.DataFrame:
-    if not docs:
-        return empty_flags()
-    cols: dict[str, list] = {name: [] for name in FLAG_COLUMNS}
-    for d in docs:
-        cols["transaction_id"].append(d.get("_id"))
-        for name in FLAG_COLUMNS:
-            if name != "transaction_id":
-                cols[name].append(d.get(name))
-    raw = {**FLAG_COLUMNS, "amount": pl.String()}
-    df = pl.DataFrame(cols, schema=raw, strict=False)
-    return df.with_columns(pl.col("amount").cast(pl.Decimal(18, 2))).select(list(FLAG_COLUMNS))
-
-
-def open_source(settings: Settings) -> FlagSource:
-    """MongoDB when ``MONGO_URI`` is set, else the embedded SQLite store."""
+def open_source(settings: Settings, cache: CacheConfig | None = None) -> FlagSource:
+    """MongoDB when ``MONGO_URI`` is set (cache: ``CacheConfig.from_env()`` unless given),
+    else the embedded SQLite store."""
     if settings.mongo_uri:
-        return MongoFlagSource(settings.mongo_uri, settings.mongo_db, settings.mongo_collection)
+        from dashboard.mongo_source import MongoFlagSource
+
+        return MongoFlagSource(settings.mongo_uri, settings.mongo_db, settings.mongo_collection,
+                               cache=CacheConfig.from_env() if cache is None else cache)
     return SqliteFlagSource(settings.local_flags_path)
+
+
+def __getattr__(name: str) -> object:
+    """``MongoFlagSource`` from here too (imported lazily: that module imports this one)."""
+    if name == "MongoFlagSource":
+        from dashboard.mongo_source import MongoFlagSource
+
+        return MongoFlagSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,10 @@
 
 Kafka runs from Apache Kafka's own jars on Maven Central (collected by ``mvn`` from
 ``services/kafka/pom.xml``); FerretDB is built with ``go build`` from ``services/ferretdb``.
+FerretDB stores its data in SQLite files (default) or, with
+``FRAUDLAKE_FERRETDB_BACKEND=postgresql``, in a private PostgreSQL cluster (Debian's
+PostgreSQL binaries, ``initdb`` once, port ``FRAUDLAKE_POSTGRES_PORT``, default 55432; one
+database per FerretDB port) that ``up mongo`` starts first and ``down mongo`` stops after it.
 Jars, binaries, data and logs live under ``services/.cache/`` so a second start is fast.
 Starting is idempotent: if something already answers on the port, it is reused, not restarted.
 
@@ -26,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from fraudlake.cli import ArgumentParser, run
+from fraudlake.cli import ArgumentParser, UsageError, positive_float_arg, run
+
+#: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
+PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT")
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = ROOT / "services"
@@ -42,7 +49,7 @@ class ServiceError(RuntimeError):
 class Server:
     """Where one server lives on this machine."""
 
-    name: str  # "kafka" or "mongo"
+    name: str  # "kafka", "mongo" or "postgres"
     port: int
     pid_file: Path
     log_file: Path
@@ -51,6 +58,8 @@ class Server:
     def address(self) -> str:
         if self.name == "kafka":
             return f"{HOST}:{self.port}"
+        if self.name == "postgres":
+            return f"postgres://postgres@{HOST}:{self.port}/"
         return f"mongodb://{HOST}:{self.port}/"
 
 
@@ -75,6 +84,24 @@ def mongo_server(port: int | None = None) -> Server:
     return Server("mongo", port, d / f"ferretdb-{port}.pid", d / f"ferretdb-{port}.log")
 
 
+def postgres_server(port: int | None = None) -> Server:
+    port = port or int(os.environ.get("FRAUDLAKE_POSTGRES_PORT", "55432"))
+    d = CACHE_DIR / "postgres"
+    return Server("postgres", port, d / f"postgres-{port}.pid", d / f"postgres-{port}.log")
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def ferretdb_backend() -> str:
+    """FerretDB's storage: env FRAUDLAKE_FERRETDB_BACKEND, sqlite (default) or postgresql."""
+    backend = os.environ.get("FRAUDLAKE_FERRETDB_BACKEND", "sqlite").strip() or "sqlite"
+    if backend not in BACKENDS:
+        raise ServiceError(f"FRAUDLAKE_FERRETDB_BACKEND must be sqlite or postgresql, "
+                           f"got {backend!r}")
+    return backend
+
+
 # --- readiness -------------------------------------------------------------------------------
 
 def _port_open(port: int, timeout: float = 0.5) -> bool:
@@ -90,6 +117,10 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
     if not _port_open(server.port):
         return False
     try:
+        if server.name == "postgres":
+            return subprocess.run([str(_pg_tool("pg_isready")), "-q", "-h", HOST,
+                                   "-p", str(server.port), "-t", str(max(1, int(timeout)))],
+                                  check=False, capture_output=True).returncode == 0
         if server.name == "kafka":
             from confluent_kafka.admin import AdminClient
 
@@ -177,8 +208,61 @@ def _kafka_command(server: Server) -> list[str]:
 
 def _mongo_command(server: Server) -> list[str]:
     data = server.pid_file.parent / f"data-{server.port}"
-    return [str(ferretdb_binary()), "--listen-addr", f"{HOST}:{server.port}",
-            "--data-dir", str(data)]
+    cmd = [str(ferretdb_binary()), "--listen-addr", f"{HOST}:{server.port}",
+           "--data-dir", str(data)]
+    if ferretdb_backend() == "postgresql":
+        pg = postgres_server()
+        up(pg)
+        cmd += ["--handler", "postgresql", "--postgresql-url",
+                f"{pg.address}{_pg_database(pg, f'ferretdb_{server.port}')}"]
+    return cmd
+
+
+# --- PostgreSQL (FerretDB's optional backend) ------------------------------------------------
+
+def _pg_tool(name: str) -> Path:
+    """A PostgreSQL binary: on PATH, else the newest /usr/lib/postgresql/*/bin (Debian)."""
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+                      key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if not versions:
+        raise ServiceError(f"PostgreSQL's {name} not found (run scripts/system-deps.sh)")
+    return versions[-1]
+
+
+def _pg_user() -> dict[str, str]:
+    """PostgreSQL refuses to run as root: run its tools as the 'postgres' user then."""
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+
+def _postgres_command(server: Server) -> list[str]:
+    data = server.pid_file.parent / f"data-{server.port}"
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+        proc = subprocess.run([str(_pg_tool("initdb")), "-D", str(data), "-U", "postgres",
+                               "--auth=trust", "-E", "UTF8", "--no-sync"], cwd=data,
+                              capture_output=True, text=True, check=False, **_pg_user())
+        if proc.returncode != 0:
+            raise ServiceError(f"initdb ({data}) failed: {proc.stderr.strip()[-500:]}")
+    # dev/test data only: no fsync (a killed server still recovers; an OS crash may not)
+    return [str(_pg_tool("postgres")), "-D", str(data), "-p", str(server.port),
+            "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "shared_buffers=256MB"]
+
+
+def _pg_database(pg: Server, name: str) -> str:
+    """Create database ``name`` unless it exists; return it."""
+    proc = subprocess.run([str(_pg_tool("createdb")), "-h", HOST, "-p", str(pg.port),
+                           "-U", "postgres", name], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0 and "already exists" not in proc.stderr:
+        raise ServiceError(f"createdb {name} failed: {proc.stderr.strip()[-300:]}")
+    return name
 
 
 @contextmanager
@@ -209,7 +293,7 @@ def up(server: Server, timeout: float = 120.0) -> Started:
             return _start(server, timeout)
         except ServiceError:
             data = server.pid_file.parent / f"data-{server.port}"
-            if server.name != "mongo" or not data.exists():
+            if server.name != "mongo" or ferretdb_backend() != "sqlite" or not data.exists():
                 raise
             aside = data.with_name(f"{data.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
             data.rename(aside)
@@ -219,10 +303,12 @@ def up(server: Server, timeout: float = 120.0) -> Started:
 
 
 def _start(server: Server, timeout: float) -> Started:
-    cmd = _kafka_command(server) if server.name == "kafka" else _mongo_command(server)
+    builders = {"kafka": _kafka_command, "mongo": _mongo_command, "postgres": _postgres_command}
+    cmd = builders[server.name](server)
+    user = _pg_user() if server.name == "postgres" else {}
     with open(server.log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, **user)
     server.pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -290,8 +376,12 @@ def _tail(path: Path, lines: int = 20) -> str:
 # --- CLI -------------------------------------------------------------------------------------
 
 def servers(which: str) -> list[Server]:
-    return {"kafka": [kafka_server()], "mongo": [mongo_server()],
-            "all": [kafka_server(), mongo_server()]}[which]
+    """The servers behind a CLI name; with the postgresql backend, mongo includes PostgreSQL
+    (after FerretDB, so ``down`` stops FerretDB first)."""
+    mongo = [mongo_server()]
+    if ferretdb_backend() == "postgresql":
+        mongo.append(postgres_server())
+    return {"kafka": [kafka_server()], "mongo": mongo, "all": [kafka_server(), *mongo]}[which]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,11 +391,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "this project started; status: say what answers")
     parser.add_argument("which", nargs="?", default="all", choices=("kafka", "mongo", "all"),
                         help="which server (default all). Ports: env FRAUDLAKE_KAFKA_PORT "
-                             "(9092; controller = port+1) and FRAUDLAKE_MONGO_PORT (27017)")
-    parser.add_argument("--timeout", type=float, default=120.0,
+                             "(9092; controller = port+1) and FRAUDLAKE_MONGO_PORT (27017). "
+                             "FerretDB's storage: env FRAUDLAKE_FERRETDB_BACKEND=sqlite "
+                             "(default) or postgresql (a private PostgreSQL on "
+                             "FRAUDLAKE_POSTGRES_PORT, 55432, started and stopped with mongo)")
+    parser.add_argument("--timeout", type=positive_float_arg, default=120.0,
                         help="seconds to wait for readiness (default 120)")
     args = parser.parse_args(argv)
-    for server in servers(args.which):
+    for name in PORT_ENV:
+        value = os.environ.get(name, "").strip()
+        if value and not (value.isdigit() and 0 < int(value) < 65535):
+            raise UsageError(f"{name} must be a port number (1-65534): {value!r}")
+    try:
+        chosen = servers(args.which)
+    except ServiceError as exc:
+        print(f"services: {exc}", file=sys.stderr)
+        return 2
+    for server in chosen:
         if args.action == "up":
             try:
                 res = up(server, timeout=args.timeout)

@@ -51,6 +51,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("user_ts", [("user_id", ASCENDING), ("ts", DESCENDING)]),
     ("rules", [("rules", ASCENDING)]),
     ("amount_cents", [("amount_cents", DESCENDING)]),
+    ("flagged_at", [("flagged_at", DESCENDING)]),  # the dashboard's incremental updates
 )
 
 
@@ -167,7 +168,7 @@ class MongoFlagStore:
         for lo in range(0, len(docs), CHUNK):  # short requests: a retry resends little
             chunk = docs[lo:lo + CHUNK]
             existing = self._with_retry(f"insert of {len(chunk)} flags",
-                                        lambda c=chunk: self._insert_new(c, now))
+                                        lambda c=chunk: self._insert_new(c, datetime.now(UTC)))
             self.replayed += len(existing)
             if existing and self.rewrite_replays:
                 ops = upsert_ops(existing, now)
@@ -176,7 +177,9 @@ class MongoFlagStore:
         return len(docs)
 
     def _insert_new(self, docs: list[dict], now: datetime) -> list[dict]:
-        """Insert the documents; return those whose _id already existed."""
+        """Insert the documents stamped ``flagged_at=now``; return those whose _id already
+        existed. Each attempt stamps anew, so flags written after an outage carry the time they
+        became visible (the dashboard reads new flags by ``flagged_at``)."""
         try:
             self.collection.insert_many([{**d, "flagged_at": now} for d in docs], ordered=False)
             return []

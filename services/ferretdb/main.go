@@ -1,4 +1,4 @@
-// Command ferretdb runs FerretDB v1.24 (MongoDB wire protocol over SQLite) for fraudlake's
+// Command ferretdb runs FerretDB v1.24 (MongoDB wire protocol over SQLite or PostgreSQL) for fraudlake's
 // dev, tests and CI. `go install .../cmd/ferretdb@v1.24.2` builds a binary that panics at start
 // (its version file is not in the module zip, upstream issue #2982), so this tiny main module
 // embeds the library instead. Started and stopped by `python -m fraudlake.services`.
@@ -25,15 +25,24 @@ func main() {
 	logLevel := flag.String("log-level", "error", "log level: debug, info, warn or error (warn logs every error reply)")
 	pragmas := flag.String("sqlite-pragmas", "synchronous(normal)",
 		"comma-separated extra SQLite pragmas (FerretDB adds busy_timeout, WAL, auto_vacuum)")
+	handler := flag.String("handler", "sqlite", "storage backend: sqlite (files in -data-dir) or postgresql")
+	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL for -handler=postgresql, e.g. postgres://user@127.0.0.1:55432/ferretdb")
 	flag.Parse()
 
-	if err := run(*listen, *dataDir, *logLevel, *pragmas); err != nil {
+	if err := run(*listen, *dataDir, *logLevel, *pragmas, *handler, *pgURL); err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, dataDir, logLevel, pragmas string) error {
+func run(listen, dataDir, logLevel, pragmas, handler, pgURL string) error {
+	if handler != "sqlite" && handler != "postgresql" {
+		return fmt.Errorf("handler %q: want sqlite or postgresql", handler)
+	}
+	if handler == "postgresql" && pgURL == "" {
+		return fmt.Errorf("handler postgresql needs -postgresql-url")
+	}
+
 	dir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return fmt.Errorf("data dir %q: %w", dataDir, err)
@@ -63,10 +72,11 @@ func run(listen, dataDir, logLevel, pragmas string) error {
 	}
 
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listen},
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL,
-		Logger:    logger,
+		Listener:      ferretdb.ListenerConfig{TCP: listen},
+		Handler:       handler,
+		SQLiteURL:     sqliteURL,
+		PostgreSQLURL: pgURL,
+		Logger:        logger,
 	})
 	if err != nil {
 		return err
@@ -75,6 +85,10 @@ func run(listen, dataDir, logLevel, pragmas string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(os.Stderr, "ferretdb: listening on %s, data in %s\n", listen, dir)
+	where := dir
+	if handler == "postgresql" {
+		where = pgURL
+	}
+	fmt.Fprintf(os.Stderr, "ferretdb: listening on %s, %s backend, data in %s\n", listen, handler, where)
 	return f.Run(ctx)
 }
