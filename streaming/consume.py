@@ -132,5 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``main`` with a server that stayed away past its retry budget (the log above says what
+    was retried) reported as one line and exit code 1: a supervisor restarts the consumer, which
+    resumes from the last commit."""
+    from streaming.kafka_io import KafkaStageError
+    from streaming.mongo_sink import MongoSinkError
+
+    try:
+        return run(main, argv)
+    except (KafkaStageError, MongoSinkError) as exc:
+        print(f"python -m streaming.consume: error: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    raise SystemExit(run(main))
+    raise SystemExit(cli())

@@ -163,7 +163,9 @@ def test_consumer_gives_up_after_the_mongo_budget_with_a_clear_error(tmp_path: P
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "MONGO_RETRY_SECONDS": "2", "MONGO_DB": "nowhere"})
     took = time.monotonic() - t0
-    assert proc.returncode not in (0, 2), proc.stderr[-2000:]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("python -m streaming.consume: error:")
     assert "nowhere.flags" in proc.stderr and "still failing after" in proc.stderr
     assert "MONGO_RETRY_SECONDS" in proc.stderr
     assert "s3cret" not in proc.stderr and "alice" not in proc.stderr
