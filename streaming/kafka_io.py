@@ -8,7 +8,6 @@ Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fraudlake.cli import UsageError
+from fraudlake.cli import seconds_from_env
 from streaming.decode import DeadLetter, RawRecord
 
 DLQ_REASON_HEADER = "fraudlake.reason"
@@ -46,16 +45,7 @@ COMMIT_TRANSIENT = BROKER_DOWN | {
 def retry_seconds_from_env(env: Mapping[str, str] | None = None, name: str = KAFKA_RETRY_ENV,
                            default: float = DEFAULT_KAFKA_RETRY_SECONDS) -> float:
     """A retry budget in seconds from the environment; a bad value is a one-line UsageError."""
-    text = (os.environ if env is None else env).get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name}={text!r}: not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{name}={text!r}: must be a finite number of seconds > 0")
-    return value
+    return seconds_from_env(name, default, env)
 
 
 def _stderr(msg: str) -> None:

@@ -24,11 +24,10 @@ a password): only the database.collection and the error's type or (redacted) tex
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import polars as pl
@@ -36,7 +35,7 @@ from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
-from fraudlake.cli import UsageError
+from fraudlake.cli import seconds_from_env
 from fraudlake.contract import RULE_NAMES
 
 DOC_FIELDS: tuple[str, ...] = (
@@ -67,19 +66,10 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
-def retry_seconds_from_env(env: dict[str, str] | None = None) -> float:
+def retry_seconds_from_env(env: Mapping[str, str] | None = None) -> float:
     """The retry budget from env ``MONGO_RETRY_SECONDS`` (default 120); a bad value is a
     one-line ``UsageError``."""
-    text = (os.environ if env is None else env).get(MONGO_RETRY_ENV, "").strip()
-    if not text:
-        return DEFAULT_RETRY_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{MONGO_RETRY_ENV}={text!r}: not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{MONGO_RETRY_ENV}={text!r}: must be a finite number of seconds > 0")
-    return value
+    return seconds_from_env(MONGO_RETRY_ENV, DEFAULT_RETRY_SECONDS, env)
 
 
 class MongoSinkError(RuntimeError):
