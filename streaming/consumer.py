@@ -22,10 +22,14 @@ on every assignment, so a slow group join is not mistaken for an idle topic.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +51,7 @@ from streaming.kafka_io import (
     ensure_topics,
     next_offsets,
     retry_commit,
+    retry_seconds_from_env,
     unpack,
 )
 from streaming.lake_sink import LakeSink
@@ -219,7 +224,8 @@ class StreamConsumer:
         if not owned:
             return
         try:
-            self.consumer.commit(offsets=owned, asynchronous=False)
+            with watchdog(commit_watchdog_seconds(), "offset commit", self._log):
+                self.consumer.commit(offsets=owned, asynchronous=False)
         except KafkaException as exc:
             code = exc.args[0].code()
             if code in COMMIT_REBALANCING:
@@ -228,7 +234,9 @@ class StreamConsumer:
                 self._deferred, self._deferred_logged = owned, True
                 return
             # transient errors retried (bounded), others raised; refused mid-rebalance: keep them
-            if not retry_commit(self.consumer, owned, log=self._log):
+            with watchdog(commit_watchdog_seconds(), "offset commit retries", self._log):
+                committed = retry_commit(self.consumer, owned, log=self._log)
+            if not committed:
                 self._deferred = owned
                 return
         self._deferred_logged = False
@@ -320,6 +328,37 @@ class StreamConsumer:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
             self.dlq.close()
+
+
+#: Exit code when a call into librdkafka blocked past its watchdog (a supervisor restarts us).
+EXIT_STUCK = 3
+
+
+def commit_watchdog_seconds() -> float:
+    """How long one commit (with its retries) may block: the Kafka retry budget + 60 s, below
+    ``max.poll.interval.ms`` (300 s) with the default budget of 120 s."""
+    return retry_seconds_from_env() + 60.0
+
+
+@contextmanager
+def watchdog(seconds: float, what: str, log: Callable[[str], None],
+             on_expiry: Callable[[], None] | None = None) -> Iterator[None]:
+    """Run the block; if it is still running after ``seconds`` (a librdkafka call that never
+    returns, seen once during a broker restart), log it and end the process with
+    ``EXIT_STUCK``. Exiting there is as safe as a kill -9: nothing after the last commit is
+    lost, the restarted consumer replays it and both sinks are idempotent."""
+    def expire() -> None:
+        log(f"consume: {what} blocked for {seconds:.0f}s inside the Kafka client; exiting "
+            f"(code {EXIT_STUCK}) so a restart resumes from the last commit")
+        (on_expiry or (lambda: os._exit(EXIT_STUCK)))()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def write_metrics(path: Path, stats: ConsumeStats) -> None:
