@@ -301,8 +301,18 @@ scenario's faults. Exact definitions: the docstring of bench/faults.py.
 
 def bench(events: int, kills: int, batch_size: int, only: set[str], seed: int,
           workdir: Path | None = None) -> str:
-    kafka = services.up(services.kafka_server()).server.address
-    mongo = services.up(services.mongo_server()).server.address
+    started = [services.up(services.kafka_server()), services.up(services.mongo_server())]
+    try:
+        return _bench(started[0].server.address, started[1].server.address, events, kills,
+                      batch_size, only, seed, workdir)
+    finally:  # leave servers that were already running as they were
+        for s in reversed(started):
+            if s.started:
+                services.down(s.server)
+
+
+def _bench(kafka: str, mongo: str, events: int, kills: int, batch_size: int, only: set[str],
+           seed: int, workdir: Path | None) -> str:
     db = f"faults_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="faults-") as tmp:
         work = Path(tmp) if workdir is None else workdir
