@@ -1,8 +1,7 @@
 """Start, stop and check the dev/test servers: Kafka 4 (KRaft, JDK) and FerretDB (MongoDB wire).
 
-Kafka runs from Apache Kafka's own jars on Maven Central (collected by ``mvn`` from
-``services/kafka/pom.xml``); FerretDB is built with ``go build`` from ``services/ferretdb``.
-FerretDB stores its data in SQLite files (default) or, with
+How each is fetched, built and launched: ``fraudlake.server_builds``. FerretDB stores its
+data in SQLite files (default) or, with
 ``FRAUDLAKE_FERRETDB_BACKEND=postgresql``, in a private PostgreSQL cluster (Debian's
 PostgreSQL binaries, ``initdb`` once, port ``FRAUDLAKE_POSTGRES_PORT``, default 55432; one
 database per FerretDB port) that ``up mongo`` starts first and ``down mongo`` stops after it.
@@ -14,36 +13,33 @@ Starting is idempotent: if something already answers on the port, it is reused, 
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 
 from fraudlake.cli import ArgumentParser, UsageError, positive_float_arg, run
+from fraudlake.server_builds import (
+    CACHE_DIR,
+    HOST,
+    ServiceError,
+    ferretdb_command,
+    kafka_command,
+    pg_database,
+    pg_tool,
+    pg_user,
+    postgres_command,
+)
 
 #: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
 PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT")
-
-ROOT = Path(__file__).resolve().parents[1]
-SERVICES_DIR = ROOT / "services"
-CACHE_DIR = Path(os.environ.get("FRAUDLAKE_SERVICES_CACHE", SERVICES_DIR / ".cache"))
-HOST = "127.0.0.1"
-
-
-class ServiceError(RuntimeError):
-    """A server could not be fetched, built or started; the message names what and where to look."""
-
 
 @dataclass(frozen=True)
 class Server:
@@ -118,7 +114,7 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
         return False
     try:
         if server.name == "postgres":
-            return subprocess.run([str(_pg_tool("pg_isready")), "-q", "-h", HOST,
+            return subprocess.run([str(pg_tool("pg_isready")), "-q", "-h", HOST,
                                    "-p", str(server.port), "-t", str(max(1, int(timeout)))],
                                   check=False, capture_output=True).returncode == 0
         if server.name == "kafka":
@@ -137,133 +133,7 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
         return False
 
 
-# --- fetch / build ---------------------------------------------------------------------------
-
-def _run_tool(cmd: list[str], what: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise ServiceError(f"{what}: {cmd[0]!r} not found (run scripts/system-deps.sh)") from None
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise ServiceError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
-
-
-def kafka_libs() -> Path:
-    """The broker's runtime jars, fetched by Maven on first use (a stamp marks a full copy)."""
-    libs = CACHE_DIR / "kafka" / "libs"
-    pom = SERVICES_DIR / "kafka" / "pom.xml"
-    stamp = libs / ".complete"
-    if stamp.exists() and stamp.stat().st_mtime >= pom.stat().st_mtime:
-        return libs
-    print("services: fetching Kafka jars with mvn (first start only)…", file=sys.stderr)
-    cmd = ["mvn", "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime",
-           f"-DoutputDirectory={libs}"]
-    _run_tool(cmd, "mvn dependency:copy-dependencies (services/kafka/pom.xml)", pom.parent)
-    stamp.touch()
-    return libs
-
-
-def ferretdb_binary() -> Path:
-    """The FerretDB binary, built with ``go build`` when missing or older than its sources."""
-    src = SERVICES_DIR / "ferretdb"
-    binary = CACHE_DIR / "bin" / "fraudlake-ferretdb"
-    newest = max(p.stat().st_mtime for p in src.iterdir() if p.is_file())
-    if binary.exists() and binary.stat().st_mtime >= newest:
-        return binary
-    print("services: building FerretDB with go build (first start only)…", file=sys.stderr)
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    go = shutil.which("go") or "/usr/local/go/bin/go"  # the Go tarball's place, often off PATH
-    _run_tool([go, "build", "-o", str(binary), "."], "go build (services/ferretdb)", src, env)
-    return binary
-
-
 # --- start / stop ----------------------------------------------------------------------------
-
-def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool)."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):
-            return text
-
-
-def _kafka_command(server: Server) -> list[str]:
-    libs = kafka_libs()
-    base = server.pid_file.parent
-    data = base / f"data-{server.port}"
-    props = base / f"server-{server.port}.properties"
-    template = Template((SERVICES_DIR / "kafka" / "server.properties.template").read_text())
-    props.write_text(template.substitute(
-        kafka_port=server.port, controller_port=server.port + 1, log_dirs=data))
-    classpath = f"{libs}/*"
-    if not (data / "meta.properties").exists():
-        _run_tool(["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-                   "--ignore-formatted", "-t", _cluster_id(), "-c", str(props)],
-                  f"kafka StorageTool format ({data})", base)
-    log4j = SERVICES_DIR / "kafka" / "log4j2.properties"
-    return ["java", "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}",
-            "-cp", classpath, "kafka.Kafka", str(props)]
-
-
-def _mongo_command(server: Server) -> list[str]:
-    data = server.pid_file.parent / f"data-{server.port}"
-    cmd = [str(ferretdb_binary()), "--listen-addr", f"{HOST}:{server.port}",
-           "--data-dir", str(data)]
-    if ferretdb_backend() == "postgresql":
-        pg = postgres_server()
-        up(pg)
-        cmd += ["--handler", "postgresql", "--postgresql-url",
-                f"{pg.address}{_pg_database(pg, f'ferretdb_{server.port}')}"]
-    return cmd
-
-
-# --- PostgreSQL (FerretDB's optional backend) ------------------------------------------------
-
-def _pg_tool(name: str) -> Path:
-    """A PostgreSQL binary: on PATH, else the newest /usr/lib/postgresql/*/bin (Debian)."""
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-                      key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
-    if not versions:
-        raise ServiceError(f"PostgreSQL's {name} not found (run scripts/system-deps.sh)")
-    return versions[-1]
-
-
-def _pg_user() -> dict[str, str]:
-    """PostgreSQL refuses to run as root: run its tools as the 'postgres' user then."""
-    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-
-
-def _postgres_command(server: Server) -> list[str]:
-    data = server.pid_file.parent / f"data-{server.port}"
-    if not (data / "PG_VERSION").exists():
-        data.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(data, "postgres", "postgres")
-        proc = subprocess.run([str(_pg_tool("initdb")), "-D", str(data), "-U", "postgres",
-                               "--auth=trust", "-E", "UTF8", "--no-sync"], cwd=data,
-                              capture_output=True, text=True, check=False, **_pg_user())
-        if proc.returncode != 0:
-            raise ServiceError(f"initdb ({data}) failed: {proc.stderr.strip()[-500:]}")
-    # dev/test data only: no fsync (a killed server still recovers; an OS crash may not)
-    return [str(_pg_tool("postgres")), "-D", str(data), "-p", str(server.port),
-            "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "shared_buffers=256MB"]
-
-
-def _pg_database(pg: Server, name: str) -> str:
-    """Create database ``name`` unless it exists; return it."""
-    proc = subprocess.run([str(_pg_tool("createdb")), "-h", HOST, "-p", str(pg.port),
-                           "-U", "postgres", name], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0 and "already exists" not in proc.stderr:
-        raise ServiceError(f"createdb {name} failed: {proc.stderr.strip()[-300:]}")
-    return name
-
 
 @contextmanager
 def _locked(server: Server) -> Iterator[None]:
@@ -302,10 +172,25 @@ def up(server: Server, timeout: float = 120.0) -> Started:
             return _start(server, timeout)
 
 
+def _command(server: Server) -> list[str]:
+    """The server's argv; FerretDB on PostgreSQL starts (or reuses) PostgreSQL first."""
+    base = server.pid_file.parent
+    data = base / f"data-{server.port}"
+    if server.name == "kafka":
+        return kafka_command(server.port, base)
+    if server.name == "postgres":
+        return postgres_command(server.port, data)
+    url = None
+    if ferretdb_backend() == "postgresql":
+        pg = postgres_server()
+        up(pg)
+        url = f"{pg.address}{pg_database(pg.port, f'ferretdb_{server.port}')}"
+    return ferretdb_command(server.port, data, url)
+
+
 def _start(server: Server, timeout: float) -> Started:
-    builders = {"kafka": _kafka_command, "mongo": _mongo_command, "postgres": _postgres_command}
-    cmd = builders[server.name](server)
-    user = _pg_user() if server.name == "postgres" else {}
+    cmd = _command(server)
+    user = pg_user() if server.name == "postgres" else {}
     with open(server.log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, **user)
