@@ -33,8 +33,8 @@ from batch import chunked_flags, fast_flags
 from batch.chunked_flags import FLAG_COLUMNS, plan_chunks
 from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
-from queries.params import DEFAULT_PARAMS, RuleParams
+from fraudlake.cli import ArgumentParser, check_output_file, positive_count_arg, run
+from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from queries.source import connect, open_source, resolve_input
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
@@ -180,10 +180,7 @@ def build_parser() -> ArgumentParser:
 
 def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
     args = build_parser().parse_args(argv)
-    try:
-        params = DEFAULT_PARAMS.with_overrides(args.set)
-    except ValueError as exc:
-        raise UsageError(f"--set: {exc}") from None
+    params = params_from_cli(args.set)
     if args.report:
         check_output_file(args.report, "--report")
     if args.flags_out:

@@ -90,3 +90,14 @@ def _parse(raw: str, type_name: object, key: str) -> object:
 
 
 DEFAULT_PARAMS = RuleParams()
+
+
+def params_from_cli(assignments: Iterable[str]) -> RuleParams:
+    """``DEFAULT_PARAMS`` with the ``--set RULE.PARAM=VALUE`` overrides of a command line; a bad
+    one is a one-line ``UsageError`` naming ``--set``."""
+    from fraudlake.cli import UsageError
+
+    try:
+        return DEFAULT_PARAMS.with_overrides(assignments)
+    except ValueError as exc:
+        raise UsageError(f"--set: {exc}") from None

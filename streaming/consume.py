@@ -28,7 +28,7 @@ from fraudlake.cli import (
     run,
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
-from queries.params import DEFAULT_PARAMS
+from queries.params import params_from_cli
 from streaming.consumer import ConsumeConfig, ConsumeStats, StreamConsumer
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
@@ -94,10 +94,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     args = build_parser().parse_args(argv)
     if not args.bootstrap:
         raise UsageError("no Kafka: pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
-    try:
-        params = DEFAULT_PARAMS.with_overrides(args.set)
-    except ValueError as exc:
-        raise UsageError(f"--set: {exc}") from None
+    params = params_from_cli(args.set)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.metrics_file, "--metrics-file")
     settings = Settings.from_env()

@@ -33,7 +33,7 @@ from fraudlake.cli import (
 )
 from fraudlake.contract import FLAGGED, RULE_NAMES
 from fraudlake.settings import Settings
-from queries.params import DEFAULT_PARAMS, RuleParams
+from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.flag_store import SqliteFlagStore
@@ -158,10 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.rate > 0:
         raise UsageError(f"--rate must be > 0: {args.rate}")
-    try:
-        params = DEFAULT_PARAMS.with_overrides(args.set)
-    except ValueError as exc:
-        raise UsageError(f"--set: {exc}") from None
+    params = params_from_cli(args.set)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import FLAGGED, REQUIRED_COLUMNS, RULE_NAMES, ContractError, conform
-from queries.params import DEFAULT_PARAMS, RuleParams
+from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from streaming.engine import RuleEngine
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
@@ -181,10 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
-    try:
-        params = DEFAULT_PARAMS.with_overrides(args.set)
-    except ValueError as exc:
-        raise UsageError(f"--set: {exc}") from None
+    params = params_from_cli(args.set)
     t0 = time.perf_counter()
     lazy = scan_events(input_files(args.input))
     writer = None
