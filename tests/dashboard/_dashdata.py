@@ -8,11 +8,27 @@ from pathlib import Path
 
 import polars as pl
 
+from dashboard.filters import FlagFilter
 from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, partition_dir
 from streaming.flag_store import SqliteFlagStore
 
 CITIES = ("Berlin", "Paris", "Madrid")
 COUNTRIES = ("DE", "FR", "ES")
+
+#: The flag tests' clock, and the filters every flag source must answer alike.
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+FILTERS = [
+    FlagFilter(),
+    FlagFilter(since=NOW - timedelta(minutes=20)),
+    FlagFilter(rules=("high_amount", "geo_mismatch")),
+    FlagFilter(min_cents=2000, max_cents=100_000),
+    FlagFilter(user_id=3),
+    FlagFilter(country="FR", rules=("unusual_hour",)),
+    FlagFilter(since=NOW - timedelta(minutes=50), until=NOW - timedelta(minutes=10),
+               min_cents=150_000),
+    FlagFilter(user_id=999),
+]
 
 
 def events(n: int, start: datetime, step: timedelta, users: int = 5, seed: int = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import _dashdata
@@ -20,19 +20,9 @@ from dashboard.filters import (
 )
 from dashboard.sources import FLAG_COLUMNS, FlagSourceError, MongoFlagSource, SqliteFlagSource
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NOW = _dashdata.NOW
 
-FILTERS = [
-    FlagFilter(),
-    FlagFilter(since=NOW - timedelta(minutes=20)),
-    FlagFilter(rules=("high_amount", "geo_mismatch")),
-    FlagFilter(min_cents=2000, max_cents=100_000),
-    FlagFilter(user_id=3),
-    FlagFilter(country="FR", rules=("unusual_hour",)),
-    FlagFilter(since=NOW - timedelta(minutes=50), until=NOW - timedelta(minutes=10),
-               min_cents=150_000),
-    FlagFilter(user_id=999),
-]
+FILTERS = _dashdata.FILTERS
 
 
 @pytest.fixture

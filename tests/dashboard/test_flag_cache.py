@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import _dashdata
@@ -21,19 +21,9 @@ from dashboard.sources import (
     empty_flags,
 )
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NOW = _dashdata.NOW
 OVERLAP = timedelta(seconds=30)
-FILTERS = [
-    FlagFilter(),
-    FlagFilter(since=NOW - timedelta(minutes=20)),
-    FlagFilter(rules=("high_amount", "geo_mismatch")),
-    FlagFilter(min_cents=2000, max_cents=100_000),
-    FlagFilter(user_id=3),
-    FlagFilter(country="FR", rules=("unusual_hour",)),
-    FlagFilter(since=NOW - timedelta(minutes=50), until=NOW - timedelta(minutes=10),
-               min_cents=150_000),
-    FlagFilter(user_id=999),
-]
+FILTERS = _dashdata.FILTERS
 
 
 @pytest.fixture
