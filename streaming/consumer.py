@@ -116,6 +116,9 @@ class StreamConsumer:
         self._pending: _Pending | None = None
         self._deferred: list[TopicPartition] = []  # written, commit refused mid-rebalance
         self._deferred_logged = False
+        # read once: a bad KAFKA_RETRY_SECONDS fails at start, not at the first commit
+        self._commit_retry_s = retry_seconds_from_env()
+        self._commit_watchdog_s = commit_watchdog_seconds(self._commit_retry_s)
         self._last_data = time.monotonic()  # input or a new assignment: the idle clock restarts
         self.stopping = False
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -224,7 +227,7 @@ class StreamConsumer:
         if not owned:
             return
         try:
-            with watchdog(commit_watchdog_seconds(), "offset commit", self._log):
+            with watchdog(self._commit_watchdog_s, "offset commit", self._log):
                 self.consumer.commit(offsets=owned, asynchronous=False)
         except KafkaException as exc:
             code = exc.args[0].code()
@@ -234,8 +237,9 @@ class StreamConsumer:
                 self._deferred, self._deferred_logged = owned, True
                 return
             # transient errors retried (bounded), others raised; refused mid-rebalance: keep them
-            with watchdog(commit_watchdog_seconds(), "offset commit retries", self._log):
-                committed = retry_commit(self.consumer, owned, log=self._log)
+            with watchdog(self._commit_watchdog_s, "offset commit retries", self._log):
+                committed = retry_commit(self.consumer, owned,
+                                         retry_seconds=self._commit_retry_s, log=self._log)
             if not committed:
                 self._deferred = owned
                 return
@@ -334,10 +338,10 @@ class StreamConsumer:
 EXIT_STUCK = 3
 
 
-def commit_watchdog_seconds() -> float:
+def commit_watchdog_seconds(retry_seconds: float) -> float:
     """How long one commit (with its retries) may block: the Kafka retry budget + 60 s, below
     ``max.poll.interval.ms`` (300 s) with the default budget of 120 s."""
-    return retry_seconds_from_env() + 60.0
+    return retry_seconds + 60.0
 
 
 @contextmanager
