@@ -106,7 +106,9 @@ def test_two_consumers_one_stopped_mid_run_union_is_exact(
         tmp_path: Path) -> None:
     topic = make_topic(PARTITIONS, prefix="scale")
     group = f"g-{topic}"
-    events = make_events(8000, users=60, seed=73)
+    # enough events that the first consumer still has work on its own partitions when the
+    # second has joined (with 8000 it sometimes finished them first: nothing left to move)
+    events = make_events(16000, users=60, seed=73)
     send(kafka_bootstrap, topic, events)
     lake = tmp_path / "lake"
     cmd = consume_cmd(kafka_bootstrap, topic, lake, mongo_uri, group, batch_size=100)
@@ -119,6 +121,9 @@ def test_two_consumers_one_stopped_mid_run_union_is_exact(
         assert wait_for_line(logs[1], "consume: assigned", procs[1])  # the group is shared
         time.sleep(0.5)
         assert offsets.committed() < events.height  # still mid-run
+        a_now = set(range(PARTITIONS)) - {p for p, _o, _n in taken_over(logs[1].read_text())}
+        done, ends = offsets.by_partition(), offsets.ends()
+        assert any(done[p] < ends[p] for p in a_now), (done, ends)  # the stopped one has work
         if stop == signal.SIGKILL:
             kill9(procs[0])
         else:
