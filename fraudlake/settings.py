@@ -48,6 +48,7 @@ class Settings:
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
+    kafka_rules_topic: str = "rules.control"
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
     mongo_db: str = "fraud"
@@ -78,6 +79,7 @@ class Settings:
             kafka_topic=e.get("KAFKA_TOPIC", cls.kafka_topic),
             kafka_dlq_topic=e.get("KAFKA_DLQ_TOPIC", cls.kafka_dlq_topic),
             kafka_group_id=e.get("KAFKA_GROUP_ID", cls.kafka_group_id),
+            kafka_rules_topic=e.get("KAFKA_RULES_TOPIC", cls.kafka_rules_topic),
             kafka_extra=passthrough,
             mongo_uri=_merged_or_raw(e.get("MONGO_URI") or None, e),
             mongo_db=e.get("MONGO_DB", cls.mongo_db),
