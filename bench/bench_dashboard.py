@@ -40,8 +40,9 @@ from dashboard.filters import FlagFilter  # noqa: E402
 from dashboard.flag_cache import CacheConfig  # noqa: E402
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
 from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, partition_dir  # noqa: E402
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES  # noqa: E402
 from fraudlake.settings import Settings  # noqa: E402
+from lake.layout import data_files, partition_dir, transactions_dir  # noqa: E402
 from streaming.flag_store import SqliteFlagStore  # noqa: E402
 from streaming.mongo_sink import flag_documents  # noqa: E402
 
@@ -107,7 +108,7 @@ def write_live(root: Path, live: pl.DataFrame) -> None:
     keyed = live.with_columns(pl.col("ts").dt.year().alias("_y"),
                               pl.col("ts").dt.month().alias("_m"))
     for (y, m), part in keyed.group_by(["_y", "_m"]):
-        folder = root / "transactions" / partition_dir(int(y), int(m))  # type: ignore[arg-type]
+        folder = transactions_dir(root) / partition_dir(int(y), int(m))  # type: ignore[arg-type]
         folder.mkdir(parents=True, exist_ok=True)
         for i, piece in enumerate(part.drop("_y", "_m").iter_slices(20_000)):
             piece.write_parquet(folder / f"transactions-p0-o{i:020d}-{i:020d}.parquet")
@@ -116,7 +117,7 @@ def write_live(root: Path, live: pl.DataFrame) -> None:
 def naive_refresh(source, cfg: DashboardConfig, f: FlagFilter, now: datetime,
                   history_files: list[Path]) -> Refresh:
     """The same page data without any cache: everything from the full lake every time."""
-    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
     all_files = [*history_files, *live_files]
     con = lake.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)

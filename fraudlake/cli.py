@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from fraudlake.errors import InputError
+
 EXIT_USAGE = 2
 
 
@@ -54,10 +56,11 @@ def positive_count_arg(text: str) -> int:
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run ``main`` turning UsageError into a one-line error and exit code 2."""
+    """Run ``main`` turning UsageError (and the library's ``InputError``) into a one-line error
+    and exit code 2."""
     try:
         return main(argv)
-    except UsageError as exc:
+    except (UsageError, InputError) as exc:
         print(f"{_prog()}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
