@@ -40,13 +40,13 @@ from dashboard.filters import FlagFilter  # noqa: E402
 from dashboard.flag_cache import CacheConfig  # noqa: E402
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
 from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
+from flagstore.mongo import flag_documents  # noqa: E402
+from flagstore.sqlite import SqliteFlagStore  # noqa: E402
 from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES  # noqa: E402
 from fraudlake.settings import Settings  # noqa: E402
 from lake.layout import data_files, partition_dir, transactions_dir  # noqa: E402
-from streaming.flag_store import SqliteFlagStore  # noqa: E402
-from streaming.mongo_sink import flag_documents  # noqa: E402
 
-#: What the page's syncs need beyond streaming.mongo_sink.INDEXES (range on flagged_at).
+#: What the page's syncs need beyond flagstore.mongo.INDEXES (range on flagged_at).
 PAGE_INDEXES = (("flagged_at", [("flagged_at", -1)]),)
 CITIES = np.array(["Berlin", "Paris", "Madrid", "Rome", "Vienna", "Lisbon"])
 COUNTRIES = np.array(["DE", "FR", "ES", "IT", "AT", "PT"])
@@ -90,7 +90,7 @@ def write_mongo(uri: str, db: str, flags: pl.DataFrame) -> None:
     with the sink's indexes plus one on flagged_at (what the page's syncs query)."""
     from pymongo import MongoClient
 
-    from streaming.mongo_sink import INDEXES
+    from flagstore.mongo import INDEXES
 
     coll = MongoClient(uri)[db]["flags"]
     coll.drop()
@@ -368,7 +368,7 @@ def mongo_lines(m: dict, out: dict) -> list[str]:
     if "insert_s" not in m:
         return []
     lines = [
-        "MongoDB rows: *cached* = the page's source (`dashboard.mongo_source`): flags held in "
+        "MongoDB rows: *cached* = the page's source (`dashboard.cached_reader`): flags held in "
         "the page process, filtered in Polars; *naive* = the same refresh querying the store "
         f"directly (find/sort/limit + count), {out['direct_runs']} run(s).", "",
         f"- loading {m['note'].split(' flags')[0]} flags: {m['insert_s']} s; the page's cold "

@@ -19,7 +19,7 @@ import duckdb
 
 from batch.generate_history import HistoryConfig, generate_history
 from lake.layout import HISTORY_NAME, LAKE_NAME, transactions_dir
-from queries.source import connect, open_source, resolve_input
+from queries.staging import connect, open_source, resolve_input
 
 DATA_ENV = "FRAUDLAKE_NOTEBOOK_DATA"
 SAMPLE_ROWS = 150_000

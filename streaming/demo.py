@@ -5,7 +5,7 @@ and no MongoDB: an in-process source plays the live simulator (``batch.sim``), e
 serialised to the same JSON a Kafka message carries and decoded by the same code as the
 consumer (``streaming.pipeline.process_batch``), then written to the hive-partitioned lake
 (``streaming.lake_sink``) and the SQLite flag store the dashboard reads
-(``streaming.flag_store``). Offsets are positions in the simulated stream of topic ``demo``,
+(``flagstore.sqlite``). Offsets are positions in the simulated stream of topic ``demo``,
 partition 0; a run starts by removing what an earlier demo run wrote for that topic, so the
 outputs always describe this run.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from flagstore.sqlite import SqliteFlagStore
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -37,7 +38,6 @@ from lake.layout import folder_files, month_folders, transactions_dir
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
-from streaming.flag_store import SqliteFlagStore
 from streaming.lake_sink import LakeSink
 from streaming.pipeline import process_batch
 
