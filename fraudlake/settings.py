@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from lake.layout import HISTORY_NAME, LAKE_NAME, transactions_dir
+
 #: environment variable → pymongo URI option
 MONGO_OPTION_ENV: dict[str, str] = {
     "MONGO_AUTH_SOURCE": "authSource",
@@ -53,8 +55,8 @@ class Settings:
     mongo_uri: str | None = field(default=None, repr=False)
     mongo_db: str = "fraud"
     mongo_collection: str = "flags"
-    lake_dir: Path = Path("storage/lake")
-    history_dir: Path = Path("storage/historical")
+    lake_dir: Path = Path("storage") / LAKE_NAME
+    history_dir: Path = Path("storage") / HISTORY_NAME
     local_flags_path: Path = Path("storage/flags/flags.sqlite")
 
     @property
@@ -64,7 +66,7 @@ class Settings:
 
     @property
     def lake_transactions_dir(self) -> Path:
-        return self.lake_dir / "transactions"
+        return transactions_dir(self.lake_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
