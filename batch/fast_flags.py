@@ -10,13 +10,13 @@ Per chunk:
    set reads (``rules.kernels.needed_columns``): ``ts`` as epoch µs, ``amount`` as int64 cents,
    plus one integer ``code`` = year and label, ``fraud_scenario`` and ``ok`` (no NULL core
    column). A background thread already scans the next chunk while NumPy works.
-2. The chunk is sorted once by (user_id, ts, transaction_id) (``batch.window_rules``) and merged
-   with the carry, which is kept in that order; ``rules.kernels.decide_events`` decides every
-   rule; carry rows are context only. A row with a NULL core column is decided false on every
+2. The carry (kept in ts order) and the chunk are sorted once by (user_id, ts, transaction_id)
+   (``batch.window_rules``); ``rules.kernels.decide_events`` decides every rule; carry rows are
+   context only. A row with a NULL core column is decided false on every
    rule and seen by no other row (DESIGN.md, NULLs).
 3. Counts per (year, is_fraud, fraud_scenario): a ``bincount`` of the code per rule over the
    rows it fired on; the rare rows with a fraud scenario are grouped by Polars.
-4. The next carry: per user the rows ``rules.kernels.retention`` names, still sorted.
+4. The next carry: per user the rows ``rules.kernels.retention`` names, in ts order.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch.chunked_flags import Chunk, Sink
-from batch.window_rules import arrow_int64, as_numpy, merge_order, order_events
+from batch.window_rules import IdParts, arrow_int64, as_numpy, order_events
 from queries.staging import ParquetFile, open_source, staging_sql
 from rules.kernels import CORE_COLUMNS, Events, decide_events, needed_columns, retained, retention
 
@@ -69,13 +69,14 @@ def needs_sql_engine(con: duckdb.DuckDBPyConnection, files: Sequence[ParquetFile
 
 @dataclass
 class _Carry:
-    """Rows later chunks may need, in (user, ts, transaction_id) order: numeric columns as
-    arrays, string columns as Arrow arrays."""
+    """Rows later chunks may need, in ts order: numeric columns as arrays, string columns and
+    transaction ids as Arrow arrays."""
 
     columns: dict[str, np.ndarray | pa.Array]
+    ids: pa.Array
 
     def __len__(self) -> int:
-        return len(self.columns["ts_us"])
+        return len(self.ids)
 
 
 def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_set,
@@ -108,15 +109,16 @@ def _decide_chunk(table: pa.Table, carry: _Carry | None, rule_set, strings: list
     ok = _column(table, "ok")
     good = None if n == 0 or pc.all(ok).as_py() else np.flatnonzero(
         np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool))
-    cols = _chunk_columns(table, strings, good)
-    ids = table.column("transaction_id")
+    skip = len(carry) if carry is not None else 0  # carry rows come first, context only
+    cols = _columns(carry, table, strings, good)
+    chunk_ids = table.column("transaction_id").chunks
     if good is not None:
-        ids = ids.take(arrow_int64(good))
+        chunk_ids = [_column(table, "transaction_id").take(arrow_int64(good))]
+    ids = IdParts(([carry.ids] if carry is not None else []) + chunk_ids)
     perm, us, ts = order_events(cols["user_id"], cols["ts_us"], ids)
-    events, skip = _merged(carry, cols, perm, us, ts)
+    events = Events(perm, us, ts, cols)
     decided = decide_events(events, rule_set)
     fired = {rid: _spread(hit[skip:], good, n) for rid, hit in decided.fired.items()}
-    score = _spread(decided.score[skip:], good, n)
     flagged = _spread(decided.flagged[skip:], good, n)
     code = _join([as_numpy(p) for p in table.column("code").chunks], np.int32)
     part = _counts(code, fired, flagged, _column(table, "fraud_scenario"), rule_set.rule_ids)
@@ -124,47 +126,40 @@ def _decide_chunk(table: pa.Table, carry: _Carry | None, rule_set, strings: list
     if want_rows:
         batch = pa.RecordBatch.from_arrays(
             [_column(table, "transaction_id"), *[pa.array(fired[r]) for r in rule_set.rule_ids],
-             pa.array(score), pa.array(flagged)], schema=schema)
-    keep_rows = events.order[retained(events.user, events.ts, keep)]
-    return part, _Carry({name: _take(col, keep_rows) for name, col in events.columns.items()}), \
-        batch
+             pa.array(_spread(decided.score[skip:], good, n)), pa.array(flagged)],
+            schema=schema)
+    return part, _next_carry(events, ids, keep), batch
 
 
-def _chunk_columns(table: pa.Table, strings: list[str],
-                   good: np.ndarray | None) -> dict[str, np.ndarray | pa.Array]:
-    cols: dict[str, np.ndarray | pa.Array] = {}
+def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],
+             good: np.ndarray | None) -> dict[str, np.ndarray | pa.Array | pa.ChunkedArray]:
+    """The kernels' input columns: the carry's rows, then the chunk's decidable rows (numeric
+    columns copied once, strings left in their Arrow parts)."""
+    cols: dict[str, np.ndarray | pa.Array | pa.ChunkedArray] = {}
     for name, dtype in _DTYPES.items():
-        values = _join([as_numpy(p) for p in table.column(name).chunks], dtype)
-        cols[name] = values if good is None else values[good]
+        parts = [as_numpy(p) for p in table.column(name).chunks]
+        if good is not None:
+            parts = [_join(parts, dtype)[good]]
+        before = [carry.columns[name]] if carry is not None else []
+        cols[name] = _join(before + parts, dtype)
     for name in strings:
-        values = _column(table, name)
-        cols[name] = values if good is None else values.take(arrow_int64(good))
+        parts = table.column(name).chunks
+        if good is not None:
+            parts = [_column(table, name).take(arrow_int64(good))]
+        before = [carry.columns[name]] if carry is not None else []
+        cols[name] = pa.chunked_array(before + parts, type=pa.string())
     return cols
 
 
-def _merged(carry: _Carry | None, cols: dict, perm: np.ndarray, us: np.ndarray,
-            ts: np.ndarray) -> tuple[Events, int]:
-    """Events of the carry rows (first, in sorted order) and the chunk rows; number of carry
-    rows."""
-    if carry is None or len(carry) == 0:
-        return Events(perm, us, ts, cols), 0
-    skip = len(carry)
-    at_carry, at_chunk = merge_order(carry.columns["user_id"], us)
-    order = np.empty(skip + len(perm), dtype=np.int64)
-    order[at_carry] = np.arange(skip)
-    order[at_chunk] = perm + skip
-    user = np.empty(len(order), dtype=np.int64)
-    user[at_carry], user[at_chunk] = carry.columns["user_id"], us
-    when = np.empty(len(order), dtype=np.int64)
-    when[at_carry], when[at_chunk] = carry.columns["ts_us"], ts
-    both = {name: (pa.chunked_array([carry.columns[name], col]).combine_chunks()
-                   if isinstance(col, pa.Array) else np.concatenate([carry.columns[name], col]))
-            for name, col in cols.items()}
-    return Events(order, user, when, both), skip
-
-
-def _take(col: np.ndarray | pa.Array, rows: np.ndarray) -> np.ndarray | pa.Array:
-    return col.take(arrow_int64(rows)) if isinstance(col, pa.Array) else col[rows]
+def _next_carry(events: Events, ids: IdParts, keep) -> _Carry:
+    """The rows ``keep`` retains, in row order (= ts order)."""
+    mask = np.zeros(len(events), dtype=bool)
+    mask[events.order[retained(events.user, events.ts, keep)]] = True
+    rows = np.flatnonzero(mask)
+    taken = arrow_int64(rows)
+    return _Carry({name: (col.take(taken).combine_chunks() if isinstance(col, pa.ChunkedArray)
+                          else col[rows]) for name, col in events.columns.items()},
+                  ids.take(taken))
 
 
 def _spread(values: np.ndarray, good: np.ndarray | None, n: int) -> np.ndarray:

@@ -9,8 +9,9 @@ ordered ONCE by (user_id, ts, transaction_id):
   stable argsort by ts first (timsort: near-linear on ts-ordered runs);
 - events of one user with the same ts are then re-ordered by transaction_id (few rows).
 
-The carry from earlier chunks is kept in that order already and all of its events are earlier
-than the chunk's, so ``merge_order`` interleaves the two by user without sorting again.
+The carry from earlier chunks is kept in ts order and all of its events are earlier than the
+chunk's, so carry rows followed by chunk rows are still in ts order: the same one sort covers
+both. ``IdParts`` holds their transaction ids without concatenating the strings.
 """
 
 from __future__ import annotations
@@ -96,12 +97,24 @@ def arrow_int64(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-def merge_order(carry_user: np.ndarray, chunk_user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted positions of carry rows and of chunk rows in their merged (user, ts) order.
+class IdParts:
+    """transaction_id of the rows as the Arrow arrays they came in (concatenating them would
+    copy every string); ``take`` gathers from each part."""
 
-    Both inputs are sorted by user; every carry event is earlier than every chunk event, so a
-    user's carry rows come first: position = own index + the other side's rows before it.
-    """
-    at_carry = np.arange(len(carry_user)) + np.searchsorted(chunk_user, carry_user, "left")
-    at_chunk = np.arange(len(chunk_user)) + np.searchsorted(carry_user, chunk_user, "right")
-    return at_carry, at_chunk
+    def __init__(self, parts: list[pa.Array]) -> None:
+        self.parts = [p for p in parts if len(p)] or [pa.array([], pa.string())]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def take(self, indices: pa.Array) -> pa.Array:
+        rows = as_numpy(indices)
+        if len(self.parts) == 1:
+            return self.parts[0].take(indices)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        cuts = np.searchsorted(ordered, self.starts)
+        taken = pa.concat_arrays([part.take(arrow_int64(ordered[a:b] - start)) for part, start, a, b
+                                  in zip(self.parts, self.starts, cuts[:-1], cuts[1:],
+                                         strict=False)])
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return taken.take(arrow_int64(back))

@@ -139,11 +139,13 @@ def cents_floor(value: Decimal) -> int:
 
 def is_in(values: pa.Array | pa.ChunkedArray, allowed: Sequence[str]) -> np.ndarray:
     """Exact, case-sensitive membership; NULL is never in."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
-    hit = pc.is_in(values, value_set=pa.array(list(allowed), value_type))
-    return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    hit = pc.is_in(values, value_set=pa.array(list(allowed), value_type)).fill_null(False)
+    parts = hit.chunks if isinstance(hit, pa.ChunkedArray) else [hit]
+    if not parts:
+        return np.zeros(0, dtype=bool)
+    return np.concatenate([np.asarray(p.to_numpy(zero_copy_only=False), dtype=bool)
+                           for p in parts])
 
 
 

@@ -1,5 +1,5 @@
-"""batch.window_rules: the one sort of a chunk by (user_id, ts, transaction_id) and the merge
-with the carry, against Python's sort of the same keys."""
+"""batch.window_rules: the one sort of a chunk by (user_id, ts, transaction_id), against Python's
+sort of the same keys, and transaction ids kept in parts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batch.window_rules import merge_order, order_events
+from batch.window_rules import IdParts, arrow_int64, order_events
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
 SECONDS = [0, 0, 1, 5, 15, 30, 59, 60, 61, 90, 120, 600, 3600, 7200, 18000, 86400]
@@ -51,17 +51,12 @@ def test_order_events_sorts_by_user_ts_and_id(events, ts_sorted):
     assert us.tolist() == user[perm].tolist() and tss.tolist() == ts[perm].tolist()
 
 
-@settings(max_examples=60, deadline=None)
-@given(carry=st.lists(st.sampled_from(USERS), max_size=20),
-       chunk=st.lists(st.sampled_from(USERS), max_size=20))
-def test_merge_order_puts_a_users_carry_first(carry, chunk):
-    carry_user, chunk_user = np.array(sorted(carry), np.int64), np.array(sorted(chunk), np.int64)
-    at_carry, at_chunk = merge_order(carry_user, chunk_user)
-    merged = np.empty(len(carry) + len(chunk), dtype=object)
-    merged[at_carry] = [("carry", u) for u in carry_user.tolist()]
-    merged[at_chunk] = [("chunk", u) for u in chunk_user.tolist()]
-    assert sorted(np.r_[at_carry, at_chunk].tolist()) == list(range(len(merged)))
-    assert merged.tolist() == sorted(merged.tolist(), key=lambda x: (x[1], x[0] == "chunk"))
+def test_id_parts_take_across_parts_keeps_the_asked_order():
+    parts = [pa.array(["a0", "a1"]), pa.array([], pa.string()), pa.array(["b0", "b1", "b2"])]
+    ids = IdParts(parts)
+    assert ids.take(arrow_int64(np.array([4, 0, 2, 1, 3]))).to_pylist() == [
+        "b2", "a0", "b0", "a1", "b1"]
+    assert ids.take(arrow_int64(np.zeros(0, dtype=np.int64))).to_pylist() == []
 
 
 def test_empty_and_single_rows():
