@@ -37,7 +37,15 @@ import pyarrow.compute as pc
 from batch.chunked_flags import Chunk, Sink
 from batch.window_rules import IdParts, arrow_int64, as_numpy, order_events
 from queries.staging import ParquetFile, open_source, staging_sql
-from rules.kernels import CORE_COLUMNS, Events, decide_events, needed_columns, retained, retention
+from rules.kernels import (
+    CORE_COLUMNS,
+    Events,
+    context_columns,
+    decide_events,
+    needed_columns,
+    retained,
+    retention,
+)
 
 # Numeric inputs of the kernels (NULLs coalesced; ``ok`` says whether the row is decidable) and
 # the SQL that makes them. Only fixed identifiers (contract column names) are spliced in.
@@ -155,7 +163,7 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
             [_column(table, "transaction_id"), *[pa.array(fired[r]) for r in rule_set.rule_ids],
              pa.array(_spread(decided.score[skip:], good, n)), pa.array(flagged)],
             schema=schema)
-    return part, _next_carry(events, ids, keep), batch
+    return part, _next_carry(events, ids, keep, context_columns(rule_set)), batch
 
 
 def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],
@@ -173,19 +181,22 @@ def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],
         parts = table.column(name).chunks
         if good is not None:
             parts = [_column(table, name).take(arrow_int64(good))]
-        before = [carry.columns[name]] if carry is not None else []
+        before = [] if carry is None else [
+            carry.columns.get(name, pa.nulls(len(carry), pa.string()))]
         cols[name] = pa.chunked_array(before + parts, type=pa.string())
     return cols
 
 
-def _next_carry(events: Events, ids: IdParts, keep) -> _Carry:
-    """The rows ``keep`` retains, in row order (= ts order)."""
+def _next_carry(events: Events, ids: IdParts, keep, context: tuple[str, ...]) -> _Carry:
+    """The rows ``keep`` retains, in row order (= ts order): numeric columns and the string
+    columns that matter on context rows (``rules.kernels.context_columns``)."""
     mask = np.zeros(len(events), dtype=bool)
     mask[events.order[retained(events.user, events.ts, keep)]] = True
     rows = np.flatnonzero(mask)
     taken = arrow_int64(rows)
     return _Carry({name: (col.take(taken).combine_chunks() if isinstance(col, pa.ChunkedArray)
-                          else col[rows]) for name, col in events.columns.items()},
+                          else col[rows]) for name, col in events.columns.items()
+                   if not isinstance(col, pa.ChunkedArray) or name in context},
                   ids.take(taken))
 
 

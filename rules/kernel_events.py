@@ -89,30 +89,38 @@ def window_start(user: np.ndarray, ts: np.ndarray, window_us: int) -> np.ndarray
     ``ts >= this ts - window_us``.
 
     Gaps wider than the window are shrunk to ``window + 1`` and users are set ``window + 1``
-    apart; window membership is unchanged, and the compressed times fit one int64 key, so one
-    ``searchsorted`` answers every position. Keys that could still overflow fall back to a
-    lexsort of the positions with one probe per position.
+    apart: window membership is unchanged, and the compressed times are one sorted int64 key,
+    so one ``searchsorted`` answers every position. A key that would pass 2^61 is cut into
+    blocks at user boundaries, each with its own key (a window never crosses a user).
     """
     n = len(ts)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    window_us = min(int(window_us), _INT64_MAX // 4)
+    window_us = min(int(window_us), _INT64_MAX // 8)
     step = np.diff(ts)
     np.minimum(step, window_us + 1, out=step)
-    step[user[1:] != user[:-1]] = window_us + 1
-    if float(window_us + 1) * n < 2.0**62:
-        key = np.empty(n, dtype=np.int64)
-        key[0] = 0
-        np.cumsum(step, out=key[1:])
-        return np.searchsorted(key, key - window_us, side="left")
-    probes = np.concatenate([ts - window_us, ts])  # ts - window cannot overflow: |ts| < 2^62
-    is_row = np.concatenate([np.zeros(n, np.int8), np.ones(n, np.int8)])
-    order = np.lexsort((is_row, probes, np.concatenate([user, user])))
-    rows_before = np.cumsum(is_row[order]) - is_row[order]
-    outside = np.empty(2 * n, dtype=np.int64)
-    outside[order] = rows_before
-    return outside[:n]
+    new_user = user[1:] != user[:-1]
+    step[new_user] = window_us + 1
+    reach = np.cumsum(step, dtype=np.float64)  # approximate compressed times, to cut blocks
+    if n == 1 or reach[-1] < 2.0**61:
+        return _starts(step, window_us, 0)
+    firsts = np.r_[0, np.flatnonzero(new_user) + 1]
+    block = (np.r_[0.0, reach][firsts] // 2.0**60).astype(np.int64)
+    cuts = np.r_[firsts[np.r_[True, block[1:] != block[:-1]]], n]
+    out = np.empty(n, dtype=np.int64)
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        span = (reach[b - 2] if b >= 2 else 0.0) - (reach[a - 1] if a else 0.0)
+        if span >= 2.0**62 - 2.0**52:
+            raise OverflowError("one user's events span too much time for an int64 window key")
+        out[a:b] = _starts(step[a:b - 1], window_us, a)
+    return out
 
+
+def _starts(step: np.ndarray, window_us: int, offset: int) -> np.ndarray:
+    key = np.empty(len(step) + 1, dtype=np.int64)
+    key[0] = 0
+    np.cumsum(step, out=key[1:])
+    return np.searchsorted(key, key - window_us, side="left") + offset
 
 
 def amount_cents(amount: pa.Array | pa.ChunkedArray) -> np.ndarray:

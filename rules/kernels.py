@@ -46,9 +46,9 @@ from rules.kernel_events import (
     window_start,
 )
 
-__all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "decide",
-           "decide_events", "events_from_frame", "haversine_km", "needed_columns", "retained",
-           "retention"]
+__all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "context_columns",
+           "decide", "decide_events", "events_from_frame", "haversine_km", "needed_columns",
+           "retained", "retention"]
 
 #: Core columns: a NULL in any of them keeps a row out of every decision (DESIGN.md, NULLs).
 CORE_COLUMNS: tuple[str, ...] = ("user_id", "ts", "amount", "lat", "lon", "utc_offset_min")
@@ -91,6 +91,20 @@ def needed_columns(rule_set, evidence: bool = False) -> tuple[str, ...]:
             ["city"] if evidence and rule.kind == "impossible_travel" else [])
         cols += (["channel"] if rule.channels else []) + (
             ["category"] if rule.categories else []) + extra
+    return tuple(dict.fromkeys(cols))
+
+
+def context_columns(rule_set) -> tuple[str, ...]:
+    """The non-core input columns whose values on context rows (carry, state) matter: the scope
+    of velocity rules (they count in-scope earlier events) and devices (new_device). The other
+    columns only matter on the decided event itself."""
+    cols: list[str] = []
+    for rule in rule_set.rules:
+        if rule.kind in ("velocity_count", "velocity_amount"):
+            cols += (["channel"] if rule.channels else []) + (
+                ["category"] if rule.categories else [])
+        elif rule.kind == "new_device":
+            cols.append("device_id")
     return tuple(dict.fromkeys(cols))
 
 
