@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from batch.hitrates import FLAGGED, check_rule_ids
 from queries.compose import FlagsQuery, compose_flags
-from queries.source import ParquetFile, open_source, staging_sql
+from queries.staging import ParquetFile, open_source, staging_sql
 from rules.model import RuleSet
 
 # Only fixed identifiers and the composer's positional columns (r1 ...) are spliced into these

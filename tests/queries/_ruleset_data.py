@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fraudlake.contract import EVENT_SCHEMA
 from queries.compose import flags_relation
-from queries.source import connect, open_frame
+from queries.staging import connect, open_frame
 from rules.model import CHANNELS, LIST_FIELDS, RuleSet
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
