@@ -5,7 +5,7 @@ engines share. Both engines implement one call (``batch.fast_flags`` is the fast
 
     flag_counts(con, chunks, rule_set, sink=None, progress=None) -> pl.DataFrame
 
-- ``con``: a DuckDB connection (``queries.source.connect``); ``chunks``: ``plan_chunks`` output;
+- ``con``: a DuckDB connection (``queries.staging.connect``); ``chunks``: ``plan_chunks`` output;
   ``rule_set``: a ``rules.model.RuleSet``.
 - returns the *counts frame* of ``batch.hitrates`` (module docstring there): ``year, is_fraud,
   fraud_scenario, rows``, one Int64 column per rule id in file order, ``flagged``; the same group

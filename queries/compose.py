@@ -35,6 +35,8 @@ import pyarrow as pa
 
 from rules.model import KINDS, Rule, RuleSet
 
+#: Parquet key-value metadata key naming the rule set of a flags file.
+RULE_SET_METADATA = "fraudlake.rule_set_id"
 KINDS_DIR = Path(__file__).resolve().parent / "kinds"
 CORE = ("user_id", "ts", "amount", "lat", "lon", "utc_offset_min")
 PASSTHROUGH = ("transaction_id", "user_id", "ts", "lat", "lon", "is_fraud", "fraud_scenario")
@@ -50,7 +52,7 @@ _EVENTS = """events as (
         and lon is not null and utc_offset_min is not null as decidable
     from transactions
 )"""
-_DECIDED = "decided as (\n    select * exclude (decidable) from events where decidable\n)"
+_DECIDED = "decided as (\n    select * from events where decidable\n)"
 _CHANNELS = "coalesce(list_contains(cast(${col}_channels as varchar[]), channel), false)"
 _CATEGORIES = "coalesce(list_contains(cast(${col}_categories as varchar[]), category), false)"
 
@@ -117,11 +119,22 @@ def _scope(rule: Rule, col: str) -> str:
     return "(" + " and ".join(parts) + ")" if parts else "true"
 
 
+def bindable_params(rule: Rule) -> dict[str, Any]:
+    """Every parameter of the rule as a bindable value (decimals as exact text, lists)."""
+    return {name: _bindable(value) for name, value in rule.params.items()}
+
+
+def output_columns(query: FlagsQuery) -> tuple[str, ...]:
+    """The columns of the composed query, in order (rule columns positional)."""
+    return (*PASSTHROUGH, *query.columns, "score", "flagged")
+
+
 def _rule_params(rule: Rule, col: str) -> dict[str, Any]:
     """``$r<i>_<name>`` values for the rule's template and scope."""
     out: dict[str, Any] = {}
+    values = bindable_params(rule)
     for name in template_params(rule.kind):
-        out[f"{col}_{name}"] = _bindable(rule.params[name])
+        out[f"{col}_{name}"] = values[name]
     if rule.channels is not None:
         out[f"{col}_channels"] = list(rule.channels)
     if rule.categories is not None:

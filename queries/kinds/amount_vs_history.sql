@@ -4,7 +4,7 @@
 -- amount, or the mean of the two middle ones: 2 * amount > ratio * (m1 + m2) (for an odd count
 -- m1 = m2), all in DECIMAL arithmetic, exact.
 select
-    medians.* exclude ({col}_hist, {col}_n),
+    medians.*,
     {in_scope} and coalesce(
         {col}_n >= $min_history
         and 2 * amount > cast($ratio as decimal(9, 4)) * (
@@ -12,7 +12,7 @@ select
         ), false
     ) as {col}
 from (
-    select history.*, coalesce(len({col}_hist), 0) as {col}_n
+    select history.*, coalesce(array_length({col}_hist), 0) as {col}_n
     from (
         select
             {prev}.*,

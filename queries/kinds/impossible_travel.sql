@@ -3,7 +3,7 @@
 -- d = haversine(p, e) with R = $earth_radius_km, h = max(hours between them, $min_hours),
 -- d >= $distance_km and d / h > $speed_kmh. A user's first event never fires.
 select
-    measured.* exclude ({col}_prev_us, {col}_km, {col}_hours),
+    measured.*,
     {in_scope} and coalesce(
         {col}_prev_us is not null
         and {col}_km >= $distance_km
@@ -11,7 +11,7 @@ select
     ) as {col}
 from (
     select
-        paired.* exclude ({col}_prev_lat, {col}_prev_lon),
+        paired.*,
         -- greatest/least skip NULLs in DuckDB: a first event (no predecessor) must stay NULL
         case when {col}_prev_us is not null then
             2 * $earth_radius_km * asin(sqrt(least(greatest(

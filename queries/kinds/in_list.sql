@@ -10,7 +10,7 @@ select
             when 'card_last4' then card_last4
             when 'country' then country
             when 'city' then city
-        end in (select unnest(cast($values as varchar[]))),
+        end in (select v from unnest(cast($values as varchar[])) as listed(v)),
         false
     ) as {col}
 from {prev}

@@ -3,7 +3,7 @@
 -- (a window past midnight such as 23 -> 5), hour >= start or hour < end.
 -- Integer epoch arithmetic (exact, no time-zone library), valid for ts >= 1970.
 select
-    hours.* exclude ({col}_hour),
+    hours.*,
     {in_scope} and case
         when $start_hour <= $end_hour
             then {col}_hour >= $start_hour and {col}_hour < $end_hour

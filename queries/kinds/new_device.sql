@@ -6,7 +6,7 @@
 -- integer microseconds); the device was seen there iff the user's previous event with the same
 -- device lies in the lookback.
 select
-    seen.* exclude ({col}_earlier, {col}_before, {col}_same_prev_us),
+    seen.*,
     {in_scope} and device_id is not null
     and {col}_earlier - {col}_before >= $min_history
     and coalesce(

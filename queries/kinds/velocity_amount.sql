@@ -4,7 +4,7 @@
 -- That sum = the running in-scope sum up to e minus the in-scope sum of the events before the
 -- window (ts < e.ts - window: a RANGE frame over integer microseconds).
 select
-    summed.* exclude ({col}_in, {col}_upto, {col}_before),
+    summed.*,
     {col}_in
     and {col}_upto - coalesce({col}_before, 0) > cast($total as decimal(18, 2)) as {col}
 from (

@@ -4,7 +4,7 @@
 -- Among the matching events that is: the one ($count - 1) places earlier exists and lies in the
 -- window; IGNORE NULLS skips the events that do not match.
 select
-    anchored.* exclude ({col}_match, {col}_anchor_us),
+    anchored.*,
     {col}_match and coalesce(
         {col}_anchor_us >= ts_us - cast($window_seconds as bigint) * 1000000, false
     ) as {col}
