@@ -67,6 +67,10 @@ QUALIFY ts >= $tail_start OR row_number() OVER (
 """
 
 Sink = Callable[[pa.RecordBatch], None]
+#: TRANSITIONAL: the v1 flag columns, imported by the v1 ``batch.fast_flags`` only; delete with
+#: ``batch.v1_fast`` when the rule-set fast engine (issue-13vec) is merged.
+FLAG_COLUMNS: tuple[str, ...] = ("transaction_id", "high_amount", "high_frequency",
+                                 "unusual_hour", "geo_mismatch", FLAGGED)
 
 
 def flags_schema(rule_set: RuleSet) -> pa.Schema:

@@ -107,9 +107,12 @@ def bind(sql: str, rule_set: RuleSet | None = None,
     """Values for exactly the parameters ``sql`` uses; QueryError names a missing/unknown one.
 
     ``sql`` is a file's text or the composed flags text of ``rule_set``."""
-    rs = rule_set or default_rule_set()
-    composed = compose_flags(rs)
-    values = composed.params if sql == composed.sql else rule_values(rs)
+    if hasattr(rule_set, "sql_params"):  # TRANSITIONAL: v1 RuleParams of the v1 fast engine
+        values = rule_set.sql_params()  # type: ignore[union-attr]
+    else:
+        rs = rule_set or default_rule_set()
+        composed = compose_flags(rs)
+        values = composed.params if sql == composed.sql else rule_values(rs)
     given = dict(extra or {})
     needed = param_names(sql)
     unknown = sorted(set(given) - set(needed))
