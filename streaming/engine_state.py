@@ -1,12 +1,15 @@
 """The rule engine's per-user state rows, kept so one micro-batch costs O(batch), not O(state).
 
-``UserRows`` holds rows of ``STATE_SCHEMA`` sorted by ``(user_id, _ts, transaction_id)`` in two
+``UserRows`` holds state rows sorted by ``(user_id, ts_us, transaction_id)`` in two
 tables: a large *base* and a small *overlay* of recently updated users, which supersedes the
 base for those users. Looking a batch's users up is a binary search in each; replacing their
 rows rewrites only the overlay (a linear ``merge_sorted``); the overlay is folded into the base
 when it grows past ``max(merge_rows, base / 8)`` rows, so the O(state) copy is amortised over
-many batches. ``EngineState`` is the portable snapshot (rows + watermark) with atomic Parquet
-I/O.
+many batches. ``EngineState`` is the portable snapshot (rows + watermark + the rule-set id it was taken
+under) with atomic Parquet I/O.
+
+The columns are the key ``KEY`` plus whatever the engine's rule set needs (``state_schema``);
+the table only relies on the key.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing
 
-KEY = ["user_id", "_ts", "transaction_id"]
-STATE_SCHEMA: dict[str, pl.DataType] = {
-    "user_id": pl.Int64(), "_ts": pl.Int64(), "transaction_id": pl.String(),
-    "lat": pl.Float64(), "lon": pl.Float64(),
-    "high_frequency": pl.Boolean(), "geo_mismatch": pl.Boolean(),
+KEY = ["user_id", "ts_us", "transaction_id"]
+KEY_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.Int64(), "ts_us": pl.Int64(), "transaction_id": pl.String(),
 }
 
 
@@ -33,15 +34,17 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
 class EngineState:
     """What a consumer needs to carry the engine across a restart (see ``RuleEngine.restore``).
 
-    Restore it into an engine with the same rule parameters it was taken with.
+    Restore it into an engine with the same rule set (``rule_set_id``) it was taken with.
     """
 
-    rows: pl.DataFrame  # STATE_SCHEMA, sorted by (user_id, _ts, transaction_id)
+    rows: pl.DataFrame  # KEY + the rule set's state columns, sorted by KEY
     watermark: int | None  # largest ts seen, epoch microseconds
+    rule_set_id: str = ""
 
     def write(self, path: Path) -> None:
         """Atomically write the state as Parquet (temp file + fsync + rename)."""
-        meta = {"watermark": "" if self.watermark is None else str(self.watermark)}
+        meta = {"watermark": "" if self.watermark is None else str(self.watermark),
+                "fraudlake.rule_set_id": self.rule_set_id}
         with replacing(path) as tmp:
             self.rows.write_parquet(tmp, metadata=meta)
 
@@ -49,7 +52,8 @@ class EngineState:
     def read(cls, path: Path) -> EngineState:
         meta = pq.read_metadata(path).metadata or {}
         mark = meta.get(b"watermark", b"").decode()
-        return cls(pl.read_parquet(path), int(mark) if mark else None)
+        return cls(pl.read_parquet(path), int(mark) if mark else None,
+                   meta.get(b"fraudlake.rule_set_id", b"").decode())
 
 
 def _ranges(sorted_users: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,9 +83,11 @@ def _mask(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 class UserRows:
     """Sorted per-user state rows: base + overlay (see the module docstring)."""
 
-    def __init__(self, rows: pl.DataFrame | None = None, merge_rows: int = 50_000) -> None:
-        empty = pl.DataFrame(schema=STATE_SCHEMA)
-        base = empty if rows is None else rows.select(list(STATE_SCHEMA)).cast(STATE_SCHEMA)
+    def __init__(self, schema: dict[str, pl.DataType], rows: pl.DataFrame | None = None,
+                 merge_rows: int = 50_000) -> None:
+        self.schema = dict(schema)
+        empty = pl.DataFrame(schema=self.schema)
+        base = empty if rows is None else rows.select(list(self.schema)).cast(self.schema)
         self._set_base(base.sort(KEY))
         self._set_overlay(empty)
         self.merge_rows = merge_rows
@@ -104,7 +110,7 @@ class UserRows:
         """Make ``rows`` (sorted by KEY) the complete state of ``users`` (sorted unique)."""
         drop = _mask(len(self._over_u), *_ranges(self._over_u, users))
         kept = self._over.filter(pl.Series(~drop))
-        self._set_overlay(kept.merge_sorted(rows.select(list(STATE_SCHEMA)), key="user_id"))
+        self._set_overlay(kept.merge_sorted(rows.select(list(self.schema)), key="user_id"))
         if self._over.height > max(self.merge_rows, self._base.height // 8):
             self.merge()
 
@@ -121,7 +127,7 @@ class UserRows:
     def filter_all(self, keep: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         """Merge, then keep the base rows where ``keep(user_ids, ts)`` is true."""
         self.merge()
-        mask = keep(self._base_u, self._base["_ts"].to_numpy())
+        mask = keep(self._base_u, self._base["ts_us"].to_numpy())
         self._set_base(self._base.filter(pl.Series(mask)))
 
     def frame(self) -> pl.DataFrame:
