@@ -5,8 +5,8 @@ tables: a large *base* and a small *overlay* of recently updated users, which su
 base for those users. Looking a batch's users up is a binary search in each; replacing their
 rows rewrites only the overlay (a linear ``merge_sorted``); the overlay is folded into the base
 when it grows past ``max(merge_rows, base / 8)`` rows, so the O(state) copy is amortised over
-many batches. ``EngineState`` is the portable snapshot (rows + watermark + the rule-set id it was taken
-under) with atomic Parquet I/O.
+many batches. ``EngineState`` is the portable snapshot (rows + watermark + the id of the rule
+set it was taken under) with atomic Parquet I/O.
 
 The columns are the key ``KEY`` plus whatever the engine's rule set needs (``state_schema``);
 the table only relies on the key.
