@@ -53,10 +53,20 @@ UPSERT_SQL = (
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
 
+def fired_list(columns: list[str]) -> pl.Expr:
+    """The ids of the rules that fired: ``rules_fired`` (engine output), or for a frame with
+    v1 rule columns only, the names of those that are true."""
+    if "rules_fired" in columns:
+        return pl.col("rules_fired").cast(pl.List(pl.String))
+    fired = [pl.when(pl.col(r)).then(pl.lit(r)) for r in RULE_NAMES if r in columns]
+    return (pl.concat_list(fired).list.drop_nulls() if fired
+            else pl.lit([], pl.List(pl.String)))
+
+
 def flag_rows(flagged: pl.DataFrame, flagged_at: datetime) -> pl.DataFrame:
     """Flagged events → one row per ``COLUMNS`` entry, typed for SQLite (pure)."""
     cols = flagged.columns
-    fired = pl.col("rules_fired")
+    fired = fired_list(cols)
     quoted = fired.list.eval(pl.format('"{}"', pl.element()))  # ids: JSON-safe as is
     source = (pl.format("{}:{}:{}", "_topic", "_partition", "_offset")
               if {"_topic", "_partition", "_offset"} <= set(cols) else pl.lit(None, pl.String))

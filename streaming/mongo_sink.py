@@ -37,6 +37,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from fraudlake.cli import seconds_from_env
+from streaming.flag_store import fired_list
 
 DOC_FIELDS: tuple[str, ...] = (
     "transaction_id", "user_id", "ts", "amount", "amount_cents", "currency", "merchant_id",
@@ -88,13 +89,14 @@ def flag_documents(flagged: pl.DataFrame) -> list[dict]:
         pl.col("transaction_id").alias("_id"),
         pl.col("amount").cast(pl.String).alias("amount"),
         (pl.col("amount").cast(pl.Decimal(20, 2)) * 100).cast(pl.Int64).alias("amount_cents"),
-        pl.col("rules_fired").alias("rules"),
+        fired_list(cols).alias("rules"),
+        fired_list(cols).alias("rules_fired"),
     ]
     if {"_topic", "_partition", "_offset"} <= set(cols):
         exprs.append(pl.format("{}:{}:{}", "_topic", "_partition", "_offset").alias("source"))
     else:
         exprs.append(pl.lit(None, pl.String).alias("source"))
-    derived = {"amount", "amount_cents", "rules", "source"}
+    derived = {"amount", "amount_cents", "rules", "rules_fired", "source"}
     keep = [pl.col(c) for c in DOC_FIELDS if c in cols and c not in derived]
     missing = [pl.lit(None).alias(c) for c in DOC_FIELDS if c not in cols and c not in derived]
     evidence = (flagged["evidence"].to_list() if "evidence" in cols
