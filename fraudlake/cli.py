@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from fraudlake.errors import InputError
+
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
 DEBUG_ENV = "FRAUDLAKE_DEBUG"
@@ -107,7 +109,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
         warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's inf/NaN arithmetic notes
     try:
         return main(args)
-    except UsageError as exc:
+    except (UsageError, InputError) as exc:
         _say(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -14,7 +14,6 @@ input or a bad rule file: one line on stderr, exit 2, nothing written.
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import time
@@ -27,8 +26,10 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
+from lake.layout import resolve_files
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 from streaming.engine import RuleEngine
 from streaming.pipeline import add_rule_arguments
@@ -45,20 +46,6 @@ def output_columns(rule_set: RuleSet) -> tuple[str, ...]:
 def output_schema(rule_set: RuleSet) -> dict[str, pl.DataType]:
     return {"transaction_id": pl.String(), **{r: pl.Boolean() for r in rule_set.rule_ids},
             "score": pl.Float64(), FLAGGED: pl.Boolean()}
-
-
-def input_files(spec: str) -> list[Path]:
-    """The Parquet files named by a file, a folder (recursive) or a glob; UsageError if none."""
-    path = Path(spec)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
-    else:
-        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if p.endswith(".parquet"))
-    if not files:
-        raise UsageError(f"--input {spec}: no Parquet files found")
-    return files
 
 
 def scan_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.LazyFrame:
@@ -144,7 +131,7 @@ class FlagsWriter:
     def __init__(self, out: Path, rule_set: RuleSet) -> None:
         self.out = out
         self.rule_set = rule_set
-        self.tmp = out.with_name(f".{out.name}.tmp")
+        self.tmp = temp_path(out)
         self.counts = dict.fromkeys((*rule_set.rule_ids, FLAGGED), 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
@@ -204,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rule_set = rule_set_from_cli(args.rules, args.set)
     t0 = time.perf_counter()
     engine_columns = RuleEngine(rule_set).state_columns
-    lazy = scan_events(input_files(args.input), engine_columns)
+    lazy = scan_events(resolve_files(args.input), engine_columns)
     writer = None
     try:
         months = month_slices(lazy)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pytest
-from _stream_events import random_events
 import pyarrow.parquet as pq
+import pytest
 from _rich import rich_events, rich_rule_set
+from _stream_events import random_events
 from reference_rules import reference_decisions
 
 from fraudlake.cli import run
@@ -67,7 +67,7 @@ def test_replay_glob_csv_and_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--input", "{tmp}/nothing"], "no Parquet files found"),
+    (["--input", "{tmp}/nothing"], "--input not found"),
     (["--input", "{tmp}/bad"], "missing core column(s): amount"),
     (["--input", "{tmp}/garbage"], "cannot read Parquet"),
     (["--input", "{tmp}/in", "--set", "nope=1"], "--set"),
