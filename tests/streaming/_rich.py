@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from _stream_events import random_events
 
 from rules.model import RuleSet, load_rule_set
+from tests.streaming._stream_events import random_events
 
 RICH_TOML = """
 version = "rich-test-1"
@@ -109,7 +109,13 @@ def rich_rule_set(tmp: Path) -> RuleSet:
 
 def rich_events(n: int, n_users: int = 20, seed: int = 0, span_s: int = 4 * 3600
                 ) -> pl.DataFrame:
-    df = random_events(n, n_users, seed, span_s)
+    return with_rich_columns(random_events(n, n_users, seed, span_s), seed)
+
+
+def with_rich_columns(df: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """``df`` with amounts, channels, categories, devices, merchants, countries and cities
+    drawn so that every rule of ``RICH_TOML`` fires."""
+    n = df.height
     rng = np.random.default_rng(seed + 1000)
 
     def pick(values: list, p=None) -> pl.Series:

@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 from _kafka_data import POISON, make_events, read_topic, send
 from confluent_kafka import Consumer, TopicPartition
-
 from reference_rules import reference_decisions
 
 from flagstore.mongo import MongoFlagStore
