@@ -36,8 +36,8 @@ from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
+from flagstore.sqlite import fired_list
 from fraudlake.cli import seconds_from_env
-from streaming.flag_store import fired_list
 
 DOC_FIELDS: tuple[str, ...] = (
     "transaction_id", "user_id", "ts", "amount", "amount_cents", "currency", "merchant_id",

@@ -174,9 +174,7 @@ class RuleEngine:
         real = both.filter(pl.Series(~dup_np)) if dup_np.any() else both
         rows_real = real["_row"].to_numpy()
         context = rows_real < 0
-        decided = kernels.decide(real.with_columns(
-            ts=pl.from_epoch("ts_us", "us").dt.replace_time_zone("UTC")), self.rule_set,
-            context)
+        decided = kernels.decide(real, self.rule_set, context, evidence=False)
         fired_real: dict[str, np.ndarray] = {}
         for rid in self.rule_ids:
             arr = np.asarray(decided.fired[rid], dtype=bool).copy()
