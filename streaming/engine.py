@@ -19,7 +19,7 @@ decisions. Users idle for more than ``idle_seconds`` (>= the horizon) behind the
 largest ts seen) keep only their last ``last_k`` rows: an in-order later event could not see the
 others anyway, so eviction changes no decision except for a *late* event.
 
-State lives in ``streaming.engine_state.UserRows`` (base + overlay: a micro-batch costs
+State lives in ``streaming.engine_state.UserRows`` (append-only rows + a user index: a batch costs
 O(batch) amortised); ``snapshot()`` / ``restore()`` / ``warm_up()`` carry it across restarts.
 
 Late events (older than the user's last processed event, from an earlier batch) cannot change
@@ -58,8 +58,39 @@ class EngineMetrics:
     watermark: int | None  # largest ts seen, epoch microseconds
 
 
-def _fired_col(rule_id: str) -> str:
-    return f"_f_{rule_id}"
+_BITS = 62  # rules per int64 bit-mask column of the state (each row's own decisions)
+
+
+def _mask_columns(n_rules: int) -> list[str]:
+    return [f"_fired{i}" for i in range(-(-n_rules // _BITS))]
+
+
+def pack_fired(fired: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Per-rule Booleans → int64 bit masks, ``_BITS`` rules per mask (rule i: bit i % _BITS)."""
+    masks = []
+    for lo in range(0, len(fired), _BITS):
+        mask = np.zeros(n, dtype=np.int64)
+        for bit, arr in enumerate(fired[lo:lo + _BITS]):
+            mask |= arr.astype(np.int64) << bit
+        masks.append(mask)
+    return masks
+
+
+def unpack_fired(masks: list[np.ndarray], n_rules: int) -> list[np.ndarray]:
+    return [(masks[i // _BITS] >> (i % _BITS)) & 1 == 1 for i in range(n_rules)]
+
+
+def fired_lists(fired: list[np.ndarray], rule_ids: tuple[str, ...], n: int) -> pl.Series:
+    """``rules_fired``: the ids that fired per row (file order), built once per distinct
+    combination (there are few) and gathered."""
+    if n == 0:
+        return pl.Series("rules_fired", [], dtype=pl.List(pl.String))
+    key = np.stack(pack_fired(fired, n), axis=1)
+    combos, inverse = np.unique(key, axis=0, return_inverse=True)
+    lists = [[rid for i, rid in enumerate(rule_ids)
+              if (int(combo[i // _BITS]) >> (i % _BITS)) & 1] for combo in combos]
+    return pl.Series("rules_fired", lists, dtype=pl.List(pl.String)).gather(
+        pl.Series(inverse.reshape(-1), dtype=pl.Int64))
 
 
 class RuleEngine:
@@ -80,7 +111,7 @@ class RuleEngine:
         self.value_columns = tuple(c for c in EVENT_SCHEMA if c in needed)
         self.schema: dict[str, pl.DataType] = {
             **KEY_SCHEMA, **{c: EVENT_SCHEMA[c] for c in self.value_columns},
-            **{_fired_col(r): pl.Boolean() for r in self.rule_ids}}
+            **dict.fromkeys(_mask_columns(len(self.rule_ids)), pl.Int64())}
         self._state = UserRows(self.schema)
         self._watermark: int | None = None
         self._evicted_at: int | None = None
@@ -95,19 +126,19 @@ class RuleEngine:
             units += fired[rid].astype(np.int64) * u
         flagged = units >= self.need_units
         drop = set(self.rule_ids) | set(DECISION_COLUMNS)
+        n = events.height
         fired_cols = [pl.Series(rid, fired[rid], dtype=pl.Boolean) for rid in self.rule_ids]
-        listed = [pl.when(pl.col(rid)).then(pl.lit(rid)) for rid in self.rule_ids]
-        ev = np.full(events.height, None, dtype=object)
+        ev = np.full(n, None, dtype=object)
         ev[flagged] = evidence(np.flatnonzero(flagged))
-        return events.select([c for c in events.columns if c not in drop]).with_columns(
+        kept = events.select([c for c in events.columns if c not in drop])
+        return kept.hstack([
             *fired_cols,
             pl.Series("score", units / self.scale, dtype=pl.Float64),
             pl.Series("flagged", flagged, dtype=pl.Boolean),
-            pl.lit(self.rule_set_id, pl.String).alias("rule_set_id"),
-        ).with_columns(
-            pl.concat_list(listed).list.drop_nulls().alias("rules_fired"),
+            pl.repeat(self.rule_set_id, n, dtype=pl.String, eager=True).alias("rule_set_id"),
+            fired_lists([fired[r] for r in self.rule_ids], self.rule_ids, n),
             pl.Series("evidence", ev.tolist(), dtype=pl.String),
-        )
+        ])
 
     def warm_up(self, events: pl.DataFrame) -> None:
         """Feed earlier events (e.g. read back from the lake) into the state; emit nothing.
@@ -151,7 +182,7 @@ class RuleEngine:
         return events.select(
             pl.col("user_id").cast(pl.Int64), pl.col("ts").dt.epoch("us").alias("ts_us"),
             pl.col("transaction_id").cast(pl.String), *values,
-            *[pl.lit(None, pl.Boolean).alias(_fired_col(r)) for r in self.rule_ids],
+            *[pl.lit(0, pl.Int64).alias(c) for c in _mask_columns(len(self.rule_ids))],
             _row=pl.int_range(n, dtype=pl.Int64))
 
     def _advance(self, events: pl.DataFrame, with_evidence: bool):
@@ -175,12 +206,13 @@ class RuleEngine:
         rows_real = real["_row"].to_numpy()
         context = rows_real < 0
         decided = kernels.decide(real, self.rule_set, context, evidence=False)
-        fired_real: dict[str, np.ndarray] = {}
-        for rid in self.rule_ids:
-            arr = np.asarray(decided.fired[rid], dtype=bool).copy()
-            if context.any():
-                arr[context] = real[_fired_col(rid)].to_numpy()[context]
-            fired_real[rid] = arr
+        fired_real: dict[str, np.ndarray] = {
+            rid: np.asarray(decided.fired[rid], dtype=bool).copy() for rid in self.rule_ids}
+        if context.any():  # state rows keep the decisions they were given
+            stored = unpack_fired([real[c].to_numpy()[context] for c in
+                                   _mask_columns(len(self.rule_ids))], len(self.rule_ids))
+            for rid, arr in zip(self.rule_ids, stored, strict=True):
+                fired_real[rid][context] = arr
         # duplicates take the decisions of the row they repeat (the previous real row)
         src = np.maximum.accumulate(np.where(~dup_np, np.arange(both.height), 0))
         real_pos = (np.cumsum(~dup_np) - 1)[src]
@@ -192,8 +224,10 @@ class RuleEngine:
         self._events += n
         self._dupes += int((dup_np & is_new).sum())
         self._late += _count_late(real["user_id"].to_numpy(), context)
+        masks = pack_fired([fired_real[r] for r in self.rule_ids], real.height)
         self._store(real.with_columns(
-            [pl.Series(_fired_col(r), fired_real[r]) for r in self.rule_ids]), users)
+            [pl.Series(c, m) for c, m in zip(_mask_columns(len(self.rule_ids)), masks,
+                                              strict=True)]), users)
 
         def evidence(positions: np.ndarray) -> list[str]:
             if not with_evidence or not len(positions):

@@ -1,4 +1,4 @@
-"""UserRows (base + overlay) behaves like a plain dict of per-user rows."""
+"""UserRows (append-only table + user index) behaves like a plain dict of per-user rows."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_engine_with_tiny_overlay_decides_the_same() -> None:
     df = random_events(2000, n_users=25, seed=12)
     batches = random_batches(df, seed=5, max_size=30)
     small = RuleEngine()
-    small._state.merge_rows = 5  # fold the overlay into the base all the time
+    small._state.merge_rows = 5  # compact the table all the time
     default = RuleEngine()
     a = pl.concat([small.process(b) for b in batches])
     b = pl.concat([default.process(b) for b in batches])
