@@ -19,8 +19,10 @@ decisions. Users idle for more than ``idle_seconds`` (>= the horizon) behind the
 largest ts seen) keep only their last ``last_k`` rows: an in-order later event could not see the
 others anyway, so eviction changes no decision except for a *late* event.
 
-State lives in ``streaming.engine_state.UserRows`` (append-only rows + a user index: a batch costs
-O(batch) amortised); ``snapshot()`` / ``restore()`` / ``warm_up()`` carry it across restarts.
+State lives in ``streaming.engine_state.UserRows`` (append-only rows + a user index: a batch
+costs O(batch) amortised); ``snapshot()`` / ``restore()`` / ``warm_up()`` carry it across
+restarts. A field only ``in_list`` rules read is kept as null in the state: only the event's
+own value matters to them.
 
 Late events (older than the user's last processed event, from an earlier batch) cannot change
 decisions already emitted: they are decided against the state held and counted in
@@ -109,6 +111,12 @@ class RuleEngine:
         if any(r.kind == "impossible_travel" for r in self.rule_set.rules):
             needed.add("city")  # the previous event's city, for the travel evidence
         self.value_columns = tuple(c for c in EVENT_SCHEMA if c in needed)
+        history_reads = {"channel", "category"} | (
+            {"device_id"} if any(r.kind == "new_device" for r in self.rule_set.rules) else set()
+        ) | ({"city"} if "city" in needed and any(
+            r.kind == "impossible_travel" for r in self.rule_set.rules) else set())
+        self.list_only = tuple(c for c in self.value_columns if c not in history_reads and c in {
+            r.params["field"] for r in self.rule_set.rules if r.kind == "in_list"})
         self.schema: dict[str, pl.DataType] = {
             **KEY_SCHEMA, **{c: EVENT_SCHEMA[c] for c in self.value_columns},
             **dict.fromkeys(_mask_columns(len(self.rule_ids)), pl.Int64())}
@@ -240,7 +248,11 @@ class RuleEngine:
         user = real["user_id"].to_numpy()
         ts = real["ts_us"].to_numpy()
         keep = keep_mask(user, ts, self.last_k, self.horizon_us)
-        self._state.replace(users, real.filter(pl.Series(keep)).select(list(self.schema)))
+        kept = real.filter(pl.Series(keep)).select(list(self.schema))
+        if self.list_only:
+            kept = kept.with_columns(pl.lit(None, EVENT_SCHEMA[c]).alias(c)
+                                     for c in self.list_only)
+        self._state.replace(users, kept)
         if real.height:
             top = int(ts.max())
             self._watermark = top if self._watermark is None else max(self._watermark, top)
