@@ -10,14 +10,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlglot
-from _rules_sql import event, frame, run_sql
-from reference_rules import reference_flags
+from _rules_sql import DEFAULT, event, frame, run_sql
+from reference_rules import reference_decisions
 
 from queries import sql
-from queries.params import DEFAULT_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
-RULE_PARAMS = set(DEFAULT_PARAMS.sql_params())
+
+
+def reference_flags(events):
+    return reference_decisions(events, DEFAULT)
 
 
 def test_every_query_has_a_header_and_select_from_final():
@@ -27,7 +29,7 @@ def test_every_query_has_a_header_and_select_from_final():
             "analytics/fraud_rate_by_local_hour", "analytics/top_flagged_users",
             "analytics/scenario_mix_by_year"} <= set(names)
     for name in names:
-        text = (sql.QUERIES_DIR / f"{name}.sql").read_text()
+        text = sql.load_sql(name)
         assert text.startswith("-- One row per"), name
         assert "select * from final" in text, name
 
@@ -43,9 +45,10 @@ def test_athena_rendering_parses_with_positional_parameters(name, dialect):
     assert "$" not in re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
     tables = {t.sql(dialect=dialect) for t in tree.find_all(sqlglot.exp.Table)}
     assert "fraudlake.live" in tables and "transactions" not in tables
-    extra = set(order) - RULE_PARAMS
-    assert extra <= set(sql.declared_defaults(sql.load_sql(name)))
-    assert set(order) == set(sql.param_names(sql.load_sql(name)))
+    values = sql.render_values(name)
+    assert set(order) == set(values)
+    own = set(sql.param_names(sql.load_sql(name)))
+    assert own <= set(order)
 
 
 def test_athena_parameter_order_follows_the_text():
@@ -58,7 +61,7 @@ def test_athena_parameter_order_follows_the_text():
 
 def test_bind_only_what_the_query_uses():
     text = sql.load_sql("high_amount")
-    assert sql.bind(text) == {"high_amount_threshold": DEFAULT_PARAMS.high_amount_threshold}
+    assert sql.bind(text) == {"high_amount_threshold": "1000.00"}
     with pytest.raises(sql.QueryError, match="no parameter 'top_n'"):
         sql.bind(text, extra={"top_n": "3"})
     top = sql.load_sql("top_flagged_users")
@@ -125,7 +128,10 @@ def test_cli_runs_and_writes(tmp_path):
     (["nope", "--input", "x"], "unknown query"),
     (["flags"], "--input is required"),
     (["flags", "--input", "/nonexistent"], "not found"),
-    (["flags", "--input", "{src}", "--set", "x.y=1"], "unknown parameter"),
+    (["flags", "--input", "{src}", "--set", "x.y=1"], "unknown rule 'x'"),
+    (["flags", "--input", "{src}", "--set", "high_amount.y=1"], "unknown parameter 'y'"),
+    (["flags", "--input", "{src}", "--set", "high_amount.threshold=1.001"], "high_amount"),
+    (["flags", "--input", "{src}", "--rules", "/nonexistent.toml"], "no such rule set file"),
     (["flags", "--input", "{src}", "--param", "top_n=1"], "no parameter"),
     (["flags", "--input", "{src}", "--param", "oops"], "bad --param"),
     (["flags", "--input", "{src}", "--format", "parquet"], "needs --out"),
