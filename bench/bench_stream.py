@@ -3,7 +3,12 @@
 1. Throughput: pre-produce N events (default 1M) to a fresh 4-partition topic, then time
    ``python -m streaming.consume`` (both sinks: lake + MongoDB flags, DLQ) until all N are in.
    Events come from the simulator spread over a day (per-card rates as in life).
-2. Baseline, same run, same topic: a seed-style loop — ``poll()`` one message, ``json.loads``,
+   Once with ``rules/default.toml`` and once with the rich ``rules/example.toml`` (every kind;
+   ``--rich-rules`` to pick another file).
+2. Raw consume rate, same run, same topic: confluent-kafka ``consume()`` only (no decode, no
+   rules, no sinks) from a fresh group; the pipeline's share of it = the consumer's own rate
+   (its summary line: first poll → last commit, start-up excluded) / the raw rate.
+   Baseline, same run, same topic: a seed-style loop — ``poll()`` one message, ``json.loads``,
    ``insert_one`` into MongoDB — for a fixed time budget; ratio = pipeline / baseline.
 3. Latency at a fixed rate (default 5k events/s): the consumer runs, the bench produces paced
    events; the consumer measures, per event, Kafka CreateTime → batch in both sinks and
@@ -69,23 +74,61 @@ def preproduce(bootstrap: str, frames: list[pl.DataFrame]) -> dict:
             "produce_rate": stats.events / secs}
 
 
-def throughput(bootstrap: str, topic: str, n: int, mongo: str | None, db: str) -> dict:
+def throughput(bootstrap: str, topic: str, n: int, mongo: str | None, db: str,
+               rules: Path | None = None) -> dict:
     """Time the consumer CLI over ``n`` pre-produced events (fresh group, fresh lake)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "MONGO_DB": db, "MONGO_COLLECTION": "flags",
+        env = {**os.environ, "MONGO_DB": db, "MONGO_COLLECTION": f"flags_{uuid.uuid4().hex[:6]}",
                "LOCAL_FLAGS_PATH": str(Path(tmp) / "flags.sqlite")}
-        group = f"bench-{'mongo' if mongo else 'sqlite'}-{topic}"
+        group = f"bench-{'mongo' if mongo else 'sqlite'}-{uuid.uuid4().hex[:6]}-{topic}"
         t = time.monotonic()
         proc = subprocess.run(consume_cmd(bootstrap, topic, Path(tmp) / "lake", mongo, group,
                                           "--max-messages", str(n), "--timeout", "30",
-                                          "--metrics-interval", "10"),
+                                          "--metrics-interval", "10",
+                                          *(["--rules", str(rules)] if rules else [])),
                               capture_output=True, text=True, env=env)
         consume_s = time.monotonic() - t
     if proc.returncode != 0:
         raise SystemExit(f"consumer failed: {proc.stderr[-2000:]}")
     summary = proc.stderr.strip().splitlines()[-1]
+    own = re.search(r" in ([0-9.]+)s;", summary)
+    own_s = float(own[1]) if own else consume_s
+    rule_set = re.search(r"rule set (\S+)", proc.stderr)
     return {"events": n, "consume_s": consume_s, "consume_rate": n / consume_s,
-            "consumer_summary": summary}
+            "own_s": own_s, "own_rate": n / own_s, "consumer_summary": summary,
+            "rule_set": rule_set[1] if rule_set else "?"}
+
+
+def raw_consume(bootstrap: str, topic: str, n: int) -> dict:
+    """confluent-kafka ``consume()`` of ``n`` messages from a fresh group, nothing else: the
+    ceiling a Python consumer of this topic can reach here. Timed first message → n-th."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    done, started, deadline = 0, None, time.monotonic() + 300
+    try:
+        while done < n and time.monotonic() < deadline:
+            msgs = consumer.consume(num_messages=20_000, timeout=0.5)
+            if msgs and started is None:
+                started = time.monotonic()
+            done += sum(1 for m in msgs if m.error() is None)
+        secs = time.monotonic() - (started or time.monotonic())
+    finally:
+        consumer.close()
+    return {"messages": done, "seconds": secs, "rate": done / secs if secs else 0.0}
+
+
+def rich_rules_file(spec: str | None, folder: Path) -> Path:
+    """``--rich-rules``, else the packaged rules/example.toml, else the tests' rich set."""
+    if spec:
+        return Path(spec)
+    packaged = ROOT / "rules" / "example.toml"
+    if packaged.exists():
+        return packaged
+    from tests.streaming._rich import rich_rule_set
+
+    rich_rule_set(folder)
+    return folder / "rich.toml"
 
 
 def baseline(bootstrap: str, mongo: str, db: str, topic: str, budget_s: float) -> dict:
@@ -142,7 +185,14 @@ def write_results(res: dict) -> None:
     (RESULTS / "stream.json").write_text(json.dumps(res, indent=2, default=str))
     pp, t, ts, b, lt = (res["produce"], res["throughput"], res["throughput_sqlite"],
                         res["baseline"], res["latency"])
+    tr, trs, raw = res["throughput_rich"], res["throughput_rich_sqlite"], res["raw"]
     ratio = t["consume_rate"] / b["rate"]
+    share, share_rich = t["own_rate"] / raw["rate"], tr["own_rate"] / raw["rate"]
+    share_sq, share_rich_sq = ts["own_rate"] / raw["rate"], trs["own_rate"] / raw["rate"]
+    rich_sq, shares_sq = f"{trs['own_rate']:,.0f}", f"{share_sq:.0%} / {share_rich_sq:.0%}"
+    default_row = (f"consume, `rules/default.toml` ({t['rule_set']}), lake + FerretDB flags + "
+                   "DLQ (events/s, wall incl. start-up)")
+    rich_row = f"consume, rich set `{tr['rules']}` ({tr['rule_set']}), own rate (events/s)"
     md = f"""# Live pipeline benchmark (bench/bench_stream.py)
 
 Run {res["when"]} on {os.cpu_count()} cores shared with the Kafka broker, FerretDB and the other
@@ -151,8 +201,15 @@ Command: `{res["command"]}`
 
 | measure | value | target |
 |---|---|---|
-| consume, lake + FerretDB flags + DLQ (events/s) | {t["consume_rate"]:,.0f} | ≥ 50,000 |
-| same, flags to the local SQLite store (events/s) | {ts["consume_rate"]:,.0f} | |
+| {default_row} | {t["consume_rate"]:,.0f} | ≥ 50,000 |
+| same, the consumer's own rate (first poll → last commit) | {t["own_rate"]:,.0f} | |
+| {rich_row} | {tr["own_rate"]:,.0f} | ≥ 100,000 |
+| raw consume, confluent-kafka `consume()` only, same topic (messages/s) | {raw["rate"]:,.0f} | |
+| pipeline share of the raw rate, default set, FerretDB flags | {share:.0%} | ≥ 50 % |
+| pipeline share of the raw rate, rich set, FerretDB flags | {share_rich:.0%} | |
+| default set, flags to the local SQLite store, own rate (events/s) | {ts["own_rate"]:,.0f} | |
+| rich set, flags to the local SQLite store, own rate (events/s) | {rich_sq} | ≥ 100,000 |
+| pipeline share of the raw rate, SQLite flags: default set / rich set | {shares_sq} | ≥ 50 % |
 | seed-style baseline (poll + json.loads + insert_one, events/s) | {b["rate"]:,.0f} | |
 | ratio pipeline (FerretDB) / baseline | {ratio:,.1f}× | ≥ 10× |
 | produce→flag-visible latency p50 at {lt["rate"]:,.0f} ev/s (ms) | {lt["p50_ms"]:,.0f} | |
@@ -161,7 +218,10 @@ Command: `{res["command"]}`
 Throughput: {pp["events"]:,} events pre-produced to 4 partitions ({pp["produce_rate"]:,.0f} ev/s),
 consumed in {t["consume_s"]:.1f} s wall including consumer start-up.
 Consumer's summary: `{t["consumer_summary"]}`.
-With the SQLite flag store: `{ts["consumer_summary"]}`.
+Rich set: `{tr["consumer_summary"]}`.
+Raw consume: {raw["messages"]:,} messages in {raw["seconds"]:.1f} s.
+With the SQLite flag store: `{ts["consumer_summary"]}`; rich set:
+`{trs["consumer_summary"]}`.
 Baseline: {b["events"]:,} events in {b["seconds"]:.1f} s on the same topic.
 Latency: {lt["events"]:,} events paced at {lt["rate"]:,.0f}/s (achieved
 {lt["achieved_rate"]:,.0f}/s), {lt["flags"]:,} flags in MongoDB. Measured by the consumer for
@@ -180,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=5000.0, help="latency run rate (events/s)")
     p.add_argument("--seconds", type=float, default=30.0, help="latency run length")
     p.add_argument("--baseline-seconds", type=float, default=20.0, help="baseline time budget")
+    p.add_argument("--rich-rules", help="rule set for the rich run (default rules/example.toml)")
+    p.add_argument("--skip-latency", action="store_true", help="no latency run")
     args = p.parse_args(argv)
+    rules_dir = Path(tempfile.mkdtemp(prefix="bench-rules-"))
+    rich = rich_rules_file(args.rich_rules, rules_dir)
     bootstrap = services.up(services.kafka_server()).server.address
     mongo = services.up(services.mongo_server()).server.address
     db = f"bench_{uuid.uuid4().hex[:8]}"
@@ -188,21 +252,37 @@ def main(argv: list[str] | None = None) -> int:
         data, frames = events(args.events)
         pp = preproduce(bootstrap, frames)
         del frames
+        raw = raw_consume(bootstrap, pp["topic"], args.events)
+        print(f"raw consume: {raw['rate']:,.0f} msg/s", file=sys.stderr)
         tp = throughput(bootstrap, pp["topic"], args.events, mongo, db)
-        print(f"throughput (FerretDB flags): {tp['consume_rate']:,.0f} ev/s", file=sys.stderr)
+        print(f"throughput (FerretDB flags): {tp['consume_rate']:,.0f} ev/s, own "
+              f"{tp['own_rate']:,.0f}", file=sys.stderr)
+        tr = {**throughput(bootstrap, pp["topic"], args.events, mongo, db, rich),
+              "rules": str(rich.relative_to(ROOT) if rich.is_relative_to(ROOT) else rich.name)}
+        print(f"throughput rich (FerretDB flags): own {tr['own_rate']:,.0f} ev/s",
+              file=sys.stderr)
         tps = throughput(bootstrap, pp["topic"], args.events, None, db)
         print(f"throughput (SQLite flags): {tps['consume_rate']:,.0f} ev/s", file=sys.stderr)
+        trs = throughput(bootstrap, pp["topic"], args.events, None, db, rich)
+        print(f"throughput rich (SQLite flags): own {trs['own_rate']:,.0f} ev/s",
+              file=sys.stderr)
         base = baseline(bootstrap, mongo, db, pp["topic"], args.baseline_seconds)
         print(f"baseline: {base['rate']:,.0f} ev/s", file=sys.stderr)
-        lat_frames = events(int(args.rate * args.seconds) + 1, seed=8, span_hours=2)[1]
-        lt = latency(bootstrap, mongo, db, lat_frames, args.rate, args.seconds)
+        if args.skip_latency:
+            lt = {"rate": args.rate, "events": 0, "achieved_rate": 0.0, "flags": 0,
+                  "p50_ms": float("nan"), "p99_ms": float("nan"), "consumer_summary": "skipped"}
+        else:
+            lat_frames = events(int(args.rate * args.seconds) + 1, seed=8, span_hours=2)[1]
+            lt = latency(bootstrap, mongo, db, lat_frames, args.rate, args.seconds)
     finally:
         MongoClient(mongo).drop_database(db)
     write_results({"when": datetime.now(UTC).isoformat(timespec="seconds"), "data": data,
                    "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "produce": pp,
                    "throughput_sqlite": tps,
                    "command": "python bench/bench_stream.py " + " ".join(argv or sys.argv[1:]),
-                   "throughput": tp, "baseline": base, "latency": lt})
+                   "throughput": tp, "throughput_rich": tr, "throughput_rich_sqlite": trs,
+                   "raw": raw, "baseline": base,
+                   "latency": lt})
     return 0
 
 

@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from fraudlake import services  # noqa: E402
 from fraudlake.cli import ArgumentParser, count_arg, positive_float_arg, run  # noqa: E402
-from fraudlake.contract import FLAGGED, RULE_NAMES  # noqa: E402
 from streaming.engine import RuleEngine  # noqa: E402
+from tests.reliability._faults import DECISION_COLUMNS  # noqa: E402
 from tests.reliability._outages import OutageResult, run_outage  # noqa: E402
 from tests.streaming._kafka_data import POISON  # noqa: E402
 
@@ -71,8 +71,8 @@ def simulated(n: int, seed: int = 11, users: int = 5_000, hours: float = 6.0) ->
 
 
 def expected_decisions(events: pl.DataFrame) -> pl.DataFrame:
-    """transaction_id + rule columns of one uninterrupted pass of the stream engine."""
-    return RuleEngine().process(events).select("transaction_id", *RULE_NAMES, FLAGGED)
+    """transaction_id + decision columns of one uninterrupted pass of the stream engine."""
+    return RuleEngine().process(events).select("transaction_id", *DECISION_COLUMNS)
 
 
 def _row(scenario: str, events: int, res: OutageResult, what: str) -> dict:

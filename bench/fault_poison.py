@@ -44,7 +44,6 @@ from pymongo import MongoClient  # noqa: E402
 from flagstore.mongo import MongoFlagStore  # noqa: E402
 from fraudlake import services  # noqa: E402
 from fraudlake.cli import ArgumentParser, positive_count_arg  # noqa: E402
-from queries.params import DEFAULT_PARAMS  # noqa: E402
 from streaming.consume_loop import ConsumeConfig, StreamConsumer  # noqa: E402
 from streaming.engine import RuleEngine  # noqa: E402
 from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config  # noqa: E402
@@ -111,7 +110,7 @@ def poison(events: int, workdir: Path) -> dict:
         consumer = StreamConsumer(cfg, store, log=lambda _m: None)
         consumer.run()
         seconds = time.monotonic() - t0
-        expected = RuleEngine(DEFAULT_PARAMS).process(
+        expected = RuleEngine().process(
             frame.sort("ts", "transaction_id")).select("transaction_id", *_rule_columns())
         result = audit(expected, lake_rows(lake), mongo_flags(store.collection))
         dlq = read_topic(kafka.address, f"{topic}.dlq", len(expected_dlq), timeout=120)
@@ -140,9 +139,9 @@ def poison(events: int, workdir: Path) -> dict:
 
 
 def _rule_columns() -> list[str]:
-    from fraudlake.contract import FLAGGED, RULE_NAMES
+    from tests.reliability._faults import DECISION_COLUMNS
 
-    return [*RULE_NAMES, FLAGGED]
+    return DECISION_COLUMNS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ a password): only the database.collection and the error's type or (redacted) tex
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -35,13 +36,13 @@ from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
+from flagstore.sqlite import fired_list
 from fraudlake.cli import seconds_from_env
-from fraudlake.contract import RULE_NAMES
 
 DOC_FIELDS: tuple[str, ...] = (
     "transaction_id", "user_id", "ts", "amount", "amount_cents", "currency", "merchant_id",
     "merchant_name", "category", "channel", "city", "country", "lat", "lon", "utc_offset_min",
-    "is_fraud", "fraud_scenario", "rules", "source",
+    "is_fraud", "fraud_scenario", "rule_set_id", "rules_fired", "score", "rules", "source",
 )
 
 #: Indexes behind the dashboard's queries (newest flags, one user's flags, by rule, by amount).
@@ -77,30 +78,35 @@ class MongoSinkError(RuntimeError):
 
 
 def flag_documents(flagged: pl.DataFrame) -> list[dict]:
-    """Flagged events (contract + rule columns) → MongoDB flag documents (without flagged_at)."""
+    """Flagged events (``RuleEngine.process`` output) → MongoDB flag documents (without
+    flagged_at): contract columns, ``rule_set_id``, ``rules_fired`` (ids, file order),
+    ``score``, ``evidence`` ({rule_id: {...}}, see ``streaming.evidence``) and ``rules`` (the
+    same ids as ``rules_fired``, kept for readers of v1 documents)."""
     if flagged.is_empty():
         return []
     cols = flagged.columns
-    fired = [pl.when(pl.col(r)).then(pl.lit(r)) for r in RULE_NAMES if r in cols]
     exprs: list[pl.Expr] = [
         pl.col("transaction_id").alias("_id"),
         pl.col("amount").cast(pl.String).alias("amount"),
         (pl.col("amount").cast(pl.Decimal(20, 2)) * 100).cast(pl.Int64).alias("amount_cents"),
-        (pl.concat_list(fired).list.drop_nulls() if fired else pl.lit([], pl.List(pl.String)))
-        .alias("rules"),
+        fired_list(cols).alias("rules"),
+        fired_list(cols).alias("rules_fired"),
     ]
     if {"_topic", "_partition", "_offset"} <= set(cols):
         exprs.append(pl.format("{}:{}:{}", "_topic", "_partition", "_offset").alias("source"))
     else:
         exprs.append(pl.lit(None, pl.String).alias("source"))
-    derived = {"amount", "amount_cents", "rules", "source"}
+    derived = {"amount", "amount_cents", "rules", "rules_fired", "source"}
     keep = [pl.col(c) for c in DOC_FIELDS if c in cols and c not in derived]
     missing = [pl.lit(None).alias(c) for c in DOC_FIELDS if c not in cols and c not in derived]
+    evidence = (flagged["evidence"].to_list() if "evidence" in cols
+                else [None] * flagged.height)
     docs = flagged.select(*exprs, *keep, *missing).to_dicts()
-    for d in docs:  # pymongo stores aware datetimes as UTC; make the tz explicit and exact
-        ts = d["ts"]
+    for d, ev in zip(docs, evidence, strict=True):
+        ts = d["ts"]  # pymongo stores aware datetimes as UTC; make the tz explicit and exact
         if ts is not None:
             d["ts"] = ts.astimezone(UTC)
+        d["evidence"] = json.loads(ev) if ev else {}
     return docs
 
 

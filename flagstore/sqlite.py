@@ -29,7 +29,8 @@ class FlagStore(Protocol):
         ...
 
 
-#: SQLite column → type; one 0/1 column per rule after ``rules``.
+#: SQLite column → type. ``rules`` is the JSON list of the rule ids that fired; the 0/1 columns
+#: named after the v1 rules are kept for the dashboard's filters (1 when that id fired).
 COLUMNS: dict[str, str] = {
     "transaction_id": "TEXT PRIMARY KEY", "user_id": "INTEGER NOT NULL", "ts": "TEXT NOT NULL",
     "amount": "TEXT NOT NULL", "amount_cents": "INTEGER NOT NULL", "currency": "TEXT",
@@ -38,6 +39,7 @@ COLUMNS: dict[str, str] = {
     "is_fraud": "INTEGER", "fraud_scenario": "TEXT", "rules": "TEXT NOT NULL",
     **{name: "INTEGER NOT NULL" for name in RULE_NAMES},
     "flagged_at": "TEXT NOT NULL", "source": "TEXT",
+    "rule_set_id": "TEXT", "score": "REAL", "evidence": "TEXT",  # evidence: JSON text
 }
 INDEXES: dict[str, str] = {
     "flags_ts": "ts", "flags_user_ts": "user_id, ts", "flags_amount_cents": "amount_cents",
@@ -51,12 +53,21 @@ UPSERT_SQL = (
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
 
+def fired_list(columns: list[str]) -> pl.Expr:
+    """The ids of the rules that fired: ``rules_fired`` (engine output), or for a frame with
+    v1 rule columns only, the names of those that are true."""
+    if "rules_fired" in columns:
+        return pl.col("rules_fired").cast(pl.List(pl.String))
+    fired = [pl.when(pl.col(r)).then(pl.lit(r)) for r in RULE_NAMES if r in columns]
+    return (pl.concat_list(fired).list.drop_nulls() if fired
+            else pl.lit([], pl.List(pl.String)))
+
+
 def flag_rows(flagged: pl.DataFrame, flagged_at: datetime) -> pl.DataFrame:
     """Flagged events → one row per ``COLUMNS`` entry, typed for SQLite (pure)."""
     cols = flagged.columns
-    fired = [pl.when(pl.col(r)).then(pl.lit(f'"{r}"')) for r in RULE_NAMES if r in cols]
-    quoted = (pl.concat_list(fired).list.drop_nulls() if fired
-              else pl.lit([], pl.List(pl.String)))  # names are identifiers: JSON-safe as is
+    fired = fired_list(cols)
+    quoted = fired.list.eval(pl.format('"{}"', pl.element()))  # ids: JSON-safe as is
     source = (pl.format("{}:{}:{}", "_topic", "_partition", "_offset")
               if {"_topic", "_partition", "_offset"} <= set(cols) else pl.lit(None, pl.String))
     derived = {
@@ -67,8 +78,7 @@ def flag_rows(flagged: pl.DataFrame, flagged_at: datetime) -> pl.DataFrame:
         "flagged_at": pl.lit(flagged_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
         "source": source,
         "is_fraud": pl.col("is_fraud").cast(pl.Int64) if "is_fraud" in cols else None,
-        **{r: pl.col(r).fill_null(False).cast(pl.Int64) if r in cols else pl.lit(0)
-           for r in RULE_NAMES},
+        **{r: fired.list.contains(r).cast(pl.Int64) for r in RULE_NAMES},
     }
     exprs = []
     for name in COLUMNS:
@@ -94,6 +104,10 @@ class SqliteFlagStore:
         body = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         with self.conn:
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS flags ({body})")
+            have = {row[1] for row in self.conn.execute("PRAGMA table_info(flags)")}
+            for name in COLUMNS:  # a store written before rule sets (v1) gains their columns
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE flags ADD COLUMN {name} {COLUMNS[name]}")
             for name, cols in INDEXES.items():
                 self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON flags ({cols})")
 

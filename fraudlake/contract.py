@@ -55,8 +55,14 @@ RULE_NAMES: tuple[str, ...] = ("high_amount", "high_frequency", "unusual_hour", 
 FLAGGED = "flagged"
 RULE_SCHEMA: dict[str, pl.DataType] = {name: pl.Boolean() for name in (*RULE_NAMES, FLAGGED)}
 
-#: The live lake = every event + its rule columns.
-LAKE_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **RULE_SCHEMA}
+#: Lake v2: the decision columns, the same whatever the rule set (DESIGN.md "Rule sets (v2)").
+DECISION_SCHEMA: dict[str, pl.DataType] = {
+    "rule_set_id": pl.String(), "score": pl.Float64(), FLAGGED: pl.Boolean(),
+    "rules_fired": pl.List(pl.String()),
+}
+#: The live lake (v2) = every event + its decision columns. v1 lake files carry one Boolean per
+#: v1 rule (RULE_SCHEMA) instead; both read together with union_by_name.
+LAKE_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **DECISION_SCHEMA}
 
 CHANNELS: tuple[str, ...] = ("pos", "online", "atm")
 
@@ -115,7 +121,7 @@ def conform(df: pl.DataFrame | pl.LazyFrame, extra: Mapping[str, pl.DataType] = 
     """
     schema = df.collect_schema()
     check_columns(schema)
-    targets = {**LAKE_SCHEMA, **extra}
+    targets = {**LAKE_SCHEMA, **RULE_SCHEMA, **extra}
     casts = [
         pl.col(name).cast(targets[name]) if name != "ts" else pl.col(name).dt.convert_time_zone(
             "UTC").dt.cast_time_unit("us")

@@ -28,8 +28,9 @@ from fraudlake.cli import (
     run,
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
-from queries.params import params_from_cli
+from rules.model import rule_set_from_cli
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
+from streaming.pipeline import add_rule_arguments
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
@@ -85,8 +86,7 @@ def build_parser() -> ArgumentParser:
                    default=Path(env_default("CONSUMER_METRICS", "storage/metrics/consumer.json")),
                    help="JSON with the latest lag and counts, rewritten with each metrics line "
                         "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
-    p.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
-                   help="override a rule parameter, e.g. high_amount.threshold=2500")
+    add_rule_arguments(p)
     return p
 
 
@@ -94,7 +94,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     args = build_parser().parse_args(argv)
     if not args.bootstrap:
         raise UsageError("no Kafka: pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
-    params = params_from_cli(args.set)
+    rule_set = rule_set_from_cli(args.rules, args.set)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.metrics_file, "--metrics-file")
     settings = Settings.from_env()
@@ -105,7 +105,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     except ValueError as exc:
         raise UsageError(f"--mongo-uri/MONGO_URI: {exc}") from None
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
-                        params, args.batch_size, args.poll_timeout, args.max_messages,
+                        rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
                         dict(settings.kafka_extra), args.group_instance_id or None)
     return cfg, mongo_uri
@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
     store = open_flag_store(Settings.from_env(), mongo_uri)
     consumer = StreamConsumer(cfg, store)
+    print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
+          f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
     try:

@@ -7,7 +7,9 @@ safe, overlapping the next batch's decoding) → a synchronous commit of explici
 both sinks hold the batch. A crash anywhere before the commit replays the batch; both sinks are
 idempotent, so each event lands exactly once.
 
-Rule state is per partition (the key is the user, so a user never changes partition). When a
+Every partition is decided by one rule set (``ConsumeConfig.rule_set``, ``--rules``); its id
+is on every lake row and flag. Rule state is per partition (the key is the user, so a user
+never changes partition). When a
 partition is assigned, its engine is rebuilt from the lake (``streaming.lake_state``): files
 at/after the committed offset are leftovers of a consumer that died before committing and are
 removed (they will be rewritten); files before it are every event the partition delivered, and
@@ -40,7 +42,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 
 from fraudlake.atomic import write_text
 from lake.layout import transactions_dir
-from queries.params import DEFAULT_PARAMS, RuleParams
+from rules.model import RuleSet, load_rule_set
 from streaming import lake_state
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
@@ -66,7 +68,7 @@ class ConsumeConfig:
     dlq_topic: str
     group: str
     lake_dir: Path
-    params: RuleParams = DEFAULT_PARAMS
+    rule_set: RuleSet = field(default_factory=load_rule_set)
     batch_size: int = 20_000
     poll_timeout: float = 0.1
     max_messages: int | None = None
@@ -136,9 +138,10 @@ class StreamConsumer:
                 committed, _high = consumer.get_watermark_offsets(tp, timeout=30)
             removed = lake_state.discard_uncommitted(self.transactions_dir, tp.topic,
                                                      tp.partition, committed)
-            engine = RuleEngine(self.config.params)
+            engine = RuleEngine(self.config.rule_set)
             history = lake_state.partition_history(self.transactions_dir, tp.topic,
-                                                   tp.partition, committed)
+                                                   tp.partition, committed,
+                                                   engine.state_columns)
             if history is not None:
                 engine.warm_up(history)
             self.engines[tp.partition] = engine

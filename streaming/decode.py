@@ -48,7 +48,15 @@ from datetime import UTC, datetime
 import polars as pl
 
 from fraudlake.contract import MAX_MESSAGE_BYTES
-from streaming.validate import DECODED_SCHEMA, PROVENANCE_SCHEMA, RAW_SCHEMA, SHOW, validate
+from streaming.validate import (
+    DECODED_SCHEMA,
+    PROVENANCE_SCHEMA,
+    RAW_SCHEMA,
+    SHOW,
+    TYPED_SCHEMA,
+    validate,
+    validate_typed,
+)
 
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # a UTF-16 surrogate escape
 
@@ -101,6 +109,10 @@ def decode_batch(
     if max(map(len, (r.value for r in records))) > MAX_MESSAGE_BYTES:
         dead = [_oversized(r) for r in records if len(r.value) > MAX_MESSAGE_BYTES]
         records = [r for r in records if len(r.value) <= MAX_MESSAGE_BYTES]
+    if not dead:
+        fast = _read_typed(records, now)
+        if fast is not None:
+            return fast, []
     raw = _read_text(records)
     if raw is None:
         raw, unreadable = _structural_fallback(records)
@@ -139,6 +151,29 @@ def _provenance(records: Sequence[RawRecord], index: list[int]) -> pl.DataFrame:
         },
         schema={"_i": pl.Int64(), **PROVENANCE_SCHEMA, "_line": pl.Binary()},
     )
+
+
+def _read_typed(records: Sequence[RawRecord], now: datetime) -> pl.DataFrame | None:
+    """The fastest path, for a batch whose every record is valid: one ``read_ndjson`` with
+    numbers and booleans typed by the reader (``TYPED_SCHEMA``) and the checks that remain; None
+    when any record is not like that (a wrong JSON type, a failed check) — then the batch is
+    decoded the text way, which finds each bad record and its reason."""
+    values = [r.value for r in records]
+    joined = b"\n".join(values)
+    if joined.count(b"\n") != len(values) - 1 or b"\r" in joined:
+        return None
+    try:
+        typed = pl.read_ndjson(io.BytesIO(joined), schema=TYPED_SCHEMA)
+    except Exception:  # noqa: BLE001 - a wrong type or bad JSON: the text way decides
+        return None
+    if typed.height != len(values):
+        return None
+    typed = typed.with_columns(
+        _topic=pl.Series([r.topic for r in records], dtype=pl.String),
+        _partition=pl.Series([r.partition for r in records], dtype=pl.Int32),
+        _offset=pl.Series([r.offset for r in records], dtype=pl.Int64),
+    )
+    return validate_typed(typed, pl.Series(values, dtype=pl.Binary), now)
 
 
 def _read_text(records: Sequence[RawRecord]) -> pl.DataFrame | None:

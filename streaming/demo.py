@@ -32,14 +32,14 @@ from fraudlake.cli import (
     positive_float_arg,
     run,
 )
-from fraudlake.contract import FLAGGED, RULE_NAMES
+from fraudlake.contract import FLAGGED
 from fraudlake.settings import Settings
 from lake.layout import folder_files, month_folders, transactions_dir
-from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
+from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
-from streaming.pipeline import process_batch
+from streaming.pipeline import add_rule_arguments, process_batch
 
 TOPIC = "demo"
 PARTITION = 0
@@ -49,9 +49,10 @@ PARTITION = 0
 class DemoSummary:
     events: int = 0
     dead_letters: int = 0
-    flags: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*RULE_NAMES, FLAGGED), 0))
+    flags: dict[str, int] = field(default_factory=dict)  # rule id / flagged -> count
     lake_files: set[Path] = field(default_factory=set)
     seconds: float = 0.0
+    rule_set_id: str = ""
 
     def lines(self, lake: Path, flags_db: Path) -> list[str]:
         rate = self.events / self.seconds if self.seconds else 0.0
@@ -59,6 +60,7 @@ class DemoSummary:
         return [
             f"events: {self.events:,} in {self.seconds:.1f} s ({rate:,.0f} events/s), "
             f"dead letters: {self.dead_letters:,}",
+            f"rule set: {self.rule_set_id}",
             f"flags: {rules}",
             f"lake: {len(self.lake_files)} files under {transactions_dir(lake)}",
             f"flag store: {flags_db} (SQLite, table flags)",
@@ -110,11 +112,12 @@ def reset_demo_outputs(lake: Path, store: SqliteFlagStore) -> None:
 
 
 def run_demo(count: int, seed: int, users: int, rate: float, batch: int, lake: Path,
-             flags_db: Path, params: RuleParams = DEFAULT_PARAMS,
+             flags_db: Path, rule_set: RuleSet | None = None,
              progress: bool = True) -> DemoSummary:
     """Run the embedded pipeline end to end; return what it did."""
-    summary = DemoSummary()
-    engine = RuleEngine(params)
+    engine = RuleEngine(rule_set if rule_set is not None else load_rule_set())
+    summary = DemoSummary(flags=dict.fromkeys((*engine.rule_ids, FLAGGED), 0),
+                          rule_set_id=engine.rule_set_id)
     sink = LakeSink(lake)
     t0 = time.perf_counter()
     with SqliteFlagStore(flags_db) as store, tqdm(total=count, unit="ev", file=sys.stderr,
@@ -153,13 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flags-db", type=Path, default=settings.local_flags_path,
                         help="SQLite flag store (env LOCAL_FLAGS_PATH, "
                              f"default {settings.local_flags_path})")
-    parser.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
-                        help="override a rule parameter, e.g. high_amount.threshold=2500")
+    add_rule_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.rate > 0:
         raise UsageError(f"--rate must be > 0: {args.rate}")
-    params = params_from_cli(args.set)
+    rule_set = rule_set_from_cli(args.rules, args.set)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:
@@ -167,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "embedded; use streaming.produce + streaming.consume for the services",
               file=sys.stderr)
     summary = run_demo(args.count, args.seed, args.users, args.rate, args.batch, args.lake,
-                       args.flags_db, params, progress=not args.quiet)
+                       args.flags_db, rule_set, progress=not args.quiet)
     for line in summary.lines(args.lake, args.flags_db):
         print(line)
     return 0

@@ -1,39 +1,33 @@
-"""The streaming rule engine: DESIGN.md's four rules, incremental per user, over micro-batches.
+"""The streaming rule engine: one rule set (``rules.model.RuleSet``), incremental per user.
 
-``RuleEngine.process(events)`` returns the same rows (input order, extra columns kept) plus the
-Boolean columns ``high_amount, high_frequency, unusual_hour, geo_mismatch, flagged``. Decisions
-are exactly those of the batch SQL over the whole history, whatever the micro-batch boundaries:
-
-* per user, events are ordered by ``(ts, transaction_id)`` and decided causally; within one
-  batch the arrival order does not matter;
-* ``high_amount`` and ``unusual_hour`` need only the row (decimal compare; the local hour of
-  ``ts + utc_offset_min`` with a start > end window wrapping past midnight);
-* ``high_frequency`` counts the user's events ``e' <= e`` with ``e'.ts >= e.ts - window``
-  (inclusive, ties by ``transaction_id``); ``geo_mismatch`` compares with the immediately
-  preceding event (haversine, ``R = earth_radius_km``; hours floored at ``min_hours``).
+``RuleEngine(rule_set).process(events)`` returns the same rows (input order, extra columns
+kept) plus one Boolean column per rule id (file order), ``score`` (double), ``flagged``,
+``rule_set_id``, ``rules_fired`` (the ids that fired, file order) and ``evidence`` (JSON text
+of ``{rule_id: {...}}`` for flagged rows, null otherwise; see ``streaming.evidence``).
+Decisions are exactly those of the backtest over the whole history, whatever the micro-batch
+boundaries: per user, events ordered by ``(ts, transaction_id)``, decided causally.
 
 How: the batch and its users' state rows are sorted together by ``(user_id, ts,
-transaction_id)``; the window count is one binary search per row on a (user, ts) key (no
-per-user loop), the previous event is a shift within the user; numpy does the arithmetic and
-the state rows are stripped. Measured against a per-event Python loop in
-``bench/bench_engine.py`` (the vectorised engine is kept because it is faster from micro-batches
-of about a thousand events up; below that the fixed per-batch cost of ~15 Polars calls wins).
+transaction_id)`` and decided in one call of ``rules.kernels.decide`` — the same vectorised
+kernels as the fast backtest engine — with the state rows passed as *context* (history, not
+decided again). The state keeps, per user, what ``rules.kernels.retention`` says a later event
+may still need: the rows within ``horizon`` of the user's last event (velocity windows, the
+new-device lookback) and always the last ``last_k`` rows (the previous event for impossible
+travel, the last ``history`` amounts for the median); only the columns the rule set reads
+(``rules.kernels.needed_columns``, plus ``city`` for travel evidence), plus each row's own
+decisions. Users idle for more than ``idle_seconds`` (>= the horizon) behind the watermark (the
+largest ts seen) keep only their last ``last_k`` rows: an in-order later event could not see the
+others anyway, so eviction changes no decision except for a *late* event.
 
-State (``streaming.engine_state.UserRows``: sorted rows in a base table plus a small overlay,
-so a micro-batch costs O(batch) amortised, not O(state); ``snapshot()`` / ``restore()`` /
-``warm_up()`` carry it across restarts): per user, the newest ``count - 1`` events within
-``window`` of the user's last event (that is all the frequency rule can ever need for a later
-event) and always the last event (ts, transaction_id, lat, lon; all the geo rule needs). Users
-idle for more than ``idle_seconds`` (>= window) behind the watermark (the largest ts seen) keep
-only their last event, ~60 bytes. Because the last location is kept for every user, eviction
-never changes a geo decision; it could change a frequency decision only for an event arriving
-more than ``idle_seconds - window`` behind the watermark, i.e. a *late* event.
+State lives in ``streaming.engine_state.UserRows`` (append-only rows + a user index: a batch
+costs O(batch) amortised); ``snapshot()`` / ``restore()`` / ``warm_up()`` carry it across
+restarts. A field only ``in_list`` rules read is kept as null in the state: only the event's
+own value matters to them.
 
 Late events (older than the user's last processed event, from an earlier batch) cannot change
-decisions already emitted. They are decided against the state held (which may lack their true
-predecessors) and counted in ``metrics().late_events``. A redelivered event (same user, ts and
-transaction_id as a state row) gets the decisions stored with that row and is counted in
-``duplicate_events``; it is not counted twice.
+decisions already emitted: they are decided against the state held and counted in
+``metrics().late_events``. A redelivered event (same user, ts and transaction_id as a state
+row) gets the decisions stored with that row and is counted in ``duplicate_events``.
 """
 
 from __future__ import annotations
@@ -43,15 +37,17 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from fraudlake.contract import FLAGGED, RULE_NAMES
-from queries.params import DEFAULT_PARAMS, RuleParams
-from streaming.engine_state import KEY as _KEY
-from streaming.engine_state import STATE_SCHEMA, EngineState, UserRows
+from fraudlake.contract import EVENT_SCHEMA
+from rules import kernels
+from rules.model import RuleSet, load_rule_set
+from streaming.engine_state import KEY, KEY_SCHEMA, EngineState, UserRows
+from streaming.evidence import evidence_json
 
-__all__ = ["EngineMetrics", "EngineState", "RuleEngine", "STATE_SCHEMA", "window_counts",
-           "impossible_travel", "haversine_km", "keep_mask"]
+__all__ = ["DECISION_COLUMNS", "EngineMetrics", "EngineState", "RuleEngine"]
 
 _US_PER_S = 1_000_000
+#: Columns ``process`` adds after the per-rule Booleans (an input's own copies are replaced).
+DECISION_COLUMNS = ("score", "flagged", "rule_set_id", "rules_fired", "evidence")
 
 
 @dataclass(frozen=True)
@@ -64,46 +60,115 @@ class EngineMetrics:
     watermark: int | None  # largest ts seen, epoch microseconds
 
 
-class RuleEngine:
-    """Incremental, vectorised rule engine; one instance per stream of (a subset of) users."""
+_BITS = 62  # rules per int64 bit-mask column of the state (each row's own decisions)
 
-    def __init__(self, params: RuleParams = DEFAULT_PARAMS, idle_seconds: float = 3600) -> None:
-        self.params = params
-        window = params.high_frequency_window_seconds
-        self.idle_us = int(max(idle_seconds, window) * _US_PER_S)
-        self.window_us = window * _US_PER_S
-        self.keep_per_user = max(params.high_frequency_count - 1, 1)
-        self._state = UserRows()
+
+def _mask_columns(n_rules: int) -> list[str]:
+    return [f"_fired{i}" for i in range(-(-n_rules // _BITS))]
+
+
+def pack_fired(fired: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Per-rule Booleans → int64 bit masks, ``_BITS`` rules per mask (rule i: bit i % _BITS)."""
+    masks = []
+    for lo in range(0, len(fired), _BITS):
+        mask = np.zeros(n, dtype=np.int64)
+        for bit, arr in enumerate(fired[lo:lo + _BITS]):
+            mask |= arr.astype(np.int64) << bit
+        masks.append(mask)
+    return masks
+
+
+def unpack_fired(masks: list[np.ndarray], n_rules: int) -> list[np.ndarray]:
+    return [(masks[i // _BITS] >> (i % _BITS)) & 1 == 1 for i in range(n_rules)]
+
+
+def fired_lists(fired: list[np.ndarray], rule_ids: tuple[str, ...], n: int) -> pl.Series:
+    """``rules_fired``: the ids that fired per row (file order), built once per distinct
+    combination (there are few) and gathered."""
+    if n == 0:
+        return pl.Series("rules_fired", [], dtype=pl.List(pl.String))
+    key = np.stack(pack_fired(fired, n), axis=1)
+    combos, inverse = np.unique(key, axis=0, return_inverse=True)
+    lists = [[rid for i, rid in enumerate(rule_ids)
+              if (int(combo[i // _BITS]) >> (i % _BITS)) & 1] for combo in combos]
+    return pl.Series("rules_fired", lists, dtype=pl.List(pl.String)).gather(
+        pl.Series(inverse.reshape(-1), dtype=pl.Int64))
+
+
+class RuleEngine:
+    """Incremental, vectorised engine over one rule set; one per stream of (some) users."""
+
+    def __init__(self, rule_set: RuleSet | None = None, idle_seconds: float = 3600) -> None:
+        self.rule_set = rule_set if rule_set is not None else load_rule_set()
+        self.rule_set_id = self.rule_set.id
+        self.rule_ids = self.rule_set.rule_ids
+        self.units, self.need_units, self.scale = self.rule_set.weight_units()
+        retention = kernels.retention(self.rule_set)
+        self.horizon_us = int(retention.horizon_us)
+        self.last_k = max(int(retention.last_k), 1)
+        self.idle_us = max(int(idle_seconds * _US_PER_S), self.horizon_us)
+        needed = set(kernels.needed_columns(self.rule_set)) - {"ts", "user_id", "transaction_id"}
+        if any(r.kind == "impossible_travel" for r in self.rule_set.rules):
+            needed.add("city")  # the previous event's city, for the travel evidence
+        self.value_columns = tuple(c for c in EVENT_SCHEMA if c in needed)
+        history_reads = {"channel", "category"} | (
+            {"device_id"} if any(r.kind == "new_device" for r in self.rule_set.rules) else set()
+        ) | ({"city"} if "city" in needed and any(
+            r.kind == "impossible_travel" for r in self.rule_set.rules) else set())
+        self.list_only = tuple(c for c in self.value_columns if c not in history_reads and c in {
+            r.params["field"] for r in self.rule_set.rules if r.kind == "in_list"})
+        self.schema: dict[str, pl.DataType] = {
+            **KEY_SCHEMA, **{c: EVENT_SCHEMA[c] for c in self.value_columns},
+            **dict.fromkeys(_mask_columns(len(self.rule_ids)), pl.Int64())}
+        self._state = UserRows(self.schema)
         self._watermark: int | None = None
         self._evicted_at: int | None = None
         self._events = self._late = self._dupes = 0
 
     # -- public API -----------------------------------------------------------------------
     def process(self, events: pl.DataFrame) -> pl.DataFrame:
-        """The rows of ``events`` (same order, all columns) plus the rule columns."""
-        hf, geo = self._advance(events.select(
-            pl.col("user_id"), "transaction_id", "lat", "lon", _ts=_epoch_us()))
-        keep = [c for c in events.columns if c not in (*RULE_NAMES, FLAGGED)]
-        return events.select(keep).with_columns(
-            high_amount=pl.col("amount") > self.params.high_amount_threshold,
-            high_frequency=pl.Series(hf, dtype=pl.Boolean),
-            unusual_hour=_unusual_hour(self.params),
-            geo_mismatch=pl.Series(geo, dtype=pl.Boolean),
-        ).with_columns(pl.any_horizontal(*RULE_NAMES).alias(FLAGGED))
+        """The rows of ``events`` (same order, all columns) plus the decision columns."""
+        fired, evidence = self._advance(events, with_evidence=True)
+        units = np.zeros(events.height, dtype=np.int64)
+        for rid, u in zip(self.rule_ids, self.units, strict=True):
+            units += fired[rid].astype(np.int64) * u
+        flagged = units >= self.need_units
+        drop = set(self.rule_ids) | set(DECISION_COLUMNS)
+        n = events.height
+        fired_cols = [pl.Series(rid, fired[rid], dtype=pl.Boolean) for rid in self.rule_ids]
+        ev = np.full(n, None, dtype=object)
+        ev[flagged] = evidence(np.flatnonzero(flagged))
+        kept = events.select([c for c in events.columns if c not in drop])
+        return kept.hstack([
+            *fired_cols,
+            pl.Series("score", units / self.scale, dtype=pl.Float64),
+            pl.Series("flagged", flagged, dtype=pl.Boolean),
+            pl.repeat(self.rule_set_id, n, dtype=pl.String, eager=True).alias("rule_set_id"),
+            fired_lists([fired[r] for r in self.rule_ids], self.rule_ids, n),
+            pl.Series("evidence", ev.tolist(), dtype=pl.String),
+        ])
 
     def warm_up(self, events: pl.DataFrame) -> None:
         """Feed earlier events (e.g. read back from the lake) into the state; emit nothing.
 
-        Needs only ``user_id, ts, transaction_id, lat, lon``; any order, any size.
+        Needs ``user_id, ts, transaction_id`` and the columns the rule set reads
+        (``state_columns``); any order, any size.
         """
-        self._advance(events.select(
-            pl.col("user_id"), "transaction_id", "lat", "lon", _ts=_epoch_us()))
+        self._advance(events, with_evidence=False)
+
+    @property
+    def state_columns(self) -> tuple[str, ...]:
+        """The event columns ``warm_up`` reads."""
+        return ("user_id", "ts", "transaction_id", *self.value_columns)
 
     def snapshot(self) -> EngineState:
-        return EngineState(self._state.frame().clone(), self._watermark)
+        return EngineState(self._state.frame().clone(), self._watermark, self.rule_set_id)
 
     def restore(self, state: EngineState) -> None:
-        self._state = UserRows(state.rows)
+        if state.rule_set_id and state.rule_set_id != self.rule_set_id:
+            raise ValueError(f"engine state of rule set {state.rule_set_id}, not "
+                             f"{self.rule_set_id}")
+        self._state = UserRows(self.schema, state.rows)
         self._watermark = state.watermark
 
     def metrics(self) -> EngineMetrics:
@@ -114,71 +179,79 @@ class RuleEngine:
     def state_frame(self) -> pl.DataFrame:
         """The state rows with a readable ``ts`` column (for inspection and tests)."""
         return self._state.frame().with_columns(
-            ts=pl.from_epoch("_ts", "us").dt.replace_time_zone("UTC"))
+            ts=pl.from_epoch("ts_us", "us").dt.replace_time_zone("UTC"))
 
     # -- the incremental step ---------------------------------------------------------------
-    def _advance(self, keys: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Decide keyed events against the state and update it; (hf, geo) in input order.
+    def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
+        """The state columns of ``events``, typed, with ``ts_us`` and the row number."""
+        n = events.height
+        values = [pl.col(c).cast(EVENT_SCHEMA[c]) if c in events.columns
+                  else pl.lit(None, EVENT_SCHEMA[c]).alias(c) for c in self.value_columns]
+        return events.select(
+            pl.col("user_id").cast(pl.Int64), pl.col("ts").dt.epoch("us").alias("ts_us"),
+            pl.col("transaction_id").cast(pl.String), *values,
+            *[pl.lit(0, pl.Int64).alias(c) for c in _mask_columns(len(self.rule_ids))],
+            _row=pl.int_range(n, dtype=pl.Int64))
 
-        Rows of the batch and the users' state rows are sorted together by
-        ``(user, ts, transaction_id, state first)``; a row equal in key to the row before it is
-        a duplicate (redelivery) and takes that row's decisions.
+    def _advance(self, events: pl.DataFrame, with_evidence: bool):
+        """Decide events against the state and update it.
+
+        Returns (rule id → bool[n] in input order, evidence(positions) → list of JSON texts).
+        Rows of the batch and the users' state rows are sorted together by ``(user, ts,
+        transaction_id, state first)``; a row equal in key to the row before it is a duplicate
+        (redelivery) and takes that row's decisions.
         """
-        n = keys.height
-        batch = keys.select(
-            pl.col("user_id").cast(pl.Int64), pl.col("_ts").cast(pl.Int64),
-            pl.col("transaction_id").cast(pl.String), pl.col("lat").cast(pl.Float64),
-            pl.col("lon").cast(pl.Float64),
-            high_frequency=pl.lit(None, pl.Boolean), geo_mismatch=pl.lit(None, pl.Boolean),
-            _row=pl.int_range(n, dtype=pl.Int64), _new=pl.lit(True),
-        )
+        n = events.height
+        batch = self._keyed(events)
         users = np.unique(batch["user_id"].to_numpy())
         state = self._state.rows_of(users)
-        both = pl.concat(
-            [state.with_columns(_row=pl.lit(-1, pl.Int64), _new=pl.lit(False)), batch],
-            how="vertical_relaxed",
-        ).sort([*_KEY, "_new"])
-        dup = both.select(pl.all_horizontal(
-            [(pl.col(k) == pl.col(k).shift(1)).fill_null(False) for k in _KEY])).to_series()
-        dup_np = dup.to_numpy()
-        real = both.filter(~dup)
-        hf, geo = self._decide(real)
+        both = pl.concat([state.with_columns(_row=pl.lit(-1, pl.Int64)), batch],
+                         how="vertical_relaxed").sort([*KEY, "_row"])
+        dup_np = both.select(pl.all_horizontal(
+            [(pl.col(k) == pl.col(k).shift(1)).fill_null(False) for k in KEY])).to_series() \
+            .to_numpy()
+        real = both.filter(pl.Series(~dup_np)) if dup_np.any() else both
+        rows_real = real["_row"].to_numpy()
+        context = rows_real < 0
+        decided = kernels.decide(real, self.rule_set, context, evidence=False)
+        fired_real: dict[str, np.ndarray] = {
+            rid: np.asarray(decided.fired[rid], dtype=bool).copy() for rid in self.rule_ids}
+        if context.any():  # state rows keep the decisions they were given
+            stored = unpack_fired([real[c].to_numpy()[context] for c in
+                                   _mask_columns(len(self.rule_ids))], len(self.rule_ids))
+            for rid, arr in zip(self.rule_ids, stored, strict=True):
+                fired_real[rid][context] = arr
         # duplicates take the decisions of the row they repeat (the previous real row)
         src = np.maximum.accumulate(np.where(~dup_np, np.arange(both.height), 0))
-        real_pos = np.cumsum(~dup_np) - 1
-        hf_all, geo_all = hf[real_pos[src]], geo[real_pos[src]]
+        real_pos = (np.cumsum(~dup_np) - 1)[src]
         rows = both["_row"].to_numpy()
         is_new = rows >= 0
-        out_hf = np.zeros(n, dtype=bool)
-        out_geo = np.zeros(n, dtype=bool)
-        out_hf[rows[is_new]] = hf_all[is_new]
-        out_geo[rows[is_new]] = geo_all[is_new]
+        out_index = np.empty(n, dtype=np.int64)  # input row -> position in `real`
+        out_index[rows[is_new]] = real_pos[is_new]
+        fired = {rid: fired_real[rid][out_index] for rid in self.rule_ids}
         self._events += n
         self._dupes += int((dup_np & is_new).sum())
-        self._late += _count_late(real["user_id"].to_numpy(), real["_row"].to_numpy() < 0)
-        self._store(real.with_columns(high_frequency=pl.Series(hf), geo_mismatch=pl.Series(geo)),
-                    users)
-        return out_hf, out_geo
+        self._late += _count_late(real["user_id"].to_numpy(), context)
+        masks = pack_fired([fired_real[r] for r in self.rule_ids], real.height)
+        self._store(real.with_columns(
+            [pl.Series(c, m) for c, m in zip(_mask_columns(len(self.rule_ids)), masks,
+                                              strict=True)]), users)
 
-    def _decide(self, real: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The two stateful rules for deduplicated sorted rows; state rows keep stored values."""
-        user = real["user_id"].to_numpy()
-        ts = real["_ts"].to_numpy()
-        hf = window_counts(user, ts, self.window_us) >= self.params.high_frequency_count
-        geo = impossible_travel(user, ts, real["lat"].to_numpy(), real["lon"].to_numpy(),
-                                self.params)
-        stored = real["_row"].to_numpy() < 0
-        if stored.any():
-            hf[stored] = real["high_frequency"].to_numpy()[stored]
-            geo[stored] = real["geo_mismatch"].to_numpy()[stored]
-        return hf, geo
+        def evidence(positions: np.ndarray) -> list[str]:
+            if not with_evidence or not len(positions):
+                return []
+            return evidence_json(real, out_index[positions], fired_real, self.rule_set)
+        return fired, evidence
 
     def _store(self, real: pl.DataFrame, users: np.ndarray) -> None:
-        """Replace the batch users' state rows by their pruned rows; evict idle users."""
+        """Replace the batch users' state rows by the rows retention keeps; evict idle users."""
         user = real["user_id"].to_numpy()
-        ts = real["_ts"].to_numpy()
-        kept = real.filter(pl.Series(
-            keep_mask(user, ts, self.keep_per_user, self.window_us))).select(list(STATE_SCHEMA))
+        ts = real["ts_us"].to_numpy()
+        keep = keep_mask(user, ts, self.last_k, self.horizon_us)
+        kept = real.filter(pl.Series(keep)).select(list(self.schema))
+        if self.list_only:
+            kept = kept.with_columns(pl.lit(None, EVENT_SCHEMA[c]).alias(c)
+                                     for c in self.list_only)
         self._state.replace(users, kept)
         if real.height:
             top = int(ts.max())
@@ -186,83 +259,34 @@ class RuleEngine:
         self._maybe_evict()
 
     def _maybe_evict(self) -> None:
-        """Idle users (last event older than watermark - idle) keep only their last event."""
+        """Idle users (last event older than watermark - idle) keep only their last rows."""
         mark = self._watermark
-        if mark is None or self.keep_per_user == 1 or (
-                self._evicted_at is not None and mark - self._evicted_at < self.idle_us // 4):
+        if mark is None or (self._evicted_at is not None
+                            and mark - self._evicted_at < self.idle_us // 4):
             return
         self._evicted_at = mark
         floor = mark - self.idle_us
-        self._state.filter_all(lambda user, ts: keep_mask(
-            user, ts, 1, floor, absolute=True, also=self.keep_per_user))
+        self._state.filter_all(lambda user, ts: keep_mask(user, ts, self.last_k,
+                                                          self.horizon_us, idle_before=floor))
 
 
-# -- pure, vectorised rule kernels ----------------------------------------------------------
-def window_counts(user: np.ndarray, ts: np.ndarray, window_us: int) -> np.ndarray:
-    """For rows sorted by (user, ts, tid): how many of the user's rows up to and including
-    this one have ``ts >= this.ts - window_us``.
-
-    Fast path: key = user group * span + ts, so a binary search for ``key - window_us`` finds
-    the first row of the user inside the window. When that key could overflow (decades of
-    microseconds times many users), one lexsort of the rows together with one probe per row at
-    ``ts - window_us``; probes sort before rows of equal (user, ts), so the rows before a probe
-    are those (of earlier users, or this user's before the window) outside the window.
-    """
-    n = len(ts)
+def keep_mask(user: np.ndarray, ts: np.ndarray, last_k: int, horizon_us: int,
+              idle_before: int | None = None) -> np.ndarray:
+    """Rows (sorted, contiguous per user) to keep: each user's last ``last_k`` rows and those
+    with ``ts >= last_ts - horizon_us``; users whose last row is older than ``idle_before``
+    keep only their last ``last_k`` rows."""
+    n = len(user)
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=bool)
+    last = np.r_[user[1:] != user[:-1], True]
     gid = np.cumsum(np.r_[True, user[1:] != user[:-1]]) - 1
-    t0 = int(ts.min())
-    span = int(ts.max()) - t0 + window_us + 1
-    if (int(gid[-1]) + 1) * span < 2**62:  # fast path: one key, one binary search
-        key = gid * span + (ts - t0)
-        return np.arange(n) - np.searchsorted(key, key - window_us, side="left") + 1
-    all_user = np.concatenate([user, user])
-    all_ts = np.concatenate([ts - window_us, ts])
-    is_row = np.concatenate([np.zeros(n, np.int8), np.ones(n, np.int8)])
-    order = np.lexsort((is_row, all_ts, all_user))
-    rows_before = np.cumsum(is_row[order]) - is_row[order]
-    outside = np.empty(2 * n, dtype=np.int64)
-    outside[order] = rows_before
-    return np.arange(1, n + 1) - outside[:n]
-
-
-def impossible_travel(user: np.ndarray, ts: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                      params: RuleParams) -> np.ndarray:
-    """geo_mismatch for rows sorted by (user, ts, tid): against the user's previous row."""
-    n = len(ts)
-    out = np.zeros(n, dtype=bool)
-    if n < 2:
-        return out
-    same = user[1:] == user[:-1]
-    d = haversine_km(lat[:-1], lon[:-1], lat[1:], lon[1:], params.geo_mismatch_earth_radius_km)
-    # seconds first, then hours: the same float steps as the SQL and the Python reference
-    hours = np.maximum((ts[1:] - ts[:-1]) / _US_PER_S / 3600, params.geo_mismatch_min_hours)
-    out[1:] = same & (d >= params.geo_mismatch_distance_km) & (
-        d / hours > params.geo_mismatch_speed_kmh)
-    return out
-
-
-def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray,
-                 radius_km: float) -> np.ndarray:
-    """Great-circle distance: 2 R asin(sqrt(sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2)))."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(lon2 - lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * radius_km * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
-def _epoch_us() -> pl.Expr:
-    return pl.col("ts").dt.epoch("us")
-
-
-def _unusual_hour(params: RuleParams) -> pl.Expr:
-    local_s = pl.col("ts").dt.epoch("s") + pl.col("utc_offset_min").cast(pl.Int64) * 60
-    hour = (local_s // 3600) % 24
-    start, end = params.unusual_hour_start_hour, params.unusual_hour_end_hour
-    if start <= end:
-        return (hour >= start) & (hour < end)
-    return (hour >= start) | (hour < end)
+    end = np.flatnonzero(last)[gid]
+    from_end = end - np.arange(n)
+    last_ts = ts[end]
+    recent = ts >= last_ts - horizon_us
+    if idle_before is not None:
+        recent &= last_ts >= idle_before
+    return (from_end < last_k) | recent
 
 
 def _count_late(user: np.ndarray, is_state: np.ndarray) -> int:
@@ -276,21 +300,3 @@ def _count_late(user: np.ndarray, is_state: np.ndarray) -> int:
     next_state = np.minimum.accumulate(idx[::-1])[::-1]  # first state row at or after i
     after = np.r_[next_state[1:], n]
     return int((~is_state & (after <= seg_end)).sum())
-
-
-def keep_mask(user: np.ndarray, ts: np.ndarray, keep: int, window_us: int,
-              absolute: bool = False, also: int = 0) -> np.ndarray:
-    """Rows (sorted, contiguous per user) to keep: each user's last row, plus its newest
-    ``keep`` rows with ``ts >= last_ts - window_us`` (or ``ts``-of-last ``>= window_us`` when
-    ``absolute``: idle users keep only their last row, active ones up to ``also`` rows)."""
-    n = len(user)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    last = np.r_[user[1:] != user[:-1], True]
-    gid = np.cumsum(np.r_[True, user[1:] != user[:-1]]) - 1
-    end = np.flatnonzero(last)[gid]
-    from_end = end - np.arange(n)
-    last_ts = ts[end]
-    if absolute:
-        return (from_end == 0) | ((last_ts >= window_us) & (from_end < also))
-    return (from_end == 0) | ((from_end < keep) & (ts >= last_ts - window_us))

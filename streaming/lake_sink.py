@@ -5,9 +5,10 @@ micro-batch by event month into
 
     root/transactions/year=YYYY/month=MM/{topic}-p{partition}-o{first:020d}-{last:020d}.parquet
 
-(names, folders and range metadata: ``lake.layout``) with exactly the lake schema
-(``fraudlake.contract.LAKE_SCHEMA``: history columns + rule
-columns, in that order; provenance columns are dropped), rows sorted by ``(ts, transaction_id)``.
+(names, folders and range metadata: ``lake.layout``) with exactly the lake v2 schema
+(``fraudlake.contract.LAKE_SCHEMA``: contract columns, then ``rule_set_id, score, flagged,
+rules_fired`` — the same whatever the rule set; per-rule, evidence and provenance columns are
+dropped), rows sorted by ``(ts, transaction_id)``.
 
 Atomic: each file is written to a hidden temp file in the same folder, fsynced, then
 ``os.replace``d into place (and the folder fsynced); a crash leaves a complete file or none.

@@ -1,9 +1,10 @@
 """The per-batch step shared by the embedded demo and the Kafka consumer.
 
 ``process_batch(records, engine)``: raw records → ``decode_batch`` → ``RuleEngine.process`` →
-``BatchResult`` (every valid event with its rule columns and provenance, the flagged subset,
-the dead letters). Pure apart from the engine's state; the callers own the sinks and commit
-offsets only after the sinks hold the result.
+``BatchResult`` (every valid event with its decision columns and provenance, the flagged
+subset with its evidence, the dead letters). Pure apart from the engine's state; the callers
+own the sinks and commit offsets only after the sinks hold the result. ``add_rule_arguments``
+is the ``--rules`` / ``--set`` pair of every live command (consume, replay, demo).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -27,11 +29,21 @@ class BatchResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        """events, flagged, dead letters and one count per rule (for metrics lines)."""
+        """events, dead letters, one count per rule id and flagged (for metrics lines)."""
         df = self.events_with_rules
         rules = {c: int(df[c].sum()) for c in df.columns if df.schema[c] == pl.Boolean()
                  and c != "is_fraud"}
         return {"events": df.height, "dead_letters": len(self.dead_letters), **rules}
+
+
+def add_rule_arguments(p: Any) -> None:
+    """``--rules PATH`` and ``--set RULE_ID.PARAM=VALUE`` (consume, replay and demo)."""
+    p.add_argument("--rules", metavar="PATH",
+                   help="rule set TOML file (default: the packaged rules/default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
+                   help="override a rule parameter, weight or the alert threshold, e.g. "
+                        "high_amount.threshold=2500, high_amount.weight=0.5, alert_threshold=2 "
+                        "(repeatable)")
 
 
 def process_batch(records: Sequence[RawRecord], engine: RuleEngine,

@@ -1,13 +1,15 @@
 """Replay Parquet events through the streaming rule engine, in-process, and write its flags.
 
-``python -m streaming.replay --input PATH --flags-out FILE [--set rule.param=value …]``
+``python -m streaming.replay --input PATH --flags-out FILE [--rules TOML] [--set ID.PARAM=V …]``
 
 PATH is a Parquet file, a folder (searched recursively, e.g. a hive lake) or a glob; it needs
-the core columns (any row order, any extra columns). Events are sorted globally by
-``(ts, transaction_id)`` and fed to the SAME ``RuleEngine`` as the live consumer in
-micro-batches, so the output shows what the stream would have flagged. FILE (``.parquet`` or
-``.csv``) gets ``transaction_id`` + one Boolean column per rule + ``flagged``, written
-atomically. Bad input: one line on stderr, exit 2, nothing written.
+the core columns and those the rule set reads (channel, category, device_id, a list field;
+any row order, any extra columns). Events are sorted globally by ``(ts, transaction_id)`` and
+fed to the SAME ``RuleEngine`` as the live consumer in micro-batches, so the output shows what
+the stream would have flagged. FILE (``.parquet`` or ``.csv``) gets ``transaction_id``, one
+Boolean column per rule id (file order), ``score`` and ``flagged``, written atomically; a
+Parquet file carries the rule-set id in its key-value metadata ``fraudlake.rule_set_id``. Bad
+input or a bad rule file: one line on stderr, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -26,22 +28,37 @@ from tqdm import tqdm
 
 from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
-from fraudlake.contract import FLAGGED, REQUIRED_COLUMNS, RULE_NAMES, ContractError, conform
+from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
 from lake.layout import resolve_files
-from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
+from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 from streaming.engine import RuleEngine
+from streaming.pipeline import add_rule_arguments
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
-OUTPUT_COLUMNS = ("transaction_id", *RULE_NAMES, FLAGGED)
-OUTPUT_SCHEMA = {"transaction_id": pl.String(), **{c: pl.Boolean() for c in OUTPUT_COLUMNS[1:]}}
+RULE_SET_KEY = "fraudlake.rule_set_id"
 
 
-def scan_events(files: list[Path]) -> pl.LazyFrame:
-    """The core columns of every file, contract-typed (lazy); UsageError if they are not there."""
+def output_columns(rule_set: RuleSet) -> tuple[str, ...]:
+    """``--flags-out`` columns: transaction_id, one per rule id, score, flagged."""
+    return ("transaction_id", *rule_set.rule_ids, "score", FLAGGED)
+
+
+def output_schema(rule_set: RuleSet) -> dict[str, pl.DataType]:
+    return {"transaction_id": pl.String(), **{r: pl.Boolean() for r in rule_set.rule_ids},
+            "score": pl.Float64(), FLAGGED: pl.Boolean()}
+
+
+def scan_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.LazyFrame:
+    """The core columns (and ``columns``) of every file, contract-typed (lazy); UsageError if a
+    core column is not there (an optional one that is absent reads as nulls)."""
     try:
-        lazy = pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert")
+        lazy = pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert",
+                               extra_columns="ignore")
         schema = lazy.collect_schema()
-        return conform(lazy.select([c for c in INPUT_COLUMNS if c in schema]))
+        wanted = dict.fromkeys([*INPUT_COLUMNS, *columns])
+        return conform(lazy.select(
+            [pl.col(c) if c in schema else pl.lit(None, EVENT_SCHEMA[c]).alias(c)
+             for c in wanted if c in schema or c not in INPUT_COLUMNS]))
     except ContractError as exc:
         raise UsageError(f"--input: {exc}") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -84,35 +101,38 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         year, month = nxt
 
 
-def load_events(files: list[Path]) -> pl.DataFrame:
+def load_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.DataFrame:
     """All events of the files in memory, sorted by (ts, transaction_id)."""
-    parts = list(month_slices(scan_events(files)))
-    return pl.concat(parts) if parts else scan_events(files).head(0).collect()
+    parts = list(month_slices(scan_events(files, columns)))
+    return pl.concat(parts) if parts else scan_events(files, columns).head(0).collect()
 
 
-def replay_batches(months: Iterable[pl.DataFrame], params: RuleParams = DEFAULT_PARAMS,
+def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = None,
                    batch_rows: int = 200_000) -> Iterator[pl.DataFrame]:
-    """Feed ts-sorted events through one fresh engine; yield transaction_id + rule columns."""
-    engine = RuleEngine(params)
+    """Feed ts-sorted events through one fresh engine; yield the ``--flags-out`` columns."""
+    engine = RuleEngine(rule_set)
+    columns = output_columns(engine.rule_set)
     for events in months:
         for start in range(0, events.height, batch_rows):
-            yield engine.process(events.slice(start, batch_rows)).select(OUTPUT_COLUMNS)
+            yield engine.process(events.slice(start, batch_rows)).select(columns)
 
 
-def replay(events: pl.DataFrame, params: RuleParams = DEFAULT_PARAMS,
+def replay(events: pl.DataFrame, rule_set: RuleSet | None = None,
            batch_rows: int = 200_000) -> pl.DataFrame:
     """In-memory replay of ts-sorted events (tests, notebooks)."""
-    parts = list(replay_batches([events], params, batch_rows))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=OUTPUT_SCHEMA)
+    rule_set = rule_set if rule_set is not None else load_rule_set()
+    parts = list(replay_batches([events], rule_set, batch_rows))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=output_schema(rule_set))
 
 
 class FlagsWriter:
     """Streams replay output to a temp file beside ``out``; ``commit`` renames it into place."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, rule_set: RuleSet) -> None:
         self.out = out
+        self.rule_set = rule_set
         self.tmp = temp_path(out)
-        self.counts = dict.fromkeys(OUTPUT_COLUMNS[1:], 0)
+        self.counts = dict.fromkeys((*rule_set.rule_ids, FLAGGED), 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
         self._csv = None
@@ -124,8 +144,10 @@ class FlagsWriter:
         if self.out.suffix == ".parquet":
             table = part.to_arrow()
             if self._pq is None:
-                self._pq = pq.ParquetWriter(self.tmp, table.schema)
-            self._pq.write_table(table)
+                schema = table.schema.with_metadata({RULE_SET_KEY: self.rule_set.id})
+                self._pq = pq.ParquetWriter(self.tmp, schema)
+            self._pq.write_table(table.replace_schema_metadata(
+                {RULE_SET_KEY: self.rule_set.id}))
         else:
             first = self._csv is None
             if first:
@@ -134,7 +156,7 @@ class FlagsWriter:
 
     def commit(self) -> None:
         if self.rows == 0:
-            self.write(pl.DataFrame(schema=OUTPUT_SCHEMA))
+            self.write(pl.DataFrame(schema=output_schema(self.rule_set)))
         self._close()
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -158,9 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Parquet file, folder (recursive) or glob with the core columns")
     parser.add_argument("--flags-out", type=Path, required=True,
                         help="output file, .parquet or .csv: transaction_id + rule columns")
-    parser.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
-                        help="override a rule parameter, e.g. high_amount.threshold=2500 "
-                             "(repeatable)")
+    add_rule_arguments(parser)
     parser.add_argument("--batch-rows", type=positive_count_arg, default=200_000,
                         help="micro-batch size fed to the engine (default 200000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -168,18 +188,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
-    params = params_from_cli(args.set)
+    rule_set = rule_set_from_cli(args.rules, args.set)
     t0 = time.perf_counter()
-    lazy = scan_events(resolve_files(args.input))
+    engine_columns = RuleEngine(rule_set).state_columns
+    lazy = scan_events(resolve_files(args.input), engine_columns)
     writer = None
     try:
         months = month_slices(lazy)
         first = next(months, None)  # reads and checks the input before creating any file
         args.flags_out.parent.mkdir(parents=True, exist_ok=True)
-        writer = FlagsWriter(args.flags_out)
+        writer = FlagsWriter(args.flags_out, rule_set)
         with tqdm(unit="ev", disable=args.quiet, file=sys.stderr) as bar:
             for part in replay_batches(
-                    chain([first], months) if first is not None else [], params, args.batch_rows):
+                    chain([first], months) if first is not None else [], rule_set, args.batch_rows):
                 writer.write(part)
                 bar.update(part.height)
         writer.commit()
@@ -188,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.abort()
         raise
     counts = ", ".join(f"{c}={n}" for c, n in writer.counts.items())
-    print(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s: {counts} "
-          f"→ {args.flags_out}", file=sys.stderr)
+    print(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s with rule set "
+          f"{rule_set.id}: {counts} → {args.flags_out}", file=sys.stderr)
     return 0
 
 

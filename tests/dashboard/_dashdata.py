@@ -10,7 +10,7 @@ import polars as pl
 
 from dashboard.filters import FlagFilter
 from flagstore.sqlite import SqliteFlagStore
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, RULE_SCHEMA
 from lake.layout import partition_dir
 
 CITIES = ("Berlin", "Paris", "Madrid")
@@ -50,8 +50,10 @@ def events(n: int, start: datetime, step: timedelta, users: int = 5, seed: int =
             "category": "5411", "channel": "pos", "city": CITIES[u % 3],
             "country": COUNTRIES[u % 3], "card_last4": "1234", "device_id": None,
             **{r: r == flagged_rule for r in RULE_NAMES}, "flagged": flagged_rule is not None,
+            "rule_set_id": "default-1", "score": 1.0 if flagged_rule else 0.0,
+            "rules_fired": [flagged_rule] if flagged_rule else [],
         })
-    return pl.DataFrame(rows, schema=LAKE_SCHEMA)
+    return pl.DataFrame(rows, schema={**LAKE_SCHEMA, **RULE_SCHEMA})
 
 
 def write_lake(root: Path, df: pl.DataFrame, name: str = "part-0.parquet",

@@ -42,9 +42,11 @@ def write_history(root: Path, months: list[tuple[int, int]], rows: int = 50) -> 
 
 def write_live(lake: Path, year: int, month: int, first: int, rows: int = 20) -> Path:
     """One live-lake file with rule columns, named like the lake sink names them."""
+    fired = [r for i, r in enumerate(RULE_NAMES) if i % 2 == 0]
     df = events(rows, year, month, seed=first).with_columns(
-        *(pl.lit(i % 2 == 0).alias(r) for i, r in enumerate(RULE_NAMES)), pl.lit(True).alias(
-            "flagged")).select(list(LAKE_SCHEMA))
+        pl.lit("default-1").alias("rule_set_id"), pl.lit(float(len(fired))).alias("score"),
+        pl.lit(True).alias("flagged"), pl.lit(fired, pl.List(pl.String)).alias("rules_fired"),
+    ).select(list(LAKE_SCHEMA))
     folder = transactions_dir(lake) / partition_dir(year, month)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"transactions-p0-o{first:020d}-{first + rows - 1:020d}.parquet"

@@ -22,21 +22,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 from confluent_kafka import Consumer, TopicPartition
 
-from fraudlake.contract import FLAGGED, RULE_NAMES
+from fraudlake.contract import FLAGGED
 
 ROOT = Path(__file__).resolve().parents[2]
-RULE_COLUMNS = [*RULE_NAMES, FLAGGED]
+#: What is compared per transaction between the uninterrupted decision and the lake.
+DECISION_COLUMNS = ["score", FLAGGED, "rules_fired"]
 
 
 def consume_cmd(bootstrap: str, topic: str, lake: Path, mongo_uri: str, group: str, *,
                 batch_size: int = 200, timeout: float | None = None,
-                instance_id: str | None = None) -> list[str]:
+                instance_id: str | None = None, rules: Path | None = None) -> list[str]:
     """The consumer CLI (``python -m streaming.consume``); with ``instance_id`` it is a static
     group member (``--group-instance-id``): a restart after kill -9 takes its partitions back at
     once instead of waiting out the killed member's session timeout (10 s)."""
@@ -46,7 +48,8 @@ def consume_cmd(bootstrap: str, topic: str, lake: Path, mongo_uri: str, group: s
             "--batch-size", str(batch_size), "--metrics-interval", "1",
             "--metrics-file", str(lake.parent / f"metrics-{group}.json"),
             *(["--timeout", str(timeout)] if timeout is not None else []),
-            *(["--group-instance-id", instance_id] if instance_id else [])]
+            *(["--group-instance-id", instance_id] if instance_id else []),
+            *(["--rules", str(rules)] if rules is not None else [])]
 
 
 def start(cmd: list[str], mongo_db: str, log: Path, collection: str = "flags"
@@ -132,25 +135,35 @@ def wait_resumed(offsets: Offsets, before: dict[int, int], since: float,
 
 
 # --- what landed -----------------------------------------------------------------------------
+_SCHEMA = {"transaction_id": pl.String, "score": pl.Float64, FLAGGED: pl.Boolean,
+           "rules_fired": pl.List(pl.String)}
+
+
 def lake_rows(lake: Path) -> pl.DataFrame:
-    """transaction_id + rule columns of every Parquet file under ``lake`` (temp files are
-    hidden ``.….tmp`` and not read)."""
+    """transaction_id + the lake v2 decision columns of every Parquet file under ``lake``
+    (temp files are hidden ``.….tmp`` and not read)."""
     files = sorted(p for p in lake.rglob("*.parquet") if not p.name.startswith("."))
-    schema = {"transaction_id": pl.String, **{c: pl.Boolean for c in RULE_COLUMNS}}
     if not files:
-        return pl.DataFrame(schema=schema)
-    return pl.read_parquet(files, columns=list(schema), hive_partitioning=False)
+        return pl.DataFrame(schema=_SCHEMA)
+    return pl.read_parquet(files, columns=list(_SCHEMA), hive_partitioning=False)
+
+
+def expected_rows(reference: pl.DataFrame, rule_ids: Sequence[str]) -> pl.DataFrame:
+    """``reference_decisions`` output (one bool per rule id) → the lake's decision columns."""
+    listed = [pl.when(pl.col(r)).then(pl.lit(r)) for r in rule_ids]
+    return reference.select("transaction_id", "score", FLAGGED,
+                            rules_fired=pl.concat_list(listed).list.drop_nulls())
 
 
 def mongo_flags(collection) -> dict[str, list[str]]:
-    return {d["_id"]: sorted(d["rules"]) for d in collection.find({}, {"rules": 1})}
+    return {d["_id"]: sorted(d["rules_fired"]) for d in collection.find({}, {"rules_fired": 1})}
 
 
 def fired(frame: pl.DataFrame) -> dict[str, list[str]]:
-    """Flagged ids → the sorted names of the rules that fired."""
+    """Flagged ids → the sorted ids of the rules that fired (``expected_rows`` columns)."""
     flagged = frame.filter(pl.col(FLAGGED))
-    return {row["transaction_id"]: sorted(r for r in RULE_NAMES if row[r])
-            for row in flagged.select("transaction_id", *RULE_NAMES).iter_rows(named=True)}
+    return {row["transaction_id"]: sorted(row["rules_fired"])
+            for row in flagged.select("transaction_id", "rules_fired").iter_rows(named=True)}
 
 
 @dataclass(frozen=True)
@@ -184,7 +197,7 @@ class Audit:
 
 
 def audit(expected: pl.DataFrame, lake: pl.DataFrame, mongo: dict[str, list[str]]) -> Audit:
-    """``expected``: one row per produced event, transaction_id + rule columns (uninterrupted
+    """``expected``: one row per produced event, ``expected_rows(...)`` (the uninterrupted
     decision); ``lake``: ``lake_rows(...)``; ``mongo``: ``mongo_flags(...)``."""
     produced = expected.select("transaction_id").unique()
     counts = lake.group_by("transaction_id").len()
@@ -193,7 +206,7 @@ def audit(expected: pl.DataFrame, lake: pl.DataFrame, mongo: dict[str, list[str]
     lake_dup = int((counts["len"] - 1).sum()) + int(extra_rows or 0) if counts.height else 0
     joined = expected.join(lake.unique("transaction_id", keep="first"), on="transaction_id",
                            suffix="_lake")
-    differs = pl.any_horizontal([pl.col(c) != pl.col(f"{c}_lake") for c in RULE_COLUMNS])
+    differs = pl.any_horizontal([pl.col(c) != pl.col(f"{c}_lake") for c in DECISION_COLUMNS])
     bad_ids = set(joined.filter(differs)["transaction_id"])
     want = fired(expected)
     flags_lost = sum(1 for i in want if i not in mongo)

@@ -19,6 +19,7 @@ from _faults import (
     Offsets,
     audit,
     consume_cmd,
+    expected_rows,
     finish,
     kill9,
     lake_rows,
@@ -28,11 +29,12 @@ from _faults import (
     wait_for_line,
 )
 from confluent_kafka import Producer
-from reference_rules import reference_flags
+from reference_rules import reference_decisions
 
 from streaming.kafka_io import producer_config
 from streaming.produce import produce
 from tests.streaming._kafka_data import make_events, read_topic
+from tests.streaming._rich import rich_rule_set, with_rich_columns
 
 KILLS = 10
 PARTITIONS = 4
@@ -57,17 +59,22 @@ def produce_paced(bootstrap: str, topic: str, events: pl.DataFrame, chunks: int,
 
 def test_kill9_ten_times_loses_nothing_duplicates_nothing_decides_the_same(
         kafka_bootstrap: str, make_topic, mongo_uri: str, mongo_db, tmp_path: Path) -> None:
+    """On a rich rule set (every kind, scopes, a list file, weights, threshold > 1): the state
+    of every kind is rebuilt from the lake after each kill."""
     topic = make_topic(PARTITIONS, prefix="crash")
     group = f"crash-{topic}"
-    events = make_events(8000, users=60, seed=71)
-    expected = reference_flags(events)
-    assert all(expected[r].sum() > 20 for r in expected.columns[1:])  # every rule fires
+    rule_set = rich_rule_set(tmp_path)
+    events = with_rich_columns(make_events(8000, users=60, seed=71), 71)
+    reference = reference_decisions(events, rule_set)
+    fired = reference.select(rule_set.rule_ids).sum().row(0, named=True)
+    assert all(n > 20 for n in fired.values()), fired  # every rule fires
+    expected = expected_rows(reference, rule_set.rule_ids)
     producer = produce_paced(kafka_bootstrap, topic, events, chunks=40, pause=0.3)
 
     rng = random.Random(7)
     lake = tmp_path / "lake"
     cmd = consume_cmd(kafka_bootstrap, topic, lake, mongo_uri, group, batch_size=100,
-                      instance_id=f"crash-{topic}")
+                      instance_id=f"crash-{topic}", rules=tmp_path / "rich.toml")
     offsets = Offsets(kafka_bootstrap, group, topic, PARTITIONS)
     busy_kills = 0
     try:

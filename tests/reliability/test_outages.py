@@ -22,14 +22,16 @@ import polars as pl
 import pytest
 from confluent_kafka import KafkaError
 from pymongo import MongoClient
-from reference_rules import reference_flags
+from reference_rules import reference_decisions
 
 from flagstore import mongo as mongo_sink
 from flagstore.mongo import MongoFlagStore, MongoSinkError, redact
 from fraudlake import services
 from fraudlake.cli import UsageError
+from rules.model import load_rule_set
 from streaming import kafka_io
 from streaming.kafka_io import BrokerWatch
+from tests.reliability._faults import expected_rows
 from tests.reliability._outages import run_outage
 from tests.streaming._kafka_data import POISON, make_events
 
@@ -61,7 +63,8 @@ def own_mongo() -> Iterator[services.Server]:
 
 
 def _expected(events: pl.DataFrame) -> pl.DataFrame:
-    return reference_flags(events)
+    rule_set = load_rule_set()
+    return expected_rows(reference_decisions(events, rule_set), rule_set.rule_ids)
 
 
 @pytest.fixture

@@ -21,19 +21,36 @@ from _faults import (
     Offsets,
     audit,
     consume_cmd,
+    expected_rows,
     kill9,
     lake_rows,
     mongo_flags,
     start,
     wait_for_line,
 )
-from reference_rules import reference_flags
+from reference_rules import reference_decisions
 
 from flagstore.mongo import MongoFlagStore
+from rules.model import RuleSet, load_rule_set
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from tests.streaming._kafka_data import make_events, send
+from tests.streaming._rich import rich_rule_set, with_rich_columns
 
 PARTITIONS = 4
+
+
+def rule_set_and_events(which: str, n: int, seed: int, folder: Path
+                        ) -> tuple[RuleSet, pl.DataFrame]:
+    """The default set on ``make_events``, or the rich set on the same events with channels,
+    categories, devices, merchants and countries that make every rule fire."""
+    events = make_events(n, users=60, seed=seed)
+    if which == "default":
+        return load_rule_set(), events
+    return rich_rule_set(folder), with_rich_columns(events, seed)
+
+
+def expected(events: pl.DataFrame, rule_set: RuleSet) -> pl.DataFrame:
+    return expected_rows(reference_decisions(events, rule_set), rule_set.rule_ids)
 _ASSIGNED = re.compile(r"assigned \S+\[(\d+)\] at offset (\d+); state from (\d+) lake events")
 
 
@@ -56,13 +73,15 @@ class SlowStore:
         return self.inner.upsert(df)
 
 
+@pytest.mark.parametrize("which", ["default", "rich"])
 def test_partition_received_from_another_consumer_decides_the_same(
-        kafka_bootstrap: str, make_topic, mongo_uri: str, mongo_db, tmp_path: Path) -> None:
+        kafka_bootstrap: str, make_topic, mongo_uri: str, mongo_db, tmp_path: Path,
+        which: str) -> None:
     topic = make_topic(PARTITIONS, prefix="rebalance")
-    events = make_events(6000, users=60, seed=72)
+    rule_set, events = rule_set_and_events(which, 6000, 72, tmp_path)
     send(kafka_bootstrap, topic, events)
     cfg = ConsumeConfig(kafka_bootstrap, topic, f"{topic}.dlq", f"g-{topic}", tmp_path / "lake",
-                        batch_size=100, idle_timeout=4.0, metrics_interval=60.0)
+                        rule_set, batch_size=100, idle_timeout=4.0, metrics_interval=60.0)
     logs: dict[str, list[str]] = {"a": [], "b": []}
     stores = [MongoFlagStore(mongo_uri, mongo_db.name, "flags") for _ in range(2)]
     first = StreamConsumer(cfg, SlowStore(stores[0], 0.03), log=logs["a"].append)
@@ -95,23 +114,27 @@ def test_partition_received_from_another_consumer_decides_the_same(
     assert moved and all(n == offset for _p, offset, n in moved)  # state from the lake
     assert any("revoked" in line for line in logs["a"])
     assert first.stats.messages + second.stats.messages >= events.height
-    result = audit(reference_flags(events), lake_rows(cfg.lake_dir), mongo_flags(mongo_db["flags"]))
+    result = audit(expected(events, rule_set), lake_rows(cfg.lake_dir),
+                   mongo_flags(mongo_db["flags"]))
     assert result.exact, result.notes()
     assert result.lake_rows == events.height and result.flags_expected > 500
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill9"])
+@pytest.mark.parametrize(("stop", "which"), [(signal.SIGTERM, "default"),
+                                             (signal.SIGKILL, "rich")],
+                         ids=["sigterm-default", "kill9-rich"])
 def test_two_consumers_one_stopped_mid_run_union_is_exact(
-        stop: signal.Signals, kafka_bootstrap: str, make_topic, mongo_uri: str, mongo_db,
-        tmp_path: Path) -> None:
+        stop: signal.Signals, which: str, kafka_bootstrap: str, make_topic, mongo_uri: str,
+        mongo_db, tmp_path: Path) -> None:
     topic = make_topic(PARTITIONS, prefix="scale")
     group = f"g-{topic}"
     # enough events that the first consumer still has work on its own partitions when the
     # second has joined (with 8000 it sometimes finished them first: nothing left to move)
-    events = make_events(16000, users=60, seed=73)
+    rule_set, events = rule_set_and_events(which, 16000, 73, tmp_path)
     send(kafka_bootstrap, topic, events)
     lake = tmp_path / "lake"
-    cmd = consume_cmd(kafka_bootstrap, topic, lake, mongo_uri, group, batch_size=100)
+    cmd = consume_cmd(kafka_bootstrap, topic, lake, mongo_uri, group, batch_size=100,
+                      rules=None if which == "default" else tmp_path / "rich.toml")
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [start(cmd, mongo_db.name, logs[0])]
     assert wait_for_line(logs[0], "consume: assigned", procs[0])
@@ -143,6 +166,6 @@ def test_two_consumers_one_stopped_mid_run_union_is_exact(
     a_parts = {p for p, _o, _n in taken_over(logs[0].read_text())}
     moved = [a for a in taken_over(logs[1].read_text()) if a[0] in a_parts and a[1] > 0]
     assert moved, logs[1].read_text()  # the survivor took the stopped one's partitions
-    result = audit(reference_flags(events), lake_rows(lake), mongo_flags(mongo_db["flags"]))
+    result = audit(expected(events, rule_set), lake_rows(lake), mongo_flags(mongo_db["flags"]))
     assert result.exact, result.notes()
     assert result.lake_rows == events.height and result.flags_expected > 500

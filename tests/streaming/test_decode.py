@@ -140,3 +140,39 @@ def test_number_out_of_range_in_a_big_batch_is_isolated() -> None:
     df, dead = decode_batch(records, now=NOW)
     assert df.height == 300 and [d.offset for d in dead] == [1000, 1001]
     assert "out of range" in dead[0].reason and "NaN/Infinity" in dead[1].reason
+
+
+def test_clean_batches_take_the_typed_path_and_decode_exactly_as_the_text_path() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _stream_events import random_events
+
+    from streaming import decode
+    from streaming.produce import encode_events
+    from streaming.validate import validate
+
+    _, values = encode_events(random_events(3000, n_users=50, seed=3))
+    variants = [json.dumps({**GOOD, "transaction_id": f"v{i}", **change}).encode()
+                for i, change in enumerate([{"user_id": 999_999_999_999_999_999},
+                                            {"lat": 90, "lon": -180}, {"is_fraud": None},
+                                            {"amount": 12.5}, {"utc_offset_min": -720}])]
+    records = [RawRecord(v, b"k", "tx", 1, i) for i, v in enumerate([*values, *variants])]
+    fast = decode._read_typed(records, NOW.replace(year=2030))
+    assert fast is not None  # every record is valid: the typed path decided the batch
+    text, bad = validate(decode._read_text(records), NOW.replace(year=2030))
+    assert bad.is_empty() and fast.equals(text)
+
+
+@pytest.mark.parametrize("change", [{"user_id": 1_000_000_000_000_000_000},
+                                    {"user_id": "12"}, {"lat": "1.5"}, {"is_fraud": 1},
+                                    {"lat": 90.5}])
+def test_a_record_the_typed_path_refuses_is_decided_the_text_way(change: dict) -> None:
+    from streaming import decode
+
+    records = [_rec(GOOD), _rec({**GOOD, "transaction_id": "t2", **change}, offset=1)]
+    assert decode._read_typed(records, NOW) is None
+    df, dead = decode_batch(records, now=NOW)
+    valid_text = change in ({"user_id": "12"}, {"lat": "1.5"})  # numeric text is accepted
+    assert df.height == (2 if valid_text else 1) and len(dead) == (0 if valid_text else 1)

@@ -13,15 +13,11 @@ import polars as pl
 import pytest
 from _kafka_data import POISON, make_events, read_topic, send
 from confluent_kafka import Consumer, TopicPartition
-
-try:  # the rules helper's shared reference; the stream core's own until it lands
-    from reference_rules import reference_flags
-except ImportError:
-    from _engine_ref import reference_flags
+from reference_rules import reference_decisions
 
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
-from queries.params import DEFAULT_PARAMS
+from rules.model import load_rule_set
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import DLQ_REASON_HEADER
 
@@ -43,7 +39,7 @@ def _lake_rows(lake: Path) -> pl.DataFrame:
 
 
 def _expected_flags(events: pl.DataFrame) -> dict[str, list[str]]:
-    ref = reference_flags(events, DEFAULT_PARAMS)
+    ref = reference_decisions(events, load_rule_set())
     ref = ref.filter(pl.col("flagged"))
     return {row["transaction_id"]: [r for r in RULE_NAMES if row[r]]
             for row in ref.iter_rows(named=True)}
@@ -85,8 +81,11 @@ def test_n_produced_exactly_n_in_lake_flags_match_reference_dlq_gets_poison(
     expected = _expected_flags(events)
     assert len(expected) > 100  # every rule fires on this data
     assert _mongo_flags(store) == expected
-    lake_flagged = set(lake.filter(pl.col("flagged"))["transaction_id"])
-    assert lake_flagged == set(expected)
+    lake_flagged = lake.filter(pl.col("flagged"))
+    assert set(lake_flagged["transaction_id"]) == set(expected)
+    assert {r["transaction_id"]: r["rules_fired"] for r in lake_flagged.iter_rows(named=True)
+            } == expected
+    assert lake["rule_set_id"].unique().to_list() == [load_rule_set().id]
     # the batch backtest (DuckDB SQL) over the live lake flags exactly what the stream flagged
     from batch.backtest import BacktestConfig, run_backtest
 

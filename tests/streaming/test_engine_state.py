@@ -1,4 +1,4 @@
-"""UserRows (base + overlay) behaves like a plain dict of per-user rows."""
+"""UserRows (append-only table + user index) behaves like a plain dict of per-user rows."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ import polars as pl
 from _stream_events import random_batches, random_events
 
 from streaming.engine import RuleEngine
-from streaming.engine_state import STATE_SCHEMA, UserRows
+from streaming.engine_state import KEY_SCHEMA, UserRows
+
+STATE_SCHEMA = {**KEY_SCHEMA, "lat": pl.Float64(), "lon": pl.Float64(),
+                "_f_geo": pl.Boolean()}
 
 
 def _rows(user: int, n: int, t0: int) -> pl.DataFrame:
     return pl.DataFrame({
-        "user_id": [user] * n, "_ts": [t0 + i for i in range(n)],
+        "user_id": [user] * n, "ts_us": [t0 + i for i in range(n)],
         "transaction_id": [f"u{user}-{t0 + i}" for i in range(n)], "lat": [0.0] * n,
-        "lon": [0.0] * n, "high_frequency": [False] * n, "geo_mismatch": [True] * n,
+        "lon": [0.0] * n, "_f_geo": [True] * n,
     }, schema=STATE_SCHEMA)
 
 
 def test_user_rows_match_a_dict_model() -> None:
     rng = np.random.default_rng(0)
-    table = UserRows(merge_rows=7)
+    table = UserRows(STATE_SCHEMA, merge_rows=7)
     model: dict[int, pl.DataFrame] = {}
     for step in range(300):
         users = np.unique(rng.integers(0, 40, rng.integers(1, 6)))
@@ -28,10 +31,10 @@ def test_user_rows_match_a_dict_model() -> None:
         got = table.rows_of(users)
         want = pl.concat([model[u] for u in users.tolist() if u in model] or
                          [pl.DataFrame(schema=STATE_SCHEMA)])
-        assert got.sort("user_id", "_ts").equals(want.sort("user_id", "_ts"))
+        assert got.sort("user_id", "ts_us").equals(want.sort("user_id", "ts_us"))
         table.replace(users, pl.concat([new[int(u)] for u in users]))
         model.update(new)
-    everything = pl.concat(model.values()).sort("user_id", "_ts", "transaction_id")
+    everything = pl.concat(model.values()).sort("user_id", "ts_us", "transaction_id")
     assert table.frame().equals(everything) and table.n_users() == len(model)
 
 
@@ -39,7 +42,7 @@ def test_engine_with_tiny_overlay_decides_the_same() -> None:
     df = random_events(2000, n_users=25, seed=12)
     batches = random_batches(df, seed=5, max_size=30)
     small = RuleEngine()
-    small._state.merge_rows = 5  # fold the overlay into the base all the time
+    small._state.merge_rows = 5  # compact the table all the time
     default = RuleEngine()
     a = pl.concat([small.process(b) for b in batches])
     b = pl.concat([default.process(b) for b in batches])

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from flagstore.mongo import INDEXES, MongoFlagStore, flag_documents
-from fraudlake.contract import LAKE_SCHEMA, conform
+from fraudlake.contract import LAKE_SCHEMA, RULE_SCHEMA, conform
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -25,7 +25,8 @@ def _flagged(n: int, start: int = 0) -> pl.DataFrame:
         "geo_mismatch": i % 5 == 0, "flagged": True,
         "_topic": "transactions", "_partition": 2, "_offset": 100 + i,
     } for i in range(start, start + n)]
-    schema = {**LAKE_SCHEMA, "_topic": pl.String, "_partition": pl.Int32, "_offset": pl.Int64}
+    schema = {**LAKE_SCHEMA, **RULE_SCHEMA, "_topic": pl.String, "_partition": pl.Int32,
+              "_offset": pl.Int64}
     return conform(pl.DataFrame(rows, schema={k: schema[k] for k in rows[0]}))
 
 
@@ -37,6 +38,32 @@ def test_flag_documents_shape() -> None:
     assert doc["source"] == "transactions:2:100"
     assert doc["ts"] == T0 and doc["ts"].utcoffset() == timedelta(0)
     assert "flagged_at" not in doc and "card_last4" not in doc
+
+
+def test_flag_documents_of_engine_output_carry_rule_set_score_and_evidence(
+        mongo_uri: str, mongo_db) -> None:
+    from streaming.engine import RuleEngine
+
+    frame = _flagged(2).drop("high_amount", "high_frequency", "unusual_hour", "geo_mismatch",
+                             "flagged").with_columns(
+        lat=pl.Series([34.0522, 55.7558]), lon=pl.Series([-118.2437, 37.6173]),
+        city=pl.Series(["Los Angeles", "Moscow"]), user_id=pl.lit(1, pl.Int64),
+        ts=pl.Series([T0, T0 + timedelta(minutes=15, seconds=30)]).dt.cast_time_unit("us"))
+    engine = RuleEngine()
+    decided = engine.process(frame)
+    store = MongoFlagStore(mongo_uri, mongo_db.name, "flags")
+    try:
+        store.upsert(decided.filter("flagged"))
+        doc = store.collection.find_one({"_id": "tx00001"})
+    finally:
+        store.close()
+    assert doc["rule_set_id"] == engine.rule_set_id and doc["score"] == 2.0
+    assert doc["rules_fired"] == doc["rules"] == ["high_amount", "geo_mismatch"]
+    travel = doc["evidence"]["geo_mismatch"]
+    assert travel["from_city"] == "Los Angeles" and travel["minutes"] == 15.5
+    assert round(travel["km"]) in range(9_700, 9_800) and travel["kmh"] > 37_000
+    assert doc["evidence"]["high_amount"]["amount"] == "1235.56"
+    assert doc["evidence"]["high_amount"]["threshold"] == "1000.00"
 
 
 def test_flag_documents_without_optional_columns() -> None:
