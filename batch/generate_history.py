@@ -27,13 +27,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from batch.sim.events import SCENARIOS
-from batch.sim.history import generate_month
-from batch.sim.volume import active_users, months, rows_per_month
-from batch.sim.world import build_world
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
 from fraudlake.contract import check_columns, partition_dir
 from fraudlake.settings import Settings
+from simulator.events import SCENARIOS
+from simulator.history import generate_month
+from simulator.volume import active_users, months, rows_per_month
+from simulator.world import build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 DEFAULT_USERS = 250_000

@@ -42,13 +42,13 @@ RESULTS = ROOT / "bench" / "results"
 
 def events(n: int, seed: int = 7, users: int = 50_000, span_hours: float = 24.0
            ) -> tuple[str, list[pl.DataFrame]]:
-    """``n`` simulator events (``batch.sim``) spread over ``span_hours`` ending an hour ago:
+    """``n`` simulator events (``simulator``) spread over ``span_hours`` ending an hour ago:
     a realistic per-card rate, so the rules flag a realistic share of them."""
-    from batch.sim import build_world, simulate
+    from simulator import build_world, simulate
 
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=span_hours + 1)
     frames = list(simulate(build_world(seed, users), start, n, seed, n / (span_hours * 3600)))
-    return f"batch.sim simulator, seed {seed}, {users:,} card holders, {span_hours:g} h", frames
+    return f"simulator, seed {seed}, {users:,} card holders, {span_hours:g} h", frames
 
 
 def consume_cmd(bootstrap: str, topic: str, lake: Path, mongo: str | None, group: str,

@@ -14,7 +14,7 @@ else's server is ever stopped:
 - ``mongo_outage``: the FerretDB holding the flags is stopped for ``down_s`` (default 12)
   seconds; Kafka is the session broker (``FRAUDLAKE_KAFKA_PORT``).
 
-Events: ``batch.sim`` (the live simulator's world: realistic flag rates), 5,000 users. Expected
+Events: ``simulator`` (the live simulator's world: realistic flag rates), 5,000 users. Expected
 decisions: the stream rule engine over all events in one pass (an uninterrupted run).
 
 Row: ``{scenario, events, lost, duplicated, recovery_s, notes}``. ``lost`` / ``duplicated`` by
@@ -63,7 +63,7 @@ BATCH_SIZE = 20_000
 
 
 def simulated(n: int, seed: int = 11, users: int = 5_000, hours: float = 6.0) -> pl.DataFrame:
-    from batch.sim import build_world, simulate
+    from simulator import build_world, simulate
 
     start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours + 1)
     frames = list(simulate(build_world(seed, users), start_at, n, seed, n / (hours * 3600)))

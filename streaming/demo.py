@@ -1,7 +1,7 @@
 """The embedded end-to-end demo: simulator → JSON → decode → rules → lake + local flag store.
 
 ``python -m streaming.demo [--count 200000] [--seed 7]`` — the README's main command. No Kafka
-and no MongoDB: an in-process source plays the live simulator (``batch.sim``), each event is
+and no MongoDB: an in-process source plays the live simulator (``simulator``), each event is
 serialised to the same JSON a Kafka message carries and decoded by the same code as the
 consumer (``streaming.pipeline.process_batch``), then written to the hive-partitioned lake
 (``streaming.lake_sink``) and the SQLite flag store the dashboard reads

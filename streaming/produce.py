@@ -1,7 +1,7 @@
 """Live simulator → Kafka: ``python -m streaming.produce --rate 5000 --count 100000``.
 
 Reuses the history generator's world (same holders, merchants, fraud scenarios, labels) through
-``batch.sim``'s ``build_world`` / ``simulate``. Each event is one JSON object (contract v1: ``ts``
+``simulator``'s ``build_world`` / ``simulate``. Each event is one JSON object (contract v1: ``ts``
 ISO-8601 with offset, ``amount`` as an exact string "12.34"), keyed by ``user_id`` (the bytes of
 its decimal string) so one user's events stay in one partition, in time order. The producer is
 idempotent with acks=all, compressed and lightly lingering; ``--rate`` paces it (0 = as fast as
@@ -38,6 +38,7 @@ from fraudlake.cli import (
 )
 from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
+from simulator import build_world, simulate
 from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, producer_config
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
@@ -71,11 +72,7 @@ def encode_events(df: pl.DataFrame) -> tuple[list[bytes], list[bytes]]:
 
 def simulated_events(seed: int, users: int, count: int, rate: float,
                      start: datetime | None = None) -> Iterator[pl.DataFrame]:
-    """Contract frames from the history generator's simulator (``batch.sim``)."""
-    try:
-        from batch.sim import build_world, simulate
-    except ImportError as exc:  # the simulator lives in the generator's package
-        raise UsageError(f"the simulator (batch.sim) is not available: {exc}") from None
+    """Contract frames from the simulated world shared with the history (``simulator``)."""
     world = build_world(seed, users)
     start = start or datetime.now(UTC).replace(microsecond=0)
     yield from simulate(world, start, count, seed, rate if rate > 0 else 1000.0)

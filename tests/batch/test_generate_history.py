@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from batch import generate_history as gh
-from batch.sim.events import SCENARIOS
-from batch.sim.volume import rows_per_month
 from fraudlake import contract
+from simulator.events import SCENARIOS
+from simulator.volume import rows_per_month
 
 ROWS = 50_000
 
@@ -91,7 +91,7 @@ def test_timestamp_ties_exist(frame: pl.DataFrame):
 
 def test_offsets_match_zoneinfo_including_dst(frame: pl.DataFrame):
     rows = frame.select("ts", "city", "utc_offset_min").sample(1500, seed=1).to_dicts()
-    from batch.sim.cities import load_cities
+    from simulator.cities import load_cities
 
     zone = dict(zip(load_cities().name, load_cities().zone, strict=True))
     for r in rows:
@@ -169,7 +169,7 @@ def test_byte_identical_whatever_the_workers(tmp_path: Path):
 
 
 def test_month_split_in_pieces_keeps_exact_count(monkeypatch, tmp_path: Path):
-    monkeypatch.setattr("batch.sim.history.PIECE_ROWS", 700)
+    monkeypatch.setattr("simulator.history.PIECE_ROWS", 700)
     gh.generate_history(gh.HistoryConfig(rows=3_000, out=tmp_path / "p", seed=1, users=500,
                                          start_year=2025, end_year=2025, workers=1),
                         progress=False)

@@ -71,9 +71,6 @@ def test_demo_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_demo_smoke_with_the_real_simulator(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    sim = pytest.importorskip("batch.sim")
-    if not hasattr(sim, "simulate"):
-        pytest.skip("batch.sim.simulate not there yet")
     argv = ["--count", "3000", "--users", "500", "--lake", str(tmp_path / "lake"),
             "--flags-db", str(tmp_path / "f.sqlite"), "--quiet"]
     assert run(demo.main, argv) == 0

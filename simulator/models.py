@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from batch.sim.cities import haversine_km
-from batch.sim.events import GENUINE, Events
-from batch.sim.tz import OffsetGrid, OffsetTable
-from batch.sim.world import World
+from simulator.cities import haversine_km
+from simulator.events import GENUINE, Events
+from simulator.tz import OffsetGrid, OffsetTable
+from simulator.world import World
 
 US = 1_000_000
 DAY_S = 86_400

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from batch.sim.cities import haversine_km
-from batch.sim.events import GENUINE, SCENARIOS, Events, concat
-from batch.sim.models import (
+from simulator.cities import haversine_km
+from simulator.events import GENUINE, SCENARIOS, Events, concat
+from simulator.models import (
     JITTER_DEG,
     US,
     Window,
@@ -28,7 +28,7 @@ from batch.sim.models import (
     spend,
     wrap,
 )
-from batch.sim.world import World
+from simulator.world import World
 
 FRAUD_RATE = 0.0025  # fraud rows per row
 SHARE = np.array([0.28, 0.17, 0.15, 0.15, 0.25])  # of fraud rows, in SCENARIOS order

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batch.sim import build_world
-from batch.sim.cities import haversine_km, load_cities
-from batch.sim.events import transaction_ids
-from batch.sim.history import month_window, rng_for
-from batch.sim.models import DAY_S, Trips, amounts, sample_users
-from batch.sim.scenarios import plan_incidents
-from batch.sim.volume import active_users, rows_per_month
+from simulator import build_world
+from simulator.cities import haversine_km, load_cities
+from simulator.events import transaction_ids
+from simulator.history import month_window, rng_for
+from simulator.models import DAY_S, Trips, amounts, sample_users
+from simulator.scenarios import plan_incidents
+from simulator.volume import active_users, rows_per_month
 
 
 @pytest.fixture(scope="module")

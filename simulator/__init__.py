@@ -19,13 +19,13 @@ chunk_rows: int = 10_000) -> Iterator[pl.DataFrame]``
     with dictionary-encoded string columns; ``to_polars`` gives the exact contract types.
 
 ``SCENARIOS``: card_testing, account_takeover, night_spend, big_ticket, merchant_collusion
-(see ``batch.sim.scenarios``). Genuine payments also trip the rules now and then (big
+(see ``simulator.scenarios``). Genuine payments also trip the rules now and then (big
 purchases, night owls and jet lag, mislocated online payments, group payments at a kiosk).
 """
 
-from batch.sim.events import SCENARIOS, to_polars
-from batch.sim.history import generate_month
-from batch.sim.stream import simulate
-from batch.sim.world import World, build_world
+from simulator.events import SCENARIOS, to_polars
+from simulator.history import generate_month
+from simulator.stream import simulate
+from simulator.world import World, build_world
 
 __all__ = ["SCENARIOS", "World", "build_world", "generate_month", "simulate", "to_polars"]

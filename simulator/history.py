@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from batch.sim.events import concat, sort_events, to_table
-from batch.sim.models import Window, genuine, plan_trips
-from batch.sim.scenarios import group_payments, inject, plan_incidents
-from batch.sim.world import World
+from simulator.events import concat, sort_events, to_table
+from simulator.models import Window, genuine, plan_trips
+from simulator.scenarios import group_payments, inject, plan_incidents
+from simulator.world import World
 
 PIECE_ROWS = 1_000_000
 

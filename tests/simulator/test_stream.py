@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from batch.sim import SCENARIOS, build_world, simulate
-from batch.sim.cities import load_cities
-from batch.sim.tz import offset_table
 from fraudlake import contract
+from simulator import SCENARIOS, build_world, simulate
+from simulator.cities import load_cities
+from simulator.tz import offset_table
 
 START = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 

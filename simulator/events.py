@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from batch.sim.tz import OffsetGrid
-from batch.sim.world import World
 from fraudlake.contract import CHANNELS, EVENT_SCHEMA
+from simulator.tz import OffsetGrid
+from simulator.world import World
 
 SCENARIOS: tuple[str, ...] = (
     "card_testing", "account_takeover", "night_spend", "big_ticket", "merchant_collusion",

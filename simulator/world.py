@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 from faker import Faker
 
-from batch.sim.cities import Cities, load_cities
-from batch.sim.tz import OffsetTable, offset_table
+from simulator.cities import Cities, load_cities
+from simulator.tz import OffsetTable, offset_table
 
 # name, mcc, median amount (USD), log-sigma, share of spend events, max online share, hours
 _CATEGORIES: tuple[tuple[str, str, float, float, float, float, str], ...] = (

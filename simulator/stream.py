@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from batch.sim.events import concat, to_polars, to_table
-from batch.sim.history import rng_for
-from batch.sim.models import US, Window, genuine
-from batch.sim.scenarios import group_payments, inject, plan_incidents
-from batch.sim.world import World
+from simulator.events import concat, to_polars, to_table
+from simulator.history import rng_for
+from simulator.models import US, Window, genuine
+from simulator.scenarios import group_payments, inject, plan_incidents
+from simulator.world import World
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LIVE_STREAM = 1 << 21  # generator stream tag, apart from the history's (year, month) keys
