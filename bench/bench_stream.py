@@ -40,15 +40,14 @@ from streaming.produce import produce  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-def events(n: int, seed: int = 7, users: int = 50_000, span_hours: float = 24.0
-           ) -> tuple[str, list[pl.DataFrame]]:
-    """``n`` simulator events (``simulator``) spread over ``span_hours`` ending an hour ago:
-    a realistic per-card rate, so the rules flag a realistic share of them."""
-    from simulator import build_world, simulate
+def events(n: int, seed: int = 7, users: int = 50_000) -> tuple[str, list[pl.DataFrame]]:
+    """``n`` live-simulator events ending an hour ago, at the world's realistic per-card
+    density, so the rules flag a realistic share of them."""
+    from streaming.produce import describe_stream, simulated_events
 
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=span_hours + 1)
-    frames = list(simulate(build_world(seed, users), start, n, seed, n / (span_hours * 3600)))
-    return f"simulator, seed {seed}, {users:,} card holders, {span_hours:g} h", frames
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    frames = list(simulated_events(seed, users, n, end))
+    return describe_stream(seed, users, n, end), frames
 
 
 def consume_cmd(bootstrap: str, topic: str, lake: Path, mongo: str | None, group: str,
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"throughput (SQLite flags): {tps['consume_rate']:,.0f} ev/s", file=sys.stderr)
         base = baseline(bootstrap, mongo, db, pp["topic"], args.baseline_seconds)
         print(f"baseline: {base['rate']:,.0f} ev/s", file=sys.stderr)
-        lat_frames = events(int(args.rate * args.seconds) + 1, seed=8, span_hours=2)[1]
+        lat_frames = events(int(args.rate * args.seconds) + 1, seed=8)[1]
         lt = latency(bootstrap, mongo, db, lat_frames, args.rate, args.seconds)
     finally:
         MongoClient(mongo).drop_database(db)

@@ -62,11 +62,11 @@ MONGO_PORT = int(os.environ.get("FAULT_OUTAGE_MONGO_PORT", "37617"))
 BATCH_SIZE = 20_000
 
 
-def simulated(n: int, seed: int = 11, users: int = 5_000, hours: float = 6.0) -> pl.DataFrame:
-    from simulator import build_world, simulate
+def simulated(n: int, seed: int = 11, users: int = 5_000) -> pl.DataFrame:
+    from streaming.produce import simulated_events
 
-    start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours + 1)
-    frames = list(simulate(build_world(seed, users), start_at, n, seed, n / (hours * 3600)))
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    frames = list(simulated_events(seed, users, n, end))
     return pl.concat(frames, how="vertical_relaxed").head(n)
 
 

@@ -95,11 +95,11 @@ class Ctx:
     rng: random.Random
 
 
-def simulate(n: int, seed: int = 7, users: int = 50_000, hours: float = 24.0) -> list:
-    from simulator import build_world, simulate
+def simulate(n: int, seed: int = 7, users: int = 50_000) -> list:
+    from streaming.produce import simulated_events
 
-    start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours + 1)
-    return list(simulate(build_world(seed, users), start_at, n, seed, n / (hours * 3600)))
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    return list(simulated_events(seed, users, n, end))
 
 
 class Scenario:

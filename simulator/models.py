@@ -2,6 +2,12 @@
 
 All samplers are vectorised over numpy arrays and draw from the ``Generator`` they are given,
 so a window of events is a pure function of (world, seed of the window, row count).
+
+Where a payment happens (``lat``/``lon``): at the shop for card-present payments (shops are
+spread over the metro); for online payments, where the holder is, as the IP address places
+them: at home (within the metro) or in the trip city, and now and then at the country's
+largest city, where a mobile carrier's gateway geolocates phones. Merchant-initiated bills
+(subscriptions) are placed at the holder's home, wherever the holder is.
 """
 
 from __future__ import annotations
@@ -10,27 +16,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.cities import haversine_km
+from simulator.cards import DORMANT_FACTOR, DORMANT_SHARE, spread
 from simulator.events import GENUINE, Events
 from simulator.tz import OffsetGrid, OffsetTable
-from simulator.world import World
+from simulator.world import ATM, SUBSCRIPTION, TRANSIT, World
 
 US = 1_000_000
 DAY_S = 86_400
-# Local hour profiles (relative weights), by category kind: day, evening, any; then night owls.
+# Local hour profiles (relative weights) by HOUR_KINDS: day, evening, any, commute.
 _HOURS = np.array([
     [.3, .2, .1, .1, .1, .3, 1, 2.5, 4, 5.5, 6.5, 7, 7.5, 7, 6.5, 6.5, 6.5, 6.5, 6, 5, 4, 3, 1.8,
      .8],
     [.8, .5, .3, .2, .1, .2, .5, 1.5, 2.5, 3, 3.5, 5.5, 7.5, 6, 4, 3.5, 4.5, 6.5, 8.5, 9, 8, 6, 4,
      2],
     [.5, .35, .25, .2, .2, .6, 1.5, 3, 4.5, 5.5, 6, 6.5, 6.5, 6.5, 6, 6, 6, 6, 6, 5.5, 5, 4, 3, 2],
+    [.2, .1, .05, .05, .2, 1, 4, 9, 9, 5, 3, 3, 3.5, 3, 3, 3.5, 5, 8, 8, 5, 3, 2, 1.2, .6],
 ])
-_OWL = np.array([6, 6, 5, 4, 3, 1.5, .5, .5, .5, 1, 1.5, 2, 2.5, 2.5, 2.5, 2.5, 3, 3.5, 4, 4.5,
-                 5, 6, 6.5, 6.5])
+# Night-shift workers: awake from the evening to the morning.
+_NIGHT = np.array([6, 6, 5, 4, 3, 1.5, .5, .5, .5, 1, 1.5, 2, 2.5, 2.5, 2.5, 2.5, 3, 3.5, 4, 4.5,
+                   5, 6, 6.5, 6.5])
 _WEEKDAY = np.array([0.92, 0.94, 0.96, 1.0, 1.15, 1.2, 0.85])  # Monday .. Sunday
-JITTER_DEG = 0.03  # ~3 km around the city centre
-MISLOCATED_ONLINE = 0.01  # online payments geolocated to a random city (VPN, proxies)
-PLANE_KMH = 800.0
+N_KINDS = len(_HOURS)
+GPS_KM = 0.05  # card-present: the shop's place
+IP_KM = 2.0  # online at home: where the IP address puts the holder
+MOBILE_GATEWAY = 0.03  # online payments geolocated to the country's largest city
+ROUND_PRICE = 0.12  # genuine prices in whole units (cash-like, menus, fees)
+# US CPI-U annual averages (BLS), 2000-2025, for indexing amounts to 2013 prices.
+_CPI = {2000: 172.2, 2001: 177.1, 2002: 179.9, 2003: 184.0, 2004: 188.9, 2005: 195.3,
+        2006: 201.6, 2007: 207.3, 2008: 215.3, 2009: 214.5, 2010: 218.1, 2011: 224.9,
+        2012: 229.6, 2013: 233.0, 2014: 236.7, 2015: 237.0, 2016: 240.0, 2017: 245.1,
+        2018: 251.1, 2019: 255.7, 2020: 258.8, 2021: 271.0, 2022: 292.7, 2023: 304.7,
+        2024: 313.7, 2025: 322.0}
 
 
 def _cum(rows: np.ndarray) -> np.ndarray:
@@ -39,8 +55,8 @@ def _cum(rows: np.ndarray) -> np.ndarray:
     return c
 
 
-_HOUR_CUM = _cum(np.concatenate([_HOURS, 0.4 * _HOURS / _HOURS.sum(1, keepdims=True)
-                                 + 0.6 * _OWL / _OWL.sum()]))
+_HOUR_CUM = _cum(np.concatenate([_HOURS, 0.3 * _HOURS / _HOURS.sum(1, keepdims=True)
+                                 + 0.7 * _NIGHT / _NIGHT.sum()]))
 _LUT_SIZE = 4096  # inverse-CDF lookup: hour = _HOUR_LUT[profile, uniform slot]
 _HOUR_LUT = np.stack([np.searchsorted(c, (np.arange(_LUT_SIZE) + 0.5) / _LUT_SIZE, side="right")
                       for c in _HOUR_CUM]).astype(np.int64)
@@ -48,14 +64,20 @@ _HOUR_LUT = np.stack([np.searchsorted(c, (np.arange(_LUT_SIZE) + 0.5) / _LUT_SIZ
 
 @dataclass(frozen=True)
 class Window:
-    """A span of time to fill with events."""
+    """A span of time (at least a day) to fill with events."""
 
     start_s: int  # UTC seconds, inclusive
     end_s: int  # UTC seconds, exclusive
     year: int  # sets price level and the online share
-    active: int  # users [0, active) hold a card by then
-    shaped: bool  # True: local day/hour rhythm (history); False: uniform in time (live)
     tz: OffsetTable | OffsetGrid  # UTC offsets lookup covering the window
+
+
+def inflation(year: int) -> float:
+    """US consumer prices of ``year`` relative to 2013 (2.5 % a year outside the table)."""
+    if year in _CPI:
+        return _CPI[year] / _CPI[2013]
+    edge = 2000 if year < 2000 else 2025
+    return _CPI[edge] / _CPI[2013] * 1.025 ** (year - edge)
 
 
 def online_share(year: int) -> float:
@@ -63,72 +85,129 @@ def online_share(year: int) -> float:
     return float(0.12 + 0.88 / (1.0 + np.exp(-(year - 2012) / 3.5)))
 
 
-def price_level(year: int) -> float:
-    return 1.025 ** (year - 2013)
+def month_index(ts_s: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of UTC instants."""
+    return np.asarray(ts_s, dtype="datetime64[s]").astype("datetime64[M]").astype(np.int64)
 
 
-def sample_users(world: World, rng: np.random.Generator, n: int, active: int) -> np.ndarray:
-    """``n`` payers by activity weight, in user order (callers sort by time afterwards).
+def card_weights(world: World, rng: np.random.Generator, win: Window) -> np.ndarray:
+    """Cumulative payment weight of every card in the window: rate x open share x dormancy."""
+    cards = world.cards
+    w = cards.rate * cards.open_share(win.start_s, win.end_s)
+    dormant = rng.random(len(w)) < DORMANT_SHARE
+    w = np.where(dormant, w * DORMANT_FACTOR, w)
+    if w.sum() <= 0:  # no card open: the cards issued closest to the window stand in
+        w = cards.rate * (cards.issue_s == cards.issue_s[np.argmin(
+            np.abs(cards.issue_s - win.start_s))])
+    return np.cumsum(w)
 
-    Sorted uniforms (normalised cumulative exponential gaps) make the search cache-friendly."""
-    cum = world.users.activity_cum[:active]
+
+def sample_cards(rng: np.random.Generator, cum: np.ndarray, n: int) -> np.ndarray:
+    """``n`` payers by weight, in card order (sorted uniforms: a cache-friendly search)."""
     gaps = np.cumsum(rng.standard_exponential(n + 1))
-    users = np.searchsorted(cum, gaps[:-1] * (cum[-1] / gaps[-1]), side="right")
-    return np.minimum(users, active - 1).astype(np.int32)
+    cards = np.searchsorted(cum, gaps[:-1] * (cum[-1] / gaps[-1]), side="right")
+    return np.minimum(cards, len(cum) - 1).astype(np.int32)
 
 
-def sample_categories(world: World, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
-    u = rng.random(len(users), dtype=np.float32)
-    return (world.users.category_cum[users] < u[:, None]).sum(axis=1).astype(np.int16)
+def sample_categories(world: World, rng: np.random.Generator, cards: np.ndarray) -> np.ndarray:
+    u = rng.random(len(cards), dtype=np.float32)
+    cats = (world.cards.category_cum[cards] < u[:, None]).sum(axis=1)
+    transit = world.categories.id(TRANSIT)
+    # only commuters tap transit; others buy a grocery instead
+    return np.where((cats == transit) & ~world.cards.commuter[cards], 0, cats).astype(np.int16)
 
 
-def local_to_utc(win: Window, zone: np.ndarray, local_s: np.ndarray) -> np.ndarray:
+def local_to_utc(tz, zone: np.ndarray, local_s: np.ndarray) -> np.ndarray:
     """UTC seconds of local wall-clock seconds (DST gaps/overlaps resolve to a nearby instant)."""
-    guess = local_s - win.tz.offset_min(zone, local_s).astype(np.int64) * 60
-    return local_s - win.tz.offset_min(zone, guess).astype(np.int64) * 60
+    guess = local_s - tz.offset_min(zone, local_s).astype(np.int64) * 60
+    return local_s - tz.offset_min(zone, guess).astype(np.int64) * 60
 
 
-def wrap(ts_s: np.ndarray, win: Window) -> np.ndarray:
-    """Move instants that fell outside the window by whole days (keeps the local hour)."""
-    ts_s = np.where(ts_s < win.start_s, ts_s + DAY_S, ts_s)
-    ts_s = np.where(ts_s >= win.end_s, ts_s - DAY_S, ts_s)
-    return np.clip(ts_s, win.start_s, win.end_s - 1)
+def confine(ts_s: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> np.ndarray:
+    """Move instants into [lo, hi) by whole days (keeps the local hour); clip what cannot."""
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), ts_s.shape)
+    hi = np.maximum(np.broadcast_to(np.asarray(hi, dtype=np.int64), ts_s.shape), lo + 1)
+    back = np.where(ts_s >= hi, (ts_s - hi) // DAY_S + 1, 0)
+    ts_s = ts_s - back * DAY_S
+    ahead = np.where(ts_s < lo, (lo - ts_s + DAY_S - 1) // DAY_S, 0)
+    ts_s = ts_s + ahead * DAY_S
+    return np.clip(ts_s, lo, hi - 1)
 
 
 def local_days(rng: np.random.Generator, win: Window, n: int) -> np.ndarray:
-    """Local midnight (as wall-clock seconds) of days drawn with the weekly rhythm."""
-    days = np.arange(win.start_s, win.end_s, DAY_S, dtype=np.int64)
+    """Midnights (as wall-clock seconds) of days drawn with the weekly rhythm."""
+    first = win.start_s // DAY_S * DAY_S
+    days = np.arange(first, win.end_s, DAY_S, dtype=np.int64)
     weight = _WEEKDAY[((days // DAY_S) + 3) % 7]
     day = np.searchsorted(np.cumsum(weight) / weight.sum(), rng.random(n), side="right")
     return days[np.minimum(day, len(days) - 1)]
 
 
-def shaped_times(world: World, rng: np.random.Generator, win: Window, users: np.ndarray,
+def local_times(world: World, rng: np.random.Generator, win: Window, zone: np.ndarray,
+                profile: np.ndarray) -> np.ndarray:
+    """UTC seconds inside the window with an hour ``profile`` at the local time of ``zone``."""
+    n = len(zone)
+    hour = _HOUR_LUT[profile, rng.integers(0, _LUT_SIZE, n)]
+    local = local_days(rng, win, n) + hour * 3600 + rng.integers(0, 3600, n)
+    return confine(local_to_utc(win.tz, zone, local), win.start_s, win.end_s)
+
+
+def shaped_times(world: World, rng: np.random.Generator, win: Window, cards: np.ndarray,
                  cats: np.ndarray) -> np.ndarray:
-    """UTC seconds with the local day/hour rhythm of each user's home city."""
-    profile = world.categories.hours[cats] + 3 * world.users.night_owl[users]
-    hour = _HOUR_LUT[profile, rng.integers(0, _LUT_SIZE, len(users))]
-    local = local_days(rng, win, len(users)) + hour * 3600 + rng.integers(0, 3600, len(users))
-    zone = world.cities.zone_id[world.users.home[users]]
-    return wrap(local_to_utc(win, zone, local), win)
+    """UTC seconds with the local rhythm of each card's home city, while the card is open."""
+    c = world.cards
+    profile = world.categories.hours[cats] + N_KINDS * c.night_shift[cards]
+    ts = local_times(world, rng, win, world.cities.zone_id[c.home[cards]], profile)
+    lo = np.maximum(c.issue_s[cards], win.start_s)
+    hi = np.minimum(c.close_s[cards], win.end_s)
+    ok = hi > lo
+    return np.where(ok, confine(ts, lo, hi), ts)
 
 
-def spend(world: World, rng: np.random.Generator, year: int, users: np.ndarray,
-          ts_s: np.ndarray, city: np.ndarray, cats: np.ndarray) -> Events:
-    """Genuine payments of ``users`` at ``ts_s`` in ``city`` for categories ``cats``."""
-    n = len(users)
-    c, k = world.cities, world.categories
-    online = rng.random(n) < k.online_max[cats] * online_share(year)
+def online_place(world: World, rng: np.random.Generator, cards: np.ndarray, city: np.ndarray,
+                 away: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(city, lat, lon) where the holder's IP places an online payment."""
+    c, k = world.cities, world.cards
+    n = len(cards)
+    gateway = rng.random(n) < MOBILE_GATEWAY
+    city = np.where(gateway, world.gateway[city], city).astype(np.int32)
+    at_home = ~away & ~gateway
+    km = np.where(at_home, IP_KM, world.metro_km[city])
+    base_lat = np.where(at_home, k.home_lat[cards], c.lat[city])
+    base_lon = np.where(at_home, k.home_lon[cards], c.lon[city])
+    lat, lon = _jitter(rng, base_lat, base_lon, km)
+    return city, lat, lon
+
+
+def _jitter(rng, lat, lon, km) -> tuple[np.ndarray, np.ndarray]:
+    return spread(rng, np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
+                  np.asarray(km, dtype=np.float64))
+
+
+def shop_place(world: World, rng: np.random.Generator,
+               merchant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m = world.merchants
+    return _jitter(rng, m.lat[merchant], m.lon[merchant], np.full(len(merchant), GPS_KM))
+
+
+def spend(world: World, rng: np.random.Generator, win: Window, cards: np.ndarray,
+          ts_s: np.ndarray, city: np.ndarray, away: np.ndarray, cats: np.ndarray) -> Events:
+    """Genuine payments of ``cards`` at ``ts_s`` in ``city`` for categories ``cats``."""
+    n = len(cards)
+    k = world.categories
+    online = rng.random(n) < k.online_max[cats] * online_share(win.year)
     merchant = pick_merchants(world, rng, city, cats, online)
     channel = channel_of(world, merchant)
-    misplaced = (channel == 1) & (rng.random(n) < MISLOCATED_ONLINE)
-    city = np.where(misplaced, rng.choice(len(c), size=n, p=c.weight), city).astype(np.int32)
+    lat, lon = shop_place(world, rng, merchant)
+    is_online = channel == 1
+    ocity, olat, olon = online_place(world, rng, cards, city, away)
+    slot = (rng.random(n) * world.cards.n_devices[cards]).astype(np.int64)
+    device = world.cards.device_at(world.seed, cards, ts_s, slot)
     return Events(
-        user=users, ts=ts_s * US, city=city,
-        lat=c.lat[city] + rng.normal(0.0, JITTER_DEG, n),
-        lon=c.lon[city] + rng.normal(0.0, JITTER_DEG, n),
-        merchant=merchant, cents=amounts(world, rng, year, users, cats), channel=channel,
-        device=np.where(channel == 1, users, -1).astype(np.int32),
+        user=cards, ts=ts_s * US, city=np.where(is_online, ocity, city).astype(np.int32),
+        lat=np.where(is_online, olat, lat), lon=np.where(is_online, olon, lon),
+        merchant=merchant, cents=amounts(world, rng, win.year, cards, cats, city),
+        channel=channel, device=np.where(is_online, device, -1),
         scenario=np.full(n, GENUINE, dtype=np.int8),
     )
 
@@ -137,7 +216,7 @@ def channel_of(world: World, merchant: np.ndarray) -> np.ndarray:
     """0 pos, 1 online (an online merchant), 2 atm (the cash category)."""
     m = world.merchants
     online = merchant >= m.online_start[0]
-    return np.where(m.category[merchant] == world.categories.atm, 2, online).astype(np.int8)
+    return np.where(m.category[merchant] == world.categories.id(ATM), 2, online).astype(np.int8)
 
 
 def pick_merchants(world: World, rng: np.random.Generator, city: np.ndarray, cats: np.ndarray,
@@ -151,99 +230,31 @@ def pick_merchants(world: World, rng: np.random.Generator, city: np.ndarray, cat
     return (start + (rng.random(len(cats)) ** 2 * count).astype(np.int64)).astype(np.int32)
 
 
-def amounts(world: World, rng: np.random.Generator, year: int, users: np.ndarray,
-            cats: np.ndarray) -> np.ndarray:
-    """Cents: log-normal per category, scaled by the holder's profile and the price level."""
+def amounts(world: World, rng: np.random.Generator, year: int, cards: np.ndarray,
+            cats: np.ndarray, city: np.ndarray) -> np.ndarray:
+    """Cents: log-normal per category x the holder's profile x the place's price level x
+    inflation; ATM cash in twenties, transit at the city's fare, some prices in whole units."""
     k = world.categories
     z = rng.standard_normal(len(cats), dtype=np.float32)
-    usd = np.exp(k.mu[cats] + k.sigma[cats] * z) * world.users.spend_scale[users]
-    usd *= price_level(year)
+    usd = np.exp(k.mu[cats] + k.sigma[cats] * z) * world.cards.spend_scale[cards]
+    usd *= world.price[city] * inflation(year)
+    cents = np.where(rng.random(len(cats)) < ROUND_PRICE, np.maximum(1, np.rint(usd)) * 100,
+                     np.rint(usd * 100))
     cash = np.maximum(1, np.rint(usd / 20.0)) * 2000
-    return np.where(cats == k.atm, cash, np.clip(np.rint(usd * 100), 50, 5_000_000)).astype(
-        np.int64)
+    fare = np.rint(world.fare[city] * inflation(year) * 4) * 25
+    out = np.where(cats == k.id(ATM), cash, np.clip(cents, 50, 5_000_000))
+    return np.where(cats == k.id(TRANSIT), fare, out).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class Trips:
-    """At most one trip per active user in a window: away from t0 to t1 (UTC seconds)."""
+def genuine(world: World, rng: np.random.Generator, win: Window, cum: np.ndarray,
+            n: int) -> Events:
+    """``n`` genuine payments in the window (``cum``: the cards' cumulative weights)."""
+    from simulator.travel import apply_trips
 
-    dest: np.ndarray  # int32 city, -1 = stays home
-    t0: np.ndarray
-    t1: np.ndarray
-    flight_s: np.ndarray
-
-    def apply(self, rng: np.random.Generator, users: np.ndarray, ts_s: np.ndarray,
-              city: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Move events to the trip city; nothing is paid while in the air (before take-off)."""
-        dest, t0, t1, fl = self.dest[users], self.t0[users], self.t1[users], self.flight_s[users]
-        away = dest >= 0
-        back = rng.integers(0, 7200, len(ts_s))
-        out_air = away & (ts_s >= t0) & (ts_s < t0 + fl)
-        ts_s = np.where(out_air, t0 - 1 - back, ts_s)
-        in_air = away & (ts_s >= t1) & (ts_s < t1 + fl)
-        ts_s = np.where(in_air, t1 - 1 - back, ts_s)
-        there = away & (ts_s >= t0) & (ts_s < t1)
-        return ts_s, np.where(there, dest, city).astype(np.int32)
-
-
-def plan_trips(world: World, rng: np.random.Generator, win: Window) -> Trips:
-    """Who travels where and when in a (month-long) window."""
-    n, c = win.active, world.cities
-    who = np.flatnonzero(rng.random(n) < world.users.travel_rate[:n])
-    k = len(who)
-    home = world.users.home[who]
-    dest = rng.choice(len(c), size=k, p=c.weight).astype(np.int32)
-    dest = np.where(dest == home, (dest + 1) % len(c), dest)
-    span = win.end_s - win.start_s
-    t0 = win.start_s + DAY_S + (rng.random(k) * max(span - 5 * DAY_S, 1)).astype(np.int64)
-    t1 = np.minimum(t0 + rng.integers(3 * DAY_S, 12 * DAY_S, k), win.end_s - DAY_S)
-    km = haversine_km(c.lat[home], c.lon[home], c.lat[dest], c.lon[dest])
-    flight = ((km / PLANE_KMH + 1.0) * 3600).astype(np.int64)
-    ok = t1 - t0 > flight + 3 * 3600
-    trips = Trips(np.full(n, -1, np.int32), np.zeros(n, np.int64), np.zeros(n, np.int64),
-                  np.zeros(n, np.int64))
-    parts = ((trips.dest, dest), (trips.t0, t0), (trips.t1, t1), (trips.flight_s, flight))
-    for full, part in parts:
-        full[who[ok]] = part[ok]
-    return trips
-
-
-_NOW_DAY = _HOURS[2] / _HOURS[2].max()  # live: chance a card is used at this local hour
-_NOW_OWL = _HOUR_CUM[3] - np.concatenate([[0.0], _HOUR_CUM[3][:-1]])
-_NOW_OWL = _NOW_OWL / _NOW_OWL.max()
-
-
-def users_awake(world: World, rng: np.random.Generator, win: Window, n: int) -> np.ndarray:
-    """``n`` payers for a short live window: activity weight x the local-hour rhythm at their
-    home city right now (rejection sampling), so night-time use stays as rare as in history."""
-    mid = (win.start_s + win.end_s) // 2
-    picked: list[np.ndarray] = []
-    need = n
-    while need > 0:
-        cand = sample_users(world, rng, 2 * need + 64, win.active)
-        zone = world.cities.zone_id[world.users.home[cand]]
-        now = np.full(len(cand), mid, dtype=np.int64)
-        hour = ((now + win.tz.offset_min(zone, now).astype(np.int64) * 60) // 3600) % 24
-        chance = np.where(world.users.night_owl[cand] > 0, _NOW_OWL[hour], _NOW_DAY[hour])
-        keep = cand[rng.random(len(cand)) < chance][:need]
-        picked.append(keep)
-        need -= len(keep)
-    return np.sort(np.concatenate(picked))
-
-
-def genuine(world: World, rng: np.random.Generator, win: Window, n: int,
-            trips: Trips | None = None) -> Events:
-    """``n`` genuine payments in the window."""
-    if win.shaped:
-        users = sample_users(world, rng, n, win.active)
-    else:
-        users = users_awake(world, rng, win, n)
-    cats = sample_categories(world, rng, users)
-    if win.shaped:
-        ts_s = shaped_times(world, rng, win, users, cats)
-    else:
-        ts_s = rng.integers(win.start_s, win.end_s, n)
-    city = world.users.home[users]
-    if trips is not None:
-        ts_s, city = trips.apply(rng, users, ts_s, city)
-    return spend(world, rng, win.year, users, ts_s, city, cats)
+    cards = sample_cards(rng, cum, n)
+    cats = sample_categories(world, rng, cards)
+    ts_s = shaped_times(world, rng, win, cards, cats)
+    ts_s, city, away = apply_trips(world, rng, win, cards, ts_s)
+    # away from home, transit is the local one; subscriptions are never chosen by hand
+    cats = np.where(cats == world.categories.id(SUBSCRIPTION), 0, cats).astype(np.int16)
+    return spend(world, rng, win, cards, ts_s, city, away, cats)

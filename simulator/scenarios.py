@@ -1,51 +1,70 @@
-"""Labelled fraud: five injected scenarios, four aimed at one rule each and one no rule sees.
+"""Labelled fraud: seven scenarios written from how fraud happens, not from the rule book.
 
-- card_testing: a burst of 5–14 tiny online payments within 40 s (second-resolution
-  timestamps, so ties happen) from a fraudster's city -> high_frequency.
-- account_takeover: right after a genuine payment at home, 1–4 payments from a city
-  >= 1500 km away, minutes later -> geo_mismatch.
-- night_spend: a cloned card used in the holder's city at 01–04 local time -> unusual_hour.
-- big_ticket: 1–2 purchases of 1,100–9,000 USD in the daytime -> high_amount.
-- merchant_collusion: moderate daytime amounts at a home-town shop in on it -> no rule.
+- counterfeit: a skimmed card cloned and used at shops and ATMs in another city (mostly the
+  same country), 1–5 times over a few hours, sometimes at night.
+- card_testing: a bot checks stolen numbers with 5–14 tiny online payments within 40 s.
+- slow_card_testing: the same, 2–6 payments minutes to hours apart (under velocity rules).
+- account_takeover: stolen credentials, 1–4 online purchases within the hour, from the
+  fraudster's device and city (often domestic), or from the victim's own infected phone
+  (then from the victim's home); some amounts just under 1,000.
+- cnp_big_ticket: stolen card details spent online on big tickets; many just under 1,000.
+- merchant_compromise: a shop in the holder's town charges it 1–3 times in the daytime (no
+  rule sees it).
+- lost_stolen: a stolen wallet: 2–6 contactless payments in the holder's town within hours.
+
+The mix drifts: card-present fraud (counterfeit, lost/stolen) dominates early, card-not-present
+fraud grows with online shopping and chip cards (``scenario_shares``). Fraud devices appear only
+on online payments; a fraudster's device serves many victims, a testing bot's device is fresh.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from simulator.cities import haversine_km
-from simulator.events import GENUINE, SCENARIOS, Events, concat
+from simulator.cards import mix64
+from simulator.events import SCENARIOS, Events, concat
+from simulator.models import IP_KM as _IP_KM
 from simulator.models import (
-    JITTER_DEG,
     US,
     Window,
+    _jitter,
     channel_of,
-    local_days,
-    local_to_utc,
+    inflation,
+    local_times,
     pick_merchants,
-    price_level,
-    sample_categories,
-    spend,
-    wrap,
+    sample_cards,
+    shop_place,
 )
 from simulator.world import World
 
 FRAUD_RATE = 0.0025  # fraud rows per row
-SHARE = np.array([0.28, 0.17, 0.15, 0.15, 0.25])  # of fraud rows, in SCENARIOS order
-MEAN_LEN = np.array([7.3, 2.2, 2.0, 1.5, 2.0])  # fraud rows per incident
-MIN_REMOTE_KM = 1500.0
+# shares of fraud rows in SCENARIOS order, in 2000 and in 2025 (logistic drift around 2012)
+SHARE_EARLY = np.array([0.40, 0.05, 0.02, 0.05, 0.13, 0.15, 0.20])
+SHARE_LATE = np.array([0.04, 0.20, 0.10, 0.25, 0.22, 0.10, 0.09])
+MEAN_LEN = np.array([2.4, 7.3, 3.6, 2.2, 1.5, 2.0, 3.6])  # fraud rows per incident
+N_FRAUDSTERS = 5_000  # devices of fraud rings, reused across victims
+DOMESTIC = 0.6  # share of remote fraud from the victim's own country
 
 
-def plan_incidents(rng: np.random.Generator, n_rows: int) -> list[np.ndarray]:
-    """Per scenario, the number of rows of each incident (ATO lengths include the anchor);
-    fraud never takes more than half of a window's rows."""
-    counts = rng.poisson(n_rows * FRAUD_RATE * SHARE / MEAN_LEN)
+def scenario_shares(year: int) -> np.ndarray:
+    s = 1.0 / (1.0 + np.exp(-(year - 2012) / 3.0))
+    w = SHARE_EARLY + (SHARE_LATE - SHARE_EARLY) * s
+    return w / w.sum()
+
+
+def plan_incidents(rng: np.random.Generator, n_rows: int, year: int) -> list[np.ndarray]:
+    """Per scenario, the number of rows of each incident; fraud never takes more than half
+    of a window's rows."""
+    share = scenario_shares(year)
+    counts = rng.poisson(n_rows * FRAUD_RATE * share / MEAN_LEN)
     lens = [
-        5 + np.minimum(rng.geometric(0.3, counts[0]) - 1, 9),
-        2 + rng.binomial(3, 0.4, counts[1]),
-        1 + rng.binomial(2, 0.5, counts[2]),
-        1 + rng.binomial(1, 0.5, counts[3]),
-        1 + rng.binomial(2, 0.5, counts[4]),
+        1 + rng.binomial(4, 0.35, counts[0]),
+        5 + np.minimum(rng.geometric(0.3, counts[1]) - 1, 9),
+        2 + rng.binomial(4, 0.4, counts[2]),
+        1 + rng.binomial(3, 0.4, counts[3]),
+        1 + rng.binomial(1, 0.5, counts[4]),
+        1 + rng.binomial(2, 0.5, counts[5]),
+        2 + rng.binomial(4, 0.4, counts[6]),
     ]
     scen = np.concatenate([np.full(c, s) for s, c in enumerate(counts)]).astype(np.int64)
     flat = np.concatenate(lens)
@@ -55,37 +74,41 @@ def plan_incidents(rng: np.random.Generator, n_rows: int) -> list[np.ndarray]:
     return [flat[keep & (scen == s)] for s in range(len(SCENARIOS))]
 
 
-def inject(world: World, rng: np.random.Generator, win: Window, lens: list[np.ndarray]) -> Events:
-    """Events of all planned incidents (fraud rows plus the genuine ATO anchors)."""
-    makers = (card_testing, account_takeover, night_spend, big_ticket, merchant_collusion)
-    return concat([make(world, rng, win, n) for make, n in zip(makers, lens, strict=True)])
+def inject(world: World, rng: np.random.Generator, win: Window, cum: np.ndarray,
+           lens: list[np.ndarray]) -> Events:
+    makers = (counterfeit, card_testing, slow_card_testing, account_takeover, cnp_big_ticket,
+              merchant_compromise, lost_stolen)
+    return concat([make(world, rng, win, cum, n) for make, n in zip(makers, lens, strict=True)])
 
 
-def _rows(world: World, rng: np.random.Generator, users, ts_s, city, merchant, cents,
-          scenario: int, device) -> Events:
-    n = len(users)
-    c = world.cities
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _rows(world: World, rng, cards, ts_s, city, merchant, cents, scenario: int, device,
+          lat=None, lon=None) -> Events:
+    n = len(cards)
+    channel = channel_of(world, merchant)
+    if lat is None:
+        lat, lon = shop_place(world, rng, merchant)
+        c = world.cities
+        olat, olon = _jitter(rng, c.lat[city], c.lon[city], world.metro_km[city])
+        lat, lon = np.where(channel == 1, olat, lat), np.where(channel == 1, olon, lon)
     return Events(
-        user=users.astype(np.int32), ts=ts_s.astype(np.int64) * US, city=city.astype(np.int32),
-        lat=c.lat[city] + rng.normal(0.0, JITTER_DEG, n),
-        lon=c.lon[city] + rng.normal(0.0, JITTER_DEG, n),
-        merchant=merchant.astype(np.int32), cents=cents.astype(np.int64),
-        channel=channel_of(world, merchant), device=np.asarray(device, dtype=np.int32),
+        user=np.asarray(cards, dtype=np.int32), ts=np.asarray(ts_s, dtype=np.int64) * US,
+        city=np.asarray(city, dtype=np.int32), lat=lat, lon=lon,
+        merchant=merchant.astype(np.int32), cents=np.asarray(cents).astype(np.int64),
+        channel=channel, device=np.where(channel == 1, device, -1).astype(np.int64),
         scenario=np.full(n, scenario, dtype=np.int8),
     )
 
 
-def _incident_steps(rng, lens: np.ndarray, lo: float, hi: np.ndarray) -> np.ndarray:
+def _steps(rng, lens: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Offsets (s) of each incident's events from its start: cumulative random steps."""
     inc = np.repeat(np.arange(len(lens)), lens)
-    step = lo + rng.random(len(inc)) * np.maximum(np.repeat(hi, lens) - lo, 0)
+    step = lo + rng.random(len(inc)) * (hi - lo)
     total = np.cumsum(step)
     first = np.repeat(np.cumsum(lens) - lens, lens)
-    return (total - total[first] + step[first]).astype(np.int64)
-
-
-def _fraud_devices(world: World, rng, k: int) -> np.ndarray:
-    return world.n_users + rng.integers(0, len(world.devices) - world.n_users, k)
+    return (total - total[first]).astype(np.int64)
 
 
 def _pick(rng, names: tuple[str, ...], world: World, n: int) -> np.ndarray:
@@ -93,140 +116,163 @@ def _pick(rng, names: tuple[str, ...], world: World, n: int) -> np.ndarray:
     return ids[rng.integers(0, len(ids), n)]
 
 
-def _daytime(world: World, rng, win: Window, users: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    if not win.shaped:
-        return rng.integers(win.start_s, win.end_s, len(users))
-    local = local_days(rng, win, len(users)) + rng.integers(lo * 3600, hi * 3600, len(users))
-    zone = world.cities.zone_id[world.users.home[users]]
-    return wrap(local_to_utc(win, zone, local), win)
+def _elsewhere(world: World, rng, home: np.ndarray, domestic: float) -> np.ndarray:
+    """A city other than ``home``: in the same country with chance ``domestic``, else any."""
+    from simulator.travel import _destinations
 
-
-def card_testing(world: World, rng, win: Window, lens: np.ndarray) -> Events:
-    k, n = len(lens), int(lens.sum())
-    inc = np.repeat(np.arange(k), lens)
-    span = int(min(40, max(1, win.end_s - win.start_s - 1)))
-    t0 = rng.integers(win.start_s, max(win.start_s + 1, win.end_s - span), k)
-    off = rng.integers(0, span, n)
-    off = off[np.lexsort((off, inc))]
-    city = rng.choice(len(world.cities), size=k, p=world.cities.weight)[inc]
-    cats = _pick(rng, ("marketplace", "entertainment"), world, n)
-    merchant = pick_merchants(world, rng, city, cats, np.ones(n, dtype=bool))
-    cents = np.where(rng.random(n) < 0.4, 100, rng.integers(50, 500, n))
-    users = rng.integers(0, win.active, k)[inc]
-    return _rows(world, rng, users, np.minimum(t0[inc] + off, win.end_s - 1), city, merchant,
-                 cents, 0, _fraud_devices(world, rng, k)[inc])
-
-
-def account_takeover(world: World, rng, win: Window, lens: np.ndarray) -> Events:
-    k = len(lens)
-    users = rng.integers(0, win.active, k).astype(np.int32)
-    home = world.users.home[users]
-    room = win.end_s - win.start_s
-    ta = win.start_s + (rng.random(k) * room * 0.8).astype(np.int64)
-    anchor = spend(world, rng, win.year, users, ta, home, sample_categories(world, rng, users))
-    nf = lens - 1
-    inc = np.repeat(np.arange(k), nf)
-    hi = np.maximum(np.minimum(1800.0, (win.end_s - 1 - ta) / np.maximum(nf, 1)), 60.0)
-    ts_s = np.minimum(ta[inc] + _incident_steps(rng, nf, 60.0, hi), win.end_s - 1)
-    remote = _remote_cities(world, rng, home)[inc]
-    n = len(inc)
-    cats = _pick(rng, ("electronics", "jewelry", "marketplace", "apparel"), world, n)
-    merchant = pick_merchants(world, rng, remote, cats, rng.random(n) < 0.6)
-    k_ = world.categories
-    usd = np.exp(np.log(280.0) + 0.7 * rng.standard_normal(n)) * price_level(win.year)
-    cents = np.where(cats == k_.atm, np.maximum(1, np.rint(usd / 20)) * 2000, np.rint(usd * 100))
-    fraud = _rows(world, rng, users[inc], ts_s, remote, merchant, cents, 1,
-                  _fraud_devices(world, rng, k)[inc])
-    return concat([anchor, fraud])
-
-
-def _remote_cities(world: World, rng, home: np.ndarray) -> np.ndarray:
     c = world.cities
-    cand = rng.choice(len(c), size=(len(home), 6), p=c.weight)
-    d = haversine_km(c.lat[home][:, None], c.lon[home][:, None], c.lat[cand], c.lon[cand])
-    best = cand[np.arange(len(home)), np.argmax(d, axis=1)]
-    far = np.argmax(haversine_km(c.lat[:, None], c.lon[:, None], c.lat[None, :],
-                                 c.lon[None, :]), axis=1)
-    return np.where(d.max(axis=1, initial=0) >= MIN_REMOTE_KM, best, far[home]).astype(np.int32)
+    same = _destinations(world, rng, home)
+    anywhere = rng.choice(len(c), size=len(home), p=c.weight).astype(np.int32)
+    anywhere = np.where(anywhere == home, (anywhere + 1) % len(c), anywhere)
+    domestic_ok = c.country_id[same] == c.country_id[home]
+    return np.where((rng.random(len(home)) < domestic) & domestic_ok, same,
+                    anywhere).astype(np.int32)
 
 
-def night_spend(world: World, rng, win: Window, lens: np.ndarray) -> Events:
-    """Time first, then a holder whose home city is at 01–03 local time then."""
-    c, u = world.cities, world.users
-    t = rng.integers(win.start_s, max(win.start_s + 1, win.end_s - 3600), len(lens))
-    off = win.tz.offset_min(c.zone_id[None, :], t[:, None]).astype(np.int64)
-    hour = ((t[:, None] + off * 60) // 3600) % 24
-    active = np.bincount(u.home[: win.active], minlength=len(c))
-    w = np.where((hour >= 1) & (hour <= 3), c.weight * (active > 0), 0.0)
-    ok = w.sum(axis=1) > 0
-    t, w, lens = t[ok], w[ok], lens[ok]
-    cum = np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True)
-    city = np.minimum((cum < rng.random(len(t))[:, None]).sum(axis=1), len(c) - 1)
-    users = u.by_city[u.city_start[city] + (rng.random(len(t)) * active[city]).astype(np.int64)]
-    inc = np.repeat(np.arange(len(t)), lens)
-    hi = np.full(len(t), 1800.0)
-    ts_s = np.minimum(t[inc] + _incident_steps(rng, lens, 300.0, hi), win.end_s - 1)
+def _ring_devices(world: World, rng, k: int) -> np.ndarray:
+    return mix64(rng.integers(0, N_FRAUDSTERS, k) + (1 << 40), world.seed)
+
+
+def _fresh_devices(world: World, rng, k: int) -> np.ndarray:
+    return mix64(rng.integers(1 << 41, 1 << 62, k), world.seed)
+
+
+def _clip(win: Window, ts: np.ndarray) -> np.ndarray:
+    return np.clip(ts, win.start_s, win.end_s - 1)
+
+
+def _lognormal_usd(rng, median: float, sigma: float, n: int) -> np.ndarray:
+    return np.exp(np.log(median) + sigma * rng.standard_normal(n))
+
+
+def _just_under(rng, n: int) -> np.ndarray:
+    """Cents just under the 1,000.00 a limit or a rule might use (nominal)."""
+    return rng.integers(85_000, 100_000, n)
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+
+def counterfeit(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+    k = len(lens)
+    victims = sample_cards(rng, cum, k)
+    inc = np.repeat(np.arange(k), lens)
     n = len(inc)
-    cats = _pick(rng, ("atm", "electronics", "fuel", "entertainment", "marketplace"), world, n)
+    city = _elsewhere(world, rng, world.cards.home[victims], 0.6)
+    night = rng.random(k) < 0.15
+    profile = np.where(night, 4 + 2, 2)  # night-shift 'any' profile or plain 'any'
+    t0 = local_times(world, rng, win, world.cities.zone_id[city], profile)
+    ts = _clip(win, t0[inc] + _steps(rng, lens, 300, 5400))
+    cats = _pick(rng, ("atm", "atm", "electronics", "fuel", "apparel", "grocery", "jewelry"),
+                 world, n)
     merchant = pick_merchants(world, rng, city[inc], cats, np.zeros(n, dtype=bool))
-    usd = np.exp(np.log(160.0) + 0.6 * rng.standard_normal(n)) * price_level(win.year)
-    cash = cats == world.categories.atm
+    usd = _lognormal_usd(rng, 150.0, 0.7, n) * inflation(win.year) * world.price[city[inc]]
+    cash = cats == world.categories.id("atm")
     cents = np.where(cash, np.maximum(1, np.rint(usd / 20)) * 2000, np.rint(usd * 100))
-    dev = np.where(channel_of(world, merchant) == 1, _fraud_devices(world, rng, n), -1)
-    return _rows(world, rng, users[inc], ts_s, city[inc], merchant, cents, 2, dev)
+    return _rows(world, rng, victims[inc], ts, city[inc], merchant, cents, 0,
+                 np.full(n, -1))
 
 
-def big_ticket(world: World, rng, win: Window, lens: np.ndarray) -> Events:
+def _testing(world: World, rng, win: Window, cum, lens: np.ndarray, lo: float, hi: float,
+             scenario: int) -> Events:
     k = len(lens)
-    users = rng.integers(0, win.active, k).astype(np.int32)
-    t = _daytime(world, rng, win, users, 10, 19)
+    victims = sample_cards(rng, cum, k)
     inc = np.repeat(np.arange(k), lens)
-    hi = np.minimum(7200.0, np.maximum((win.end_s - 1 - t) / 2, 1.0))
-    ts_s = np.minimum(t[inc] + _incident_steps(rng, lens, 1.0, hi), win.end_s - 1)
     n = len(inc)
-    home = world.users.home[users][inc]
-    cats = _pick(rng, ("electronics", "jewelry", "airline", "hotel"), world, n)
-    merchant = pick_merchants(world, rng, home, cats, rng.random(n) < 0.4)
-    cents = np.rint(np.exp(rng.uniform(np.log(1100.0), np.log(9000.0), n)) * 100)
-    dev = np.where(channel_of(world, merchant) == 1, _fraud_devices(world, rng, n), -1)
-    return _rows(world, rng, users[inc], ts_s, home, merchant, cents, 3, dev)
+    city = rng.choice(len(world.cities), size=k, p=world.cities.weight).astype(np.int32)
+    t0 = rng.integers(win.start_s, win.end_s, k)  # bots run at any hour
+    ts = _clip(win, t0[inc] + _steps(rng, lens, lo, hi))
+    cats = _pick(rng, ("marketplace", "entertainment", "telecom"), world, n)
+    merchant = pick_merchants(world, rng, city[inc], cats, np.ones(n, dtype=bool))
+    cents = np.where(rng.random(n) < 0.25, 100, rng.integers(50, 500, n))
+    cents = np.where(rng.random(n) < 0.3, np.maximum(1, cents // 100) * 100, cents)
+    device = np.where(rng.random(k) < 0.5, _ring_devices(world, rng, k),
+                      _fresh_devices(world, rng, k))
+    return _rows(world, rng, victims[inc], ts, city[inc], merchant, cents, scenario,
+                 device[inc])
 
 
-def merchant_collusion(world: World, rng, win: Window, lens: np.ndarray) -> Events:
-    """Each victim is charged 1–3 times (daytime, any day) by one colluding home-town shop."""
+def card_testing(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+    return _testing(world, rng, win, cum, lens, 0.0, 40.0 / 9, 1)
+
+
+def slow_card_testing(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+    return _testing(world, rng, win, cum, lens, 180.0, 7200.0, 2)
+
+
+def account_takeover(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
     k = len(lens)
-    users = rng.integers(0, win.active, k).astype(np.int32)
+    cards = world.cards
+    victims = sample_cards(rng, cum, k)
+    home = cards.home[victims]
     inc = np.repeat(np.arange(k), lens)
-    home = world.users.home[users]
-    cats = _pick(rng, ("restaurant", "apparel", "home_improvement", "grocery"), world, k)
-    m = world.merchants
-    key = home.astype(np.int64) * len(world.categories.name) + cats
-    shop = m.pos_start[key] + m.pos_count[key] - 1  # the least popular shop of that kind
-    ts_s = _daytime(world, rng, win, users[inc], 9, 19)
-    usd = np.exp(np.log(110.0) + 0.5 * rng.standard_normal(len(inc))) * price_level(win.year)
+    n = len(inc)
+    own = rng.random(k) < 0.3  # the victim's own phone, remotely controlled
+    city = np.where(own, home, _elsewhere(world, rng, home, DOMESTIC)).astype(np.int32)
+    t0 = local_times(world, rng, win, world.cities.zone_id[city], np.full(k, 2))
+    ts = _clip(win, t0[inc] + _steps(rng, lens, 120, 2400))
+    cats = _pick(rng, ("electronics", "jewelry", "marketplace", "apparel"), world, n)
+    merchant = pick_merchants(world, rng, city[inc], cats, np.ones(n, dtype=bool))
+    usd = _lognormal_usd(rng, 280.0, 0.7, n) * inflation(win.year) * world.price[home[inc]]
+    cents = np.where(rng.random(n) < 0.25, _just_under(rng, n), np.rint(usd * 100))
+    slot = (rng.random(k) * cards.n_devices[victims]).astype(np.int64)
+    device = np.where(own, cards.device_at(world.seed, victims, t0, slot),
+                      _ring_devices(world, rng, k))
+    olat, olon = _jitter(rng, world.cities.lat[city], world.cities.lon[city],
+                         world.metro_km[city])
+    lat = np.where(own, cards.home_lat[victims], olat)[inc]
+    lon = np.where(own, cards.home_lon[victims], olon)[inc]
+    lat, lon = _jitter(rng, lat, lon, np.full(n, _IP_KM))
+    return _rows(world, rng, victims[inc], ts, city[inc], merchant, cents, 3, device[inc],
+                 lat, lon)
+
+
+def cnp_big_ticket(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+    k = len(lens)
+    victims = sample_cards(rng, cum, k)
+    home = world.cards.home[victims]
+    inc = np.repeat(np.arange(k), lens)
+    n = len(inc)
+    city = _elsewhere(world, rng, home, 0.5)
+    t0 = local_times(world, rng, win, world.cities.zone_id[city], np.full(k, 2))
+    ts = _clip(win, t0[inc] + _steps(rng, lens, 60, 3600))
+    cats = _pick(rng, ("electronics", "jewelry", "airline", "hotel"), world, n)
+    merchant = pick_merchants(world, rng, city[inc], cats, np.ones(n, dtype=bool))
+    usd = _lognormal_usd(rng, 1500.0, 0.5, n) * inflation(win.year)
+    cents = np.where(rng.random(n) < 0.45, _just_under(rng, n), np.rint(usd * 100))
+    return _rows(world, rng, victims[inc], ts, city[inc], merchant, cents, 4,
+                 _ring_devices(world, rng, k)[inc])
+
+
+def merchant_compromise(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+    """A shop in on it: picked among its town's shops like any other (not the least used)."""
+    k = len(lens)
+    victims = sample_cards(rng, cum, k)
+    inc = np.repeat(np.arange(k), lens)
+    home = world.cards.home[victims]
+    cats = _pick(rng, ("restaurant", "apparel", "home_improvement", "grocery", "fuel"), world, k)
+    shop = pick_merchants(world, rng, home, cats, np.zeros(k, dtype=bool))
+    t0 = local_times(world, rng, win, world.cities.zone_id[home], np.zeros(k, dtype=np.int64))
+    days = _steps(rng, lens, 1.0, 4.0) // 1 * 86_400  # a charge on each of a few days
+    ts = _clip(win, t0[inc] + days + rng.integers(-3600, 3600, len(inc)))
+    usd = _lognormal_usd(rng, 110.0, 0.5, len(inc)) * inflation(win.year) * world.price[home[inc]]
     cents = np.rint(np.minimum(usd, 900.0) * 100)
-    return _rows(world, rng, users[inc], ts_s, home[inc], shop[inc], cents, 4,
+    return _rows(world, rng, victims[inc], ts, home[inc], shop[inc], cents, 5,
                  np.full(len(inc), -1))
 
 
-
-GROUP_RATE = 0.00004  # genuine quick-fire bursts per row (false positives of high_frequency)
-
-
-def group_payments(world: World, rng, win: Window, n_rows: int) -> Events:
-    """Genuine look-alikes of card testing: one card paying for a group at a kiosk, 5–7
-    small payments within 50 s at a home-town shop. Labelled genuine."""
-    k = min(int(rng.poisson(n_rows * GROUP_RATE)), n_rows // 28)
-    lens = 5 + rng.integers(0, 3, k)
+def lost_stolen(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+    k = len(lens)
+    victims = sample_cards(rng, cum, k)
     inc = np.repeat(np.arange(k), lens)
     n = len(inc)
-    users = rng.integers(0, win.active, k).astype(np.int32)
-    t0 = _daytime(world, rng, win, users, 11, 21)
-    off = rng.integers(0, 50, n)
-    ts_s = np.minimum(t0[inc] + off[np.lexsort((off, inc))], win.end_s - 1)
-    home = world.users.home[users]
-    cats = _pick(rng, ("fast_food", "entertainment"), world, k)[inc]
+    home = world.cards.home[victims]
+    profile = np.where(rng.random(k) < 0.3, 4 + 1, 1)  # evenings, a third into the night
+    t0 = local_times(world, rng, win, world.cities.zone_id[home], profile)
+    ts = _clip(win, t0[inc] + _steps(rng, lens, 120, 3600))
+    cats = _pick(rng, ("restaurant", "entertainment", "fast_food", "fuel", "grocery", "apparel"),
+                 world, n)
     merchant = pick_merchants(world, rng, home[inc], cats, np.zeros(n, dtype=bool))
-    cents = rng.integers(300, 4000, n)
-    return _rows(world, rng, users[inc], ts_s, home[inc], merchant, cents, GENUINE,
-                 np.full(n, -1))
+    usd = _lognormal_usd(rng, 45.0, 0.6, n) * inflation(win.year) * world.price[home[inc]]
+    cents = np.rint(np.minimum(usd, 250.0) * 100)
+    return _rows(world, rng, victims[inc], ts, home[inc], merchant, cents, 6, np.full(n, -1))
