@@ -48,7 +48,7 @@ class Density:
 
 def density(con: duckdb.DuckDBPyConnection, source: str = "source") -> Density:
     """Density of the relation ``source`` (a view over the lake, as ``open_source`` makes)."""
-    cards, rows, days, median_days = con.execute(_SQL.replace("source", source)).fetchone()
+    cards, rows, days, median_days = con.execute(_SQL.replace("source", source)).fetchall()[0]
     return Density(int(cards), int(rows), float(days), float(median_days))
 
 

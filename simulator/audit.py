@@ -82,8 +82,8 @@ def _con(paths: Sequence[str]) -> duckdb.DuckDBPyConnection:
 def figures(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     cur = con.execute(FIGURES_SQL)
     names = [d[0] for d in cur.description]
-    return {k: float(v) if v is not None else 0.0 for k, v in zip(names, cur.fetchone(),
-                                                                 strict=True)}
+    row = cur.fetchall()[0]
+    return {k: float(v) if v is not None else 0.0 for k, v in zip(names, row, strict=True)}
 
 
 def leak_cues(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, float | None]]:
@@ -92,7 +92,7 @@ def leak_cues(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, float | No
         f"count(*) FILTER (WHERE {cond}) AS n{i}, "
         f"count(*) FILTER (WHERE ({cond}) AND is_fraud) AS f{i}"
         for i, cond in enumerate(CUES.values()))
-    row = con.execute(CUES_SQL.format(cols=cols)).fetchone()
+    row = con.execute(CUES_SQL.format(cols=cols)).fetchall()[0]
     out = {}
     for i, name in enumerate(CUES):
         n, f = int(row[2 * i]), int(row[2 * i + 1])

@@ -19,7 +19,7 @@ import numpy as np
 from simulator.cards import DORMANT_FACTOR, DORMANT_SHARE, spread
 from simulator.events import GENUINE, Events
 from simulator.tz import OffsetGrid, OffsetTable
-from simulator.world import ATM, SUBSCRIPTION, TRANSIT, World
+from simulator.world import ATM, BIG_SIGMA, SUBSCRIPTION, TRANSIT, World
 
 US = 1_000_000
 DAY_S = 86_400
@@ -40,6 +40,7 @@ N_KINDS = len(_HOURS)
 GPS_KM = 0.05  # card-present: the shop's place
 IP_KM = 2.0  # online at home: where the IP address puts the holder
 MOBILE_GATEWAY = 0.03  # online payments geolocated to the country's largest city
+SMALL_TICKETS = 0.3  # small payments cards took over from cash by 2025 (share of payments)
 ROUND_PRICE = 0.12  # genuine prices in whole units (cash-like, menus, fees)
 # US CPI-U annual averages (BLS), 2000-2025, for indexing amounts to 2013 prices.
 _CPI = {2000: 172.2, 2001: 177.1, 2002: 179.9, 2003: 184.0, 2004: 188.9, 2005: 195.3,
@@ -109,12 +110,26 @@ def sample_cards(rng: np.random.Generator, cum: np.ndarray, n: int) -> np.ndarra
     return np.minimum(cards, len(cum) - 1).astype(np.int32)
 
 
-def sample_categories(world: World, rng: np.random.Generator, cards: np.ndarray) -> np.ndarray:
-    u = rng.random(len(cards), dtype=np.float32)
+def small_ticket_share(year: int) -> float:
+    """Share of payments that cards took over from cash (contactless coffee, transit, snacks),
+    growing 2000 -> 2025: the card mix shifts to small tickets as prices inflate."""
+    return float(SMALL_TICKETS / (1.0 + np.exp(-(year - 2014) / 3.0)))
+
+
+def sample_categories(world: World, rng: np.random.Generator, cards: np.ndarray,
+                      year: int) -> np.ndarray:
+    n = len(cards)
+    u = rng.random(n, dtype=np.float32)
     cats = (world.cards.category_cum[cards] < u[:, None]).sum(axis=1)
-    transit = world.categories.id(TRANSIT)
-    # only commuters tap transit; others buy a grocery instead
-    return np.where((cats == transit) & ~world.cards.commuter[cards], 0, cats).astype(np.int16)
+    k = world.categories
+    small = np.array([k.id(x) for x in ("fast_food", "transit", "pharmacy", "grocery")])
+    swap = rng.random(n) < small_ticket_share(year)
+    cats = np.where(swap, small[rng.integers(0, len(small), n)], cats)
+    transit = k.id(TRANSIT)
+    # only commuters tap transit; others buy a snack instead
+    fast_food = k.id("fast_food")
+    return np.where((cats == transit) & ~world.cards.commuter[cards], fast_food,
+                    cats).astype(np.int16)
 
 
 def local_to_utc(tz, zone: np.ndarray, local_s: np.ndarray) -> np.ndarray:
@@ -236,7 +251,9 @@ def amounts(world: World, rng: np.random.Generator, year: int, cards: np.ndarray
     inflation; ATM cash in twenties, transit at the city's fare, some prices in whole units."""
     k = world.categories
     z = rng.standard_normal(len(cats), dtype=np.float32)
-    usd = np.exp(k.mu[cats] + k.sigma[cats] * z) * world.cards.spend_scale[cards]
+    big = rng.random(len(cats)) < k.big_share[cats]
+    log_usd = np.where(big, k.big_mu[cats] + BIG_SIGMA * z, k.mu[cats] + k.sigma[cats] * z)
+    usd = np.exp(log_usd) * world.cards.spend_scale[cards]
     usd *= world.price[city] * inflation(year)
     cents = np.where(rng.random(len(cats)) < ROUND_PRICE, np.maximum(1, np.rint(usd)) * 100,
                      np.rint(usd * 100))
@@ -252,7 +269,7 @@ def genuine(world: World, rng: np.random.Generator, win: Window, cum: np.ndarray
     from simulator.travel import apply_trips
 
     cards = sample_cards(rng, cum, n)
-    cats = sample_categories(world, rng, cards)
+    cats = sample_categories(world, rng, cards, win.year)
     ts_s = shaped_times(world, rng, win, cards, cats)
     ts_s, city, away = apply_trips(world, rng, win, cards, ts_s)
     # away from home, transit is the local one; subscriptions are never chosen by hand

@@ -27,20 +27,28 @@ _CATEGORIES: tuple[tuple[str, str, float, float, float, float, str], ...] = (
     ("fast_food", "5814", 13.0, 0.50, 0.09, 0.20, "day"),
     ("fuel", "5541", 50.0, 0.35, 0.07, 0.00, "any"),
     ("apparel", "5651", 68.0, 0.80, 0.06, 0.50, "day"),
-    ("electronics", "5732", 160.0, 0.85, 0.03, 0.60, "day"),
-    ("airline", "4511", 320.0, 0.55, 0.012, 0.85, "any"),
-    ("hotel", "7011", 180.0, 0.60, 0.015, 0.70, "any"),
+    ("electronics", "5732", 140.0, 0.70, 0.03, 0.60, "day"),
+    ("airline", "4511", 300.0, 0.45, 0.012, 0.85, "any"),
+    ("hotel", "7011", 170.0, 0.50, 0.015, 0.70, "any"),
     ("entertainment", "7832", 30.0, 0.60, 0.05, 0.40, "evening"),
     ("pharmacy", "5912", 23.0, 0.70, 0.05, 0.20, "day"),
     ("marketplace", "5969", 38.0, 0.90, 0.10, 1.00, "any"),
     ("telecom", "4814", 72.0, 0.40, 0.03, 0.70, "day"),
     ("atm", "6011", 100.0, 0.60, 0.05, 0.00, "any"),
-    ("jewelry", "5944", 230.0, 0.80, 0.005, 0.30, "day"),
-    ("home_improvement", "5200", 90.0, 0.90, 0.04, 0.25, "day"),
+    ("jewelry", "5944", 200.0, 0.70, 0.005, 0.30, "day"),
+    ("home_improvement", "5200", 85.0, 0.75, 0.04, 0.25, "day"),
     ("transit", "4111", 2.5, 0.30, 0.06, 0.00, "commute"),
     ("subscription", "5968", 12.0, 0.50, 0.00, 1.00, "any"),
 )
 HOUR_KINDS = ("day", "evening", "any", "commute")
+# Big purchases (a laptop, a long-haul ticket, a sofa): share of a category's payments and
+# their median in 2013 US dollars. Their amounts are log-normal around a real price, so the
+# share above a fixed nominal limit grows only slowly with inflation.
+BIG_TICKETS: dict[str, tuple[float, float]] = {
+    "electronics": (0.05, 700.0), "airline": (0.12, 800.0), "hotel": (0.05, 650.0),
+    "jewelry": (0.08, 800.0), "home_improvement": (0.03, 700.0), "apparel": (0.004, 500.0),
+}
+BIG_SIGMA = 0.45
 ATM, TRANSIT, SUBSCRIPTION = "atm", "transit", "subscription"
 N_POS_MERCHANTS = 24_000
 N_ONLINE_PER_CATEGORY = 40
@@ -62,7 +70,7 @@ PRICE_LEVEL: dict[str, float] = {
 }
 # Median amounts are scaled by this so the world-wide median stays where it was with one
 # price level (the holders' cities' mean price level is well below the US one).
-PRICE_CALIBRATION = 1.75
+PRICE_CALIBRATION = 2.3
 TRANSIT_FARES = np.array([1.0, 1.0, 1.25, 1.5, 2.0, 2.0, 2.5, 2.75, 3.0])  # 2013 US-level fares
 
 
@@ -71,6 +79,8 @@ class Categories:
     name: tuple[str, ...]
     mu: np.ndarray  # log of the median amount
     sigma: np.ndarray
+    big_share: np.ndarray  # share of big purchases (BIG_TICKETS)
+    big_mu: np.ndarray  # log of their median
     share: np.ndarray  # sums to 1 (everyday spend; 0 for subscriptions: billed, not chosen)
     online_max: np.ndarray
     hours: np.ndarray  # int8 index into HOUR_KINDS
@@ -150,8 +160,11 @@ def _gateways(c: Cities) -> np.ndarray:
 def _categories() -> Categories:
     name, _mcc, median, sigma, share, online, hours = zip(*_CATEGORIES, strict=True)
     s = np.asarray(share)
+    big = [BIG_TICKETS.get(n, (0.0, 1.0)) for n in name]
     return Categories(
         name=name, mu=np.log(np.asarray(median) * PRICE_CALIBRATION), sigma=np.asarray(sigma),
+        big_share=np.asarray([b[0] for b in big]),
+        big_mu=np.log(np.asarray([b[1] for b in big]) * PRICE_CALIBRATION),
         share=s / s.sum(), online_max=np.asarray(online),
         hours=np.asarray([HOUR_KINDS.index(h) for h in hours], dtype=np.int8),
     )
