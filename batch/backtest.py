@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from batch import chunked_flags, fast_flags
 from batch.chunked_flags import FLAG_COLUMNS, plan_chunks
+from batch.density import Density, density
 from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, check_output_file, positive_count_arg, run
@@ -67,6 +68,7 @@ class BacktestResult:
     overall: HitRates
     by_year: dict[int, HitRates] | None = None
     engine: str = "fast"  # "fast" (batch.fast_flags) or "sql" (batch.chunked_flags)
+    density: Density | None = None  # transactions per active card per day of the input
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -91,6 +93,7 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
         input=cfg.input, params=cfg.params, seconds=time.perf_counter() - start,
         chunks=len(chunks), overall=hit_rates(counts),
         by_year=hit_rates_by_year(counts) if cfg.by_year else None, engine=engine,
+        density=density(con),
     )
     if cfg.report:
         write_text(cfg.report, json.dumps(report_dict(result), indent=2) + "\n")
@@ -136,6 +139,8 @@ def report_dict(result: BacktestResult) -> dict:
         "seconds": round(result.seconds, 3),
         "rules": result.overall.rules_dict(),
     }
+    if result.density is not None:
+        out["density"] = result.density.as_dict()
     if result.by_year is not None:
         out["by_year"] = {str(y): {"rows": r.rows, "rules": r.rules_dict()}
                           for y, r in result.by_year.items()}
@@ -144,6 +149,8 @@ def report_dict(result: BacktestResult) -> dict:
 
 def format_result(result: BacktestResult) -> str:
     parts = [format_table(result.overall, f"{result.input}: ")]
+    if result.density is not None:
+        parts.append(result.density.line())
     for year, rates in (result.by_year or {}).items():
         parts.append(format_table(rates, f"{year}: "))
     parts.append(f"{result.overall.rows:,} rows in {result.seconds:.1f} s "
