@@ -96,6 +96,17 @@ class Cards:
     def __len__(self) -> int:
         return len(self.home)
 
+    @property
+    def category_flat(self) -> np.ndarray:
+        """card index + its cumulative category mix, flattened: increasing, so one
+        ``searchsorted`` of ``card + uniform`` draws a category for many cards at once."""
+        return self._flat
+
+    def __post_init__(self) -> None:
+        n, k = self.category_cum.shape
+        flat = (np.arange(n, dtype=np.float64)[:, None] + self.category_cum).ravel()
+        object.__setattr__(self, "_flat", flat)
+
     def open_share(self, start_s: int, end_s: int) -> np.ndarray:
         """Share of [start_s, end_s) during which each card is open (0..1)."""
         lo = np.maximum(self.issue_s, start_s)

@@ -119,8 +119,10 @@ def small_ticket_share(year: int) -> float:
 def sample_categories(world: World, rng: np.random.Generator, cards: np.ndarray,
                       year: int) -> np.ndarray:
     n = len(cards)
-    u = rng.random(n, dtype=np.float32)
-    cats = (world.cards.category_cum[cards] < u[:, None]).sum(axis=1)
+    flat = world.cards.category_flat  # card + cumulative mix, increasing over all cards
+    n_cat = world.cards.category_cum.shape[1]
+    pos = np.searchsorted(flat, cards + rng.random(n), side="right")
+    cats = np.minimum(pos - cards.astype(np.int64) * n_cat, n_cat - 1)
     k = world.categories
     small = np.array([k.id(x) for x in ("fast_food", "transit", "pharmacy", "grocery")])
     swap = rng.random(n) < small_ticket_share(year)
@@ -141,12 +143,16 @@ def local_to_utc(tz, zone: np.ndarray, local_s: np.ndarray) -> np.ndarray:
 def confine(ts_s: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> np.ndarray:
     """Move instants into [lo, hi) by whole days (keeps the local hour); clip what cannot."""
     lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), ts_s.shape)
-    hi = np.maximum(np.broadcast_to(np.asarray(hi, dtype=np.int64), ts_s.shape), lo + 1)
-    back = np.where(ts_s >= hi, (ts_s - hi) // DAY_S + 1, 0)
-    ts_s = ts_s - back * DAY_S
-    ahead = np.where(ts_s < lo, (lo - ts_s + DAY_S - 1) // DAY_S, 0)
-    ts_s = ts_s + ahead * DAY_S
-    return np.clip(ts_s, lo, hi - 1)
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), ts_s.shape)
+    out = np.flatnonzero((ts_s < lo) | (ts_s >= hi))  # few: fix those only
+    if len(out) == 0:
+        return ts_s
+    t, lo_, hi_ = ts_s[out], lo[out], np.maximum(hi[out], lo[out] + 1)
+    t = t - np.where(t >= hi_, (t - hi_) // DAY_S + 1, 0) * DAY_S
+    t = t + np.where(t < lo_, (lo_ - t + DAY_S - 1) // DAY_S, 0) * DAY_S
+    ts_s = ts_s.copy()
+    ts_s[out] = np.clip(t, lo_, hi_ - 1)
+    return ts_s
 
 
 def local_days(rng: np.random.Generator, win: Window, n: int) -> np.ndarray:
@@ -213,17 +219,19 @@ def spend(world: World, rng: np.random.Generator, win: Window, cards: np.ndarray
     online = rng.random(n) < k.online_max[cats] * online_share(win.year)
     merchant = pick_merchants(world, rng, city, cats, online)
     channel = channel_of(world, merchant)
-    lat, lon = shop_place(world, rng, merchant)
-    is_online = channel == 1
-    ocity, olat, olon = online_place(world, rng, cards, city, away)
-    slot = (rng.random(n) * world.cards.n_devices[cards]).astype(np.int64)
-    device = world.cards.device_at(world.seed, cards, ts_s, slot)
+    on = np.flatnonzero(channel == 1)
+    off = np.flatnonzero(channel != 1)
+    lat, lon = np.empty(n), np.empty(n)
+    lat[off], lon[off] = shop_place(world, rng, merchant[off])
+    place = city.copy()
+    place[on], lat[on], lon[on] = online_place(world, rng, cards[on], city[on], away[on])
+    slot = (rng.random(len(on)) * world.cards.n_devices[cards[on]]).astype(np.int64)
+    device = np.full(n, -1, dtype=np.int64)
+    device[on] = world.cards.device_at(world.seed, cards[on], ts_s[on], slot)
     return Events(
-        user=cards, ts=ts_s * US, city=np.where(is_online, ocity, city).astype(np.int32),
-        lat=np.where(is_online, olat, lat), lon=np.where(is_online, olon, lon),
+        user=cards, ts=ts_s * US, city=place.astype(np.int32), lat=lat, lon=lon,
         merchant=merchant, cents=amounts(world, rng, win.year, cards, cats, city),
-        channel=channel, device=np.where(is_online, device, -1),
-        scenario=np.full(n, GENUINE, dtype=np.int8),
+        channel=channel, device=device, scenario=np.full(n, GENUINE, dtype=np.int8),
     )
 
 

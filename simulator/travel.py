@@ -35,13 +35,20 @@ class Trips:
     def apply(self, rng: np.random.Generator, cards: np.ndarray, ts_s: np.ndarray,
               city: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move payments to the trip city; nothing is paid on the way (moved before leaving)."""
-        dest, t0, t1, tr = self.dest[cards], self.t0[cards], self.t1[cards], self.travel_s[cards]
-        away = dest >= 0
-        back = rng.integers(600, 7200, len(ts_s))
-        ts_s = np.where(away & (ts_s >= t0) & (ts_s < t0 + tr), t0 - back, ts_s)
-        ts_s = np.where(away & (ts_s >= t1) & (ts_s < t1 + tr), t1 - back, ts_s)
-        there = away & (ts_s >= t0 + tr) & (ts_s < t1)
-        return ts_s, np.where(there, dest, city).astype(np.int32), there
+        dest = self.dest[cards]
+        idx = np.flatnonzero(dest >= 0)  # the travellers' payments only
+        c = cards[idx]
+        t, t0, t1, tr = ts_s[idx], self.t0[c], self.t1[c], self.travel_s[c]
+        back = rng.integers(600, 7200, len(idx))
+        t = np.where((t >= t0) & (t < t0 + tr), t0 - back, t)
+        t = np.where((t >= t1) & (t < t1 + tr), t1 - back, t)
+        there = (t >= t0 + tr) & (t < t1)
+        ts_s, city = ts_s.copy(), city.astype(np.int32)
+        ts_s[idx] = t
+        city[idx] = np.where(there, dest[idx], city[idx])
+        away = np.zeros(len(cards), dtype=bool)
+        away[idx] = there
+        return ts_s, city, away
 
 
 def travel_seconds(km: np.ndarray) -> np.ndarray:
