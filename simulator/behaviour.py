@@ -110,6 +110,7 @@ def transit_bursts(world: World, rng: np.random.Generator, win: Window, cum: np.
     ts = np.clip(t0[inc] + off, win.start_s, win.end_s - 1)
     ts = np.clip(ts, k.issue_s[cards][inc], np.maximum(k.close_s[cards][inc] - 1,
                                                       k.issue_s[cards][inc]))
+    ts = np.clip(ts, win.start_s, win.end_s - 1)  # a card not open yet (no card open at all)
     cats = np.full(g, world.categories.id(TRANSIT), dtype=np.int16)
     merchant = pick_merchants(world, rng, home, cats, np.zeros(g, dtype=bool))[inc]
     lat, lon = shop_place(world, rng, merchant)
