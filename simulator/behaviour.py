@@ -18,8 +18,8 @@ from simulator.models import (
     IP_KM,
     US,
     Window,
-    _jitter,
     inflation,
+    jitter,
     local_days,
     local_to_utc,
     month_index,
@@ -79,7 +79,7 @@ def recurring_bills(world: World, rng: np.random.Generator, win: Window, n_rows:
     n = len(idx)
     cats = np.full(n, world.categories.id(SUBSCRIPTION), dtype=np.int16)
     merchant = pick_merchants(world, rng, k.home[card], cats, np.ones(n, dtype=bool))
-    lat, lon = _jitter(rng, k.home_lat[card], k.home_lon[card], np.full(n, IP_KM))
+    lat, lon = jitter(rng, k.home_lat[card], k.home_lon[card], np.full(n, IP_KM))
     cents = np.floor(plan[idx] * inflation(win.year)) * 100 + 99
     return Events(user=card, ts=ts * US, city=k.home[card].astype(np.int32), lat=lat, lon=lon,
                   merchant=merchant, cents=cents.astype(np.int64),

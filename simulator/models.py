@@ -196,11 +196,12 @@ def online_place(world: World, rng: np.random.Generator, cards: np.ndarray, city
     km = np.where(at_home, IP_KM, world.metro_km[city])
     base_lat = np.where(at_home, k.home_lat[cards], c.lat[city])
     base_lon = np.where(at_home, k.home_lon[cards], c.lon[city])
-    lat, lon = _jitter(rng, base_lat, base_lon, km)
+    lat, lon = jitter(rng, base_lat, base_lon, km)
     return city, lat, lon
 
 
-def _jitter(rng, lat, lon, km) -> tuple[np.ndarray, np.ndarray]:
+def jitter(rng, lat, lon, km) -> tuple[np.ndarray, np.ndarray]:
+    """Points scattered around (lat, lon) by ``km`` (arrays of any numeric type)."""
     return spread(rng, np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
                   np.asarray(km, dtype=np.float64))
 
@@ -208,7 +209,7 @@ def _jitter(rng, lat, lon, km) -> tuple[np.ndarray, np.ndarray]:
 def shop_place(world: World, rng: np.random.Generator,
                merchant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = world.merchants
-    return _jitter(rng, m.lat[merchant], m.lon[merchant], np.full(len(merchant), GPS_KM))
+    return jitter(rng, m.lat[merchant], m.lon[merchant], np.full(len(merchant), GPS_KM))
 
 
 def spend(world: World, rng: np.random.Generator, win: Window, cards: np.ndarray,

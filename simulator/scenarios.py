@@ -23,13 +23,13 @@ import numpy as np
 
 from simulator.cards import mix64
 from simulator.events import SCENARIOS, Events, concat
-from simulator.models import IP_KM as _IP_KM
 from simulator.models import (
+    IP_KM,
     US,
     Window,
-    _jitter,
     channel_of,
     inflation,
+    jitter,
     local_times,
     pick_merchants,
     sample_cards,
@@ -37,6 +37,7 @@ from simulator.models import (
 )
 from simulator.world import World
 
+Rng = np.random.Generator
 FRAUD_RATE = 0.0025  # fraud rows per row
 # shares of fraud rows in SCENARIOS order, in 2000 and in 2025 (logistic drift around 2012)
 SHARE_EARLY = np.array([0.40, 0.05, 0.02, 0.05, 0.13, 0.15, 0.20])
@@ -91,7 +92,7 @@ def _rows(world: World, rng, cards, ts_s, city, merchant, cents, scenario: int, 
     if lat is None:
         lat, lon = shop_place(world, rng, merchant)
         c = world.cities
-        olat, olon = _jitter(rng, c.lat[city], c.lon[city], world.metro_km[city])
+        olat, olon = jitter(rng, c.lat[city], c.lon[city], world.metro_km[city])
         lat, lon = np.where(channel == 1, olat, lat), np.where(channel == 1, olon, lon)
     return Events(
         user=np.asarray(cards, dtype=np.int32), ts=np.asarray(ts_s, dtype=np.int64) * US,
@@ -102,7 +103,7 @@ def _rows(world: World, rng, cards, ts_s, city, merchant, cents, scenario: int, 
     )
 
 
-def _steps(rng, lens: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _steps(rng: Rng, lens: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Offsets (s) of each incident's events from its start: cumulative random steps."""
     inc = np.repeat(np.arange(len(lens)), lens)
     step = lo + rng.random(len(inc)) * (hi - lo)
@@ -111,17 +112,17 @@ def _steps(rng, lens: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (total - total[first]).astype(np.int64)
 
 
-def _pick(rng, names: tuple[str, ...], world: World, n: int) -> np.ndarray:
+def _pick(rng: Rng, names: tuple[str, ...], world: World, n: int) -> np.ndarray:
     ids = np.array([world.categories.id(x) for x in names], dtype=np.int16)
     return ids[rng.integers(0, len(ids), n)]
 
 
-def _elsewhere(world: World, rng, home: np.ndarray, domestic: float) -> np.ndarray:
+def _elsewhere(world: World, rng: Rng, home: np.ndarray, domestic: float) -> np.ndarray:
     """A city other than ``home``: in the same country with chance ``domestic``, else any."""
-    from simulator.travel import _destinations
+    from simulator.travel import destinations  # travel builds on models: imported late
 
     c = world.cities
-    same = _destinations(world, rng, home)
+    same = destinations(world, rng, home)
     anywhere = rng.choice(len(c), size=len(home), p=c.weight).astype(np.int32)
     anywhere = np.where(anywhere == home, (anywhere + 1) % len(c), anywhere)
     domestic_ok = c.country_id[same] == c.country_id[home]
@@ -129,11 +130,11 @@ def _elsewhere(world: World, rng, home: np.ndarray, domestic: float) -> np.ndarr
                     anywhere).astype(np.int32)
 
 
-def _ring_devices(world: World, rng, k: int) -> np.ndarray:
+def _ring_devices(world: World, rng: Rng, k: int) -> np.ndarray:
     return mix64(rng.integers(0, N_FRAUDSTERS, k) + (1 << 40), world.seed)
 
 
-def _fresh_devices(world: World, rng, k: int) -> np.ndarray:
+def _fresh_devices(world: World, rng: Rng, k: int) -> np.ndarray:
     return mix64(rng.integers(1 << 41, 1 << 62, k), world.seed)
 
 
@@ -141,11 +142,11 @@ def _clip(win: Window, ts: np.ndarray) -> np.ndarray:
     return np.clip(ts, win.start_s, win.end_s - 1)
 
 
-def _lognormal_usd(rng, median: float, sigma: float, n: int) -> np.ndarray:
+def _lognormal_usd(rng: Rng, median: float, sigma: float, n: int) -> np.ndarray:
     return np.exp(np.log(median) + sigma * rng.standard_normal(n))
 
 
-def _just_under(rng, n: int) -> np.ndarray:
+def _just_under(rng: Rng, n: int) -> np.ndarray:
     """Cents just under the 1,000.00 a limit or a rule might use (nominal)."""
     return rng.integers(85_000, 100_000, n)
 
@@ -153,7 +154,8 @@ def _just_under(rng, n: int) -> np.ndarray:
 # --- scenarios --------------------------------------------------------------------------------
 
 
-def counterfeit(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def counterfeit(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                lens: np.ndarray) -> Events:
     k = len(lens)
     victims = sample_cards(rng, cum, k)
     inc = np.repeat(np.arange(k), lens)
@@ -173,8 +175,8 @@ def counterfeit(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events
                  np.full(n, -1))
 
 
-def _testing(world: World, rng, win: Window, cum, lens: np.ndarray, lo: float, hi: float,
-             scenario: int) -> Events:
+def _testing(world: World, rng: Rng, win: Window, cum: np.ndarray, lens: np.ndarray,
+             lo: float, hi: float, scenario: int) -> Events:
     k = len(lens)
     victims = sample_cards(rng, cum, k)
     inc = np.repeat(np.arange(k), lens)
@@ -192,15 +194,18 @@ def _testing(world: World, rng, win: Window, cum, lens: np.ndarray, lo: float, h
                  device[inc])
 
 
-def card_testing(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def card_testing(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                 lens: np.ndarray) -> Events:
     return _testing(world, rng, win, cum, lens, 0.0, 40.0 / 9, 1)
 
 
-def slow_card_testing(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def slow_card_testing(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                      lens: np.ndarray) -> Events:
     return _testing(world, rng, win, cum, lens, 180.0, 7200.0, 2)
 
 
-def account_takeover(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def account_takeover(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                     lens: np.ndarray) -> Events:
     k = len(lens)
     cards = world.cards
     victims = sample_cards(rng, cum, k)
@@ -218,16 +223,17 @@ def account_takeover(world: World, rng, win: Window, cum, lens: np.ndarray) -> E
     slot = (rng.random(k) * cards.n_devices[victims]).astype(np.int64)
     device = np.where(own, cards.device_at(world.seed, victims, t0, slot),
                       _ring_devices(world, rng, k))
-    olat, olon = _jitter(rng, world.cities.lat[city], world.cities.lon[city],
+    olat, olon = jitter(rng, world.cities.lat[city], world.cities.lon[city],
                          world.metro_km[city])
     lat = np.where(own, cards.home_lat[victims], olat)[inc]
     lon = np.where(own, cards.home_lon[victims], olon)[inc]
-    lat, lon = _jitter(rng, lat, lon, np.full(n, _IP_KM))
+    lat, lon = jitter(rng, lat, lon, np.full(n, IP_KM))
     return _rows(world, rng, victims[inc], ts, city[inc], merchant, cents, 3, device[inc],
                  lat, lon)
 
 
-def cnp_big_ticket(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def cnp_big_ticket(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                   lens: np.ndarray) -> Events:
     k = len(lens)
     victims = sample_cards(rng, cum, k)
     home = world.cards.home[victims]
@@ -244,7 +250,8 @@ def cnp_big_ticket(world: World, rng, win: Window, cum, lens: np.ndarray) -> Eve
                  _ring_devices(world, rng, k)[inc])
 
 
-def merchant_compromise(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def merchant_compromise(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                        lens: np.ndarray) -> Events:
     """A shop in on it: picked among its town's shops like any other (not the least used)."""
     k = len(lens)
     victims = sample_cards(rng, cum, k)
@@ -261,7 +268,8 @@ def merchant_compromise(world: World, rng, win: Window, cum, lens: np.ndarray) -
                  np.full(len(inc), -1))
 
 
-def lost_stolen(world: World, rng, win: Window, cum, lens: np.ndarray) -> Events:
+def lost_stolen(world: World, rng: Rng, win: Window, cum: np.ndarray,
+                lens: np.ndarray) -> Events:
     k = len(lens)
     victims = sample_cards(rng, cum, k)
     inc = np.repeat(np.arange(k), lens)

@@ -71,7 +71,7 @@ def _trips(seed: int, n_cards: int, start_year: int, end_year: int, month: int) 
     go = rng.random(n) < cards.travel_rate * np.where(alone[cards.home], 0.4, 1.0)
     who = np.flatnonzero(go)
     home = cards.home[who]
-    dest = _destinations(world, rng, home)
+    dest = destinations(world, rng, home)
     start = int(np.datetime64(month, "M").astype("datetime64[s]").astype(np.int64))
     t0 = start + (rng.random(len(who)) * 30 * DAY_S).astype(np.int64)
     km = haversine_km(c.lat[home], c.lon[home], c.lat[dest], c.lon[dest])
@@ -86,7 +86,7 @@ def _trips(seed: int, n_cards: int, start_year: int, end_year: int, month: int) 
     return out
 
 
-def _destinations(world: World, rng: np.random.Generator, home: np.ndarray) -> np.ndarray:
+def destinations(world: World, rng: np.random.Generator, home: np.ndarray) -> np.ndarray:
     """Another city of the home country (weighted) mostly, else anywhere (weighted)."""
     c = world.cities
     k = len(home)
