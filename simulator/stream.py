@@ -36,6 +36,9 @@ def rows_per_day(world: World, end_s: int) -> float:
 def live_span(world: World, end: datetime, count: int) -> tuple[int, int]:
     """(start, end) UTC seconds of the simulated span ``count`` events take (>= one day)."""
     end_s = int(end.timestamp())
+    if rows_per_day(world, end_s) < 1e-6:
+        raise ValueError(f"none of the {world.n_cards:,} cards is open at {end:%Y-%m-%d}: "
+                         "use more cards")
     days = max(1.0, count / rows_per_day(world, end_s))
     start_s = end_s - int(math.ceil(days * DAY_S))
     if start_s < EARLIEST.timestamp():

@@ -100,7 +100,10 @@ def simulated_events(seed: int, users: int, count: int,
 def describe_stream(seed: int, users: int, count: int, end: datetime) -> str:
     """One line: how simulated (event) time relates to the wall clock for this stream."""
     world = live_world(seed, users, end)
-    start_s, end_s = live_span(world, end, count)
+    try:
+        start_s, end_s = live_span(world, end, count)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     per_day = rows_per_day(world, end_s)
     return (f"simulated world: {users:,} cards, ~{per_day:,.0f} events per simulated day; "
             f"{count:,} events span {(end_s - start_s) / 86_400:,.1f} days of event time "
@@ -210,20 +213,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.users <= 0 or args.partitions <= 0:
         raise UsageError("--users and --partitions must be > 0")
     count = args.count if args.count is not None else (None if args.duration else 100_000)
-    # with --duration the stream is sized for the rate (or, unpaced, for MAX_UNPACED_RATE)
-    total = count if count is not None else max(1, int(
-        (args.rate or MAX_UNPACED_RATE) * args.duration))
+    end = datetime.now(UTC).replace(microsecond=0)
+    if count is None:  # --duration: sized for the rate (unpaced: MAX_UNPACED_RATE), capped
+        per_day = rows_per_day(live_world(args.seed, args.users, end), int(end.timestamp()))
+        total = max(1, min(int((args.rate or MAX_UNPACED_RATE) * args.duration),
+                           int(per_day * MAX_SPAN_DAYS)))
+    else:
+        total = count
+    print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)  # checks too
     settings = Settings.from_env()
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
                                         compression=args.compression, linger_ms=args.linger_ms,
                                         watch=BrokerWatch("producer")))
-    end = datetime.now(UTC).replace(microsecond=0)
-    if count is None:  # a --duration run: at most MAX_SPAN_DAYS of event time
-        total = min(total, int(rows_per_day(live_world(args.seed, args.users, end),
-                                            int(end.timestamp())) * MAX_SPAN_DAYS) + 1)
     frames = simulated_events(args.seed, args.users, total, end)
-    print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)
     stats = produce(producer, args.topic, frames, rate=args.rate, count=count,
                     duration=args.duration, progress=not args.no_progress)
     print(f"produce: {stats.events} events to {args.topic} in {stats.seconds:.1f}s "

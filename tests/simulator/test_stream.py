@@ -122,3 +122,15 @@ def test_offset_grid_agrees_with_table_at_a_dst_switch():
     before = int(datetime(2024, 3, 10, 6, 59, tzinfo=UTC).timestamp())
     assert grid.offset_min(np.array([ny, ny]), np.array([before, before + 60])).tolist() == [
         -300, -240]
+
+
+@pytest.mark.parametrize("users, count, message", [(1, 10, "use more cards"),
+                                                   (100, 10**9, "fewer events or more cards")])
+def test_produce_refuses_a_stream_the_world_cannot_hold(capsys, users, count, message):
+    from fraudlake.cli import run
+    from streaming import produce
+
+    argv = ["--bootstrap", "127.0.0.1:1", "--users", str(users), "--count", str(count)]
+    assert run(produce.main, argv) == 2  # refused before any connection is tried
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
