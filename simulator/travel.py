@@ -60,7 +60,7 @@ def trips_of_month(world: World, month: int) -> Trips:
     return _trips(world.seed, world.n_cards, world.start_year, world.end_year, int(month))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4)  # a month needs its own and the previous month's trips
 def _trips(seed: int, n_cards: int, start_year: int, end_year: int, month: int) -> Trips:
     world = build_world(seed, n_cards, start_year, end_year)
     rng = np.random.default_rng(np.random.SeedSequence([seed, _TRIP_TAG, month + 100_000]))
