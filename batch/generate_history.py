@@ -28,8 +28,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
-from fraudlake.contract import check_columns, partition_dir
+from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
+from lake.layout import partition_dir
 from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
