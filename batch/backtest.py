@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from batch import chunked_flags, fast_flags
 from batch.chunked_flags import flags_schema, plan_chunks
+from batch.density import Density, density
 from batch.hitrates import (
     CountsError,
     HitRates,
@@ -80,6 +81,7 @@ class BacktestResult:
     overall: HitRates
     by_year: dict[int, HitRates] | None = None
     engine: str = "fast"  # "fast" (batch.fast_flags) or "sql" (batch.chunked_flags)
+    density: Density | None = None  # transactions per active card per day of the input
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -105,6 +107,7 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
         input=cfg.input, rule_set=cfg.rule_set, seconds=time.perf_counter() - start,
         chunks=len(chunks), overall=hit_rates(counts),
         by_year=hit_rates_by_year(counts) if cfg.by_year else None, engine=engine,
+        density=density(con),
     )
     if cfg.report:
         write_text(cfg.report, json.dumps(report_dict(result), indent=2) + "\n")
@@ -177,6 +180,8 @@ def report_dict(result: BacktestResult) -> dict:
         "seconds": round(result.seconds, 3),
         "rules": result.overall.rules_dict(),
     }
+    if result.density is not None:
+        out["density"] = result.density.as_dict()
     if result.by_year is not None:
         out["by_year"] = {str(y): {"rows": r.rows, "rules": r.rules_dict()}
                           for y, r in result.by_year.items()}
@@ -185,6 +190,8 @@ def report_dict(result: BacktestResult) -> dict:
 
 def format_result(result: BacktestResult) -> str:
     parts = [format_table(result.overall, f"{result.input}: ")]
+    if result.density is not None:
+        parts.append(result.density.line())
     for year, rates in (result.by_year or {}).items():
         parts.append(format_table(rates, f"{year}: "))
     parts.append(f"rule set {result.rule_set.id} ({result.rule_set.source}): "

@@ -27,17 +27,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from batch.sim.events import SCENARIOS
-from batch.sim.history import generate_month
-from batch.sim.volume import active_users, months, rows_per_month
-from batch.sim.world import build_world
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
 from lake.layout import partition_dir
+from simulator.cards import DENSITY_PER_DAY, default_cards
+from simulator.events import SCENARIOS
+from simulator.history import generate_month
+from simulator.volume import months, rows_per_month
+from simulator.world import build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
-DEFAULT_USERS = 250_000
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
 # into a usage error instead of an overflow, a huge allocation or a thousand processes)
 MAX_ROWS = 10_000_000_000
@@ -58,19 +58,28 @@ class HistoryConfig:
     seed: int = 42
     start_year: int = 2000
     end_year: int = 2025
-    users: int = DEFAULT_USERS
+    users: int | None = None  # None: derived from rows and years (realistic density)
     overwrite: bool = False
     workers: int = 2
+
+
+    @property
+    def cards(self) -> int:
+        """Cards in the world: --users, or enough for DENSITY_PER_DAY payments per open card."""
+        if self.users is not None:
+            return self.users
+        return default_cards(self.rows, self.start_year, self.end_year)
 
 
 @dataclass(frozen=True)
 class MonthTask:
     seed: int
     users: int
+    start_year: int
+    end_year: int
     year: int
     month: int
     rows: int
-    active: int
     root: Path
 
 
@@ -91,13 +100,18 @@ class Summary:
     bytes: int
     seconds: float
     fraud: dict[str, int]
+    cards: int = 0
+    derived: bool = False
 
     def lines(self) -> list[str]:
         fraud = sum(self.fraud.values())
+        how = (f"derived from --rows for ~{DENSITY_PER_DAY:g} payments per open card per day"
+               if self.derived else "--users")
         out = [
             f"wrote {self.rows:,} rows in {self.files} files over {self.months} months to "
             f"{self.out} ({self.bytes / 2**20:,.1f} MiB) in {self.seconds:.1f} s "
             f"({self.rows / max(self.seconds, 1e-9):,.0f} rows/s)",
+            f"cards: {self.cards:,} ({how})",
             f"fraud: {fraud:,} rows = {100 * fraud / max(self.rows, 1):.3f}%",
         ]
         out += [f"  {name:<20} {n:>10,}  {100 * n / max(self.rows, 1):.4f}%"
@@ -116,13 +130,13 @@ def write_table(table: pa.Table, path: Path) -> int:
 
 def write_month(task: MonthTask) -> MonthResult:
     """Generate and write one month; the unit of work of the process pool."""
-    world = build_world(task.seed, task.users)
+    world = build_world(task.seed, task.users, task.start_year, task.end_year)
     folder = task.root / partition_dir(task.year, task.month)
     folder.mkdir(parents=True, exist_ok=True)
     fraud = dict.fromkeys(SCENARIOS, 0)
     rows = size = files = 0
     for piece, table in enumerate(generate_month(world, task.seed, task.year, task.month,
-                                                 task.rows, task.active)):
+                                                 task.rows)):
         size += write_table(table, folder / f"part-{piece:05d}.parquet")
         files += 1
         rows += table.num_rows
@@ -135,17 +149,17 @@ def write_month(task: MonthTask) -> MonthResult:
 def plan(cfg: HistoryConfig, root: Path) -> list[MonthTask]:
     """Month tasks, largest first (better load balance); empty months are skipped."""
     counts = rows_per_month(cfg.rows, cfg.start_year, cfg.end_year)
-    active = active_users(cfg.users, cfg.start_year, cfg.end_year)
-    tasks = [MonthTask(cfg.seed, cfg.users, y, m, n, a, root)
-             for (y, m), n, a in zip(months(cfg.start_year, cfg.end_year), counts, active,
-                                     strict=True) if n > 0]
+    cards = cfg.cards
+    tasks = [MonthTask(cfg.seed, cards, cfg.start_year, cfg.end_year, y, m, n, root)
+             for (y, m), n in zip(months(cfg.start_year, cfg.end_year), counts, strict=True)
+             if n > 0]
     return sorted(tasks, key=lambda t: -t.rows)
 
 
 def validate(cfg: HistoryConfig) -> None:
     if not 1 <= cfg.rows <= MAX_ROWS:
         raise UsageError(f"--rows must be within 1..{MAX_ROWS:.0e}, got {cfg.rows}")
-    if not 1 <= cfg.users <= MAX_USERS:
+    if cfg.users is not None and not 1 <= cfg.users <= MAX_USERS:
         raise UsageError(f"--users must be within 1..{MAX_USERS:,}, got {cfg.users}")
     if cfg.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {cfg.seed}")
@@ -232,7 +246,8 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         raise
     fraud = {s: sum(r.fraud[s] for r in results) for s in SCENARIOS}
     return Summary(cfg.out, rows, len(tasks), sum(r.files for r in results),
-                   sum(r.bytes for r in results), time.perf_counter() - started, fraud)
+                   sum(r.bytes for r in results), time.perf_counter() - started, fraud,
+                   cfg.cards, cfg.users is None)
 
 
 def build_parser() -> ArgumentParser:
@@ -245,8 +260,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed; same seed = same bytes")
     p.add_argument("--start-year", type=int, default=2000, help="first year (default 2000)")
     p.add_argument("--end-year", type=int, default=2025, help="last year, inclusive (2025)")
-    p.add_argument("--users", type=positive_count_arg, default=DEFAULT_USERS,
-                   help=f"number of card holders (default {DEFAULT_USERS:,})")
+    p.add_argument("--users", type=positive_count_arg, default=None,
+                   help="number of cards (default: derived from --rows and the years so that "
+                        f"an open card pays ~{DENSITY_PER_DAY:g} times a day; printed)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (atomically, at the end)")
     p.add_argument("--workers", type=count_arg, default=min(os.cpu_count() or 1, 2),

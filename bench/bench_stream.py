@@ -45,15 +45,14 @@ from streaming.produce import produce  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-def events(n: int, seed: int = 7, users: int = 50_000, span_hours: float = 24.0
-           ) -> tuple[str, list[pl.DataFrame]]:
-    """``n`` simulator events (``batch.sim``) spread over ``span_hours`` ending an hour ago:
-    a realistic per-card rate, so the rules flag a realistic share of them."""
-    from batch.sim import build_world, simulate
+def events(n: int, seed: int = 7, users: int = 50_000) -> tuple[str, list[pl.DataFrame]]:
+    """``n`` live-simulator events ending an hour ago, at the world's realistic per-card
+    density, so the rules flag a realistic share of them."""
+    from streaming.produce import describe_stream, simulated_events
 
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=span_hours + 1)
-    frames = list(simulate(build_world(seed, users), start, n, seed, n / (span_hours * 3600)))
-    return f"batch.sim simulator, seed {seed}, {users:,} card holders, {span_hours:g} h", frames
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    frames = list(simulated_events(seed, users, n, end))
+    return describe_stream(seed, users, n, end), frames
 
 
 def consume_cmd(bootstrap: str, topic: str, lake: Path, mongo: str | None, group: str,

@@ -14,7 +14,7 @@ else's server is ever stopped:
 - ``mongo_outage``: the FerretDB holding the flags is stopped for ``down_s`` (default 12)
   seconds; Kafka is the session broker (``FRAUDLAKE_KAFKA_PORT``).
 
-Events: ``batch.sim`` (the live simulator's world: realistic flag rates), 5,000 users. Expected
+Events: ``simulator`` (the live simulator's world: realistic flag rates), 5,000 users. Expected
 decisions: the stream rule engine over all events in one pass (an uninterrupted run).
 
 Row: ``{scenario, events, lost, duplicated, recovery_s, notes}``. ``lost`` / ``duplicated`` by
@@ -62,11 +62,11 @@ MONGO_PORT = int(os.environ.get("FAULT_OUTAGE_MONGO_PORT", "37617"))
 BATCH_SIZE = 20_000
 
 
-def simulated(n: int, seed: int = 11, users: int = 5_000, hours: float = 6.0) -> pl.DataFrame:
-    from batch.sim import build_world, simulate
+def simulated(n: int, seed: int = 11, users: int = 5_000) -> pl.DataFrame:
+    from streaming.produce import simulated_events
 
-    start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours + 1)
-    frames = list(simulate(build_world(seed, users), start_at, n, seed, n / (hours * 3600)))
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    frames = list(simulated_events(seed, users, n, end))
     return pl.concat(frames, how="vertical_relaxed").head(n)
 
 

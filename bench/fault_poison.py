@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -54,9 +53,7 @@ PARTITIONS = 4
 
 
 def _events(count: int, seed: int = 7) -> pl.DataFrame:
-    rate = 50.0  # simulated events per second of event time; the stream ends about now
-    start = (datetime.now(UTC) - timedelta(seconds=count / rate)).replace(microsecond=0)
-    frames = list(simulated_events(seed, 10_000, count, rate, start=start))
+    frames = list(simulated_events(seed, 10_000, count))  # the stream ends now
     return pl.concat(frames).head(count)
 
 

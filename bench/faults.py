@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/faults.py [--events 200000] [--kills 10] [--only kill9,sigterm,...]
 
-One topic (4 partitions) is filled once with ``--events`` simulator events (``batch.sim``, a
+One topic (4 partitions) is filled once with ``--events`` simulator events (``simulator``, a
 realistic flag rate). Every scenario then reads that same topic with its own consumer group,
 lake folder and MongoDB collection, runs the consumer CLI (``python -m streaming.consume``,
 FerretDB flags) as real processes and hurts it. Batch size 5000 by default, not the CLI's
@@ -95,11 +95,11 @@ class Ctx:
     rng: random.Random
 
 
-def simulate(n: int, seed: int = 7, users: int = 50_000, hours: float = 24.0) -> list:
-    from batch.sim import build_world, simulate
+def simulate(n: int, seed: int = 7, users: int = 50_000) -> list:
+    from streaming.produce import simulated_events
 
-    start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours + 1)
-    return list(simulate(build_world(seed, users), start_at, n, seed, n / (hours * 3600)))
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    return list(simulated_events(seed, users, n, end))
 
 
 class Scenario:
@@ -281,7 +281,7 @@ def write_results(rows: list[dict], meta: dict) -> str:
 
 Run {meta["when"]} on {os.cpu_count()} cores shared with the Kafka broker, FerretDB and other
 work (load average {meta["load"]}): figures, recovery times above all, are noisy.
-Command: `{meta["command"]}`. Data: {meta["events"]:,} `batch.sim` events in a 4-partition
+Command: `{meta["command"]}`. Data: {meta["events"]:,} `simulator` events in a 4-partition
 topic (produced in {meta["produce_s"]:.1f} s); consumer batch size {meta["batch_size"]:,}.
 Baseline in the same run: one uninterrupted consumer, {meta["baseline_s"]:.1f} s
 ({meta["events"] / meta["baseline_s"]:,.0f} events/s); its decisions are the expectation.

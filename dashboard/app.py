@@ -152,8 +152,11 @@ def show_backtest(path: Path) -> None:
     if report is None:
         st.info(f"No backtest report at {path} yet (run batch.backtest with --report).")
         return
+    density = (report.get("density") or {}).get("per_card_day")
     st.caption(f"{report.get('input', '?')} · {report.get('rows', 0):,} rows · "
-               f"{report.get('fraud_rows', 0):,} fraud · generated {report.get('generated_at')}")
+               f"{report.get('fraud_rows', 0):,} fraud · generated {report.get('generated_at')}"
+               + (f" · density {density:.2f} transactions per active card per day"
+                  if density is not None else ""))
     c1, c2 = st.columns(2)
     c1.dataframe(data.rule_table(report), hide_index=True, key="rule_table")
     c2.dataframe(data.scenario_table(report), hide_index=True, key="scenario_table")

@@ -59,7 +59,7 @@ def _generate(root: Path, rows: int, live_events: int, seed: int) -> None:
     generate_history(HistoryConfig(rows=rows, out=root / HISTORY_NAME, seed=seed,
                                    start_year=2021, end_year=2025, users=3_000, workers=1),
                      progress=False)
-    run_demo(count=live_events, seed=seed + 1, users=5_000, rate=10.0, batch=5_000,
+    run_demo(count=live_events, seed=seed + 1, users=5_000, batch=5_000,
              lake=root / LAKE_NAME, flags_db=root / "flags" / "flags.sqlite", progress=False)
     (root / _DONE).write_text("ok\n")
 

@@ -1,7 +1,7 @@
 """The embedded end-to-end demo: simulator → JSON → decode → rules → lake + local flag store.
 
 ``python -m streaming.demo [--count 200000] [--seed 7]`` — the README's main command. No Kafka
-and no MongoDB: an in-process source plays the live simulator (``batch.sim``), each event is
+and no MongoDB: an in-process source plays the live simulator (``simulator``), each event is
 serialised to the same JSON a Kafka message carries and decoded by the same code as the
 consumer (``streaming.pipeline.process_batch``), then written to the hive-partitioned lake
 (``streaming.lake_sink``) and the SQLite flag store the dashboard reads
@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -25,11 +24,9 @@ from tqdm import tqdm
 from flagstore.sqlite import SqliteFlagStore
 from fraudlake.cli import (
     ArgumentParser,
-    UsageError,
     check_output_dir,
     check_output_file,
     positive_count_arg,
-    positive_float_arg,
     run,
 )
 from fraudlake.contract import FLAGGED
@@ -80,16 +77,14 @@ def json_records(frames: Iterator[pl.DataFrame], first_offset: int = 0) -> Itera
         offset += len(values)
 
 
-def simulated_frames(count: int, seed: int, users: int, rate: float,
+def simulated_frames(count: int, seed: int, users: int,
                      batch: int) -> Iterator[pl.DataFrame]:
-    """The live simulator's frames, re-cut into micro-batches of ``batch`` events."""
+    """The live simulator's frames (ending now), re-cut into micro-batches of ``batch`` events."""
     from streaming.produce import simulated_events
 
-    # the stream ends about now: event times stay in the past however slow the rate
-    start = (datetime.now(UTC) - timedelta(seconds=count / rate)).replace(microsecond=0)
     pending: list[pl.DataFrame] = []
     size = 0
-    for frame in simulated_events(seed, users, count, rate, start=start):
+    for frame in simulated_events(seed, users, count):
         pending.append(frame)
         size += frame.height
         while size >= batch:
@@ -111,7 +106,7 @@ def reset_demo_outputs(lake: Path, store: SqliteFlagStore) -> None:
         store.conn.execute("DELETE FROM flags WHERE source LIKE ?", (f"{TOPIC}:%",))
 
 
-def run_demo(count: int, seed: int, users: int, rate: float, batch: int, lake: Path,
+def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,
              flags_db: Path, rule_set: RuleSet | None = None,
              progress: bool = True) -> DemoSummary:
     """Run the embedded pipeline end to end; return what it did."""
@@ -123,7 +118,7 @@ def run_demo(count: int, seed: int, users: int, rate: float, batch: int, lake: P
     with SqliteFlagStore(flags_db) as store, tqdm(total=count, unit="ev", file=sys.stderr,
                                                   disable=not progress) as bar:
         reset_demo_outputs(lake, store)
-        for records in json_records(simulated_frames(count, seed, users, rate, batch)):
+        for records in json_records(simulated_frames(count, seed, users, batch)):
             result = process_batch(records, engine)
             decided = result.events_with_rules
             summary.lake_files.update(
@@ -146,9 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     parser.add_argument("--users", type=positive_count_arg, default=20_000,
                         help="card holders in the simulated world (default 20000)")
-    parser.add_argument("--rate", type=positive_float_arg, default=5.0,
-                        help="simulated events per second of event time (default 5; the "
-                             "stream ends now)")
     parser.add_argument("--batch", type=positive_count_arg, default=20_000,
                         help="micro-batch size, like one consumer poll (default 20000)")
     parser.add_argument("--lake", type=Path, default=settings.lake_dir,
@@ -159,8 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_rule_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if not args.rate > 0:
-        raise UsageError(f"--rate must be > 0: {args.rate}")
     rule_set = rule_set_from_cli(args.rules, args.set)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
@@ -168,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
               "embedded; use streaming.produce + streaming.consume for the services",
               file=sys.stderr)
-    summary = run_demo(args.count, args.seed, args.users, args.rate, args.batch, args.lake,
+    summary = run_demo(args.count, args.seed, args.users, args.batch, args.lake,
                        args.flags_db, rule_set, progress=not args.quiet)
     for line in summary.lines(args.lake, args.flags_db):
         print(line)

@@ -1,11 +1,17 @@
 """Live simulator → Kafka: ``python -m streaming.produce --rate 5000 --count 100000``.
 
 Reuses the history generator's world (same holders, merchants, fraud scenarios, labels) through
-``batch.sim``'s ``build_world`` / ``simulate``. Each event is one JSON object (contract v1: ``ts``
+``simulator``'s ``build_world`` / ``simulate``. Each event is one JSON object (contract v1: ``ts``
 ISO-8601 with offset, ``amount`` as an exact string "12.34"), keyed by ``user_id`` (the bytes of
 its decimal string) so one user's events stay in one partition, in time order. The producer is
 idempotent with acks=all, compressed and lightly lingering; ``--rate`` paces it (0 = as fast as
 possible). Progress and throughput go to stderr.
+
+Simulated time vs wall time (compressed time, DESIGN.md "Live event time"): the ``--count``
+events are the span of event time they take at the world's realistic density, ending at the
+moment the producer starts; they are sent in event-time order at ``--rate`` (wall clock), so
+event time never runs ahead of the wall clock and the flag rates do not depend on the rate.
+Kafka's message timestamp is the wall-clock send time (what the latency measure uses).
 
 A broker restart loses nothing: the idempotent producer keeps each undelivered message queued
 and retries it (up to ``message.timeout.ms``, 5 min) without duplicating or reordering; the
@@ -38,8 +44,12 @@ from fraudlake.cli import (
 )
 from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
+from simulator import World, build_world, simulate
+from simulator.stream import live_span, rows_per_day
 from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, producer_config
 
+MAX_UNPACED_RATE = 1_000_000  # events/s assumed to size an unpaced --duration stream
+MAX_SPAN_DAYS = 5 * 365  # a --duration stream covers at most this much event time
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 FLUSH_SECONDS = 330.0  # librdkafka's message.timeout.ms (300 s) and a margin
 
@@ -69,16 +79,35 @@ def encode_events(df: pl.DataFrame) -> tuple[list[bytes], list[bytes]]:
     return keys, values
 
 
-def simulated_events(seed: int, users: int, count: int, rate: float,
-                     start: datetime | None = None) -> Iterator[pl.DataFrame]:
-    """Contract frames from the history generator's simulator (``batch.sim``)."""
+def live_world(seed: int, users: int, end: datetime) -> World:
+    """The history's world (same cards, processes and years) for a stream ending at ``end``."""
+    return build_world(seed, users, 2000, max(end.year, 2001))
+
+
+def simulated_events(seed: int, users: int, count: int,
+                     end: datetime | None = None) -> Iterator[pl.DataFrame]:
+    """``count`` contract frames of the simulated world over a past span ending at ``end``
+    (default: now). Event times do not depend on the send rate (see ``simulator.stream``)."""
+    end = end or datetime.now(UTC).replace(microsecond=0)
     try:
-        from batch.sim import build_world, simulate
-    except ImportError as exc:  # the simulator lives in the generator's package
-        raise UsageError(f"the simulator (batch.sim) is not available: {exc}") from None
-    world = build_world(seed, users)
-    start = start or datetime.now(UTC).replace(microsecond=0)
-    yield from simulate(world, start, count, seed, rate if rate > 0 else 1000.0)
+        world = live_world(seed, users, end)
+        live_span(world, end, count)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    yield from simulate(world, end, count, seed)
+
+
+def describe_stream(seed: int, users: int, count: int, end: datetime) -> str:
+    """One line: how simulated (event) time relates to the wall clock for this stream."""
+    world = live_world(seed, users, end)
+    try:
+        start_s, end_s = live_span(world, end, count)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    per_day = rows_per_day(world, end_s)
+    return (f"simulated world: {users:,} cards, ~{per_day:,.0f} events per simulated day; "
+            f"{count:,} events span {(end_s - start_s) / 86_400:,.1f} days of event time "
+            f"ending {end:%Y-%m-%d %H:%M:%S} UTC (--rate paces the wall clock only)")
 
 
 class Pacer:
@@ -158,10 +187,15 @@ def build_parser() -> ArgumentParser:
     amount.add_argument("--count", type=count_arg, help="events to send (default 100000)")
     amount.add_argument("--duration", type=positive_float_arg, help="seconds to keep sending")
     p.add_argument("--rate", type=non_negative_float_arg, default=0.0,
-                   help="events per second (default 0 = as fast as possible)")
+                   help="events per second of wall clock (default 0 = as fast as possible); "
+                        "event time does not depend on it: the events cover the past span "
+                        "they take at a realistic density (~1.6 a day per open card), ending "
+                        "now, and are sent in event-time order; Kafka's message timestamp is "
+                        "the wall-clock send time")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--users", type=positive_count_arg, default=10_000,
-                   help="card holders (default 10000)")
+                   help="cards in the simulated world, open or not (default 10000); more "
+                        "cards = a shorter span of event time for the same --count")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "snappy", "none"),
                    help="compression codec (default lz4)")
     p.add_argument("--linger-ms", type=non_negative_float_arg, default=5.0,
@@ -179,13 +213,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.users <= 0 or args.partitions <= 0:
         raise UsageError("--users and --partitions must be > 0")
     count = args.count if args.count is not None else (None if args.duration else 100_000)
-    total = count if count is not None else int(args.rate * args.duration) or 10**12
+    end = datetime.now(UTC).replace(microsecond=0)
+    if count is None:  # --duration: sized for the rate (unpaced: MAX_UNPACED_RATE), capped
+        per_day = rows_per_day(live_world(args.seed, args.users, end), int(end.timestamp()))
+        total = max(1, min(int((args.rate or MAX_UNPACED_RATE) * args.duration),
+                           int(per_day * MAX_SPAN_DAYS)))
+    else:
+        total = count
+    print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)  # checks too
     settings = Settings.from_env()
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
                                         compression=args.compression, linger_ms=args.linger_ms,
                                         watch=BrokerWatch("producer")))
-    frames = simulated_events(args.seed, args.users, total, args.rate)
+    frames = simulated_events(args.seed, args.users, total, end)
     stats = produce(producer, args.topic, frames, rate=args.rate, count=count,
                     duration=args.duration, progress=not args.no_progress)
     print(f"produce: {stats.events} events to {args.topic} in {stats.seconds:.1f}s "

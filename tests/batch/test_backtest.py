@@ -100,8 +100,10 @@ def test_report_shape_and_by_year(lake, tmp_path):
     run_backtest(BacktestConfig(input=str(root), by_year=True, report=report, progress=False))
     data = json.loads(report.read_text())
     assert set(data) == {"input", "rows", "fraud_rows", "rule_set_id", "rule_set_source",
-                         "rule_set", "generated_at", "seconds", "rules", "by_year"}
+                         "rule_set", "generated_at", "seconds", "rules", "by_year",
+                         "density"}
     assert data["rule_set_id"] == DEFAULT.id and data["rule_set"] == DEFAULT.to_dict()
+    assert data["density"]["rows"] == data["rows"] and data["density"]["per_card_day"] > 0
     assert set(data["rules"]) == {*RULE_NAMES, "flagged"}
     assert set(data["rules"]["flagged"]) == {"flagged", "flag_rate", "precision", "recall",
                                              "recall_by_scenario"}
@@ -281,3 +283,18 @@ def test_cli_example_rule_set(rich_lake, tmp_path):
     assert got.columns == ["transaction_id", *example.rule_ids, "score", "flagged"]
     assert got.sort("transaction_id").equals(
         reference_flags(events, example).sort("transaction_id"))
+def test_density_counts_transactions_per_active_card_day(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    from batch.density import density_of
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    df = pl.DataFrame({"user_id": [1, 1, 1, 2], "ts": [t0, t0 + timedelta(days=1),
+                                                      t0 + timedelta(days=3), t0]})
+    df.write_parquet(tmp_path / "x.parquet")
+    d = density_of([str(tmp_path / "x.parquet")])
+    # card 1: 3 transactions over 4 days (first to last + 1); card 2: one on one day
+    assert (d.cards, d.rows, d.active_card_days) == (2, 4, 5.0)
+    assert d.per_card_day == 0.8 and "0.80 transactions per active card per day" in d.line()

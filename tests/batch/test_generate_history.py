@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 
 from batch import generate_history as gh
-from batch.sim.events import SCENARIOS
-from batch.sim.volume import rows_per_month
 from fraudlake import contract
+from simulator.cards import default_cards
+from simulator.events import SCENARIOS
+from simulator.volume import rows_per_month
 
 ROWS = 50_000
 
@@ -91,7 +92,7 @@ def test_timestamp_ties_exist(frame: pl.DataFrame):
 
 def test_offsets_match_zoneinfo_including_dst(frame: pl.DataFrame):
     rows = frame.select("ts", "city", "utc_offset_min").sample(1500, seed=1).to_dicts()
-    from batch.sim.cities import load_cities
+    from simulator.cities import load_cities
 
     zone = dict(zip(load_cities().name, load_cities().zone, strict=True))
     for r in rows:
@@ -125,16 +126,15 @@ def _rule_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def test_scenarios_trigger_their_rules_and_genuine_data_sometimes_too(frame: pl.DataFrame):
+def test_scenarios_trigger_rules_partly_and_genuine_data_sometimes_too(frame: pl.DataFrame):
     f = _rule_frame(frame)
     rate = f.group_by("fraud_scenario").agg(pl.col("high_amount", "unusual_hour",
                                                     "geo_mismatch").mean())
     by = {row["fraud_scenario"]: row for row in rate.to_dicts()}
-    assert by["big_ticket"]["high_amount"] == 1.0
-    assert by["night_spend"]["unusual_hour"] >= 0.95
-    assert by["account_takeover"]["geo_mismatch"] >= 0.3
-    coll = by["merchant_collusion"]
-    assert max(coll["high_amount"], coll["unusual_hour"], coll["geo_mismatch"]) == 0.0
+    assert 0.2 <= by["cnp_big_ticket"]["high_amount"] < 1.0  # many just under the limit
+    assert by["lost_stolen"]["unusual_hour"] < 0.8 and by["counterfeit"]["geo_mismatch"] < 0.8
+    coll = by["merchant_compromise"]
+    assert max(coll["high_amount"], coll["unusual_hour"]) == 0.0
     genuine = by[None]
     assert genuine["high_amount"] > 0 and genuine["unusual_hour"] > 0  # false positives exist
 
@@ -144,7 +144,8 @@ def test_card_testing_bursts_are_fast_enough_for_high_frequency(frame: pl.DataFr
               .group_by("user_id", "device_id")
               .agg(pl.len(), span=(pl.col("ts").max() - pl.col("ts").min()).dt.total_seconds()))
     assert bursts.height > 0
-    assert (bursts["len"] >= 5).all() and (bursts["span"] <= 60).all()
+    assert (bursts["len"] >= 5).all() and (bursts["span"] <= 65).all()
+    assert (bursts["span"] <= 60).mean() > 0.9
 
 
 def test_rows_per_month_sums_exactly():
@@ -169,7 +170,7 @@ def test_byte_identical_whatever_the_workers(tmp_path: Path):
 
 
 def test_month_split_in_pieces_keeps_exact_count(monkeypatch, tmp_path: Path):
-    monkeypatch.setattr("batch.sim.history.PIECE_ROWS", 700)
+    monkeypatch.setattr("simulator.history.PIECE_ROWS", 700)
     gh.generate_history(gh.HistoryConfig(rows=3_000, out=tmp_path / "p", seed=1, users=500,
                                          start_year=2025, end_year=2025, workers=1),
                         progress=False)
@@ -188,7 +189,16 @@ def test_cli_smoke_prints_summary(tmp_path: Path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "wrote 2,000 rows" in text and "card_testing" in text
+    assert "cards: 300 (--users)" in text
     assert len(_files(out)) == 24
+
+
+def test_cli_derives_the_cards_from_the_rows(tmp_path: Path, capsys):
+    assert gh.main(["--rows", "30_000", "--out", str(tmp_path / "h"), "--start-year", "2024",
+                    "--workers", "1", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    n = default_cards(30_000, 2024, 2025)
+    assert f"cards: {n:,} (derived from --rows" in text and 10 <= n <= 100
 
 
 @pytest.mark.parametrize("args, message", [
@@ -269,9 +279,10 @@ def test_help_mentions_every_flag(capsys):
 
 
 def test_summary_lines_report_rates():
-    s = gh.Summary(Path("x"), 1000, 12, 12, 2**20, 2.0, dict.fromkeys(SCENARIOS, 1))
+    s = gh.Summary(Path("x"), 1000, 12, 12, 2**20, 2.0, dict.fromkeys(SCENARIOS, 1), 40, True)
     text = "\n".join(s.lines())
-    assert "1,000 rows" in text and "0.500%" in text and "1.0 MiB" in text
+    assert "1,000 rows" in text and f"{len(SCENARIOS) / 10:.3f}%" in text and "1.0 MiB" in text
+    assert "cards: 40 (derived from --rows" in text
 
 
 def test_generated_ts_are_utc_datetimes(frame: pl.DataFrame):

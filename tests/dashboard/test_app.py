@@ -158,10 +158,12 @@ def test_backtest_report_tables(world: dict[str, str]) -> None:
         "rules": {r: {"flagged": 5, "flag_rate": 0.005, "precision": 0.4, "recall": 0.2,
                       "recall_by_scenario": {"card_testing": 0.3, "account_takeover": 0.1}}
                   for r in ("high_amount", "geo_mismatch", "flagged")},
-        "by_year": {},
+        "by_year": {}, "density": {"per_card_day": 1.654},
     }
     Path(world["BACKTEST_REPORT"]).write_text(json.dumps(report))
     at = run_app()
+    assert any("density 1.65 transactions per active card per day" in c.value
+               for c in at.caption)
     rules = table_with(at, "rule")
     assert list(rules["rule"]) == ["high_amount", "geo_mismatch", "flagged"]
     scen = table_with(at, "scenario")

@@ -35,7 +35,7 @@ def test_process_batch_decodes_decides_and_dead_letters() -> None:
     assert offset_span(records) == {(demo.TOPIC, 0): (0, 10_000)}
 
 
-def _fake_sim(seed: int, users: int, count: int, rate: float, start=None) -> Iterator[pl.DataFrame]:
+def _fake_sim(seed: int, users: int, count: int, end=None) -> Iterator[pl.DataFrame]:
     df = random_events(count, n_users=users, seed=seed)
     for i in range(0, count, 333):
         yield df.slice(i, 333)
@@ -46,7 +46,7 @@ def test_run_demo_fills_lake_and_flag_store(tmp_path: Path,
     monkeypatch.setattr(streaming.produce, "simulated_events", _fake_sim)
     lake, db = tmp_path / "lake", tmp_path / "flags.sqlite"
     for _ in range(2):  # a second run replaces the first run's outputs
-        summary = demo.run_demo(2000, 3, 20, 1000.0, 500, lake, db, progress=False)
+        summary = demo.run_demo(2000, 3, 20, 500, lake, db, progress=False)
     lake_rows = pl.read_parquet(lake / "transactions", hive_partitioning=False)
     assert summary.events == 2000 and lake_rows.height == 2000 and summary.dead_letters == 0
     assert lake_rows.schema == pl.Schema(LAKE_SCHEMA)
@@ -71,9 +71,6 @@ def test_demo_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_demo_smoke_with_the_real_simulator(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    sim = pytest.importorskip("batch.sim")
-    if not hasattr(sim, "simulate"):
-        pytest.skip("batch.sim.simulate not there yet")
     argv = ["--count", "3000", "--users", "500", "--lake", str(tmp_path / "lake"),
             "--flags-db", str(tmp_path / "f.sqlite"), "--quiet"]
     assert run(demo.main, argv) == 0

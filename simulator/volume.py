@@ -1,7 +1,7 @@
 """How many events each month gets: volume grows ~12x from 2000 to 2025, with seasons.
 
 ``rows_per_month`` splits an exact total over the months by largest remainder, so the parts
-always sum to the requested row count; ``active_users`` grows the card base with the volume.
+always sum to the requested row count (the card base grows with it: ``simulator.cards``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,3 @@ def rows_per_month(total: int, start_year: int, end_year: int) -> list[int]:
     order = np.argsort(-(quota - base), kind="stable")
     base[order[:short]] += 1
     return base.tolist()
-
-
-def active_users(n_users: int, start_year: int, end_year: int) -> list[int]:
-    """Card holders [0, k) active in each month: 15% of the base at the start, all at the end."""
-    trend = _trend(start_year, end_year)
-    share = 0.15 + 0.85 * (trend - trend[0]) / max(trend[-1] - trend[0], 1e-12)
-    if len(trend) == 1:
-        share[:] = 1.0
-    return np.maximum(1, np.ceil(n_users * share)).astype(np.int64).tolist()

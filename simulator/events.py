@@ -13,12 +13,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from batch.sim.tz import OffsetGrid
-from batch.sim.world import World
 from fraudlake.contract import CHANNELS, EVENT_SCHEMA
+from simulator.tz import OffsetGrid
+from simulator.world import World
 
 SCENARIOS: tuple[str, ...] = (
-    "card_testing", "account_takeover", "night_spend", "big_ticket", "merchant_collusion",
+    "counterfeit", "card_testing", "slow_card_testing", "account_takeover", "cnp_big_ticket",
+    "merchant_compromise", "lost_stolen",
 )
 GENUINE = -1
 CURRENCY = "USD"  # amounts are in the issuer's billing currency
@@ -37,7 +38,7 @@ class Events:
     merchant: np.ndarray  # int32
     cents: np.ndarray  # int64 amount in cents
     channel: np.ndarray  # int8 index into CHANNELS
-    device: np.ndarray  # int32 index into World.devices, -1 = none (card present)
+    device: np.ndarray  # int64 device code (``cards.mix64``), -1 = none (card present)
     scenario: np.ndarray  # int8 index into SCENARIOS, GENUINE = -1
 
     def __len__(self) -> int:
@@ -82,6 +83,16 @@ def _dict(index: np.ndarray, pool: pa.Array, valid: np.ndarray | None = None) ->
     )
 
 
+def _devices(code: np.ndarray) -> pa.Array:
+    """Dictionary array of ``dev-<12 hex>`` strings; -1 is null."""
+    valid = code >= 0
+    uniq, inverse = np.unique(code[valid], return_inverse=True)
+    index = np.zeros(len(code), dtype=np.int32)
+    index[valid] = inverse
+    pool = pa.array([f"dev-{c:012x}" for c in uniq.tolist()], type=pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(index, mask=~valid), pool)
+
+
 def _decimal(cents: np.ndarray) -> pa.Array:
     words = np.empty((len(cents), 2), dtype=np.int64)
     words[:, 0] = cents
@@ -113,8 +124,8 @@ def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
         "channel": _dict(ev.channel, pa.array(CHANNELS)),
         "city": _dict(ev.city, pa.array(c.name)),
         "country": _dict(c.country_id[ev.city], pa.array(c.countries)),
-        "card_last4": _dict(world.users.last4[ev.user], world.last4_pool),
-        "device_id": _dict(np.maximum(ev.device, 0), world.devices, ev.device >= 0),
+        "card_last4": _dict(world.cards.last4_at(ev.user, ev.ts // 1_000_000), world.last4_pool),
+        "device_id": _devices(ev.device),
     }
     return pa.table(cols)
 
