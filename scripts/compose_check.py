@@ -43,7 +43,7 @@ def _partitions(client: Consumer) -> list[TopicPartition]:
 
 
 def group() -> dict:
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP, "log_level": 3})
     desc = admin.describe_consumer_groups([GROUP])[GROUP].result(timeout=15)
     members = [{"id": m.member_id, "host": m.host.lstrip("/"),
                 "partitions": sorted(tp.partition for tp in m.assignment.topic_partitions
@@ -54,7 +54,7 @@ def group() -> dict:
 
 def lag() -> dict:
     client = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": GROUP,
-                       "enable.auto.commit": False})
+                       "enable.auto.commit": False, "log_level": 3})
     try:
         tps = _partitions(client)
         end = sum(client.get_watermark_offsets(tp, timeout=15)[1] for tp in tps)
@@ -67,7 +67,8 @@ def lag() -> dict:
 def _sent_ids() -> list[str]:
     """Every transaction_id in the topic: what the producer sent."""
     client = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"e2e-check-{uuid.uuid4()}",
-                       "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                       "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                       "log_level": 3})
     ids: list[str] = []
     try:
         tps = _partitions(client)

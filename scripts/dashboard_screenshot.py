@@ -21,6 +21,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 
 def render(url: str, out: Path, timeout_ms: int = 90_000) -> dict:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,11 @@ def render(url: str, out: Path, timeout_ms: int = 90_000) -> dict:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
             page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
             page.get_by_test_id("stMetric").first.wait_for(timeout=timeout_ms)
-            page.wait_for_timeout(2_000)  # let the first refresh settle
+            try:  # let the first run finish (Streamlit's "Running..." widget goes away)
+                page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=30_000)
+            except PlaywrightTimeout:
+                pass  # a page that keeps refreshing is still a rendered page
+            page.wait_for_timeout(1_000)
             errors = page.get_by_test_id("stException").count()
             metrics = page.get_by_test_id("stMetric").all_inner_texts()
             title = page.title()
