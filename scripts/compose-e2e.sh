@@ -72,11 +72,13 @@ cleanup() {
 
 # One run at a time (port 8501, the project name and the engine are shared).
 exec 9> /tmp/fraudlake-compose-e2e.lock
-flock -n 9 || { echo "compose-e2e: another run holds /tmp/fraudlake-compose-e2e.lock" >&2; exit 1; }
+flock -n 9 || { echo "compose-e2e: waiting for another run (/tmp/fraudlake-compose-e2e.lock)" >&2
+  flock -w 900 9 || { echo "compose-e2e: another run still holds the lock after 15 min" >&2; exit 1; }; }
 for tool in docker docker-compose mvn python3; do
   command -v "$tool" >/dev/null || { echo "compose-e2e: $tool not found (scripts/system-deps.sh)" >&2; exit 1; }
 done
 GO=$(command -v go || echo /usr/local/go/bin/go)
+export DOCKER_BUILDKIT=0  # the classic builder: nothing to fetch from a registry
 [ -x .venv/bin/python ] || scripts/bootstrap.sh
 
 # --- 1. engine ---------------------------------------------------------------------------
@@ -113,13 +115,15 @@ EOF
 # The broker: Apache Kafka's jars (pom.xml, profile "image") in a build context outside the clone.
 KCTX=$CACHE/contexts/kafka
 mkdir -p "$KCTX"
-if [ ! -f "$KCTX/libs/.complete" ] || [ services/kafka/pom.xml -nt "$KCTX/libs/.complete" ]; then
+# Keyed by content (a fresh clone's files are all new), so CI's clone reuses the cache.
+pom_sum=$(sha256sum services/kafka/pom.xml | cut -c1-16)
+if [ "$(cat "$KCTX/libs/.complete" 2>/dev/null)" != "$pom_sum" ]; then
   say "kafka image: fetching jars with mvn"
   rm -rf "$KCTX/libs"
   (cd services/kafka && mvn -q -B -Pimage dependency:copy-dependencies -DincludeScope=runtime \
      -DoutputDirectory="$KCTX/libs") > "$WORK/mvn.log" 2>&1 \
     || { tail -n 20 "$WORK/mvn.log" >&2; echo "compose-e2e: mvn failed" >&2; exit 1; }
-  touch "$KCTX/libs/.complete"
+  echo "$pom_sum" > "$KCTX/libs/.complete"
 fi
 rm -rf "$KCTX/bin" && cp -r services/kafka/image/bin "$KCTX/bin"
 cp services/kafka/image/Dockerfile services/kafka/image/tools-log4j2.properties \
@@ -129,13 +133,16 @@ printf 'libs/.complete\n' > "$KCTX/.dockerignore"
 # FerretDB: a static binary from services/ferretdb (Go caches are the user's, outside the clone).
 FCTX=$CACHE/contexts/ferretdb
 mkdir -p "$FCTX"
-if [ ! -x "$FCTX/ferretdb" ] || [ -n "$(find services/ferretdb -maxdepth 1 -type f -newer "$FCTX/ferretdb")" ]; then
+go_sum=$(cat services/ferretdb/go.mod services/ferretdb/go.sum services/ferretdb/*.go | sha256sum | cut -c1-16)
+if [ ! -x "$FCTX/ferretdb" ] || [ "$(cat "$FCTX/ferretdb.sum" 2>/dev/null)" != "$go_sum" ]; then
   say "ferretdb image: go build"
-  (cd services/ferretdb && CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -o "$FCTX/ferretdb" .) \
+  (cd services/ferretdb && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false -trimpath" \
+     "$GO" build -o "$FCTX/ferretdb" . && echo "$go_sum" > "$FCTX/ferretdb.sum") \
     > "$WORK/go.log" 2>&1 \
     || { tail -n 20 "$WORK/go.log" >&2; echo "compose-e2e: go build failed" >&2; exit 1; }
 fi
 cp services/ferretdb/image/Dockerfile "$FCTX/"
+printf 'ferretdb.sum\n' > "$FCTX/.dockerignore"
 
 build() {  # build IMAGE CONTEXT
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$1" "$2" > "$WORK/build.log" 2>&1 \

@@ -84,8 +84,9 @@ stop() {
     kill -TERM "$cpid"; sleep 1; kill -0 "$cpid" 2>/dev/null && kill -KILL "$cpid"
   fi
   # Mounts left under the exec root (netns) and the data root (overlay, shm), deepest first.
-  awk -v run="$RUN/" -v data="$CACHE/data/" \
-      'index($2, run) == 1 || index($2, data) == 1 {print $2}' /proc/mounts | sort -r \
+  awk -v run="$RUN" -v data="$CACHE/data" \
+      '$2 == data || index($2, run "/") == 1 || index($2, data "/") == 1 {print $2}' /proc/mounts \
+    | sort -r \
     | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
   # Links this dockerd made: docker0, compose networks' br-*, veth peers.
   local before link
@@ -141,7 +142,7 @@ base_image() {
     command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install -y debootstrap)"
     rootfs="$CACHE/base/rootfs-$key"
     rm -rf "$rootfs"; mkdir -p "$CACHE/base"
-    log "debootstrap $SUITE from $mirror (once; ~1 min)"
+    log "debootstrap $SUITE from $mirror (once; 1-4 min)"
     debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" "$mirror" \
       > "$CACHE/base/debootstrap.log" 2>&1 \
       || { tail -n 20 "$CACHE/base/debootstrap.log" >&2; die "debootstrap failed"; }
