@@ -231,3 +231,10 @@ def test_each_service_gets_only_the_settings_it_needs(services):
     assert {"KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "LAKE_DIR"} <= set(consumer)
     assert "@mongo:27017/" in consumer["MONGO_URI"] and "MONGO_URI" in dashboard
     assert consumer["LAKE_DIR"].startswith("/app/storage/")  # on the lake volume
+
+
+def test_production_kafka_is_the_version_the_e2e_runs(services):
+    pom = (ROOT / "services" / "kafka" / "pom.xml").read_text()
+    tested = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    assert services["kafka"]["image"] == f"apache/kafka:${{KAFKA_VERSION:-{tested}}}"
+    assert services["kafka-init"]["image"] == services["kafka"]["image"]
