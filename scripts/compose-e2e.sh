@@ -251,7 +251,7 @@ until shared 2 "$victim_member" || shared 3 "$victim_member"; do
 done
 say "partitions moved off the killed consumer: $(json "[m['partitions'] for m in d['members']]" < "$WORK/group.json")"
 record after_kill_group "$(cat "$WORK/group.json")"
-sleep 10  # the survivors take over the killed consumer's partitions while the producer still sends
+sleep 5  # the survivors take over the killed consumer's partitions while the producer still sends
 
 # --- 6. drain and compare -------------------------------------------------------------------
 say "stopping the producer; waiting for lag 0"
