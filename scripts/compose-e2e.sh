@@ -155,6 +155,7 @@ build fraudlake-ferretdb:e2e "$FCTX"
 say "building the project's image (compose build, BASE_IMAGE=$BASE_IMAGE)"
 compose build --quiet consumer > "$WORK/build.log" 2>&1 \
   || { tail -n 30 "$WORK/build.log" >&2; echo "compose-e2e: compose build failed" >&2; exit 1; }
+docker image prune -f > /dev/null  # superseded layers: keep the cached data root from growing
 record build_seconds $(( $(date +%s) - T0 ))
 record image_mb "$(for i in fraudlake:e2e fraudlake-kafka:e2e fraudlake-ferretdb:e2e "$BASE_IMAGE"; do
   echo "\"$i\": $(( $(docker image inspect -f '{{.Size}}' "$i") / 1000000 ))"; done | paste -sd, | sed 's/^/{/; s/$/}/')"
