@@ -45,6 +45,8 @@ start() {
   if answers "$SOCK"; then echo "$SOCK"; return; fi  # ours, from an earlier start
   command -v dockerd >/dev/null || die "dockerd not found (apt-get install -y docker.io)"
   [ "$(id -u)" = 0 ] || die "no Docker engine answers and a private dockerd needs root"
+  # A state file without an answering engine: an earlier private dockerd died; clean up after it.
+  [ -f "$STATE" ] && { log "cleaning up after an earlier private dockerd"; stop; }
   mkdir -p "$RUN" "$CACHE/data"
   # What exists before, so stop removes only what this dockerd adds.
   {
