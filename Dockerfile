@@ -11,21 +11,27 @@
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
+# The dependency list alone, so that editing pyproject.toml elsewhere (or README.md) keeps the
+# dependency layer below cached: COPY --from is cached by the content of what it copies.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /tmp/
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))\
+['project']['dependencies']))" > /tmp/requirements.txt
+
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first (a layer cached while only code changes), read from pyproject.toml.
-COPY pyproject.toml constraints.txt README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))\
-['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --only-binary=:all: -c constraints.txt -r /tmp/requirements.txt
+# Dependencies first (a layer cached while only code changes), pinned by constraints.txt.
+COPY constraints.txt ./
+COPY --from=requirements /tmp/requirements.txt ./
+RUN pip install --only-binary=:all: -c constraints.txt -r requirements.txt
 # Then the project itself (no deps: they are in already); .dockerignore keeps tests, data,
 # caches and secrets out of the context.
 COPY . .
 RUN pip install --no-deps -c constraints.txt . \
-    && rm -rf build ./*.egg-info \
+    && rm -rf build ./*.egg-info requirements.txt \
     && pip uninstall -y pip setuptools
 
 FROM ${BASE_IMAGE} AS runtime

@@ -141,8 +141,8 @@ def test_dockerfile_multistage_slim_non_root():
     users = [ln.split()[1] for ln in final if ln.upper().startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert not any(re.search(r"apt-get|gcc|build-essential|pip install", ln) for ln in final)
-    assert any("pyproject.toml" in ln and "constraints.txt" in ln for ln in lines)
-    assert any("-c constraints.txt" in ln for ln in lines)
+    assert any("pyproject.toml" in ln and "dependencies" in ln for ln in lines)
+    assert any("-c constraints.txt -r requirements.txt" in ln for ln in lines)
     assert any("python3 -m venv" in ln for ln in lines)  # a Debian base has no `python`
 
 
