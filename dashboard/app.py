@@ -12,6 +12,7 @@ Filters live in the sidebar (widget state survives every refresh); the live part
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,11 +20,22 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from dashboard import baseline, data, lake
-from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter
-from dashboard.refresh import DashboardConfig, Refresh, load_refresh
-from dashboard.sources import FlagSource, FlagSourceError, open_source
-from fraudlake.contract import RULE_NAMES
+# `streamlit run dashboard/app.py` puts this folder first on sys.path, where dashboard/lake.py
+# shadows the top-level `lake` package ("'lake' is not a package"): the project's imports below
+# are package-qualified, so take the folder out before them.
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file__).resolve().parent]
+
+from dashboard import baseline, data, lake  # noqa: E402
+from dashboard.filters import (  # noqa: E402
+    DEFAULT_TIME_RANGE,
+    TIME_RANGES,
+    FilterError,
+    FlagFilter,
+    build_filter,
+)
+from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
+from dashboard.sources import FlagSource, FlagSourceError, open_source  # noqa: E402
+from fraudlake.contract import RULE_NAMES  # noqa: E402
 
 st.set_page_config(page_title="fraudlake · live fraud flags", layout="wide")
 

@@ -1,4 +1,7 @@
-"""docker-compose.prod.yml, Dockerfile, .env.example: structure checks (no Docker engine here)."""
+"""docker-compose.prod.yml, the e2e override, Dockerfiles, .env.example: structure checks.
+
+The stack itself is brought up for real by scripts/compose-e2e.sh (tests/test_compose_e2e.py).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.prod.yml"
+OVERRIDE = ROOT / "docker-compose.e2e.yml"
+PUBLIC_BASE = "python:3.11-slim-bookworm"
 LONG_RUNNING = ("kafka", "mongo", "producer", "consumer", "dashboard")
 SECRET_KEY = re.compile(r"PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|ACCESS_KEY", re.IGNORECASE)
 REFERENCE = re.compile(r"\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}")
@@ -121,18 +126,67 @@ def test_env_example_has_placeholders_only():
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
 
 
+def _instructions(path: Path) -> list[str]:
+    text = path.read_text()
+    return [ln.strip() for ln in text.replace("\\\n", " ").splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+
+
 def test_dockerfile_multistage_slim_non_root():
-    text = (ROOT / "Dockerfile").read_text()
-    lines = [ln.strip() for ln in text.replace("\\\n", " ").splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = _instructions(ROOT / "Dockerfile")
     froms = [ln for ln in lines if ln.upper().startswith("FROM ")]
-    assert len(froms) >= 2 and "slim" in text.split("PYTHON_IMAGE=")[1].split()[0]
+    assert len(froms) >= 2 and all(f.split()[1] == "${BASE_IMAGE}" for f in froms)
+    assert f"ARG BASE_IMAGE={PUBLIC_BASE}" in lines  # users get the public slim image
     final = lines[lines.index(froms[-1]):]
     users = [ln.split()[1] for ln in final if ln.upper().startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert not any(re.search(r"apt-get|gcc|build-essential|pip install", ln) for ln in final)
-    assert any("pyproject.toml" in ln and "constraints.txt" in ln for ln in lines)
-    assert any("-c constraints.txt" in ln for ln in lines)
+    assert any("pyproject.toml" in ln and "dependencies" in ln for ln in lines)
+    assert any("-c constraints.txt -r requirements.txt" in ln for ln in lines)
+    assert any("python3 -m venv" in ln for ln in lines)  # a Debian base has no `python`
+
+
+def test_dockerfiles_need_no_registry_frontend():
+    for path in (ROOT / "Dockerfile", *ROOT.glob("services/*/image/Dockerfile")):
+        first = path.read_text().lstrip().splitlines()[0]
+        assert not re.match(r"#\s*syntax\s*=", first), path  # BuildKit would fetch a frontend
+        froms = [ln for ln in _instructions(path) if ln.upper().startswith("FROM ")]
+        assert froms and froms[0].split()[1] == "${BASE_IMAGE}", path
+
+
+def test_compose_passes_the_base_image_and_runs_an_init(services):
+    for name in ("producer", "consumer", "dashboard", "history", "sync"):
+        service = services[name]
+        assert service["build"]["args"]["BASE_IMAGE"] == f"${{BASE_IMAGE:-{PUBLIC_BASE}}}"
+        assert service["init"] is True, name
+
+
+def test_test_override_swaps_only_kafka_and_mongo(services):
+    override = yaml.safe_load(OVERRIDE.read_text())["services"]
+    assert set(override) == {"kafka", "kafka-init", "mongo"}
+    allowed = {"image", "command", "healthcheck", "init"}
+    for name, service in override.items():
+        assert set(service) <= allowed, f"{name}: {set(service) - allowed}"
+    # The broker image speaks apache/kafka's settings and tools: kafka's environment, command
+    # and health check and kafka-init's command stay the production file's.
+    assert set(override["kafka"]) == {"image", "init"}
+    assert set(override["kafka-init"]) == {"image"}
+    tools = ROOT / "services" / "kafka" / "image" / "bin"
+    for script in re.findall(r"/opt/kafka/bin/([\w.-]+\.sh)",
+                             services["kafka"]["healthcheck"]["test"][-1]
+                             + services["kafka-init"]["command"][0].replace("$$topics=", "")):
+        assert (tools / script).exists(), script
+    assert "kafka-topics.sh" in services["kafka-init"]["command"][0]
+    assert "ping" in " ".join(override["mongo"]["healthcheck"]["test"])
+
+
+def test_kafka_image_tools_match_the_compose_calls():
+    init = yaml.safe_load(COMPOSE.read_text())["services"]["kafka-init"]["command"][0]
+    assert "topics=/opt/kafka/bin/kafka-topics.sh" in init
+    tools = ROOT / "services" / "kafka" / "image" / "bin"
+    for path in tools.glob("kafka-*.sh"):
+        assert path.stat().st_mode & 0o111, f"{path.name} is not executable"
+    assert "kafka-tools" in (ROOT / "services" / "kafka" / "pom.xml").read_text()
 
 
 def _compose_cli() -> list[str] | None:
@@ -159,6 +213,15 @@ def test_docker_compose_config_validates(tmp_path):
                              capture_output=True, text=True, cwd=tmp_path,
                              env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
     assert refused.returncode != 0 and "MONGO_ROOT" in refused.stderr  # secrets are required
+    merged = subprocess.run([*cli, "--env-file", str(env_file), "-f", str(COMPOSE), "-f",
+                             str(OVERRIDE), "config"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    stack = yaml.safe_load(merged.stdout)["services"]
+    assert stack["consumer"]["command"] == ["python", "-m", "streaming.consume"]
+    assert stack["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    published = {name for name, svc in stack.items() if svc.get("ports")}
+    assert published == {"dashboard"}
 
 
 def test_each_service_gets_only_the_settings_it_needs(services):
@@ -168,3 +231,10 @@ def test_each_service_gets_only_the_settings_it_needs(services):
     assert {"KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "LAKE_DIR"} <= set(consumer)
     assert "@mongo:27017/" in consumer["MONGO_URI"] and "MONGO_URI" in dashboard
     assert consumer["LAKE_DIR"].startswith("/app/storage/")  # on the lake volume
+
+
+def test_production_kafka_is_the_version_the_e2e_runs(services):
+    pom = (ROOT / "services" / "kafka" / "pom.xml").read_text()
+    tested = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    assert services["kafka"]["image"] == f"apache/kafka:${{KAFKA_VERSION:-{tested}}}"
+    assert services["kafka-init"]["image"] == services["kafka"]["image"]

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -27,7 +28,16 @@ func main() {
 		"comma-separated extra SQLite pragmas (FerretDB adds busy_timeout, WAL, auto_vacuum)")
 	handler := flag.String("handler", "sqlite", "storage backend: sqlite (files in -data-dir) or postgresql")
 	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL for -handler=postgresql, e.g. postgres://user@127.0.0.1:55432/ferretdb")
+	ping := flag.Bool("ping", false, "send {ping: 1} to -listen-addr and exit 0 when it answers ok (a health check)")
 	flag.Parse()
+
+	if *ping {
+		if err := pingServer(*listen, 5*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "ferretdb: ping %s: %v\n", *listen, err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if err := run(*listen, *dataDir, *logLevel, *pragmas, *handler, *pgURL); err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
