@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 from batch.chunked_flags import Chunk, Sink
 from batch.window_rules import IdParts, arrow_int64, as_numpy, order_events
 from queries.staging import ParquetFile, open_source, staging_sql
-from rules.kernel_events import Codes
 from rules.kernels import (
     CORE_COLUMNS,
     Events,
@@ -85,7 +84,7 @@ class _Carry:
     """Rows later chunks may need, in ts order: numeric columns as arrays, string columns and
     transaction ids as Arrow arrays."""
 
-    columns: dict[str, np.ndarray | Codes]
+    columns: dict[str, np.ndarray | pa.Array]
     ids: pa.Array
 
     def __len__(self) -> int:
@@ -168,10 +167,10 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
 
 
 def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],
-             good: np.ndarray | None) -> dict[str, np.ndarray | Codes]:
+             good: np.ndarray | None) -> dict[str, np.ndarray | pa.Array | pa.ChunkedArray]:
     """The kernels' input columns: the carry's rows, then the chunk's decidable rows (numeric
-    columns copied once, strings as dictionary codes)."""
-    cols: dict[str, np.ndarray | Codes] = {}
+    columns copied once, strings left in their Arrow parts)."""
+    cols: dict[str, np.ndarray | pa.Array | pa.ChunkedArray] = {}
     for name, dtype in _DTYPES.items():
         parts = [as_numpy(p) for p in table.column(name).chunks]
         if good is not None:
@@ -179,30 +178,13 @@ def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],
         before = [carry.columns[name]] if carry is not None else []
         cols[name] = _join(before + parts, dtype)
     for name in strings:
-        values = _column(table, name)
+        parts = table.column(name).chunks
         if good is not None:
-            values = values.take(arrow_int64(good))
-        before = carry.columns.get(name) if carry is not None else None
-        cols[name] = _encoded(values, before, len(carry) if carry is not None else 0)
+            parts = [_column(table, name).take(arrow_int64(good))]
+        before = [] if carry is None else [
+            carry.columns.get(name, pa.nulls(len(carry), pa.string()))]
+        cols[name] = pa.chunked_array(before + parts, type=pa.string())
     return cols
-
-
-def _encoded(values: pa.Array, before: Codes | None, carried: int) -> Codes:
-    """The carry's codes (or NULLs when the carry dropped the column) then the chunk's, over one
-    dictionary: the chunk's, plus the carry's names it lacks."""
-    encoded = pc.dictionary_encode(values)
-    names = encoded.dictionary
-    chunk = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-    if before is None:
-        return Codes(np.concatenate([np.full(carried, -1, np.int32), chunk]), names)
-    at = pc.index_in(before.names, value_set=names)
-    missing = np.asarray(at.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    mapping = at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-    mapping[missing] = len(names) + np.arange(int(missing.sum()), dtype=np.int32)
-    if missing.any():
-        names = pa.concat_arrays([names, before.names.filter(pa.array(missing))])
-    moved = np.where(before.codes >= 0, np.r_[mapping, -1][before.codes], -1).astype(np.int32)
-    return Codes(np.concatenate([moved, chunk]), names)
 
 
 def _next_carry(events: Events, ids: IdParts, keep, context: tuple[str, ...]) -> _Carry:
@@ -212,9 +194,10 @@ def _next_carry(events: Events, ids: IdParts, keep, context: tuple[str, ...]) ->
     mask[events.order[retained(events.user, events.ts, keep)]] = True
     rows = np.flatnonzero(mask)
     taken = arrow_int64(rows)
-    return _Carry({name: (col.take(rows) if isinstance(col, Codes) else col[rows])
-                   for name, col in events.columns.items()
-                   if not isinstance(col, Codes) or name in context}, ids.take(taken))
+    return _Carry({name: (col.take(taken).combine_chunks() if isinstance(col, pa.ChunkedArray)
+                          else col[rows]) for name, col in events.columns.items()
+                   if not isinstance(col, pa.ChunkedArray) or name in context},
+                  ids.take(taken))
 
 
 def _spread(values: np.ndarray, good: np.ndarray | None, n: int) -> np.ndarray:
