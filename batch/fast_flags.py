@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +63,7 @@ select transaction_id, {numeric}{strings},
 from (select *, epoch_us(ts) as ts_us from ({staged}))
 """
 _CODE_LABEL = {0: None, 1: False, 2: True}
+Observer = Callable[[pa.Table, Mapping[str, np.ndarray]], None]
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
 
 
@@ -93,8 +94,12 @@ class _Carry:
 
 def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_set,
                 sink: Sink | None = None,
-                progress: Callable[[int], None] | None = None) -> pl.DataFrame:
+                progress: Callable[[int], None] | None = None,
+                observe: Observer | None = None) -> pl.DataFrame:
     """Decide every event of ``chunks`` (in order); return the counts frame (one part per chunk).
+
+    ``observe(table, fired)`` (the what-if runner) sees each chunk's scan (``transaction_id,
+    user_id, ts_us, amount_cents, code, fraud_scenario``, ...) with each rule's decisions.
     """
     strings = [c for c in needed_columns(rule_set) if c not in (*CORE_COLUMNS, "transaction_id")]
     keep = retention(rule_set)
@@ -104,7 +109,7 @@ def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_se
     with _reused_memory():
         for chunk, box in _prefetched(con, chunks, strings):
             part, carry, batch = _decide_chunk(box, carry, rule_set, strings, keep, schema,
-                                               want_rows=sink is not None)
+                                               want_rows=sink is not None, observe=observe)
             parts.append(part)
             if sink is not None and batch is not None:
                 sink(batch)
@@ -135,7 +140,7 @@ def _reused_memory() -> Iterator[None]:
 
 
 def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: list[str], keep,
-                  schema: pa.Schema, want_rows: bool):
+                  schema: pa.Schema, want_rows: bool, observe: Observer | None = None):
     """(counts of the chunk, the next carry, the chunk's flag rows or None); ``box`` holds the
     only reference to the chunk's table, so its columns are freed once copied out."""
     table = box.pop()
@@ -149,7 +154,8 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
     if good is not None:
         chunk_ids = [_column(table, "transaction_id").take(arrow_int64(good))]
     ids = IdParts(([carry.ids] if carry is not None else []) + chunk_ids)
-    table = table.select(["transaction_id", "code", "fraud_scenario"])  # the rest is copied
+    if observe is None:
+        table = table.select(["transaction_id", "code", "fraud_scenario"])  # the rest is copied
     perm, us, ts = order_events(cols["user_id"], cols["ts_us"], ids)
     events = Events(perm, us, ts, cols)
     decided = decide_events(events, rule_set)
@@ -157,6 +163,8 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
     flagged = _spread(decided.flagged[skip:], good, n)
     code = _join([as_numpy(p) for p in table.column("code").chunks], np.int32)
     part = _counts(code, fired, flagged, _column(table, "fraud_scenario"), rule_set.rule_ids)
+    if observe is not None:
+        observe(table, fired)
     batch = None
     if want_rows:
         batch = pa.RecordBatch.from_arrays(
