@@ -1,21 +1,27 @@
-"""Backtest the rules over any lake path: hit rates per rule, optional per-transaction flags.
+"""Backtest a rule set over any lake path: hit rates per rule, optional per-transaction flags.
 
-    python -m batch.backtest --input storage/historical [--by-year] [--report [out.json]]
-        [--flags-out flags.parquet] [--set high_amount.threshold=2500 ...]
+    python -m batch.backtest --input storage/historical [--rules rules/example.toml]
+        [--set high_amount.threshold=2500 ...] [--by-year] [--report [out.json]]
+        [--flags-out flags.parquet]
 
 ``--input``: a Parquet file, a folder (searched recursively; hive ``year=/month=`` folders or
 not) or a glob, holding at least the core contract columns; ``is_fraud``/``fraud_scenario`` are
 optional (without them precision and recall are "n/a"). The input is decided in time chunks
-(see ``batch.chunked_flags``) by one of two engines with the same decisions: by default the fast
-one (``batch.fast_flags``: DuckDB scans and decides the per-row rules, NumPy the per-user ones
-after one sort per chunk), or, with ``--engine sql`` or when user_id/ts may hold NULLs,
-``queries/rules/flags.sql`` run by DuckDB (the SQL engine). Prints one table per rule and for
-any-rule (``flagged``); ``--report`` writes the same as JSON (default path
-``storage/reports/backtest.json``, which the dashboard reads). Outputs are written atomically.
+(see ``batch.chunked_flags``) by one of two engines with the same decisions and the same call
+(``flag_counts(con, chunks, rule_set, sink, progress)``): by default the fast one
+(``batch.fast_flags``), or, with ``--engine sql`` (or when the fast engine cannot decide the
+set or the input), the rule set's composed SQL run by DuckDB (the SQL engine). ``--rules``
+names the rule set (default: the packaged ``rules/default.toml``), ``--set`` overrides a
+parameter, weight or the alert threshold. Prints one table per rule id and for ``flagged``, and
+the rule-set id; ``--report`` writes the same as JSON (default path
+``storage/reports/backtest.json``, which the dashboard reads); ``--flags-out`` writes
+transaction_id, one bool per rule id, score and flagged, with the rule-set id in the Parquet
+key-value metadata ``fraudlake.rule_set_id``. Outputs are written atomically.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -30,24 +36,31 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from batch import chunked_flags, fast_flags
-from batch.chunked_flags import FLAG_COLUMNS, plan_chunks
-from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
+from batch.chunked_flags import flags_schema, plan_chunks
+from batch.hitrates import (
+    CountsError,
+    HitRates,
+    check_rule_ids,
+    format_table,
+    hit_rates,
+    hit_rates_by_year,
+    normalize_counts,
+)
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, check_output_file, positive_count_arg, run
-from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
+from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
+from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
+from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
 DEFAULT_CHUNK_ROWS = 4_000_000
-ENGINES = ("auto", "sql")  # auto: batch.fast_flags unless user_id or ts may hold NULLs
-FLAGS_SCHEMA = pa.schema([("transaction_id", pa.string()),
-                          *[(c, pa.bool_()) for c in FLAG_COLUMNS[1:]]])
+ENGINES = ("auto", "sql")  # auto: batch.fast_flags when it can decide the set and the input
 
 
 @dataclass(frozen=True)
 class BacktestConfig:
     input: str
-    params: RuleParams = DEFAULT_PARAMS
+    rule_set: RuleSet = field(default_factory=lambda: load_rule_set(None))
     by_year: bool = False
     report: Path | None = None
     flags_out: Path | None = None
@@ -61,7 +74,7 @@ class BacktestConfig:
 @dataclass(frozen=True)
 class BacktestResult:
     input: str
-    params: RuleParams
+    rule_set: RuleSet
     seconds: float
     chunks: int
     overall: HitRates
@@ -77,18 +90,19 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     con = connect(cfg.threads, cfg.memory_limit)
     open_source(con, files, view=None)  # all schemas checked before anything is written
     chunks = plan_chunks(con, files, cfg.chunk_rows)
-    engine = "sql" if cfg.engine == "sql" or fast_flags.needs_sql_engine(con, files) else "fast"
-    flag_counts = fast_flags.flag_counts if engine == "fast" else chunked_flags.flag_counts
+    engine = choose_engine(cfg, con, files)
+    flag_counts = _fast_flag_counts(cfg.rule_set) if engine == "fast" \
+        else chunked_flags.flag_counts
     total = sum(c.rows for c in chunks) or None
-    with _FlagsWriter(cfg.flags_out) as writer, tqdm(
+    with _FlagsWriter(cfg.flags_out, cfg.rule_set) as writer, tqdm(
         total=total, unit="rows", unit_scale=True, file=sys.stderr, disable=not cfg.progress,
         desc="backtest",
     ) as bar:
-        counts = flag_counts(con, chunks, cfg.params, writer.write if cfg.flags_out else None,
+        counts = flag_counts(con, chunks, cfg.rule_set, writer.write if cfg.flags_out else None,
                              bar.update)
-    counts = normalize_counts(counts)
+    counts = normalize_counts(counts, cfg.rule_set.rule_ids)
     result = BacktestResult(
-        input=cfg.input, params=cfg.params, seconds=time.perf_counter() - start,
+        input=cfg.input, rule_set=cfg.rule_set, seconds=time.perf_counter() - start,
         chunks=len(chunks), overall=hit_rates(counts),
         by_year=hit_rates_by_year(counts) if cfg.by_year else None, engine=engine,
     )
@@ -97,10 +111,35 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     return result
 
 
+def choose_engine(cfg: BacktestConfig, con, files) -> str:
+    """``sql`` when asked for, or when the fast engine cannot decide this set or input."""
+    fast = _fast_flag_counts(cfg.rule_set)
+    if cfg.engine == "sql" or fast is None or fast_flags.needs_sql_engine(con, files):
+        return "sql"
+    if fast is not fast_flags.flag_counts:  # transitional v1 engine: no NULL core values
+        from batch import v1_fast
+
+        return "fast" if v1_fast.null_free(con, files) else "sql"
+    return "fast"
+
+
+def _fast_flag_counts(rule_set: RuleSet):
+    """The fast engine's ``flag_counts`` for ``rule_set``, or None when it cannot decide it.
+
+    Transitional: until the rule-set fast engine (issue-13vec) is merged, ``batch.fast_flags``
+    takes v1 parameters and decides only the default-shaped set (``batch.v1_fast``)."""
+    if "rule_set" in inspect.signature(fast_flags.flag_counts).parameters:
+        return fast_flags.flag_counts
+    from batch import v1_fast
+
+    return v1_fast.flag_counts if v1_fast.supports(rule_set) else None
+
+
 class _FlagsWriter:
     """Streams flag batches into one Parquet file; renamed into place only on success."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, rule_set: RuleSet) -> None:
+        self.schema = flags_schema(rule_set).with_metadata({RULE_SET_METADATA: rule_set.id})
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}") if path else None
         self.writer: pq.ParquetWriter | None = None
@@ -108,12 +147,12 @@ class _FlagsWriter:
     def __enter__(self) -> _FlagsWriter:
         if self.path and self.tmp:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, FLAGS_SCHEMA)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
         return self
 
     def write(self, batch: pa.RecordBatch) -> None:
         assert self.writer is not None
-        self.writer.write_batch(batch.cast(FLAGS_SCHEMA))
+        self.writer.write_batch(batch.cast(self.schema))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.writer is None:
@@ -131,7 +170,9 @@ def report_dict(result: BacktestResult) -> dict:
         "input": result.input,
         "rows": result.overall.rows,
         "fraud_rows": result.overall.fraud_rows,
-        "params": result.params.as_dict(),
+        "rule_set_id": result.rule_set.id,
+        "rule_set_source": result.rule_set.source,
+        "rule_set": result.rule_set.to_dict(),
         "generated_at": result.generated_at,
         "seconds": round(result.seconds, 3),
         "rules": result.overall.rules_dict(),
@@ -146,7 +187,8 @@ def format_result(result: BacktestResult) -> str:
     parts = [format_table(result.overall, f"{result.input}: ")]
     for year, rates in (result.by_year or {}).items():
         parts.append(format_table(rates, f"{year}: "))
-    parts.append(f"{result.overall.rows:,} rows in {result.seconds:.1f} s "
+    parts.append(f"rule set {result.rule_set.id} ({result.rule_set.source}): "
+                 f"{result.overall.rows:,} rows in {result.seconds:.1f} s "
                  f"({result.chunks} chunk{'s' if result.chunks != 1 else ''}, "
                  f"{result.engine} engine)")
     return "\n\n".join(parts)
@@ -156,14 +198,18 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m batch.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True,
                    help="Parquet file, folder (recursive, hive or not) or glob")
-    p.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
-                   help="override a rule parameter for a what-if run (repeatable), "
-                        "e.g. high_amount.threshold=2500")
+    p.add_argument("--rules", metavar="PATH",
+                   help="rule set TOML file (default: the packaged rules/default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
+                   help="override a rule parameter, weight or the alert threshold for a what-if "
+                        "run (repeatable), e.g. high_amount.threshold=2500, "
+                        "high_amount.weight=0.5, alert_threshold=2")
     p.add_argument("--by-year", action="store_true", help="add a breakdown per UTC year")
     p.add_argument("--report", nargs="?", const=str(DEFAULT_REPORT), metavar="PATH",
                    help=f"write the report as JSON (no PATH: {DEFAULT_REPORT})")
     p.add_argument("--flags-out", metavar="PATH",
-                   help="write one row per transaction: transaction_id + rule booleans + flagged")
+                   help="write one row per transaction: transaction_id, one boolean per rule id, "
+                        "score, flagged (Parquet; metadata fraudlake.rule_set_id)")
     p.add_argument("--chunk-rows", type=positive_count_arg, default=DEFAULT_CHUNK_ROWS,
                    help="target rows per time chunk, e.g. 4e6 (default %(default)s); more rows "
                         "= more memory, fewer chunks")
@@ -171,22 +217,26 @@ def build_parser() -> ArgumentParser:
                    help="DuckDB threads (default: all cores)")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 2GiB")
     p.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="auto (default): the fast engine (DuckDB scan + NumPy window rules, "
-                        "batch.fast_flags), or the SQL engine when user_id/ts may hold NULLs; "
-                        "sql: always queries/rules/flags.sql in DuckDB (batch.chunked_flags)")
+                   help="auto (default): the fast engine (batch.fast_flags) when it can decide "
+                        "the rule set and the input, else SQL; sql: always the rule set's "
+                        "composed SQL in DuckDB (batch.chunked_flags)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
     args = build_parser().parse_args(argv)
-    params = params_from_cli(args.set)
+    rule_set = rule_set_from_cli(args.rules, args.set)
+    try:
+        check_rule_ids(rule_set.rule_ids)
+    except CountsError as exc:
+        raise UsageError(f"{rule_set.source}: {exc}") from None
     if args.report:
         check_output_file(args.report, "--report")
     if args.flags_out:
         check_output_file(args.flags_out, "--flags-out")
     return BacktestConfig(
-        input=args.input, params=params, by_year=args.by_year,
+        input=args.input, rule_set=rule_set, by_year=args.by_year,
         report=Path(args.report) if args.report else None,
         flags_out=Path(args.flags_out) if args.flags_out else None,
         chunk_rows=args.chunk_rows, threads=args.threads, memory_limit=args.memory_limit,

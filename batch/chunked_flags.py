@@ -1,21 +1,38 @@
-"""Run ``queries/rules/flags.sql`` over a large lake in time chunks, without a global sort.
+"""Run the composed flags query of a rule set over a large lake in time chunks, no global sort.
 
 This is the SQL engine of ``batch.backtest`` (``--engine sql``) and the chunk planner both
-engines share; ``batch.fast_flags`` is the default engine (same chunks and carry, same decisions).
+engines share. Both engines implement one call (``batch.fast_flags`` is the fast one)::
 
-The rules look back at most one window (``high_frequency``) and one event (``geo_mismatch``),
-so files are grouped into chunks of consecutive time (from each file's Parquet ``ts``
-statistics) and each chunk is decided together with a small *carry*: per user the last event
-(all of them if several share the last ts), plus every event of the last window. Decisions
-equal those of one query over everything.
+    flag_counts(con, chunks, rule_set, sink=None, progress=None) -> pl.DataFrame
+
+- ``con``: a DuckDB connection (``queries.staging.connect``); ``chunks``: ``plan_chunks`` output;
+  ``rule_set``: a ``rules.model.RuleSet``.
+- returns the *counts frame* of ``batch.hitrates`` (module docstring there): ``year, is_fraud,
+  fraud_scenario, rows``, one Int64 column per rule id in file order, ``flagged``; the same group
+  may appear in several rows (e.g. one part per chunk); the caller sums with
+  ``hitrates.normalize_counts(counts, rule_set.rule_ids)``.
+- ``sink`` (``--flags-out``), when given, receives every decided row once, in Arrow record
+  batches of exactly ``flags_schema(rule_set)``: ``transaction_id`` (string), one bool per rule
+  id (file order), ``score`` (float64 = exact sum of fired weights), ``flagged`` (bool); rows in
+  any order; decided columns never NULL (a row with a NULL core column is false everywhere,
+  score 0).
+- ``progress(n)``: called with ``chunk.rows`` after each chunk.
+
+The rules look back a bounded time (velocity windows, the new_device lookback) and a bounded
+number of events (the previous event, the last ``history`` amounts): ``carry_needs`` says how
+much. Files are grouped into chunks of consecutive time (from each file's Parquet ``ts``
+statistics) and each chunk is decided together with a *carry* from the chunks before it: per
+user every decidable event of the last ``horizon`` before the chunk's end and the user's last
+``last_k`` decidable events. Carry rows are context only (not decided again, not counted), and
+decisions equal those of one query over everything.
 
 Chunks need disjoint time ranges: a chunk boundary is only placed where every earlier file ends
 strictly before every later file starts. When files overlap in time (or lack statistics) they
 simply share a chunk; at worst everything is one chunk, i.e. the plain query.
 
 Per chunk the flags are counted per (year, is_fraud, fraud_scenario) in DuckDB, or, when a sink
-wants the rows (``--flags-out``), streamed to it batch by batch and counted in Polars: the rows
-are never materialized, and memory stays bounded by the chunk size.
+wants the rows, streamed to it batch by batch and counted in Polars: the rows are never
+materialized, and memory stays bounded by the chunk size.
 """
 
 from __future__ import annotations
@@ -28,30 +45,74 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fraudlake.contract import FLAGGED, RULE_NAMES
-from queries import sql as queries_sql
-from queries.params import RuleParams
+from batch.hitrates import FLAGGED, check_rule_ids
+from queries.compose import FlagsQuery, compose_flags
 from queries.staging import ParquetFile, open_source, staging_sql
+from rules.model import RuleSet
 
-FLAG_COLUMNS: tuple[str, ...] = ("transaction_id", *RULE_NAMES, FLAGGED)
-_RULE_COLUMNS: tuple[str, ...] = (*RULE_NAMES, FLAGGED)
-# Only fixed contract identifiers are spliced into these statements, never user input.
+# Only fixed identifiers and the composer's positional columns (r1 ...) are spliced into these
+# statements, never anything from a rule file; values are bound.
 _DECIDED = ("SELECT CAST(year(ts) AS INTEGER) AS year, is_fraud, fraud_scenario, "  # noqa: S608
-            + ", ".join(FLAG_COLUMNS) + " FROM ({flags}) WHERE $after IS NULL OR ts > $after")
-_COUNTS = ("SELECT year, is_fraud, fraud_scenario, count(*) AS rows, "  # noqa: S608
-           + ", ".join(f"count_if({c}) AS {c}" for c in _RULE_COLUMNS)
-           + " FROM ({decided}) GROUP BY ALL")
-_CARRY = """
+            "transaction_id, {columns}, score, flagged FROM ({flags}) "
+            "WHERE $after IS NULL OR ts IS NULL OR ts > $after")
+_COUNTS = ("SELECT year, is_fraud, fraud_scenario, count(*) AS rows, {counts} "  # noqa: S608
+           "FROM ({decided}) GROUP BY ALL")
+# The carry is a suffix of each user's history: the last `horizon`, and the last k events (k = 1:
+# every event at the user's last ts, found by a hash aggregate; k > 1: a window).
+_CARRY_LAST = """
 CREATE OR REPLACE TEMP TABLE carry AS
-WITH last_ts AS (
-    SELECT user_id, max(ts) AS ts FROM transactions GROUP BY user_id
-)
-SELECT t.transaction_id, t.user_id, t.ts, t.lat, t.lon
-FROM transactions t LEFT JOIN last_ts l ON t.user_id = l.user_id AND t.ts = l.ts
-WHERE l.user_id IS NOT NULL OR t.ts >= $tail_start
+WITH decidable AS (
+    SELECT * FROM transactions
+    WHERE user_id IS NOT NULL AND ts IS NOT NULL AND amount IS NOT NULL AND lat IS NOT NULL
+    AND lon IS NOT NULL AND utc_offset_min IS NOT NULL
+),
+last_ts AS (SELECT user_id, max(ts) AS ts FROM decidable GROUP BY user_id)
+SELECT d.* FROM decidable d LEFT JOIN last_ts l ON d.user_id = l.user_id AND d.ts = l.ts
+WHERE l.user_id IS NOT NULL OR d.ts >= $tail_start
+"""
+_CARRY_LAST_K = """
+CREATE OR REPLACE TEMP TABLE carry AS
+SELECT * FROM transactions
+WHERE user_id IS NOT NULL AND ts IS NOT NULL AND amount IS NOT NULL AND lat IS NOT NULL
+    AND lon IS NOT NULL AND utc_offset_min IS NOT NULL
+QUALIFY ts >= $tail_start OR row_number() OVER (
+    PARTITION BY user_id ORDER BY ts DESC, transaction_id DESC) <= $last_k
 """
 
 Sink = Callable[[pa.RecordBatch], None]
+#: TRANSITIONAL: the v1 flag columns, imported by the v1 ``batch.fast_flags`` only; delete with
+#: ``batch.v1_fast`` when the rule-set fast engine (issue-13vec) is merged.
+FLAG_COLUMNS: tuple[str, ...] = ("transaction_id", "high_amount", "high_frequency",
+                                 "unusual_hour", "geo_mismatch", FLAGGED)
+
+
+def flags_schema(rule_set: RuleSet) -> pa.Schema:
+    """The rows a sink receives / ``--flags-out`` holds: transaction_id, one bool per rule id
+    (file order), score, flagged."""
+    check_rule_ids(rule_set.rule_ids)
+    return pa.schema([("transaction_id", pa.string()),
+                      *[(rid, pa.bool_()) for rid in rule_set.rule_ids],
+                      ("score", pa.float64()), (FLAGGED, pa.bool_())])
+
+
+@dataclass(frozen=True)
+class CarryNeeds:
+    """What a later event may still need of earlier ones, per user."""
+
+    horizon: timedelta  # every event with ts >= (chunk end - horizon)
+    last_k: int  # and always the user's last k events (>= 1)
+
+
+def carry_needs(rule_set: RuleSet) -> CarryNeeds:
+    seconds, last_k = 0, 1
+    for rule in rule_set.rules:
+        if rule.kind in ("velocity_count", "velocity_amount"):
+            seconds = max(seconds, int(rule.params["window_seconds"]))
+        elif rule.kind == "new_device":
+            seconds = max(seconds, int(rule.params["lookback_days"]) * 86400)
+        elif rule.kind == "amount_vs_history":
+            last_k = max(last_k, int(rule.params["history"]))
+    return CarryNeeds(timedelta(seconds=seconds), last_k)
 
 
 @dataclass(frozen=True)
@@ -115,44 +176,53 @@ def _file_stats(con: duckdb.DuckDBPyConnection, files: Sequence[ParquetFile]):
     return sorted(out, key=lambda r: (r[1] is not None, r[1] or datetime.min, r[0]))
 
 
-def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], params: RuleParams,
+def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_set: RuleSet,
                 sink: Sink | None = None,
                 progress: Callable[[int], None] | None = None) -> pl.DataFrame:
     """Decide every event of ``chunks`` (in order); return the counts frame (one part per chunk).
     """
-    flags_sql = queries_sql.load_sql(queries_sql.FLAGS_QUERY)
-    binds = queries_sql.bind(flags_sql, params)
-    decided = _DECIDED.format(flags=flags_sql)
-    con.execute("CREATE OR REPLACE TEMP TABLE carry (transaction_id VARCHAR, user_id BIGINT, "
-                "ts TIMESTAMPTZ, lat DOUBLE, lon DOUBLE)")
+    schema = flags_schema(rule_set)
+    query = compose_flags(rule_set)
+    needs = carry_needs(rule_set)
+    decided = _DECIDED.format(columns=", ".join(query.columns), flags=query.sql)
+    counts = _COUNTS.format(decided=decided, counts=", ".join(
+        f"count_if({c}) AS {c}" for c in (*query.columns, "flagged")))
     parts: list[pl.DataFrame] = []
     after: datetime | None = None  # previous chunk's last ts: rows up to it are only context
     for i, chunk in enumerate(chunks):
         present = open_source(con, chunk.files, source="chunk_source", view=None)
         staged = staging_sql(present, "chunk_source")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW transactions AS {staged} "  # noqa: S608
-                    "UNION ALL BY NAME SELECT * FROM carry")
-        chunk_binds = {**binds, "after": after}
+        union = " UNION ALL BY NAME SELECT * FROM carry" if after is not None else ""
+        con.execute(f"CREATE OR REPLACE TEMP VIEW transactions AS {staged}{union}")  # noqa: S608
+        binds = {**query.params, "after": after}
         if sink is None:
-            parts.append(con.sql(_COUNTS.format(decided=decided), params=chunk_binds).pl())
+            part = con.sql(counts, params=binds).pl()
         else:
-            parts.append(_stream(con.sql(decided, params=chunk_binds), sink))
+            part = _stream(con.sql(decided, params=binds), sink, query, schema)
+        if part.width:
+            parts.append(part.rename(query.names))
         if i + 1 < len(chunks):
             assert chunk.last_ts is not None  # several chunks only come from ts statistics
-            window = timedelta(seconds=params.high_frequency_window_seconds)
-            con.execute(_CARRY, {"tail_start": chunk.last_ts - window})
+            tail_start = chunk.last_ts - needs.horizon
+            if needs.last_k == 1:
+                con.execute(_CARRY_LAST, {"tail_start": tail_start})
+            else:
+                con.execute(_CARRY_LAST_K, {"tail_start": tail_start, "last_k": needs.last_k})
             after = chunk.last_ts
         if progress:
             progress(chunk.rows)
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
-def _stream(rel: duckdb.DuckDBPyRelation, sink: Sink) -> pl.DataFrame:
+def _stream(rel: duckdb.DuckDBPyRelation, sink: Sink, query: FlagsQuery,
+            schema: pa.Schema) -> pl.DataFrame:
     """Hand every batch of decided rows to ``sink``; count them on the way."""
+    columns = (*query.columns, "flagged")
     counts: list[pl.DataFrame] = []
     for batch in rel.to_arrow_reader(1 << 17):
-        sink(batch.select(list(FLAG_COLUMNS)))
+        out = batch.select(["transaction_id", *query.columns, "score", "flagged"])
+        sink(pa.RecordBatch.from_arrays(out.columns, schema=schema))
         frame = pl.from_arrow(batch)
         counts.append(frame.group_by("year", "is_fraud", "fraud_scenario").agg(
-            pl.len().alias("rows"), *[pl.col(c).sum() for c in _RULE_COLUMNS]))
+            pl.len().alias("rows"), *[pl.col(c).sum() for c in columns]))
     return pl.concat(counts) if counts else pl.DataFrame()

@@ -114,15 +114,15 @@ TUNE = [
                       "full backtest: on the 47M-row history narrow `history` to a year or "
                       "two, or trim `THRESHOLDS`."),
     setup("from batch.backtest import BacktestConfig, run_backtest",
-          "from queries.params import DEFAULT_PARAMS"),
+          "from rules.model import load_rule_set"),
     new_code_cell("""\
 history = nbdata.history_path(root)  # or one year, e.g. history + "/year=2024", for speed
 THRESHOLDS = [100, 250, 500, 750, 1000, 1500, 2000, 3000, 5000]"""),
     new_code_cell("""\
 rows = []
 for threshold in THRESHOLDS:
-    params = DEFAULT_PARAMS.with_overrides([f"high_amount.threshold={threshold}"])
-    result = run_backtest(BacktestConfig(input=history, params=params, progress=False))
+    rule_set = load_rule_set(None, [f"high_amount.threshold={threshold}"])  # rules/default.toml
+    result = run_backtest(BacktestConfig(input=history, rule_set=rule_set, progress=False))
     hits = result.overall.rules["high_amount"]
     rows.append({"threshold": threshold, "flagged": hits.flagged, "flag_rate": hits.flag_rate,
                  "precision": hits.precision, "recall": hits.recall,
@@ -146,7 +146,8 @@ curve.properties(title="high_amount threshold sweep", width=400) | pr"""),
                       "catches at all."),
     new_code_cell("""\
 best = sweep.sort("f1", descending=True, nulls_last=True).row(0, named=True)
-current = sweep.filter(pl.col("threshold") == float(DEFAULT_PARAMS.high_amount_threshold))
+default = load_rule_set(None).rule("high_amount").params["threshold"]
+current = sweep.filter(pl.col("threshold") == float(default))
 print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']} "
       f"(precision {best['precision']:.3f}, recall {best['recall']:.3f})")
 current.select("threshold", "precision", "recall", "f1", pl.col("^recall_.*$"))"""),

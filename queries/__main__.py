@@ -1,6 +1,8 @@
 """Run a named query (``rules/*`` or ``analytics/*``) over a lake path, or render it for Athena.
 
     python -m queries flags --input storage/historical --format parquet --out flags.parquet
+    python -m queries flags --rules rules/example.toml --set velocity_1m.count=4 --input …
+    python -m queries flags --rules rules/example.toml --dialect athena
     python -m queries top_flagged_users --input storage/lake/transactions --param top_n=5
     python -m queries daily_volume --dialect athena --table fraudlake.live
     python -m queries --list
@@ -8,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -23,8 +26,9 @@ import pyarrow.parquet as pq
 from fraudlake.atomic import replacing, write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
 from queries import sql
-from queries.params import DEFAULT_PARAMS, RuleParams
+from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
+from rules.model import RuleSet, rule_set_from_cli
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -33,7 +37,7 @@ FORMATS = ("table", "csv", "parquet")
 class QueryRun:
     name: str
     input: str | None
-    params: RuleParams
+    rule_set: RuleSet
     extra: dict[str, str]
     fmt: str = "table"
     out: Path | None = None
@@ -48,18 +52,28 @@ def run_query(q: QueryRun) -> pa.Table:
     con = connect()
     open_source(con, resolve_input(q.input))
     try:
-        return sql.execute(con, q.name, q.params, q.extra)
+        table = sql.execute(con, q.name, q.rule_set, q.extra)
     except duckdb.Error as exc:
         raise UsageError(f"query {q.name} failed: {str(exc).splitlines()[0]}") from None
+    if sql.uses_flags(q.name):  # Parquet key-value metadata names the rule set
+        table = table.replace_schema_metadata({RULE_SET_METADATA: q.rule_set.id})
+    return table
 
 
 def render(q: QueryRun) -> str:
     """Athena/Trino SQL plus a trailing comment listing the ``?`` parameters in order."""
-    text, order = sql.render_athena(q.name, q.table, dialect=q.dialect)
-    values = sql.bind(sql.load_sql(q.name), q.params, q.extra)
-    lines = [f"-- ?{i}: {name} = {values[name]}" for i, name in enumerate(order, start=1)]
-    return text + ";\n" + ("\n".join(["-- execution parameters, in order:", *lines]) + "\n"
-                            if lines else "")
+    text, order = sql.render_athena(q.name, q.table, dialect=q.dialect, rule_set=q.rule_set)
+    values = sql.render_values(q.name, q.rule_set, q.extra)
+    # values JSON-encoded: a list value with a newline cannot end the comment
+    lines = [f"-- ?{i}: {name} = {_literal(values[name])}"
+             for i, name in enumerate(order, start=1)]
+    head = [f"-- rule set: {_literal(q.rule_set.id)}"] if sql.uses_flags(q.name) else []
+    return text + ";\n" + "\n".join([*head, *(["-- execution parameters, in order:", *lines]
+                                              if lines else [])]) + "\n"
+
+
+def _literal(value: object) -> str:
+    return json.dumps(value, default=str, ensure_ascii=True)
 
 
 def write_result(table: pa.Table, fmt: str, out: Path | None) -> str | None:
@@ -93,8 +107,11 @@ def build_parser() -> ArgumentParser:
                    "analytics/daily_volume (see --list)")
     p.add_argument("--list", action="store_true", help="list the query names and exit")
     p.add_argument("--input", help="Parquet file, folder (recursive, hive or not) or glob")
-    p.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
-                   help="override a rule parameter (repeatable), e.g. high_amount.threshold=2500")
+    p.add_argument("--rules", metavar="PATH",
+                   help="rule set TOML file (default: the packaged rules/default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
+                   help="override a rule parameter (repeatable), e.g. high_amount.threshold=2500, "
+                        "high_amount.weight=0.5, alert_threshold=2")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a query parameter that is not a rule parameter, e.g. top_n=5")
     p.add_argument("--format", choices=FORMATS, default="table",
@@ -117,9 +134,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError("a query NAME is required (see --list)")
     if args.out:
         check_output_file(args.out, "--out")
+    rule_set = rule_set_from_cli(args.rules, args.set)
     try:
         q = QueryRun(name=sql.resolve_name(args.name), input=args.input,
-                     params=DEFAULT_PARAMS.with_overrides(args.set),
+                     rule_set=rule_set,
                      extra=sql.parse_assignments(args.param), fmt=args.format,
                      out=Path(args.out) if args.out else None, dialect=args.dialect,
                      table=args.table)
@@ -130,8 +148,8 @@ def _main(argv: Sequence[str] | None) -> int:
             else:
                 sys.stdout.write(text)
             return 0
-        sql.bind(sql.load_sql(q.name), q.params, q.extra)  # parameter errors before any I/O
-    except ValueError as exc:  # QueryError and RuleParams errors
+        sql.check(q.name, q.rule_set, q.extra)  # parameter errors before any I/O
+    except ValueError as exc:  # QueryError
         raise UsageError(str(exc)) from None
     text = write_result(run_query(q), q.fmt, q.out)
     if text is not None:

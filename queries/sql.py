@@ -1,11 +1,14 @@
-"""Named queries: load ``queries/{rules,analytics}/*.sql``, bind parameters, render for Athena.
+"""Named queries: the flags of a rule set, ``queries/{rules,analytics}/*.sql``; bind, run, render.
 
-Every query reads the relation ``transactions`` (see ``queries.staging``). A query that reads
-``flags`` gets ``rules/flags.sql`` composed in front of it as a CTE. Parameters are written
-``$name`` in the files and always BOUND: rule parameters come from ``RuleParams.sql_params()``,
-other ones (e.g. ``top_n``) from ``--param name=value`` or the file's ``-- param: name = default``
-header line. For Athena/Trino the same text is transpiled with sqlglot and every ``$name``
-becomes a positional ``?`` with the ordered list of names beside it.
+Every query reads the relation ``transactions`` (see ``queries.staging``). ``rules/flags`` is
+not a file: it is composed from the rule set (``queries.compose``), one CTE per rule. A query
+that reads ``flags`` gets those flags, columns named by rule id: in DuckDB as a view built with
+the relation API, in a rendering as a ``flags`` CTE in front of the query's own. Parameters are
+written ``$name`` and always BOUND: the composed query's come with it (``$r3_threshold``), the
+single-rule files take ``$<rule id>_<param>`` of the rule set (``$high_amount_threshold``), other
+ones (e.g. ``top_n``) come from ``--param name=value`` or the file's ``-- param: name = default``
+header line. For Athena/Trino the text is transpiled with sqlglot and every ``$name`` becomes a
+positional ``?`` with the ordered list of names beside it.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from queries.params import DEFAULT_PARAMS, RuleParams
+from queries.compose import bindable_params, compose_flags, flags_relation, output_columns
+from rules.model import RuleSet, load_rule_set
 
 QUERIES_DIR = Path(__file__).resolve().parent
 FOLDERS = ("rules", "analytics")
@@ -36,9 +41,14 @@ class QueryError(ValueError):
     """Unknown query name or bad/missing query parameter; the message says which."""
 
 
+def default_rule_set() -> RuleSet:
+    return load_rule_set(None)
+
+
 def available() -> list[str]:
     """All query names, e.g. ``rules/flags``, ``analytics/daily_volume``."""
-    return sorted(f"{d}/{p.stem}" for d in FOLDERS for p in (QUERIES_DIR / d).glob("*.sql"))
+    files = {f"{d}/{p.stem}" for d in FOLDERS for p in (QUERIES_DIR / d).glob("*.sql")}
+    return sorted(files | {FLAGS_QUERY})
 
 
 def resolve_name(name: str) -> str:
@@ -53,35 +63,27 @@ def resolve_name(name: str) -> str:
     raise QueryError(f"unknown query {name!r}; known: {', '.join(names)}")
 
 
-def load_sql(name: str) -> str:
-    """The query text, with ``rules/flags.sql`` composed in when the query reads ``flags``."""
+def load_sql(name: str, rule_set: RuleSet | None = None) -> str:
+    """The query text: the composed flags of ``rule_set`` (default set when None; positional
+    rule columns r1 …), or the file's text (a query reading ``flags`` as written)."""
     qname = resolve_name(name)
-    text = (QUERIES_DIR / f"{qname}.sql").read_text()
-    if qname != FLAGS_QUERY and _READS_FLAGS.search(_strip_comments(text)):
-        text = _with_flags(text)
-    return text
+    if qname == FLAGS_QUERY:
+        return compose_flags(rule_set or default_rule_set()).sql
+    return (QUERIES_DIR / f"{qname}.sql").read_text()
+
+
+def uses_flags(name: str) -> bool:
+    """True for ``rules/flags`` and every query that reads ``flags``."""
+    qname = resolve_name(name)
+    return qname == FLAGS_QUERY or reads_flags(load_sql(qname))
+
+
+def reads_flags(text: str) -> bool:
+    return bool(_READS_FLAGS.search(_strip_comments(text)))
 
 
 def _strip_comments(sql: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-
-
-def _with_flags(text: str) -> str:
-    """Prefix ``flags as (<rules/flags.sql>)`` to the query's own WITH list."""
-    head, body = _split_header(text)
-    if not body.lower().startswith("with "):
-        raise QueryError("a query reading `flags` must start with a WITH clause")
-    flags_body = _split_header(load_sql(FLAGS_QUERY))[1]
-    return f"{head}with flags as (\n{flags_body}\n),\n{body[len('with '):]}"
-
-
-def _split_header(text: str) -> tuple[str, str]:
-    """(leading comment lines, the rest)."""
-    lines = text.splitlines(keepends=True)
-    i = 0
-    while i < len(lines) and (lines[i].strip().startswith("--") or not lines[i].strip()):
-        i += 1
-    return "".join(lines[:i]), "".join(lines[i:]).strip()
 
 
 def param_names(sql: str) -> list[str]:
@@ -94,25 +96,39 @@ def declared_defaults(sql: str) -> dict[str, str]:
     return dict(_DEFAULT.findall(sql))
 
 
-def bind(sql: str, params: RuleParams = DEFAULT_PARAMS,
+def rule_values(rule_set: RuleSet) -> dict[str, Any]:
+    """``<rule id>_<param>`` -> value, for the single-rule files (``$high_amount_threshold``)."""
+    return {f"{rule.id}_{name}": value for rule in rule_set.rules
+            for name, value in bindable_params(rule).items()}
+
+
+def bind(sql: str, rule_set: RuleSet | None = None,
          extra: Mapping[str, str] | None = None) -> dict[str, object]:
-    """Values for exactly the parameters ``sql`` uses; QueryError names a missing/unknown one."""
-    rule_values = params.sql_params()
+    """Values for exactly the parameters ``sql`` uses; QueryError names a missing/unknown one.
+
+    ``sql`` is a file's text or the composed flags text of ``rule_set``."""
+    if hasattr(rule_set, "sql_params"):  # TRANSITIONAL: v1 RuleParams of the v1 fast engine
+        values = rule_set.sql_params()  # type: ignore[union-attr]
+    else:
+        rs = rule_set or default_rule_set()
+        composed = compose_flags(rs)
+        values = composed.params if sql == composed.sql else rule_values(rs)
     given = dict(extra or {})
     needed = param_names(sql)
     unknown = sorted(set(given) - set(needed))
     if unknown:
         raise QueryError(f"query has no parameter {unknown[0]!r}; it takes: "
-                         f"{', '.join(n for n in needed if n not in rule_values) or 'none'}")
+                         f"{', '.join(n for n in needed if n not in values) or 'none'}")
     defaults = declared_defaults(sql)
     out: dict[str, object] = {}
     for name in needed:
-        if name in rule_values:
-            out[name] = rule_values[name]
+        if name in values:
+            out[name] = values[name]
         elif name in given or name in defaults:
             out[name] = _parse_value(given.get(name, defaults.get(name, "")))
         else:
-            raise QueryError(f"query needs --param {name}=VALUE")
+            raise QueryError(f"query needs --param {name}=VALUE (or a rule set with that "
+                             "<rule id>_<parameter>)")
     return out
 
 
@@ -136,19 +152,71 @@ def _parse_value(raw: str) -> object:
     return raw
 
 
-def execute(con: duckdb.DuckDBPyConnection, name: str, params: RuleParams = DEFAULT_PARAMS,
+def check(name: str, rule_set: RuleSet | None = None,
+          extra: Mapping[str, str] | None = None) -> None:
+    """QueryError for a bad name or parameter, before any I/O."""
+    qname = resolve_name(name)
+    text = load_sql(qname, rule_set)
+    bind(text, rule_set, extra)
+
+
+def execute(con: duckdb.DuckDBPyConnection, name: str, rule_set: RuleSet | None = None,
             extra: Mapping[str, str] | None = None) -> pa.Table:
     """Run a named query against the connection's ``transactions`` view; an Arrow table."""
-    sql = load_sql(name)
-    return con.sql(sql, params=bind(sql, params, extra)).to_arrow_table()
+    rs = rule_set or default_rule_set()
+    qname = resolve_name(name)
+    text = load_sql(qname, rs)
+    params = bind(text, rs, extra)
+    if qname == FLAGS_QUERY:
+        return flags_relation(con, rs).to_arrow_table()
+    flags = None
+    if reads_flags(text):
+        flags = flags_relation(con, rs)
+        flags.create_view("flags", replace=True)
+    try:
+        return con.sql(text, params=params).to_arrow_table()
+    finally:
+        if flags is not None:
+            con.execute("DROP VIEW IF EXISTS flags")
 
 
-def render_athena(name: str, table: str = DEFAULT_ATHENA_TABLE,
-                  dialect: str = "athena") -> tuple[str, list[str]]:
+# --- rendering for Athena / Trino -------------------------------------------------------------
+
+def named_flags_tree(rule_set: RuleSet) -> exp.Expression:
+    """The composed flags query as a sqlglot tree whose output columns carry the rule ids (as
+    quoted identifiers built by sqlglot, never spliced into text)."""
+    query = compose_flags(rule_set)
+    tree = sqlglot.parse_one(query.sql, read="duckdb")
+    names = query.names
+    tree.set("expressions", [
+        exp.alias_(exp.column(c), exp.to_identifier(names[c], quoted=True)) if c in names
+        else exp.column(c) for c in output_columns(query)])
+    return tree
+
+
+def render_tree(name: str, rule_set: RuleSet | None = None) -> exp.Expression:
+    """The query as a DuckDB-dialect tree (flags composed in where read)."""
+    rs = rule_set or default_rule_set()
+    qname = resolve_name(name)
+    if qname == FLAGS_QUERY:
+        return named_flags_tree(rs)
+    text = load_sql(qname)
+    tree = sqlglot.parse_one(text, read="duckdb")
+    if reads_flags(text):
+        with_ = tree.args.get("with_")
+        if with_ is None:
+            raise QueryError("a query reading `flags` must start with a WITH clause")
+        flags = exp.CTE(this=named_flags_tree(rs),
+                        alias=exp.TableAlias(this=exp.to_identifier("flags")))
+        with_.set("expressions", [flags, *with_.expressions])
+    return tree
+
+
+def render_athena(name: str, table: str = DEFAULT_ATHENA_TABLE, dialect: str = "athena",
+                  rule_set: RuleSet | None = None) -> tuple[str, list[str]]:
     """(Athena/Trino SQL with ``?`` placeholders over ``table``, ordered parameter names)."""
     if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)?", table):
         raise QueryError(f"bad table name {table!r}; expected db.table")
-    tree = sqlglot.parse_one(load_sql(name), read="duckdb")
     target = exp.to_table(table)
 
     def swap(node: exp.Expression) -> exp.Expression:
@@ -163,6 +231,18 @@ def render_athena(name: str, table: str = DEFAULT_ATHENA_TABLE,
             return target.copy().as_(node.alias) if node.alias else target.copy()
         return node
 
-    marked = tree.transform(swap).sql(dialect=dialect, pretty=True)
+    marked = render_tree(name, rule_set).transform(swap).sql(dialect=dialect, pretty=True)
     order = _MARK.findall(marked)
     return _MARK.sub("?", marked), order
+
+
+def render_values(name: str, rule_set: RuleSet | None = None,
+                  extra: Mapping[str, str] | None = None) -> dict[str, object]:
+    """Every parameter a rendering of ``name`` binds, by name (flags' and the query's own)."""
+    rs = rule_set or default_rule_set()
+    qname = resolve_name(name)
+    text = load_sql(qname, rs)
+    values = bind(text, rs, extra)
+    if qname != FLAGS_QUERY and reads_flags(text):
+        values = {**compose_flags(rs).params, **values}
+    return values

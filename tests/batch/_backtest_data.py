@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fraudlake.contract import CORE_SCHEMA
+from fraudlake.contract import CORE_SCHEMA, EVENT_SCHEMA
 from lake.layout import partition_dir
 
 CITIES = [(48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.006), (35.6762, 139.6503),
@@ -52,8 +52,20 @@ def synthetic_events(n: int = 1500, seed: int = 3) -> list[dict]:
     return events
 
 
+def with_extras(events: list[dict], seed: int = 11) -> list[dict]:
+    """The events with channel, category, device_id (NULL/empty too), merchant_id and country
+    drawn at random (for rule sets that read them)."""
+    rng = random.Random(seed)
+    return [{**e, "channel": rng.choice([None, "pos", "online", "online", "atm"]),
+             "category": rng.choice(["grocery", "electronics", "jewelry", None]),
+             "device_id": rng.choice([None, "", "d1", "d2", "d3"]),
+             "merchant_id": rng.choice(["M0000013", "M0000042", "M1", "o'brien; --"]),
+             "country": rng.choice(["FR", "US", "KP"])} for e in events]
+
+
 def write_hive(events: list[dict], root: Path, labels: bool = True) -> Path:
-    df = pl.DataFrame(events, schema=CORE_SCHEMA)
+    schema = EVENT_SCHEMA if "channel" in events[0] else CORE_SCHEMA
+    df = pl.DataFrame(events, schema=schema)
     if not labels:
         df = df.drop("is_fraud", "fraud_scenario")
     df = df.with_columns(_y=pl.col("ts").dt.year(), _m=pl.col("ts").dt.month())

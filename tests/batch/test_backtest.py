@@ -8,17 +8,24 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
-from _backtest_data import synthetic_events, write_hive
-from reference_rules import reference_flags
+from _backtest_data import synthetic_events, with_extras, write_hive
+from reference_rules import reference_decisions
 
 from batch.backtest import BacktestConfig, report_dict, run_backtest
 from batch.hitrates import count_flags, hit_rates
 from fraudlake.contract import CORE_SCHEMA, RULE_NAMES
-from queries.params import DEFAULT_PARAMS
+from rules.model import load_rule_set
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = ["transaction_id", *RULE_NAMES, "flagged"]
+COLUMNS = ["transaction_id", *RULE_NAMES, "score", "flagged"]
+DEFAULT = load_rule_set(None)
+EXAMPLE = ROOT / "rules" / "example.toml"
+
+
+def reference_flags(events, rule_set=DEFAULT):
+    return reference_decisions(events, rule_set)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +61,13 @@ def test_chunked_flags_equal_reference(lake, tmp_path, chunk_rows, engine):
         False, False]
     labelled = expected.join(pl.DataFrame(events, schema=CORE_SCHEMA).select(
         "transaction_id", "ts", "is_fraud", "fraud_scenario"), on="transaction_id")
-    assert result.overall == hit_rates(count_flags(labelled))
+    assert result.overall == hit_rates(count_flags(labelled, DEFAULT.rule_ids))
 
 
 def test_carry_keeps_a_long_idle_users_last_event(lake, tmp_path):
     root, events = lake
-    slow = DEFAULT_PARAMS.with_overrides(["geo_mismatch.speed_kmh=1"])  # Paris->Tokyo in months
-    _, flags = run(tmp_path, str(root), params=slow, chunk_rows=1)
+    slow = DEFAULT.with_overrides(["geo_mismatch.speed_kmh=1"])  # Paris->Tokyo in months
+    _, flags = run(tmp_path, str(root), rule_set=slow, chunk_rows=1)
     assert flags.equals(reference_flags(events, slow).sort("transaction_id").select(COLUMNS))
     april = [e["transaction_id"] for e in events if e["user_id"] == 103 and e["ts"].month == 4]
     assert flags.filter(pl.col("transaction_id").is_in(april))["geo_mismatch"].to_list() == [True]
@@ -68,10 +75,10 @@ def test_carry_keeps_a_long_idle_users_last_event(lake, tmp_path):
 
 def test_what_if_overrides_and_glob_input(lake, tmp_path):
     root, events = lake
-    params = DEFAULT_PARAMS.with_overrides(["high_amount.threshold=3999.99",
-                                            "unusual_hour.start_hour=23"])
+    params = DEFAULT.with_overrides(["high_amount.threshold=3999.99",
+                                     "unusual_hour.start_hour=23"])
     result, flags = run(tmp_path, str(root / "year=2024" / "month=0[12]" / "*.parquet"),
-                        params=params, chunk_rows=1)
+                        rule_set=params, chunk_rows=1)
     subset = [e for e in events if e["ts"].month in (1, 2)]
     assert flags.equals(reference_flags(subset, params).sort("transaction_id").select(COLUMNS))
     assert result.overall.rows == len(subset)
@@ -92,9 +99,9 @@ def test_report_shape_and_by_year(lake, tmp_path):
     report = tmp_path / "r" / "backtest.json"
     run_backtest(BacktestConfig(input=str(root), by_year=True, report=report, progress=False))
     data = json.loads(report.read_text())
-    assert set(data) == {"input", "rows", "fraud_rows", "params", "generated_at", "seconds",
-                         "rules", "by_year"}
-    assert data["params"] == DEFAULT_PARAMS.as_dict()
+    assert set(data) == {"input", "rows", "fraud_rows", "rule_set_id", "rule_set_source",
+                         "rule_set", "generated_at", "seconds", "rules", "by_year"}
+    assert data["rule_set_id"] == DEFAULT.id and data["rule_set"] == DEFAULT.to_dict()
     assert set(data["rules"]) == {*RULE_NAMES, "flagged"}
     assert set(data["rules"]["flagged"]) == {"flagged", "flag_rate", "precision", "recall",
                                              "recall_by_scenario"}
@@ -125,8 +132,19 @@ def test_cli_smoke(lake, tmp_path):
               str(flags), "--set", "high_amount.threshold=2500", "--quiet")
     assert res.returncode == 0, res.stderr
     assert "high_frequency" in res.stdout and "recall" in res.stdout and "2024:" in res.stdout
-    assert json.loads(report.read_text())["params"]["high_amount.threshold"] == "2500.00"
+    data = json.loads(report.read_text())
+    assert data["rule_set"]["rules"][0]["threshold"] == "2500"
+    assert data["rule_set_id"] == DEFAULT.with_overrides(["high_amount.threshold=2500"]).id
+    assert data["rule_set_id"] in res.stdout
     assert pl.read_parquet(flags).height == len(events)
+    meta = pq.read_schema(flags).metadata
+    assert meta[b"fraudlake.rule_set_id"] == data["rule_set_id"].encode()
+
+
+def write_rules(tmp_path: Path, rule: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'version = "bad-1"\n[[rule]]\n{rule}')
+    return str(path)
 
 
 def bad_file(tmp_path: Path, change) -> str:
@@ -144,8 +162,11 @@ def bad_file(tmp_path: Path, change) -> str:
     (["--input", "{ts}"], "ts"),
     (["--input", "{garbage}"], "cannot read"),
     (["--input", "{good}", "--set", "high_amount.nope=1"], "unknown parameter"),
-    (["--input", "{good}", "--set", "high_frequency.count=x"], "bad value"),
+    (["--input", "{good}", "--set", "high_frequency.count=x"], "whole number"),
     (["--input", "{good}", "--set", "high_frequency.count=0"], "count"),
+    (["--input", "{good}", "--rules", "/nonexistent.toml"], "no such rule set file"),
+    (["--input", "{good}", "--rules", "{badrules}"], "rule 'too_fast': unknown kind 'warp'"),
+    (["--input", "{good}", "--rules", "{rowsrule}"], "rule 'rows'"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     files = {
@@ -156,6 +177,9 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):
         "garbage": lambda: (tmp_path / "x.parquet").write_text("nope") and str(
             tmp_path / "x.parquet"),
         "good": lambda: bad_file(tmp_path, lambda d: d),
+        "badrules": lambda: write_rules(tmp_path, 'id = "too_fast"\nkind = "warp"\n'),
+        "rowsrule": lambda: write_rules(tmp_path, 'id = "rows"\nkind = "amount_over"\n'
+                                                  'threshold = "1"\n'),
     }
     args = [files[a[1:-1]]() if a.startswith("{") else a for a in args]
     out = tmp_path / "out" / "flags.parquet"
@@ -199,3 +223,61 @@ def test_null_user_rows_are_kept(tmp_path):
     result, flags = run(tmp_path, str(path), engine="sql")
     assert flags.height == len(events)
     assert flags["flagged"].sum() > 0
+
+
+# --- rule sets (v2) ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rich_lake(tmp_path_factory) -> tuple[Path, list[dict]]:
+    events = with_extras(synthetic_events(1200, seed=21))
+    return write_hive(events, tmp_path_factory.mktemp("rich")), events
+
+
+@pytest.mark.parametrize("engine", ["auto", "sql"])
+@pytest.mark.parametrize("chunk_rows", [1, 10**9])
+def test_example_rule_set_across_chunks_equals_reference(rich_lake, tmp_path, chunk_rows,
+                                                         engine):
+    """Every kind of rules/example.toml (windows of a day, 30-day lookbacks, histories of 10
+    amounts) decided in month chunks with the carry equals one pass of the reference."""
+    root, events = rich_lake
+    example = load_rule_set(EXAMPLE, ["new_device.min_history=1", "busy_1h.count=3",
+                                      "unusual_spend.ratio=1.5", "spend_24h.total=2000"])
+    result, flags = run(tmp_path, str(root), rule_set=example, chunk_rows=chunk_rows,
+                        engine=engine)
+    expected = reference_flags(events, example).sort("transaction_id")
+    assert flags.columns == ["transaction_id", *example.rule_ids, "score", "flagged"]
+    assert flags.equals(expected)
+    assert result.chunks == (4 if chunk_rows == 1 else 1)
+    fired = {rid for rid in example.rule_ids if flags[rid].any()}
+    assert {"burst_1m", "busy_1h", "spend_24h", "impossible_travel", "unusual_spend",
+            "new_device", "blocked_merchant", "sanctioned_country"} <= fired
+    assert set(result.overall.rules) == {*example.rule_ids, "flagged"}
+    assert result.overall.rules["flagged"].flagged == expected["flagged"].sum()
+
+
+def test_null_core_rows_are_false_and_invisible_across_chunks(rich_lake, tmp_path):
+    root, events = rich_lake
+    nulls = [{**e, "lat": None} if i % 7 == 0 else {**e, "amount": None} if i % 11 == 0 else e
+             for i, e in enumerate(events)]
+    lake = write_hive(nulls, tmp_path / "nulls")
+    example = load_rule_set(EXAMPLE, ["busy_1h.count=3", "new_device.min_history=1"])
+    result, flags = run(tmp_path, str(lake), rule_set=example, chunk_rows=1, engine="sql")
+    assert flags.equals(reference_flags(nulls, example).sort("transaction_id"))
+    assert result.overall.rows == len(nulls)
+
+
+def test_cli_example_rule_set(rich_lake, tmp_path):
+    root, events = rich_lake
+    report, flags = tmp_path / "r.json", tmp_path / "f.parquet"
+    res = cli("--input", str(root), "--rules", str(EXAMPLE), "--set", "alert_threshold=1.5",
+              "--report", str(report), "--flags-out", str(flags), "--quiet")
+    assert res.returncode == 0, res.stderr
+    example = load_rule_set(EXAMPLE, ["alert_threshold=1.5"])
+    data = json.loads(report.read_text())
+    assert data["rule_set_id"] == example.id and example.id in res.stdout
+    assert list(data["rules"]) == [*example.rule_ids, "flagged"]
+    assert "card_testing" in res.stdout and " engine)" in res.stdout
+    got = pl.read_parquet(flags)
+    assert got.columns == ["transaction_id", *example.rule_ids, "score", "flagged"]
+    assert got.sort("transaction_id").equals(
+        reference_flags(events, example).sort("transaction_id"))

@@ -8,7 +8,9 @@ import polars as pl
 import pytest
 
 from batch.hitrates import (
+    CountsError,
     count_flags,
+    counts_schema,
     format_table,
     hit_rates,
     hit_rates_by_year,
@@ -41,7 +43,7 @@ ROWS = [
 
 
 def test_counts_and_overall_rates():
-    rates = hit_rates(count_flags(flags_frame(ROWS)))
+    rates = hit_rates(count_flags(flags_frame(ROWS), RULES))
     assert rates.rows == 10 and rates.fraud_rows == 4
     ha = rates.rules["high_amount"]
     assert ha.flagged == 3 and ha.flag_rate == pytest.approx(0.3)
@@ -59,7 +61,7 @@ def test_counts_and_overall_rates():
 
 
 def test_by_year_splits_rows():
-    by_year = hit_rates_by_year(count_flags(flags_frame(ROWS)))
+    by_year = hit_rates_by_year(count_flags(flags_frame(ROWS), RULES))
     assert list(by_year) == [2020, 2021]
     assert by_year[2020].rows == 5 and by_year[2021].rows == 5
     assert by_year[2021].fraud_rows == 0 and by_year[2021].rules["flagged"].recall is None
@@ -68,7 +70,7 @@ def test_by_year_splits_rows():
 
 def test_without_labels_precision_and_recall_are_none():
     frame = flags_frame(ROWS).drop("is_fraud", "fraud_scenario")
-    rates = hit_rates(count_flags(frame))
+    rates = hit_rates(count_flags(frame, RULES))
     assert rates.fraud_rows is None
     assert all(h.precision is None and h.recall is None and h.recall_by_scenario == {}
                for h in rates.rules.values())
@@ -78,13 +80,28 @@ def test_without_labels_precision_and_recall_are_none():
 
 def test_chunk_counts_sum_like_one_frame():
     frame = flags_frame(ROWS)
-    whole = count_flags(frame)
-    parts = normalize_counts(pl.concat([count_flags(frame[:3]), count_flags(frame[3:7]),
-                                        count_flags(frame[7:])]))
+    whole = count_flags(frame, RULES)
+    parts = normalize_counts(pl.concat([count_flags(frame[:3], RULES),
+                                        count_flags(frame[3:7], RULES),
+                                        count_flags(frame[7:], RULES)]), RULES)
     assert parts.equals(whole)
     assert hit_rates(parts) == hit_rates(whole)
 
 
 def test_empty_counts():
-    rates = hit_rates(count_flags(flags_frame(ROWS).head(0)))
+    rates = hit_rates(count_flags(flags_frame(ROWS).head(0), RULES))
     assert rates.rows == 0 and rates.rules["flagged"].flag_rate == 0.0
+
+
+def test_counts_frame_follows_the_rule_ids_in_file_order():
+    frame = flags_frame(ROWS).rename({"high_amount": "z_big", "high_frequency": "a_fast"})
+    ids = ["z_big", "a_fast", "unusual_hour", "geo_mismatch"]
+    counts = count_flags(frame, ids)
+    assert counts.columns == ["year", "is_fraud", "fraud_scenario", "rows", *ids, "flagged"]
+    assert list(hit_rates(counts).rules) == [*ids, "flagged"]
+    assert normalize_counts(pl.DataFrame(), ids).columns == counts.columns
+
+
+def test_rule_id_rows_is_refused():
+    with pytest.raises(CountsError, match="'rows'"):
+        counts_schema(["rows"])

@@ -9,8 +9,11 @@ import polars as pl
 
 from fraudlake.contract import CORE_SCHEMA
 from queries import sql
-from queries.params import DEFAULT_PARAMS, RuleParams
 from queries.staging import connect, open_frame
+from rules.model import RuleSet, load_rule_set
+
+#: rules/default.toml: the four v1 rules
+DEFAULT = load_rule_set(None)
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
 
@@ -27,7 +30,7 @@ def frame(events: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(events, schema=CORE_SCHEMA)
 
 
-def run_sql(events: list[dict] | pl.DataFrame, params: RuleParams = DEFAULT_PARAMS,
+def run_sql(events: list[dict] | pl.DataFrame, params: RuleSet = DEFAULT,
             name: str = "flags", extra: dict[str, str] | None = None) -> pl.DataFrame:
     """The named query's result over ``events``, sorted by transaction_id when present."""
     con = connect()
@@ -36,7 +39,7 @@ def run_sql(events: list[dict] | pl.DataFrame, params: RuleParams = DEFAULT_PARA
     return out.sort("transaction_id") if "transaction_id" in out.columns else out
 
 
-def fired(events: list[dict], rule: str, params: RuleParams = DEFAULT_PARAMS,
+def fired(events: list[dict], rule: str, params: RuleSet = DEFAULT,
           name: str = "flags") -> list[str]:
     """Sorted ids of the events ``rule`` flags, computed by query ``name``."""
     out = run_sql(events, params, name)

@@ -7,18 +7,16 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from _rules_sql import T0, event, fired, frame, run_sql
-from reference_rules import haversine_km, reference_flags
-
-from queries.params import DEFAULT_PARAMS, RuleParams
+from _rules_sql import DEFAULT, T0, event, fired, frame, run_sql
+from reference_rules import haversine_km, reference_decisions
 
 
 def both(rule: str) -> list[str]:
     return ["flags", rule]
 
 
-def reference_fired(events: list[dict], rule: str, params: RuleParams = DEFAULT_PARAMS):
-    out = reference_flags(events, params)
+def reference_fired(events: list[dict], rule: str, params=DEFAULT):
+    out = reference_decisions(events, params)
     return sorted(out.filter(out[rule])["transaction_id"].to_list())
 
 
@@ -34,19 +32,19 @@ def test_high_amount_is_strictly_greater_than_the_threshold(name):
 
 @pytest.mark.parametrize("name", both("high_amount"))
 def test_high_amount_what_if_threshold_compares_decimals(name):
-    params = DEFAULT_PARAMS.with_overrides(["high_amount.threshold=2500"])
+    params = DEFAULT.with_overrides(["high_amount.threshold=2500"])
     events = [event("a", amount="2500.00"), event("b", amount="2500.01"),
               event("c", amount="1000.01")]
     assert fired(events, "high_amount", params, name) == ["b"]
     # 0.1 + 0.2 style float noise cannot matter: 0.29 is not > 0.29
-    tiny = DEFAULT_PARAMS.with_overrides(["high_amount.threshold=0.29"])
+    tiny = DEFAULT.with_overrides(["high_amount.threshold=0.29"])
     assert fired([event("x", amount="0.29"), event("y", amount="0.30")], "high_amount",
                  tiny, name) == ["y"]
 
 
 def test_threshold_is_quantized_to_cents_not_rounded_in_sql():
     # the SQL binds the threshold as DECIMAL(18,2): 999.995 never exists, params quantize first
-    params = DEFAULT_PARAMS.with_overrides(["high_amount.threshold=999.99"])
+    params = DEFAULT.with_overrides(["high_amount.threshold=999.99"])
     assert fired([event("a", amount="999.99"), event("b", amount="1000.00")], "high_amount",
                  params) == ["b"]
     out = run_sql([event("a", amount="1000.01")], name="high_amount")
@@ -88,7 +86,7 @@ def test_causal_a_later_event_never_counts_for_an_earlier_one(name):
 def test_other_users_do_not_count_and_count_param_applies(name):
     events = [event(f"u{u}e{i}", user=u, seconds=i) for u in (1, 2) for i in range(4)]
     assert fired(events, "high_frequency", name=name) == []
-    params = DEFAULT_PARAMS.with_overrides(["high_frequency.count=4",
+    params = DEFAULT.with_overrides(["high_frequency.count=4",
                                             "high_frequency.window_seconds=2"])
     # window 2 s: e3 at 3 s sees e1..e3 only (3 events) -> nothing; count 3 would fire
     assert fired(events, "high_frequency", params, name) == []
@@ -129,7 +127,7 @@ def test_local_hour_with_negative_and_half_hour_offsets(name):
 
 @pytest.mark.parametrize("name", both("unusual_hour"))
 def test_wrapping_window_23_to_5(name):
-    params = DEFAULT_PARAMS.with_overrides(["unusual_hour.start_hour=23",
+    params = DEFAULT.with_overrides(["unusual_hour.start_hour=23",
                                             "unusual_hour.end_hour=5"])
     events = [event("a", ts=at(22, 59)), event("b", ts=at(23, 0)), event("c", ts=at(0, 0)),
               event("d", ts=at(4, 59)), event("e", ts=at(5, 0)), event("f", ts=at(12, 0)),
@@ -176,9 +174,9 @@ def test_first_event_never_geo_and_speed_rule(name):
 def test_one_minute_floor_on_hours(name):
     # 111.19 km, 10 s apart: raw speed 40,030 km/h, floored hours give 6,671.7 km/h
     events = [event("a"), event("b", lon=1.0, seconds=10), event("c", lon=2.0, seconds=10)]
-    fast = DEFAULT_PARAMS.with_overrides(["geo_mismatch.speed_kmh=7000"])
+    fast = DEFAULT.with_overrides(["geo_mismatch.speed_kmh=7000"])
     assert fired(events, "geo_mismatch", fast, name) == []  # the floor decides
-    slower = DEFAULT_PARAMS.with_overrides(["geo_mismatch.speed_kmh=6600"])
+    slower = DEFAULT.with_overrides(["geo_mismatch.speed_kmh=6600"])
     assert fired(events, "geo_mismatch", slower, name) == ["b", "c"]  # c: same ts, by id
     assert reference_fired(events, "geo_mismatch", fast) == []
 
@@ -187,8 +185,8 @@ def test_one_minute_floor_on_hours(name):
 def test_distance_boundary_is_inclusive(name):
     d = haversine_km(0.0, 0.0, 0.0, 0.9, 6371.0)  # 100.0754 km
     events = [event("a"), event("b", lon=0.9, seconds=60)]
-    exact = DEFAULT_PARAMS.with_overrides([f"geo_mismatch.distance_km={d!r}"])
-    above = DEFAULT_PARAMS.with_overrides(
+    exact = DEFAULT.with_overrides([f"geo_mismatch.distance_km={d!r}"])
+    above = DEFAULT.with_overrides(
         [f"geo_mismatch.distance_km={math.nextafter(d, math.inf)!r}"])
     assert fired(events, "geo_mismatch", exact, name) == ["b"]
     assert fired(events, "geo_mismatch", above, name) == []
@@ -204,10 +202,10 @@ def test_speed_boundary_is_strict(name):
     events = [event("a"), event("b", lon=1.0, seconds=360)]  # 0.1 h
     speed = d / (360 / 3600)
     assert fired(events, "geo_mismatch",
-                 DEFAULT_PARAMS.with_overrides([f"geo_mismatch.speed_kmh={speed!r}"]), name) == []
+                 DEFAULT.with_overrides([f"geo_mismatch.speed_kmh={speed!r}"]), name) == []
     below = math.nextafter(speed, 0.0)
     assert fired(events, "geo_mismatch",
-                 DEFAULT_PARAMS.with_overrides([f"geo_mismatch.speed_kmh={below!r}"]),
+                 DEFAULT.with_overrides([f"geo_mismatch.speed_kmh={below!r}"]),
                  name) == ["b"]
 
 
@@ -236,8 +234,8 @@ def test_flags_has_one_row_per_event_and_flagged_is_any_rule():
 
 @pytest.mark.parametrize("name", both("geo_mismatch"))
 def test_first_event_never_geo_even_with_zero_thresholds(name):
-    params = DEFAULT_PARAMS.with_overrides(["geo_mismatch.distance_km=0",
-                                            "geo_mismatch.speed_kmh=-1"])
-    events = [event("a"), event("b", seconds=5), event("z", user=2)]
+    params = DEFAULT.with_overrides(["geo_mismatch.distance_km=0",
+                                     "geo_mismatch.speed_kmh=0"])  # (negative is refused)
+    events = [event("a"), event("b", seconds=5, lon=0.001), event("z", user=2)]
     assert fired(events, "geo_mismatch", params, name) == ["b"]
     assert reference_fired(events, "geo_mismatch", params) == ["b"]

@@ -1,18 +1,18 @@
 """Property: random small event sets (many ties, bursts, few users) get the same flags from the
-SQL (the combined query and each single-rule query) as from tests/reference_rules.py."""
+SQL of rules/default.toml with random --set overrides (the composed query and each v1
+single-rule query) as from the reference (tests/reference_rules.reference_decisions)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import polars as pl
-from _rules_sql import T0, event, frame, run_sql
+from _rules_sql import DEFAULT, T0, event, frame, run_sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_rules import reference_flags
+from reference_rules import reference_decisions
 
 from fraudlake.contract import RULE_NAMES
-from queries.params import DEFAULT_PARAMS, RuleParams
 
 PLACES = [(0.0, 0.0), (0.0, 0.9), (48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.006),
           (-33.8688, 151.2093), (35.6762, 139.6503), (0.5, 0.5)]
@@ -39,38 +39,37 @@ def event_sets(draw) -> list[dict]:
 
 
 params_strategy = st.one_of(
-    st.just(DEFAULT_PARAMS),
+    st.just(DEFAULT),
     st.builds(
-        RuleParams,
-        high_amount_threshold=st.sampled_from([DEFAULT_PARAMS.high_amount_threshold,
-                                               DEFAULT_PARAMS.with_overrides(
-                                                   ["high_amount.threshold=2500"]
-                                               ).high_amount_threshold]),
-        high_frequency_window_seconds=st.sampled_from([0, 1, 30, 60, 120]),
-        high_frequency_count=st.sampled_from([1, 2, 3, 5]),
-        unusual_hour_start_hour=st.integers(0, 24),
-        unusual_hour_end_hour=st.integers(0, 24),
-        geo_mismatch_distance_km=st.sampled_from([0.0, 50.0, 100.0, 1000.0]),
-        geo_mismatch_speed_kmh=st.sampled_from([0.0, 900.0, 5000.0]),
-        geo_mismatch_min_hours=st.sampled_from([1 / 60, 0.5]),
+        lambda *sets: DEFAULT.with_overrides(sets),
+        st.sampled_from(["high_amount.threshold=1000.00", "high_amount.threshold=2500"]),
+        st.sampled_from([0, 1, 30, 60, 120]).map("high_frequency.window_seconds={}".format),
+        st.sampled_from([1, 2, 3, 5]).map("high_frequency.count={}".format),
+        st.integers(0, 24).map("unusual_hour.start_hour={}".format),
+        st.integers(0, 24).map("unusual_hour.end_hour={}".format),
+        st.sampled_from([0.0, 50.0, 100.0, 1000.0]).map("geo_mismatch.distance_km={!r}".format),
+        st.sampled_from([0.0, 900.0, 5000.0]).map("geo_mismatch.speed_kmh={!r}".format),
+        st.sampled_from([1 / 60, 0.5]).map("geo_mismatch.min_hours={!r}".format),
     ),
 )
 
-COLUMNS = [*RULE_NAMES, "flagged"]
+COLUMNS = [*RULE_NAMES, "score", "flagged"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=event_sets(), params=params_strategy)
 def test_sql_matches_reference(events, params):
-    expected = reference_flags(events, params).sort("transaction_id")
-    combined = run_sql(frame(events), params)
+    rule_set = params
+    expected = reference_decisions(events, rule_set).sort("transaction_id")
+    combined = run_sql(frame(events), rule_set)
     assert combined.select("transaction_id", *COLUMNS).equals(expected.select(
         "transaction_id", *COLUMNS))
     for rule in RULE_NAMES:
-        single = run_sql(events, params, rule).select("transaction_id", rule)
+        single = run_sql(events, rule_set, rule).select("transaction_id", rule)
         assert single.equals(expected.select("transaction_id", rule)), rule
 
 
 def test_reference_accepts_a_frame_and_dicts_alike():
     events = [event("a", amount="1000.01"), event("b", seconds=1)]
-    assert reference_flags(events).equals(reference_flags(pl.DataFrame(frame(events))))
+    assert reference_decisions(events, DEFAULT).equals(
+        reference_decisions(pl.DataFrame(frame(events)), DEFAULT))
