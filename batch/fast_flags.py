@@ -158,7 +158,10 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
         table = table.select(["transaction_id", "code", "fraud_scenario"])  # the rest is copied
     perm, us, ts = order_events(cols["user_id"], cols["ts_us"], ids)
     events = Events(perm, us, ts, cols)
+    del cols, perm, us, ts
     decided = decide_events(events, rule_set)
+    next_carry = _next_carry(events, ids, keep, context_columns(rule_set))
+    del events, ids  # the chunk's kernel inputs: freed before counting and the sink's rows
     fired = {rid: _spread(hit[skip:], good, n) for rid, hit in decided.fired.items()}
     flagged = _spread(decided.flagged[skip:], good, n)
     code = _join([as_numpy(p) for p in table.column("code").chunks], np.int32)
@@ -171,7 +174,7 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
             [_column(table, "transaction_id"), *[pa.array(fired[r]) for r in rule_set.rule_ids],
              pa.array(_spread(decided.score[skip:], good, n)), pa.array(flagged)],
             schema=schema)
-    return part, _next_carry(events, ids, keep, context_columns(rule_set)), batch
+    return part, next_carry, batch
 
 
 def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],
