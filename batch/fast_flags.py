@@ -21,11 +21,8 @@ Per chunk:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -64,7 +61,6 @@ from (select *, epoch_us(ts) as ts_us from ({staged}))
 """
 _CODE_LABEL = {0: None, 1: False, 2: True}
 Observer = Callable[[pa.Table, Mapping[str, np.ndarray]], None]
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
 
 
 def flags_schema(rule_set) -> pa.Schema:
@@ -106,37 +102,15 @@ def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_se
     schema = flags_schema(rule_set)
     parts: list[pl.DataFrame] = []
     carry: _Carry | None = None
-    with _reused_memory():
-        for chunk, box in _prefetched(con, chunks, strings):
-            part, carry, batch = _decide_chunk(box, carry, rule_set, strings, keep, schema,
-                                               want_rows=sink is not None, observe=observe)
-            parts.append(part)
-            if sink is not None and batch is not None:
-                sink(batch)
-            if progress:
-                progress(chunk.rows)
+    for chunk, box in _prefetched(con, chunks, strings):
+        part, carry, batch = _decide_chunk(box, carry, rule_set, strings, keep, schema,
+                                           want_rows=sink is not None, observe=observe)
+        parts.append(part)
+        if sink is not None and batch is not None:
+            sink(batch)
+        if progress:
+            progress(chunk.rows)
     return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
-
-
-@contextmanager
-def _reused_memory() -> Iterator[None]:
-    """glibc malloc keeps freed memory for reuse while the chunks run (M_MMAP_MAX = 0, a high
-    M_TRIM_THRESHOLD): each chunk allocates the same large arrays again, and mapping them fresh
-    from the OS costs page faults — measured as a third of the run's time. Restored after."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        yield
-        return
-    mallopt(_M_MMAP_MAX, 0)
-    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    try:
-        yield
-    finally:
-        mallopt(_M_MMAP_MAX, 65536)
-        mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-        getattr(libc, "malloc_trim", lambda _: None)(0)
 
 
 def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: list[str], keep,
