@@ -21,11 +21,8 @@ Per chunk:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -63,7 +60,7 @@ select transaction_id, {numeric}{strings},
 from (select *, epoch_us(ts) as ts_us from ({staged}))
 """
 _CODE_LABEL = {0: None, 1: False, 2: True}
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
+Observer = Callable[[pa.Table, Mapping[str, np.ndarray]], None]
 
 
 def flags_schema(rule_set) -> pa.Schema:
@@ -93,49 +90,31 @@ class _Carry:
 
 def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_set,
                 sink: Sink | None = None,
-                progress: Callable[[int], None] | None = None) -> pl.DataFrame:
+                progress: Callable[[int], None] | None = None,
+                observe: Observer | None = None) -> pl.DataFrame:
     """Decide every event of ``chunks`` (in order); return the counts frame (one part per chunk).
+
+    ``observe(table, fired)`` (the what-if runner) sees each chunk's scan (``transaction_id,
+    user_id, ts_us, amount_cents, code, fraud_scenario``, ...) with each rule's decisions.
     """
     strings = [c for c in needed_columns(rule_set) if c not in (*CORE_COLUMNS, "transaction_id")]
     keep = retention(rule_set)
     schema = flags_schema(rule_set)
     parts: list[pl.DataFrame] = []
     carry: _Carry | None = None
-    with _reused_memory():
-        for chunk, box in _prefetched(con, chunks, strings):
-            part, carry, batch = _decide_chunk(box, carry, rule_set, strings, keep, schema,
-                                               want_rows=sink is not None)
-            parts.append(part)
-            if sink is not None and batch is not None:
-                sink(batch)
-            if progress:
-                progress(chunk.rows)
+    for chunk, box in _prefetched(con, chunks, strings):
+        part, carry, batch = _decide_chunk(box, carry, rule_set, strings, keep, schema,
+                                           want_rows=sink is not None, observe=observe)
+        parts.append(part)
+        if sink is not None and batch is not None:
+            sink(batch)
+        if progress:
+            progress(chunk.rows)
     return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
 
-@contextmanager
-def _reused_memory() -> Iterator[None]:
-    """glibc malloc keeps freed memory for reuse while the chunks run (M_MMAP_MAX = 0, a high
-    M_TRIM_THRESHOLD): each chunk allocates the same large arrays again, and mapping them fresh
-    from the OS costs page faults — measured as a third of the run's time. Restored after."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        yield
-        return
-    mallopt(_M_MMAP_MAX, 0)
-    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    try:
-        yield
-    finally:
-        mallopt(_M_MMAP_MAX, 65536)
-        mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-        getattr(libc, "malloc_trim", lambda _: None)(0)
-
-
 def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: list[str], keep,
-                  schema: pa.Schema, want_rows: bool):
+                  schema: pa.Schema, want_rows: bool, observe: Observer | None = None):
     """(counts of the chunk, the next carry, the chunk's flag rows or None); ``box`` holds the
     only reference to the chunk's table, so its columns are freed once copied out."""
     table = box.pop()
@@ -149,21 +128,27 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
     if good is not None:
         chunk_ids = [_column(table, "transaction_id").take(arrow_int64(good))]
     ids = IdParts(([carry.ids] if carry is not None else []) + chunk_ids)
-    table = table.select(["transaction_id", "code", "fraud_scenario"])  # the rest is copied
+    if observe is None:
+        table = table.select(["transaction_id", "code", "fraud_scenario"])  # the rest is copied
     perm, us, ts = order_events(cols["user_id"], cols["ts_us"], ids)
     events = Events(perm, us, ts, cols)
+    del cols, perm, us, ts
     decided = decide_events(events, rule_set)
+    next_carry = _next_carry(events, ids, keep, context_columns(rule_set))
+    del events, ids  # the chunk's kernel inputs: freed before counting and the sink's rows
     fired = {rid: _spread(hit[skip:], good, n) for rid, hit in decided.fired.items()}
     flagged = _spread(decided.flagged[skip:], good, n)
     code = _join([as_numpy(p) for p in table.column("code").chunks], np.int32)
     part = _counts(code, fired, flagged, _column(table, "fraud_scenario"), rule_set.rule_ids)
+    if observe is not None:
+        observe(table, fired)
     batch = None
     if want_rows:
         batch = pa.RecordBatch.from_arrays(
             [_column(table, "transaction_id"), *[pa.array(fired[r]) for r in rule_set.rule_ids],
              pa.array(_spread(decided.score[skip:], good, n)), pa.array(flagged)],
             schema=schema)
-    return part, _next_carry(events, ids, keep, context_columns(rule_set)), batch
+    return part, next_carry, batch
 
 
 def _columns(carry: _Carry | None, table: pa.Table, strings: list[str],

@@ -43,14 +43,16 @@ def pick_input(args: argparse.Namespace, tmp: Path) -> tuple[str, str]:
     return str(out), f"generated {args.rows} rows"
 
 
-def measured(argv: list[str], tmp: Path, label: str) -> dict:
-    """Run one backtest process under GNU time; wall, cpu, peak RSS and its report."""
+def measured(argv: list[str], tmp: Path, label: str, cwd: Path = ROOT) -> dict:
+    """Run one backtest process under GNU time; wall, cpu, peak RSS and its report (``cwd``:
+    the source tree to run, e.g. an older version's as a baseline)."""
     report = tmp / f"{label}.json"
     stats = tmp / f"{label}.time"
     load = os.getloadavg()[0]
     cmd = ["/usr/bin/time", "-o", str(stats), "-f", "%e %U %S %M", PY, "-m", "batch.backtest",
            *argv, "--quiet", "--report", str(report)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{label} failed:\n{proc.stderr[-2000:]}")
     wall, user, sys_, rss_kb = stats.read_text().split()[-4:]
@@ -67,6 +69,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs of each variant (best is kept)")
     p.add_argument("--flags-out", action="store_true", help="also write --flags-out (streamed)")
     p.add_argument("--skip-naive", action="store_true", help="only measure ours")
+    p.add_argument("--rules", help="rule set file for ours (default: rules/default.toml)")
+    p.add_argument("--baseline-tree", metavar="DIR",
+                   help="also run `python -m batch.backtest` from this source tree (e.g. the "
+                        "v1 engine: git archive 4bccc15 | tar -x -C DIR) as a baseline")
     p.add_argument("--sql-chunked", action="store_true",
                    help="also measure the SQL engine in time chunks (--engine sql)")
     args = p.parse_args()
@@ -75,7 +81,9 @@ def main() -> int:
         path, described = pick_input(args, tmp)
         base = ["--input", path] + (["--flags-out", str(tmp / "flags.parquet")]
                                     if args.flags_out else [])
-        variants = [("chunked", base)]
+        variants = [("chunked", base + (["--rules", args.rules] if args.rules else []))]
+        if args.baseline_tree:  # an older version of the project, e.g. the v1 fast engine
+            variants.append(("baseline_tree", base))
         if args.sql_chunked:
             variants.append(("sql_chunked", base + ["--engine", "sql"]))
         if not args.skip_naive:
@@ -84,14 +92,16 @@ def main() -> int:
         runs: dict[str, list[dict]] = {}
         for _ in range(args.repeat):
             for label, argv in variants:
-                run = measured(argv, tmp, label)
+                tree = Path(args.baseline_tree) if label == "baseline_tree" else ROOT
+                run = measured(argv, tmp, label, tree)
                 runs.setdefault(label, []).append(run)
                 print(f"{label}: {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s cpu, "
                       f"{run['peak_rss_mib']:.0f} MiB peak (load {run['load_before']})",
                       file=sys.stderr)
     best = {label: min(rs, key=lambda r: r["wall_s"]) for label, rs in runs.items()}
-    for label in best:
-        assert best[label]["rules"] == best["chunked"]["rules"], f"{label}: results differ"
+    for label in best:  # a baseline tree decides the v1 rules: comparable for default.toml
+        if label != "baseline_tree" or not args.rules:
+            assert best[label]["rules"] == best["chunked"]["rules"], f"{label}: results differ"
     write_results(best, runs, described, args)
     return 0
 
@@ -107,7 +117,8 @@ def write_results(best: dict, runs: dict, described: str, args: argparse.Namespa
         "target": {"wall_s": 20, "peak_gib": 3, "stretch_wall_s": 10, "stretch_peak_gib": 1.5},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "backtest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    name = "backtest" + (f"_{Path(args.rules).stem}" if args.rules else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         "# Backtest benchmark",
         "",
@@ -116,6 +127,9 @@ def write_results(best: dict, runs: dict, described: str, args: argparse.Namespa
         "Command: `.venv/bin/python bench/bench_backtest.py"
         + (f" --input {args.input}" if args.input else "")
         + (" --flags-out" if args.flags_out else "")
+        + (f" --rules {args.rules}" if args.rules else "")
+        + (f" --baseline-tree {args.baseline_tree}" if args.baseline_tree else "")
+        + (" --skip-naive" if args.skip_naive else "")
         + (" --sql-chunked" if args.sql_chunked else "") + "`",
         "",
         "| variant | wall s | cpu s | peak RSS MiB | load before |",
@@ -129,7 +143,7 @@ def write_results(best: dict, runs: dict, described: str, args: argparse.Namespa
                   f" peak memory ratio (naive / chunked): **{summary['memory_ratio']:.2f}x**.",
                   "All variants produced identical hit-rate reports."]
     lines += ["", "Target: <= 20 s and <= 3 GiB on 2 cores (stretch 10 s, 1.5 GiB).", ""]
-    (RESULTS / "backtest.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
-Column = np.ndarray | pa.Array | pa.ChunkedArray
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A string column as int32 codes into ``names`` (-1 = NULL): membership and device
+    lookups work on the (small) dictionary, and a carry gathers integers, not strings."""
+
+    codes: np.ndarray
+    names: pa.Array
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def take(self, rows: np.ndarray) -> Codes:
+        return Codes(self.codes[rows], self.names)
+
+    def strings(self, rows: np.ndarray) -> list[str | None]:
+        picked = self.codes[rows]
+        return self.names.take(pa.array(picked, pa.int32(), mask=picked < 0)).to_pylist()
+
+
+Column = np.ndarray | pa.Array | pa.ChunkedArray | Codes
 
 
 @dataclass
@@ -145,8 +166,11 @@ def cents_floor(value: Decimal) -> int:
 
 
 
-def is_in(values: pa.Array | pa.ChunkedArray, allowed: Sequence[str]) -> np.ndarray:
+def is_in(values: pa.Array | pa.ChunkedArray | Codes, allowed: Sequence[str]) -> np.ndarray:
     """Exact, case-sensitive membership; NULL is never in."""
+    if isinstance(values, Codes):
+        known = is_in(values.names, allowed)
+        return np.r_[known, False][values.codes]  # code -1 (NULL) picks the final False
     value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
     hit = pc.is_in(values, value_set=pa.array(list(allowed), value_type)).fill_null(False)
     parts = hit.chunks if isinstance(hit, pa.ChunkedArray) else [hit]
@@ -172,4 +196,6 @@ def decimal_text(cents: int) -> str:
 
 def take_strings(values: Column, rows: np.ndarray) -> list[str | None]:
     """The strings at ``rows`` as Python values."""
+    if isinstance(values, Codes):
+        return values.strings(rows)
     return values.take(pa.array(rows, pa.int64())).to_pylist()

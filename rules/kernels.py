@@ -229,9 +229,10 @@ def amount_over(events: Events, rule, scope, evidence: bool):
 
 
 def local_hour(events: Events, rule, scope, evidence: bool):
-    minutes = np.asarray(events.columns["ts_us"]) // _US_PER_MIN + np.asarray(
-        events.columns["utc_offset_min"], dtype=np.int64)
-    hour = (minutes // 60) % 24
+    minutes = np.asarray(events.columns["ts_us"]) // _US_PER_MIN
+    minutes += np.asarray(events.columns["utc_offset_min"])
+    hour = minutes // 60
+    hour %= 24
     start, end = rule.params["start_hour"], rule.params["end_hour"]
     hit = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
     if scope is not None:

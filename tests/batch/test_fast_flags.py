@@ -121,3 +121,22 @@ def test_empty_input(tmp_path, rule_set):
     flags, counts, _ = run_fast(tmp_path, rule_set)
     assert flags.height == 0 and counts.height == 0
     assert flags.columns == ["transaction_id", *rule_set.rule_ids, "score", "flagged"]
+
+
+def test_observe_sees_each_chunk_scan_with_its_decisions(tmp_path):
+    events = [{"transaction_id": f"t{i}", "user_id": i % 3, "ts": T0 + timedelta(days=i),
+               "amount": Decimal("1500.00" if i % 4 == 0 else "5.00"), "lat": 0.0, "lon": 0.0,
+               "utc_offset_min": 0} for i in range(12)]
+    write_lake(tmp_path, events, [4, 8])
+    rule_set = load_rule_set()
+    con = connect()
+    seen: list[tuple[pl.DataFrame, dict]] = []
+    flag_counts(con, plan_chunks(con, resolve_input(str(tmp_path)), 1), rule_set,
+                observe=lambda table, fired: seen.append((pl.from_arrow(table), dict(fired))))
+    assert len(seen) == 3
+    for frame, fired in seen:
+        assert {"transaction_id", "user_id", "ts_us", "amount_cents", "code",
+                "fraud_scenario"} <= set(frame.columns)
+        assert set(fired) == set(rule_set.rule_ids)
+        big = (frame["amount_cents"] > 100_000).to_list()
+        assert fired["high_amount"].tolist() == big
