@@ -3,13 +3,13 @@
 ``compose_flags(rule_set)`` returns a ``FlagsQuery``: SQL text plus the values of its bound
 parameters. The text is built only from this package's fixed fragments:
 
-    events    the decidable events (no NULL in user_id, ts, amount, lat, lon, utc_offset_min):
-              contract columns + ``ts_us`` (epoch µs), an empty device_id read as NULL;
-              NULL-core rows never enter a window, history or pair
-    undecided the other rows (decided false on every rule)
+    events    contract columns + ``ts_us`` (epoch µs) + ``decidable`` (no NULL in user_id, ts,
+              amount, lat, lon, utc_offset_min), an empty device_id read as NULL; a row that
+              is not decidable gets a NULL ``user_id``, the partition key of every window, so
+              it never enters a real user's window, history or pair
     r1 … rN   one CTE per rule, in file order, from its kind's template: the previous CTE's
               rows plus one boolean column named ``r<i>`` (helper columns are prefixed ``r<i>_``)
-    scored    rN's rows, and the undecidable rows with every rule false, plus score units
+    scored    rN's rows, every rule false on the rows that are not decidable
     final     transaction_id, user_id, ts, lat, lon, is_fraud, fraud_scenario, r1 … rN,
               score (double) and flagged
 
@@ -44,22 +44,22 @@ PASSTHROUGH = ("transaction_id", "user_id", "ts", "lat", "lon", "is_fraud", "fra
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _PLACEHOLDER = re.compile(r"\{(prev|col|in_scope)\}")
 
-# Each CTE is read once (a CTE read twice may be materialized): the undecidable rows come from
-# `transactions` directly, by the negated condition.
+# One scan of `transactions`, each CTE read once. A row with a NULL core column gets a NULL
+# partition key (user_id): every window partitions by user, so no real user's window, history or
+# travel pair sees it; `scored` then decides it false on every rule.
 _EVENTS = """events as (
     select
-        transaction_id, user_id, ts, amount, lat, lon, utc_offset_min, is_fraud,
+        transaction_id, case when decidable then user_id end as user_id,
+        user_id as event_user_id, ts, amount, lat, lon, utc_offset_min, is_fraud,
         fraud_scenario, channel, category, nullif(device_id, '') as device_id, merchant_id,
-        card_last4, country, city, epoch_us(ts) as ts_us
-    from transactions
-    where user_id is not null and ts is not null and amount is not null and lat is not null
-        and lon is not null and utc_offset_min is not null
-)"""
-_UNDECIDED = """undecided as (
-    select transaction_id, user_id, ts, lat, lon, is_fraud, fraud_scenario
-    from transactions
-    where not (user_id is not null and ts is not null and amount is not null and lat is not null
-        and lon is not null and utc_offset_min is not null)
+        card_last4, country, city, epoch_us(ts) as ts_us, decidable
+    from (
+        select
+            *,
+            user_id is not null and ts is not null and amount is not null and lat is not null
+            and lon is not null and utc_offset_min is not null as decidable
+        from transactions
+    ) as staged
 )"""
 _CHANNELS = "coalesce(list_contains(cast(${col}_channels as varchar[]), channel), false)"
 _CATEGORIES = "coalesce(list_contains(cast(${col}_categories as varchar[]), category), false)"
@@ -107,7 +107,7 @@ def template_params(name: str) -> list[str]:
 def compose_flags(rule_set: RuleSet) -> FlagsQuery:
     """The flags query of ``rule_set`` (see the module docstring)."""
     units, threshold_units, scale = rule_set.weight_units()
-    ctes = [_EVENTS, _UNDECIDED]
+    ctes = [_EVENTS]
     params: dict[str, Any] = {"threshold_units": threshold_units, "weight_scale": scale}
     columns: list[str] = []
     prev = "events"
@@ -171,19 +171,19 @@ def _bindable(value: Any) -> Any:
 
 
 def _scored(prev: str, columns: list[str]) -> str:
-    units = " + ".join(f"cast({c} as bigint) * ${c}_weight_units" for c in columns)
-    falses = ", ".join(f"false as {c}" for c in columns)
-    keep = ", ".join(PASSTHROUGH)
     # only fixed names and positional columns (r1 ...), never rule-file text
-    return (f"scored as (\n    select {keep}, {', '.join(columns)},\n        {units} as units\n"  # noqa: S608
-            f"    from {prev}\n    union all\n    select {keep}, {falses}, 0 as units\n"
-            "    from undecided\n)")
+    decided = ",\n        ".join(f"decidable and coalesce({c}, false) as {c}" for c in columns)
+    return ("scored as (\n    select\n        transaction_id, event_user_id as user_id, ts, lat, "
+            f"lon, is_fraud, fraud_scenario,\n        {decided}\n    from {prev}\n)")
 
 
 def _final(columns: list[str]) -> str:
-    return ("final as (\n    select\n        " + ", ".join([*PASSTHROUGH, *columns])
-            + ",\n        cast(units as double) / $weight_scale as score,\n"
-            "        units >= $threshold_units as flagged\n    from scored\n)")
+    units = " + ".join(f"cast({c} as bigint) * ${c}_weight_units" for c in columns)
+    keep = ", ".join([*PASSTHROUGH, *columns])
+    return (f"final as (\n    select\n        {keep},\n"  # noqa: S608 (fixed names only)
+            "        cast(units as double) / $weight_scale as score,\n"
+            "        units >= $threshold_units as flagged\n"
+            f"    from (select scored.*, {units} as units from scored) as weighted\n)")
 
 
 # --- running it -------------------------------------------------------------------------------
