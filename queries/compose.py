@@ -3,13 +3,13 @@
 ``compose_flags(rule_set)`` returns a ``FlagsQuery``: SQL text plus the values of its bound
 parameters. The text is built only from this package's fixed fragments:
 
-    events    the contract columns of ``transactions`` + ``ts_us`` (epoch µs) + ``decidable``
-              (no NULL in user_id, ts, amount, lat, lon, utc_offset_min; an empty device_id
-              reads as NULL)
-    decided   the decidable events only: NULL-core rows never enter a window, history or pair
+    events    contract columns + ``ts_us`` (epoch µs) + ``decidable`` (no NULL in user_id, ts,
+              amount, lat, lon, utc_offset_min), an empty device_id read as NULL; a row that
+              is not decidable gets a NULL ``user_id``, the partition key of every window, so
+              it never enters a real user's window, history or pair
     r1 … rN   one CTE per rule, in file order, from its kind's template: the previous CTE's
               rows plus one boolean column named ``r<i>`` (helper columns are prefixed ``r<i>_``)
-    scored    rN's rows, and the undecidable rows with every rule false, plus score units
+    scored    rN's rows, every rule false on the rows that are not decidable
     final     transaction_id, user_id, ts, lat, lon, is_fraud, fraud_scenario, r1 … rN,
               score (double) and flagged
 
@@ -44,16 +44,23 @@ PASSTHROUGH = ("transaction_id", "user_id", "ts", "lat", "lon", "is_fraud", "fra
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _PLACEHOLDER = re.compile(r"\{(prev|col|in_scope)\}")
 
+# One scan of `transactions`, each CTE read once. A row with a NULL core column gets a NULL
+# partition key (user_id): every window partitions by user, so no real user's window, history or
+# travel pair sees it; `scored` then decides it false on every rule.
 _EVENTS = """events as (
     select
-        transaction_id, user_id, ts, amount, lat, lon, utc_offset_min, is_fraud,
+        transaction_id, case when decidable then user_id end as user_id,
+        user_id as event_user_id, ts, amount, lat, lon, utc_offset_min, is_fraud,
         fraud_scenario, channel, category, nullif(device_id, '') as device_id, merchant_id,
-        card_last4, country, city, epoch_us(ts) as ts_us,
-        user_id is not null and ts is not null and amount is not null and lat is not null
-        and lon is not null and utc_offset_min is not null as decidable
-    from transactions
+        card_last4, country, city, epoch_us(ts) as ts_us, decidable
+    from (
+        select
+            *,
+            user_id is not null and ts is not null and amount is not null and lat is not null
+            and lon is not null and utc_offset_min is not null as decidable
+        from transactions
+    ) as staged
 )"""
-_DECIDED = "decided as (\n    select * from events where decidable\n)"
 _CHANNELS = "coalesce(list_contains(cast(${col}_channels as varchar[]), channel), false)"
 _CATEGORIES = "coalesce(list_contains(cast(${col}_categories as varchar[]), category), false)"
 
@@ -73,27 +80,37 @@ class FlagsQuery:
         return dict(zip(self.columns, self.rule_ids, strict=True))
 
 
+#: Cheaper templates with the same decisions, for rules that filter nothing (no scope, no cap).
+_UNFILTERED = {"velocity_count": "velocity_count_unfiltered"}
+
+
+def template_name(rule: Rule) -> str:
+    """The template a rule is composed from: its kind's, or the kind's unfiltered variant."""
+    unfiltered = not rule.scoped and rule.params.get("max_amount") is None
+    return _UNFILTERED.get(rule.kind, rule.kind) if unfiltered else rule.kind
+
+
 @cache
-def template(kind: str) -> str:
-    """The SQL template of a kind (``queries/kinds/<kind>.sql``) without its header comment."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}")
-    text = (KINDS_DIR / f"{kind}.sql").read_text()
+def template(name: str) -> str:
+    """A template (``queries/kinds/<name>.sql``: a kind or a variant) without its header."""
+    if name not in KINDS and name not in _UNFILTERED.values():
+        raise ValueError(f"unknown kind {name!r}")
+    text = (KINDS_DIR / f"{name}.sql").read_text()
     return "\n".join(line for line in text.splitlines() if not line.startswith("--")).strip()
 
 
-def template_params(kind: str) -> list[str]:
-    """The ``$name`` parameters a kind's template uses, in first-use order."""
-    return list(dict.fromkeys(_PARAM.findall(template(kind))))
+def template_params(name: str) -> list[str]:
+    """The ``$name`` parameters a template uses, in first-use order."""
+    return list(dict.fromkeys(_PARAM.findall(template(name))))
 
 
 def compose_flags(rule_set: RuleSet) -> FlagsQuery:
     """The flags query of ``rule_set`` (see the module docstring)."""
     units, threshold_units, scale = rule_set.weight_units()
-    ctes = [_EVENTS, _DECIDED]
+    ctes = [_EVENTS]
     params: dict[str, Any] = {"threshold_units": threshold_units, "weight_scale": scale}
     columns: list[str] = []
-    prev = "decided"
+    prev = "events"
     for i, (rule, unit) in enumerate(zip(rule_set.rules, units, strict=True), start=1):
         col = f"r{i}"
         ctes.append(f"{col} as (\n{_rule_cte(rule, col, prev)}\n)")
@@ -110,7 +127,7 @@ def compose_flags(rule_set: RuleSet) -> FlagsQuery:
 
 
 def _rule_cte(rule: Rule, col: str, prev: str) -> str:
-    body = _PARAM.sub(lambda m: f"${col}_{m.group(1)}", template(rule.kind))
+    body = _PARAM.sub(lambda m: f"${col}_{m.group(1)}", template(template_name(rule)))
     fragments = {"prev": prev, "col": col, "in_scope": _scope(rule, col)}
     return _PLACEHOLDER.sub(lambda m: fragments[m.group(1)], body)
 
@@ -135,7 +152,7 @@ def _rule_params(rule: Rule, col: str) -> dict[str, Any]:
     """``$r<i>_<name>`` values for the rule's template and scope."""
     out: dict[str, Any] = {}
     values = bindable_params(rule)
-    for name in template_params(rule.kind):
+    for name in template_params(template_name(rule)):
         out[f"{col}_{name}"] = values[name]
     if rule.channels is not None:
         out[f"{col}_channels"] = list(rule.channels)
@@ -154,19 +171,19 @@ def _bindable(value: Any) -> Any:
 
 
 def _scored(prev: str, columns: list[str]) -> str:
-    units = " + ".join(f"cast({c} as bigint) * ${c}_weight_units" for c in columns)
-    falses = ", ".join(f"false as {c}" for c in columns)
-    keep = ", ".join(PASSTHROUGH)
     # only fixed names and positional columns (r1 ...), never rule-file text
-    return (f"scored as (\n    select {keep}, {', '.join(columns)},\n        {units} as units\n"  # noqa: S608
-            f"    from {prev}\n    union all\n    select {keep}, {falses}, 0 as units\n"
-            "    from events where not decidable\n)")
+    decided = ",\n        ".join(f"decidable and coalesce({c}, false) as {c}" for c in columns)
+    return ("scored as (\n    select\n        transaction_id, event_user_id as user_id, ts, lat, "
+            f"lon, is_fraud, fraud_scenario,\n        {decided}\n    from {prev}\n)")
 
 
 def _final(columns: list[str]) -> str:
-    return ("final as (\n    select\n        " + ", ".join([*PASSTHROUGH, *columns])
-            + ",\n        cast(units as double) / $weight_scale as score,\n"
-            "        units >= $threshold_units as flagged\n    from scored\n)")
+    units = " + ".join(f"cast({c} as bigint) * ${c}_weight_units" for c in columns)
+    keep = ", ".join([*PASSTHROUGH, *columns])
+    return (f"final as (\n    select\n        {keep},\n"  # noqa: S608 (fixed names only)
+            "        cast(units as double) / $weight_scale as score,\n"
+            "        units >= $threshold_units as flagged\n"
+            f"    from (select scored.*, {units} as units from scored) as weighted\n)")
 
 
 # --- running it -------------------------------------------------------------------------------
