@@ -57,7 +57,20 @@ _DECIDED = ("SELECT CAST(year(ts) AS INTEGER) AS year, is_fraud, fraud_scenario,
             "WHERE $after IS NULL OR ts IS NULL OR ts > $after")
 _COUNTS = ("SELECT year, is_fraud, fraud_scenario, count(*) AS rows, {counts} "  # noqa: S608
            "FROM ({decided}) GROUP BY ALL")
-_CARRY = """
+# The carry is a suffix of each user's history: the last `horizon`, and the last k events (k = 1:
+# every event at the user's last ts, found by a hash aggregate; k > 1: a window).
+_CARRY_LAST = """
+CREATE OR REPLACE TEMP TABLE carry AS
+WITH decidable AS (
+    SELECT * FROM transactions
+    WHERE user_id IS NOT NULL AND ts IS NOT NULL AND amount IS NOT NULL AND lat IS NOT NULL
+    AND lon IS NOT NULL AND utc_offset_min IS NOT NULL
+),
+last_ts AS (SELECT user_id, max(ts) AS ts FROM decidable GROUP BY user_id)
+SELECT d.* FROM decidable d LEFT JOIN last_ts l ON d.user_id = l.user_id AND d.ts = l.ts
+WHERE l.user_id IS NOT NULL OR d.ts >= $tail_start
+"""
+_CARRY_LAST_K = """
 CREATE OR REPLACE TEMP TABLE carry AS
 SELECT * FROM transactions
 WHERE user_id IS NOT NULL AND ts IS NOT NULL AND amount IS NOT NULL AND lat IS NOT NULL
@@ -190,8 +203,11 @@ def flag_counts(con: duckdb.DuckDBPyConnection, chunks: Sequence[Chunk], rule_se
             parts.append(part.rename(query.names))
         if i + 1 < len(chunks):
             assert chunk.last_ts is not None  # several chunks only come from ts statistics
-            con.execute(_CARRY, {"tail_start": chunk.last_ts - needs.horizon,
-                                 "last_k": needs.last_k})
+            tail_start = chunk.last_ts - needs.horizon
+            if needs.last_k == 1:
+                con.execute(_CARRY_LAST, {"tail_start": tail_start})
+            else:
+                con.execute(_CARRY_LAST_K, {"tail_start": tail_start, "last_k": needs.last_k})
             after = chunk.last_ts
         if progress:
             progress(chunk.rows)

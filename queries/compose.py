@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class FlagsQuery:
         return dict(zip(self.columns, self.rule_ids, strict=True))
 
 
+@cache
 def template(kind: str) -> str:
     """The SQL template of a kind (``queries/kinds/<kind>.sql``) without its header comment."""
     if kind not in KINDS:

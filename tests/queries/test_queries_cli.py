@@ -145,3 +145,79 @@ def test_cli_bad_input(tmp_path, args, needle):
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], res.stderr
+
+
+# --- rule sets (v2) ---------------------------------------------------------------------------
+
+EXAMPLE = ROOT / "rules" / "example.toml"
+
+
+def test_example_rule_set_is_packaged_and_uses_every_kind():
+    from importlib import resources
+
+    from rules.model import KINDS, load_rule_set
+
+    packaged = resources.files("rules")
+    assert packaged.joinpath("example.toml").is_file()
+    assert packaged.joinpath("lists", "blocked_merchants.txt").is_file()
+    example = load_rule_set(EXAMPLE)
+    kinds = [r.kind for r in example.rules]
+    assert len(example.rules) >= 10 and set(kinds) == set(KINDS)
+    assert kinds.count("velocity_count") >= 2 and example.alert_threshold > 1
+    assert any(r.kind == "velocity_count" and r.params["max_amount"] for r in example.rules)
+    assert any(r.scoped for r in example.rules)
+    assert len({r.weight for r in example.rules}) > 1
+    assert all(resources.files("queries").joinpath("kinds", f"{k}.sql").is_file() for k in KINDS)
+
+
+def test_cli_flags_with_a_rule_set(tmp_path):
+    import pyarrow.parquet as pq
+    from _ruleset_data import event as rich_event
+    from _ruleset_data import frame as rich_frame
+
+    from rules.model import load_rule_set
+
+    events = [rich_event("a", amount="3000.00", channel="online", merchant_id="M0000042"),
+              rich_event("b", seconds=1, amount="1.00", country="KP"),
+              rich_event("c", seconds=2, amount="2.00", channel="online", device_id="d1")]
+    src = tmp_path / "rich.parquet"
+    rich_frame(events).write_parquet(src)
+    out = tmp_path / "flags.parquet"
+    res = cli("flags", "--rules", str(EXAMPLE), "--set", "alert_threshold=1", "--input", str(src),
+              "--format", "parquet", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    rule_set = load_rule_set(EXAMPLE, ["alert_threshold=1"])
+    got = pl.read_parquet(out).select("transaction_id", *rule_set.rule_ids, "score", "flagged")
+    got = got.sort("transaction_id")
+    assert got.equals(reference_decisions(events, rule_set).sort("transaction_id"))
+    assert got["flagged"].to_list()[:2] == [True, True]  # big amount + blocked, sanctioned
+    assert pq.read_schema(out).metadata[b"fraudlake.rule_set_id"] == rule_set.id.encode()
+
+
+@pytest.mark.parametrize("dialect", ["athena", "trino"])
+def test_athena_rendering_of_a_rule_set_binds_everything(tmp_path, dialect):
+    rules = tmp_path / "r.toml"
+    rules.write_text('version = "t-1"\n[[rule]]\nid = "odd"\nkind = "in_list"\n'
+                     'field = "city"\nvalues = ["a\\nDROP TABLE x; --", "b*/c", "what?", '
+                     '"it\'s"]\n[[rule]]\nid = "fast"\nkind = "velocity_count"\n'
+                     'window_seconds = 60\ncount = 3\nchannels = ["online"]\n')
+    res = cli("flags", "--rules", str(rules), "--dialect", dialect)
+    assert res.returncode == 0, res.stderr
+    text, _, trailer = res.stdout.partition(";\n")
+    tree = sqlglot.parse_one(text, read=dialect)
+    assert len(list(tree.find_all(sqlglot.exp.Placeholder))) == text.count("?")
+    for value in ("DROP", "b*/c", "what", "it's", "60"):
+        assert value not in text
+    assert [c.alias_or_name for c in tree.selects][-4:] == ["odd", "fast", "score", "flagged"]
+    assert all(line.startswith("-- ") for line in trailer.splitlines())
+    assert "DROP TABLE x" in trailer and "t-1@" in trailer
+
+
+def test_bad_rule_file_is_one_line_naming_file_rule_and_problem(tmp_path):
+    rules = tmp_path / "bad.toml"
+    rules.write_text('version = "b-1"\n[[rule]]\nid = "big"\nkind = "amount_over"\n'
+                     'threshold = "100"\nspeed = 3\n')
+    res = cli("flags", "--rules", str(rules), "--dialect", "athena")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert str(rules) in lines[0] and "'big'" in lines[0] and "'speed'" in lines[0]

@@ -5,9 +5,11 @@ reference of every kind (tests/reference_rules.reference_decisions)."""
 from __future__ import annotations
 
 import pytest
-from _ruleset_data import KIND_PARAMS, event_streams, rule_sets, run_rule_set
+from _ruleset_data import KIND_PARAMS, WORDS, event_streams, rule_sets, run_rule_set
 from hypothesis import HealthCheck, given, settings
 from reference_rules import reference_decisions
+
+from queries.compose import compose_flags
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -35,3 +37,13 @@ def test_each_kind_matches_the_reference(kind):
 @given(events=event_streams(), rule_set=rule_sets())
 def test_mixed_rule_sets_match_the_reference(events, rule_set):
     assert_same(events, rule_set)
+
+
+@SETTINGS
+@given(rule_set=rule_sets())
+def test_nothing_from_the_rule_file_is_in_the_sql_text(rule_set):
+    query = compose_flags(rule_set)
+    assert "rule_" not in query.sql  # the ids (rule_0 ...) only name output columns
+    quoted = [w for w in WORDS if any(c in w for c in "'\";")]
+    assert len(quoted) == 4 and not any(w in query.sql for w in quoted)
+    assert all(f"${name}" in query.sql for name in query.params)
