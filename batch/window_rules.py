@@ -1,7 +1,7 @@
-"""The two per-user rules of DESIGN.md (v1) over plain arrays: one sort, then vector arithmetic.
+"""The (user_id, ts, transaction_id) order of a time chunk for ``rules.kernels``: one sort.
 
-``high_frequency`` and ``geo_mismatch`` look at a user's earlier events in (ts, transaction_id)
-order. Instead of SQL window functions (a hash partition plus a sort per user), the events are
+The per-user rule kinds look at a user's earlier events in (ts, transaction_id) order. Instead
+of SQL window functions (a hash partition plus a sort per user), the events of a chunk are
 ordered ONCE by (user_id, ts, transaction_id):
 
 - input already in ts order (history files are): pack ``user << bits | row`` into one uint64
@@ -9,31 +9,19 @@ ordered ONCE by (user_id, ts, transaction_id):
   stable argsort by ts first (timsort: near-linear on ts-ordered runs);
 - events of one user with the same ts are then re-ordered by transaction_id (few rows).
 
-In that order, ``high_frequency`` <=> the event ``count - 1`` places earlier belongs to the same
-user and lies within the window (same as ``queries/rules/flags.sql``), and ``geo_mismatch``
-compares each event with its predecessor. Haversine runs only for pairs that could be flagged at
-all (same user, close enough in time for any distance <= pi * R to exceed the speed), with the
-SQL's exact formula; ``asin`` comes from ``math`` (libm, like DuckDB and the reference), because
-NumPy's vectorised ``arcsin`` may differ in the last bit.
-
-The result also names the rows a later time chunk needs (``carry``): per user the last event and
-every event of the last window, ordered by ts.
+The carry from earlier chunks is kept in ts order and all of its events are earlier than the
+chunk's, so carry rows followed by chunk rows are still in ts order: the same one sort covers
+both. ``IdParts`` holds their transaction ids without concatenating the strings.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from queries.params import RuleParams
-
-_US_PER_HOUR = 3_600_000_000
-_INT64_MAX = np.iinfo(np.int64).max
 _NUMPY_TYPES = {pa.int32(): np.dtype(np.int32), pa.int64(): np.dtype(np.int64),
                 pa.uint64(): np.dtype(np.uint64),
                 pa.float64(): np.dtype(np.float64)}
@@ -43,25 +31,6 @@ class Ids(Protocol):
     """transaction_id of the rows: a ``pa.Array``, ``pa.ChunkedArray`` or the like."""
 
     def take(self, indices: pa.Array) -> pa.Array | pa.ChunkedArray: ...
-
-
-@dataclass(frozen=True)
-class WindowFlags:
-    high_frequency: np.ndarray  # input row indices the rule flags (each once, any order)
-    geo_mismatch: np.ndarray  # likewise
-    carry: np.ndarray  # input row indices to keep for the next chunk, in ts order
-
-
-def window_flags(user: np.ndarray, ts_us: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                 transaction_id: Ids,
-                 params: RuleParams) -> WindowFlags:
-    """Decide both per-user rules for every row (equal-length arrays without NULLs; a NaN
-    lat/lon has no distance, so it never makes a geo mismatch, as a NULL in SQL)."""
-    perm, us, ts = order_events(user, ts_us, transaction_id)
-    window = min(params.high_frequency_window_seconds * 1_000_000, int(_INT64_MAX))
-    return WindowFlags(perm[_high_frequency(us, ts, params.high_frequency_count, window)],
-                       _geo_mismatch(perm, us, ts, lat, lon, params),
-                       _carry(perm, us, ts, window))
 
 
 def order_events(user: np.ndarray, ts_us: np.ndarray, transaction_id: Ids
@@ -128,46 +97,24 @@ def arrow_int64(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-def _high_frequency(us: np.ndarray, ts: np.ndarray, count: int, window: int) -> np.ndarray:
-    """Sorted positions flagged: the event ``count - 1`` earlier is the user's and in window."""
-    if count <= 1:
-        return np.arange(len(ts))
-    k = count - 1
-    if len(ts) <= k:
-        return np.zeros(0, dtype=np.int64)
-    hit = (us[k:] == us[:-k]) & (ts[k:] - ts[:-k] <= window)
-    return np.flatnonzero(hit) + k
+class IdParts:
+    """transaction_id of the rows as the Arrow arrays they came in (concatenating them would
+    copy every string); ``take`` gathers from each part."""
 
+    def __init__(self, parts: list[pa.Array]) -> None:
+        self.parts = [p for p in parts if len(p)] or [pa.array([], pa.string())]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
 
-def _geo_mismatch(perm: np.ndarray, us: np.ndarray, ts: np.ndarray, lat: np.ndarray,
-                  lon: np.ndarray, params: RuleParams) -> np.ndarray:
-    """Input rows flagged: impossible travel from the user's previous event."""
-    gap = ts[1:] - ts[:-1]
-    possible = us[1:] == us[:-1]
-    radius, speed = params.geo_mismatch_earth_radius_km, params.geo_mismatch_speed_kmh
-    if speed > 0:  # d <= pi * R, so d / h > speed needs h < pi * R / speed
-        bound = math.pi * radius / speed * 1.001 * _US_PER_HOUR + 1
-        if bound < _INT64_MAX / 2:
-            possible &= gap <= int(bound)
-    at = np.flatnonzero(possible) + 1  # sorted positions with a predecessor at - 1
-    now, prev = perm[at], perm[at - 1]
-    lat1, lat0 = np.radians(lat[now]), np.radians(lat[prev])
-    a = (np.sin((lat1 - lat0) / 2) ** 2
-         + np.cos(lat0) * np.cos(lat1) * np.sin(np.radians(lon[now] - lon[prev]) / 2) ** 2)
-    root = np.sqrt(np.minimum(np.maximum(a, 0.0), 1.0))
-    km = 2 * radius * np.fromiter(map(math.asin, root.tolist()), dtype=np.float64,
-                                  count=len(root))
-    hours = np.maximum(gap[at - 1] / 1000000 / 3600, params.geo_mismatch_min_hours)
-    flagged = (km >= params.geo_mismatch_distance_km) & (km / hours > speed)
-    return now[flagged]
-
-
-def _carry(perm: np.ndarray, us: np.ndarray, ts: np.ndarray, window: int) -> np.ndarray:
-    """Rows a later chunk needs: each user's last event and the last window, in ts order."""
-    if len(ts) == 0:
-        return np.zeros(0, dtype=np.int64)
-    keep = np.ones(len(ts), dtype=bool)
-    keep[:-1] = us[:-1] != us[1:]
-    keep |= ts >= max(int(ts.max()) - window, -_INT64_MAX)
-    rows = perm[keep]
-    return rows[np.argsort(ts[keep], kind="stable")]
+    def take(self, indices: pa.Array) -> pa.Array:
+        rows = as_numpy(indices)
+        if len(self.parts) == 1:
+            return self.parts[0].take(indices)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        cuts = np.searchsorted(ordered, self.starts)
+        taken = pa.concat_arrays([part.take(arrow_int64(ordered[a:b] - start)) for part, start, a, b
+                                  in zip(self.parts, self.starts, cuts[:-1], cuts[1:],
+                                         strict=False)])
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return taken.take(arrow_int64(back))

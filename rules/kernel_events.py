@@ -15,7 +15,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
-Column = np.ndarray | pa.Array | pa.ChunkedArray
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A string column as int32 codes into ``names`` (-1 = NULL): membership and device
+    lookups work on the (small) dictionary, and a carry gathers integers, not strings."""
+
+    codes: np.ndarray
+    names: pa.Array
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def take(self, rows: np.ndarray) -> Codes:
+        return Codes(self.codes[rows], self.names)
+
+    def strings(self, rows: np.ndarray) -> list[str | None]:
+        picked = self.codes[rows]
+        return self.names.take(pa.array(picked, pa.int32(), mask=picked < 0)).to_pylist()
+
+
+Column = np.ndarray | pa.Array | pa.ChunkedArray | Codes
 
 
 @dataclass
@@ -89,30 +110,38 @@ def window_start(user: np.ndarray, ts: np.ndarray, window_us: int) -> np.ndarray
     ``ts >= this ts - window_us``.
 
     Gaps wider than the window are shrunk to ``window + 1`` and users are set ``window + 1``
-    apart; window membership is unchanged, and the compressed times fit one int64 key, so one
-    ``searchsorted`` answers every position. Keys that could still overflow fall back to a
-    lexsort of the positions with one probe per position.
+    apart: window membership is unchanged, and the compressed times are one sorted int64 key,
+    so one ``searchsorted`` answers every position. A key that would pass 2^61 is cut into
+    blocks at user boundaries, each with its own key (a window never crosses a user).
     """
     n = len(ts)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    window_us = min(int(window_us), _INT64_MAX // 4)
+    window_us = min(int(window_us), _INT64_MAX // 8)
     step = np.diff(ts)
     np.minimum(step, window_us + 1, out=step)
-    step[user[1:] != user[:-1]] = window_us + 1
-    if float(window_us + 1) * n < 2.0**62:
-        key = np.empty(n, dtype=np.int64)
-        key[0] = 0
-        np.cumsum(step, out=key[1:])
-        return np.searchsorted(key, key - window_us, side="left")
-    probes = np.concatenate([ts - window_us, ts])  # ts - window cannot overflow: |ts| < 2^62
-    is_row = np.concatenate([np.zeros(n, np.int8), np.ones(n, np.int8)])
-    order = np.lexsort((is_row, probes, np.concatenate([user, user])))
-    rows_before = np.cumsum(is_row[order]) - is_row[order]
-    outside = np.empty(2 * n, dtype=np.int64)
-    outside[order] = rows_before
-    return outside[:n]
+    new_user = user[1:] != user[:-1]
+    step[new_user] = window_us + 1
+    reach = np.cumsum(step, dtype=np.float64)  # approximate compressed times, to cut blocks
+    if n == 1 or reach[-1] < 2.0**61:
+        return _starts(step, window_us, 0)
+    firsts = np.r_[0, np.flatnonzero(new_user) + 1]
+    block = (np.r_[0.0, reach][firsts] // 2.0**60).astype(np.int64)
+    cuts = np.r_[firsts[np.r_[True, block[1:] != block[:-1]]], n]
+    out = np.empty(n, dtype=np.int64)
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        span = (reach[b - 2] if b >= 2 else 0.0) - (reach[a - 1] if a else 0.0)
+        if span >= 2.0**62 - 2.0**52:
+            raise OverflowError("one user's events span too much time for an int64 window key")
+        out[a:b] = _starts(step[a:b - 1], window_us, a)
+    return out
 
+
+def _starts(step: np.ndarray, window_us: int, offset: int) -> np.ndarray:
+    key = np.empty(len(step) + 1, dtype=np.int64)
+    key[0] = 0
+    np.cumsum(step, out=key[1:])
+    return np.searchsorted(key, key - window_us, side="left") + offset
 
 
 def amount_cents(amount: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -137,13 +166,18 @@ def cents_floor(value: Decimal) -> int:
 
 
 
-def is_in(values: pa.Array | pa.ChunkedArray, allowed: Sequence[str]) -> np.ndarray:
+def is_in(values: pa.Array | pa.ChunkedArray | Codes, allowed: Sequence[str]) -> np.ndarray:
     """Exact, case-sensitive membership; NULL is never in."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, Codes):
+        known = is_in(values.names, allowed)
+        return np.r_[known, False][values.codes]  # code -1 (NULL) picks the final False
     value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
-    hit = pc.is_in(values, value_set=pa.array(list(allowed), value_type))
-    return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    hit = pc.is_in(values, value_set=pa.array(list(allowed), value_type)).fill_null(False)
+    parts = hit.chunks if isinstance(hit, pa.ChunkedArray) else [hit]
+    if not parts:
+        return np.zeros(0, dtype=bool)
+    return np.concatenate([np.asarray(p.to_numpy(zero_copy_only=False), dtype=bool)
+                           for p in parts])
 
 
 
@@ -162,4 +196,6 @@ def decimal_text(cents: int) -> str:
 
 def take_strings(values: Column, rows: np.ndarray) -> list[str | None]:
     """The strings at ``rows`` as Python values."""
+    if isinstance(values, Codes):
+        return values.strings(rows)
     return values.take(pa.array(rows, pa.int64())).to_pylist()

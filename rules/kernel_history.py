@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rules.kernel_events import Events, empty_proof
+from rules.kernel_events import Codes, Events, empty_proof
 
 _US_PER_DAY = 86400 * 1_000_000
 
@@ -125,23 +125,28 @@ def new_device(events: Events, rule, scope: np.ndarray | None, evidence: bool):
         proof = empty_proof(len(hit), device_id="str", devices_seen="list")
         at = np.flatnonzero(fire)
         rows = events.rows_of(at)
-        proof["device_id"][rows] = [names[c] for c in dev[at].tolist()]
+        name = names.to_pylist() if isinstance(names, pa.Array) else names
+        proof["device_id"][rows] = [name[c] for c in dev[at].tolist()]
         seen_lists = np.empty(len(at), dtype=object)
-        seen_lists[:] = [sorted(names[c] for c in set(dev[s:i].tolist()) if c >= 0)
+        seen_lists[:] = [sorted(name[c] for c in set(dev[s:i].tolist()) if c >= 0)
                          for s, i in zip(start[at].tolist(), at.tolist(), strict=True)]
         proof["devices_seen"][rows] = seen_lists
     return hit, proof
 
 
-def device_codes(values) -> tuple[np.ndarray, list[str]]:
-    """int64 code per row (-1: NULL or empty) and the code -> device_id list."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    encoded = pc.dictionary_encode(values)
-    names = encoded.dictionary.to_pylist()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    if "" in names:
-        codes[codes == names.index("")] = -1
+def device_codes(values) -> tuple[np.ndarray, list[str] | pa.Array]:
+    """int64 code per row (-1: NULL or empty) and the code -> device_id names."""
+    if isinstance(values, Codes):
+        codes, names = values.codes.astype(np.int64), values.names
+    else:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        encoded = pc.dictionary_encode(values)
+        names = encoded.dictionary
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    empty = pc.index(names, "").as_py()
+    if empty >= 0:
+        codes[codes == empty] = -1
     return codes, names
 
 

@@ -46,9 +46,9 @@ from rules.kernel_events import (
     window_start,
 )
 
-__all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "decide",
-           "decide_events", "events_from_frame", "haversine_km", "needed_columns", "retained",
-           "retention"]
+__all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "context_columns",
+           "decide", "decide_events", "events_from_frame", "haversine_km", "needed_columns",
+           "retained", "retention"]
 
 #: Core columns: a NULL in any of them keeps a row out of every decision (DESIGN.md, NULLs).
 CORE_COLUMNS: tuple[str, ...] = ("user_id", "ts", "amount", "lat", "lon", "utc_offset_min")
@@ -94,6 +94,20 @@ def needed_columns(rule_set, evidence: bool = False) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cols))
 
 
+def context_columns(rule_set) -> tuple[str, ...]:
+    """The non-core input columns whose values on context rows (carry, state) matter: the scope
+    of velocity rules (they count in-scope earlier events) and devices (new_device). The other
+    columns only matter on the decided event itself."""
+    cols: list[str] = []
+    for rule in rule_set.rules:
+        if rule.kind in ("velocity_count", "velocity_amount"):
+            cols += (["channel"] if rule.channels else []) + (
+                ["category"] if rule.categories else [])
+        elif rule.kind == "new_device":
+            cols.append("device_id")
+    return tuple(dict.fromkeys(cols))
+
+
 def retention(rule_set) -> Retention:
     horizon, last_k = 0, 1
     for rule in rule_set.rules:
@@ -112,9 +126,15 @@ def retained(user: np.ndarray, ts: np.ndarray, keep: Retention) -> np.ndarray:
     n = len(ts)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    last = np.flatnonzero(np.r_[user[1:] != user[:-1], True])
-    end = np.repeat(last, np.diff(np.r_[-1, last]))
-    return (end - np.arange(n) < keep.last_k) | (ts >= ts[end] - keep.horizon_us)
+    is_last = np.empty(n, dtype=bool)
+    np.not_equal(user[1:], user[:-1], out=is_last[:-1])
+    is_last[-1] = True
+    last = np.flatnonzero(is_last)
+    sizes = np.diff(np.r_[-1, last])
+    near = ts >= np.repeat(ts[last] - keep.horizon_us, sizes)
+    if keep.last_k == 1:
+        return near | is_last
+    return near | (np.repeat(last, sizes) - np.arange(n) < keep.last_k)
 
 
 def decide(frame: pl.DataFrame, rule_set, context: np.ndarray | None = None,
@@ -149,7 +169,7 @@ def _scored(fired: dict[str, np.ndarray], rule_set, n: int,
     units, threshold, scale = rule_set.weight_units()
     total = np.zeros(n, dtype=np.int64)
     for rule, weight in zip(rule_set.rules, units, strict=True):
-        total += fired[rule.id].astype(np.int64) * weight
+        np.add(total, weight, out=total, where=fired[rule.id])
     return Decisions(fired, total, total / scale, total >= threshold, proofs)
 
 
@@ -253,7 +273,7 @@ def velocity_count(events: Events, rule, scope, evidence: bool):
         small = events.sorted("amount_cents") <= cents_floor(p["max_amount"])
         match = small if match is None else match & small
     at = np.arange(len(events)) if match is None else np.flatnonzero(match)
-    user, ts = events.user[at], events.ts[at]
+    user, ts = (events.user, events.ts) if match is None else (events.user[at], events.ts[at])
     k = p["count"] - 1
     hit_at = np.ones(len(at), dtype=bool)
     hit_at[:k] = False
@@ -279,8 +299,10 @@ def velocity_amount(events: Events, rule, scope, evidence: bool):
     window = p["window_seconds"] * _US_PER_S
     match = _in_scope_sorted(events, scope)
     at = np.arange(len(events)) if match is None else np.flatnonzero(match)
-    user, ts = events.user[at], events.ts[at]
-    cents = events.sorted("amount_cents")[at]
+    user, ts = (events.user, events.ts) if match is None else (events.user[at], events.ts[at])
+    cents = events.sorted("amount_cents")
+    if match is not None:
+        cents = cents[at]
     start = events.window_start(window) if match is None else window_start(user, ts, window)
     sums = _window_sums(cents, start)
     hit_at = sums > cents_floor(p["total"])
