@@ -84,8 +84,8 @@ def test_partition_received_from_another_consumer_decides_the_same(
                         rule_set, batch_size=100, idle_timeout=4.0, metrics_interval=60.0)
     logs: dict[str, list[str]] = {"a": [], "b": []}
     stores = [MongoFlagStore(mongo_uri, mongo_db.name, "flags") for _ in range(2)]
-    first = StreamConsumer(cfg, SlowStore(stores[0], 0.03), log=logs["a"].append)
-    second = StreamConsumer(cfg, SlowStore(stores[1], 0.03), log=logs["b"].append)
+    first = StreamConsumer(cfg, SlowStore(stores[0], 0.06), log=logs["a"].append)
+    second = StreamConsumer(cfg, SlowStore(stores[1], 0.06), log=logs["b"].append)
     errors: list[BaseException] = []
 
     def run(consumer: StreamConsumer) -> None:
