@@ -48,7 +48,14 @@ from batch.hitrates import (
     normalize_counts,
 )
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_output_file,
+    float_range_arg,
+    positive_count_arg,
+    run,
+)
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
@@ -228,6 +235,22 @@ def build_parser() -> ArgumentParser:
                         "the rule set and the input, else SQL; sql: always the rule set's "
                         "composed SQL in DuckDB (batch.chunked_flags)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    w = p.add_argument_group("what-if (one pass of the fast engine over every variant)")
+    w.add_argument("--compare", metavar="B.toml",
+                   help="A/B diff: decide this rule set beside --rules (A) and report alerts "
+                        "gained and lost per rule, year and scenario, with a sample of flips")
+    w.add_argument("--sweep", action="append", default=[], metavar="RULE_ID.PARAM=START:STOP:STEP",
+                   help="sweep one parameter (give twice for a grid); STOP included")
+    w.add_argument("--alert-budget", type=float_range_arg(0, 1e9, low_open=True),
+                   metavar="N", help="with --sweep: mark the best point within N alerts per day")
+    w.add_argument("--plot", metavar="PNG",
+                   help="with --sweep: write the precision-recall / alerts-per-day plot here")
+    w.add_argument("--value", action="store_true",
+                   help="rule value: recall/precision of the set without each rule, overlap")
+    w.add_argument("--speed", action="store_true",
+                   help="detection speed per fraud scenario (per incident)")
+    w.add_argument("--drift", action="store_true",
+                   help="flag rate, precision and recall per rule and month")
     return p
 
 
@@ -252,8 +275,54 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.compare or args.sweep or args.value or args.speed or args.drift:
+        return _whatif(args)
+    if args.alert_budget is not None or args.plot:
+        raise UsageError("--alert-budget and --plot need --sweep")
     result = run_backtest(config_from_args(argv))
     print(format_result(result))
+    return 0
+
+
+def _whatif(args) -> int:
+    """The what-if path (batch.whatif_run): the fast engine only."""
+    from batch.whatif_run import WhatIfConfig, format_whatif, plot_sweep, run_whatif
+    from batch.whatif_sweep import parse_sweep
+    from rules.model import RuleSetError
+
+    if args.engine == "sql":
+        raise UsageError("--compare/--sweep/--value/--speed/--drift run on the fast engine; "
+                         "drop --engine sql")
+    if args.flags_out:
+        raise UsageError("--flags-out is not available with what-if options")
+    rule_set = rule_set_from_cli(args.rules, args.set)
+    compare = rule_set_from_cli(args.compare, args.set) if args.compare else None
+    try:
+        sweeps = tuple(parse_sweep(s, rule_set) for s in args.sweep)
+        if not 0 <= len(sweeps) <= 2:
+            raise RuleSetError("--sweep: give one or two parameters")
+    except RuleSetError as exc:
+        raise UsageError(str(exc)) from None
+    if (args.alert_budget is not None or args.plot) and not sweeps:
+        raise UsageError("--alert-budget and --plot need --sweep")
+    for path, flag in ((args.report, "--report"), (args.plot, "--plot")):
+        if path:
+            check_output_file(path, flag)
+    cfg = WhatIfConfig(input=args.input, rule_set=rule_set, compare=compare, sweeps=sweeps,
+                       alert_budget=args.alert_budget, value=args.value, speed=args.speed,
+                       drift=args.drift, by_year=args.by_year, chunk_rows=args.chunk_rows,
+                       threads=args.threads, memory_limit=args.memory_limit,
+                       progress=not args.quiet)
+    try:
+        report = run_whatif(cfg)
+    except RuleSetError as exc:
+        raise UsageError(str(exc)) from None
+    if args.report:
+        write_text(Path(args.report), json.dumps(report, indent=2, default=str) + "\n")
+    if args.plot:
+        plot_sweep(report, Path(args.plot))
+    print(format_whatif(report))
     return 0
 
 
