@@ -32,7 +32,8 @@ SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "S3_URI", "FRAUDLAKE_S3_U
                "LAKE_DIR", "HISTORY_DIR", "LOCAL_FLAGS_PATH", "DASHBOARD_CACHE_DIR",
                "CONSUMER_METRICS", "AWS_ENDPOINT_URL")
 UNWRITABLE = "in/events.parquet/sub"  # under a file: cannot be created, even by root
-SUBPROCESS_ONLY = {"streaming.consume", "streaming.produce", "fraudlake.services"}
+SUBPROCESS_ONLY = {"streaming.consume", "streaming.produce", "fraudlake.services",
+                   "streaming.rules"}
 
 sys.path.append(str(ROOT / "tests" / "streaming"))
 from _kafka_data import make_events  # noqa: E402
@@ -115,6 +116,12 @@ CASES: list[Case] = [
          names="zip"),
     case("streaming.produce", "--bootstrap", "127.0.0.1:1", "--users", "0", names="--users"),
     case("streaming.consume", names="KAFKA_BOOTSTRAP_SERVERS"),
+    # streaming.rules (the rule control topic): validated before any broker is needed
+    case("streaming.rules", "list", names="KAFKA_BOOTSTRAP_SERVERS"),
+    case("streaming.rules", "publish", "missing.toml", names="missing.toml"),
+    case("streaming.rules", "publish", "in/events.parquet", names="not UTF-8"),
+    case("streaming.rules", "--bootstrap", "127.0.0.1:1", "--timeout", "0", "list",
+         names="--timeout"),
     case("streaming.consume", "--bootstrap", "127.0.0.1:1", "--batch-size", "0",
          names="--batch-size"),
     case("streaming.consume", "--bootstrap", "127.0.0.1:1", "--timeout", "-1", names="timeout"),
