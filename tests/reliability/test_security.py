@@ -383,7 +383,7 @@ def test_query_parameters_are_bound_not_spliced(tmp_path: Path) -> None:
     from queries.__main__ import main
 
     path = tmp_path / "it's; DROP TABLE x.parquet"  # a quote in the input path is fine too
-    make_events(30).write_parquet(path)
+    make_events(600).write_parquet(path)  # enough flagged users that LIMIT is evaluated
     out = tmp_path / "out.csv"
     assert main(["analytics/top_flagged_users", "--input", str(path), "--param", "top_n=2",
                  "--format", "csv", "--out", str(out)]) == 0
