@@ -178,10 +178,12 @@ hist_bt = run_backtest(BacktestConfig(input=history, progress=False)).overall
 live_bt = run_backtest(BacktestConfig(input=live, progress=False)).overall
 cols = [*RULE_NAMES, FLAGGED]
 stored = live_con.sql(\"\"\"
-    select count_if(high_amount) as high_amount, count_if(high_frequency) as high_frequency,
-           count_if(unusual_hour) as unusual_hour, count_if(geo_mismatch) as geo_mismatch,
+    select count_if(list_contains(rules_fired, 'high_amount')) as high_amount,
+           count_if(list_contains(rules_fired, 'high_frequency')) as high_frequency,
+           count_if(list_contains(rules_fired, 'unusual_hour')) as unusual_hour,
+           count_if(list_contains(rules_fired, 'geo_mismatch')) as geo_mismatch,
            count_if(flagged) as flagged
-    from source\"\"\").pl()  # the rule columns the stream wrote
+    from source\"\"\").pl()  # the decisions the stream wrote (lake v2: rules_fired)
 rates = pl.DataFrame({
     "rule": cols,
     "history_rate": [hist_bt.rules[c].flag_rate for c in cols],
