@@ -20,18 +20,20 @@ import polars as pl
 import streamlit as st
 
 from dashboard import baseline, data, lake
-from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter
+from dashboard.cached_reader import open_flag_reader
+from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, build_filter
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh
-from dashboard.sources import FlagSource, FlagSourceError, open_source
+from flagstore.protocols import FlagReader, FlagReadError
+from flagstore.query import FilterError, FlagFilter
 from fraudlake.contract import RULE_NAMES
 
 st.set_page_config(page_title="fraudlake · live fraud flags", layout="wide")
 
 
 @st.cache_resource
-def _source(_cfg: DashboardConfig, key: tuple[str | None, ...]) -> FlagSource:
+def _source(_cfg: DashboardConfig, key: tuple[str | None, ...]) -> FlagReader:
     """One source (one MongoClient) per configuration, shared by all sessions."""
-    return open_source(_cfg.settings)
+    return open_flag_reader(_cfg.settings)
 
 
 def _source_key(cfg: DashboardConfig) -> tuple[str | None, ...]:
@@ -97,12 +99,12 @@ def show_kpis(r: Refresh) -> None:
     cols[5].metric("Flags in view", f"{r.total:,}{'+' if r.capped else ''}")
 
 
-def show_live(source: FlagSource, cfg: DashboardConfig, f: FlagFilter,
+def show_live(source: FlagReader, cfg: DashboardConfig, f: FlagFilter,
               history: baseline.HistoryCache, history_files: list[Path]) -> None:
     now = datetime.now(UTC)
     try:
         r = load_refresh(source, cfg, f, now, history, history_files, _cached_live_baselines)
-    except FlagSourceError as exc:
+    except FlagReadError as exc:
         st.error(f"Cannot read flags — {exc}. Check that the store is running; "
                  "the page retries every refresh.")
         return

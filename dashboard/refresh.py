@@ -17,8 +17,8 @@ import polars as pl
 
 from dashboard import data, lake
 from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
-from dashboard.filters import FlagFilter
-from dashboard.sources import FlagSource
+from flagstore.protocols import FlagReader
+from flagstore.query import FlagFilter
 from fraudlake.settings import Settings
 from lake.layout import data_files
 
@@ -65,10 +65,10 @@ class Refresh:
 LiveBaselines = Callable[[Sequence[Path], Sequence[int]], pl.DataFrame]
 
 
-def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
+def load_refresh(source: FlagReader, cfg: DashboardConfig, f: FlagFilter, now: datetime,
                  history: HistoryCache, history_files: Sequence[Path],
                  live_baselines: LiveBaselines = lake.user_baselines) -> Refresh:
-    """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
+    """All the data of one refresh. Raises FlagReadError / duckdb.Error on read failures."""
     live_files = data_files(cfg.settings.lake_transactions_dir)
     con = lake.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)

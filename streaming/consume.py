@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flagstore.protocols import FlagWriter
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -34,12 +35,13 @@ from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
 
-def open_flag_store(settings: Settings, mongo_uri: str | None):
+def open_flag_store(settings: Settings, mongo_uri: str | None) -> FlagWriter:
     """MongoDB when a URI is given, else the local SQLite store (embedded mode)."""
     if mongo_uri:
         from flagstore.mongo import MongoFlagStore
 
-        return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection)
+        return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection,
+                              retry_seconds=settings.mongo_retry_seconds)
     from flagstore.sqlite import SqliteFlagStore
 
     return SqliteFlagStore(settings.local_flags_path)
@@ -107,7 +109,8 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
                         params, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
-                        dict(settings.kafka_extra), args.group_instance_id or None)
+                        dict(settings.kafka_extra), args.group_instance_id or None,
+                        settings.kafka_retry_seconds)
     return cfg, mongo_uri
 
 
@@ -120,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stats = consumer.run()
     finally:
-        getattr(store, "close", lambda: None)()
+        store.close()
     secs = time.monotonic() - stats.started
     p50, p99 = consumer.latency_ms()
     print(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "

@@ -14,8 +14,8 @@ import pytest
 
 from dashboard import baseline, data, lake
 from dashboard.baseline import main as baseline_main
-from dashboard.filters import FlagFilter
-from dashboard.sources import SqliteFlagSource
+from flagstore.query import FlagFilter
+from flagstore.sqlite import SqliteFlagReader
 from fraudlake.cli import run
 from lake.layout import data_files
 
@@ -36,7 +36,7 @@ def test_choose_unit() -> None:
 
 def test_kpis_and_precision(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
+    flags = SqliteFlagReader(tmp_path / "f.sqlite").export(FlagFilter())
     k = data.kpis(5.0, lake_events=100, lake_flagged=25, flags_in_view=flags, lag=7)
     assert (k.events_per_min, k.flags_per_min, k.flag_rate, k.lag) == (20.0, 5.0, 0.25, 7)
     assert k.labelled == 10 and k.precision == 0.5
@@ -46,7 +46,7 @@ def test_kpis_and_precision(tmp_path: Path) -> None:
 
 def test_top_users_with_baselines(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
+    flags = SqliteFlagReader(tmp_path / "f.sqlite").export(FlagFilter())
     extra = flags.filter(pl.col("user_id") == 2).with_columns(
         pl.col("transaction_id") + "x", pl.col("ts") + timedelta(hours=1))
     top = data.top_users(pl.concat([flags, extra]), n=3)
@@ -68,12 +68,12 @@ def test_top_users_with_baselines(tmp_path: Path) -> None:
 
 def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
+    flags = SqliteFlagReader(tmp_path / "f.sqlite").export(FlagFilter())
     csv = pl.read_csv(data.to_csv(flags), infer_schema=False)
     assert csv.columns == data.table_view(flags).columns
     assert [Decimal(a) for a in csv["amount"]] == flags["amount"].to_list()
     assert csv["ts"][0].endswith("Z")
-    assert csv["rules"].to_list() == flags["rules"].list.join(", ").to_list()
+    assert csv["rules"].to_list() == flags["rules_fired"].list.join(", ").to_list()
 
 
 def test_report_tables_and_lag(tmp_path: Path) -> None:

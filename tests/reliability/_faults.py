@@ -143,7 +143,7 @@ def lake_rows(lake: Path) -> pl.DataFrame:
 
 
 def mongo_flags(collection) -> dict[str, list[str]]:
-    return {d["_id"]: sorted(d["rules"]) for d in collection.find({}, {"rules": 1})}
+    return {d["_id"]: sorted(d["rules_fired"]) for d in collection.find({}, {"rules_fired": 1})}
 
 
 def fired(frame: pl.DataFrame) -> dict[str, list[str]]:

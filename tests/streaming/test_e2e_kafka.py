@@ -50,7 +50,7 @@ def _expected_flags(events: pl.DataFrame) -> dict[str, list[str]]:
 
 
 def _mongo_flags(store: MongoFlagStore) -> dict[str, list[str]]:
-    return {d["_id"]: d["rules"] for d in store.collection.find({}, {"rules": 1})}
+    return {d["_id"]: d["rules_fired"] for d in store.collection.find({}, {"rules_fired": 1})}
 
 
 def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
