@@ -35,7 +35,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard import baseline, data, lake  # noqa: E402
+from dashboard import baseline, data, lake_queries  # noqa: E402
 from dashboard.cached_reader import CachedMongoReader  # noqa: E402
 from dashboard.flag_cache import CacheConfig  # noqa: E402
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
@@ -120,17 +120,17 @@ def naive_refresh(source, cfg: DashboardConfig, f: FlagFilter, now: datetime,
     """The same page data without any cache: everything from the full lake every time."""
     live_files = data_files(cfg.settings.lake_transactions_dir)
     all_files = [*history_files, *live_files]
-    con = lake.connect()
+    con = lake_queries.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
-    events_, flagged = lake.window_counts(live_files, since_kpi, con=con)
+    events_, flagged = lake_queries.window_counts(live_files, since_kpi, con=con)
     flags = source.export(f)
     kpis = data.kpis(cfg.kpi_minutes, events_, flagged, flags, None)
     top = data.top_users(flags, 10)
-    base = lake.user_baselines(all_files, top["user_id"].to_list(), con=con)
+    base = lake_queries.user_baselines(all_files, top["user_id"].to_list(), con=con)
     top = data.with_baselines(top, base)
     start = f.since or (now - timedelta(days=365 * 26))
     unit = data.choose_unit(now - start)
-    chart = data.chart_frame([lake.amount_series(all_files, unit, f.since, None, con=con)],
+    chart = data.chart_frame([lake_queries.amount_series(all_files, unit, f.since, None, con=con)],
                              data.flag_series(flags, unit))
     return Refresh(now, kpis, flags.head(cfg.window_flags), flags.height, False, top, chart,
                    unit)
@@ -293,7 +293,7 @@ def main() -> int:
     def live_baselines(files, ids):
         k = (tuple(files), tuple(ids))
         if k not in memo:
-            memo[k] = lake.user_baselines(files, ids)
+            memo[k] = lake_queries.user_baselines(files, ids)
         return memo[k]
 
     filters = {

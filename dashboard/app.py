@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from dashboard import baseline, data, lake
+from dashboard import baseline, data, lake_queries
 from dashboard.cached_reader import open_flag_reader
 from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, build_filter
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh
@@ -54,7 +54,7 @@ def _history(history_dir: str, cache_dir: str, key: str) -> baseline.HistoryCach
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=64)
 def _live_baselines(files: tuple[Path, ...], ids: tuple[int, ...]) -> pl.DataFrame:
-    return lake.user_baselines(files, ids)
+    return lake_queries.user_baselines(files, ids)
 
 
 def _cached_live_baselines(files, ids) -> pl.DataFrame:

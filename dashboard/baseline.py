@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard import lake
+from dashboard import lake_queries
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
 from lake.layout import data_files
@@ -36,18 +36,18 @@ class HistoryCache:
 
     key: str
     files: int
-    baselines: pl.DataFrame  # lake.BASELINE_SCHEMA, one row per user
-    daily: pl.DataFrame  # lake.SERIES_SCHEMA, one row per day
+    baselines: pl.DataFrame  # lake_queries.BASELINE_SCHEMA, one row per user
+    daily: pl.DataFrame  # lake_queries.SERIES_SCHEMA, one row per day
 
 
 def empty_cache() -> HistoryCache:
-    return HistoryCache("none", 0, pl.DataFrame(schema=lake.BASELINE_SCHEMA),
-                        pl.DataFrame(schema=lake.SERIES_SCHEMA))
+    return HistoryCache("none", 0, pl.DataFrame(schema=lake_queries.BASELINE_SCHEMA),
+                        pl.DataFrame(schema=lake_queries.SERIES_SCHEMA))
 
 
 def history_key(history_dir: Path) -> tuple[str, list[Path]]:
     files = data_files(history_dir)
-    return lake.fingerprint(files), files
+    return lake_queries.fingerprint(files), files
 
 
 def load_or_build(history_dir: Path, cache_dir: Path,
@@ -67,9 +67,9 @@ def load_or_build(history_dir: Path, cache_dir: Path,
 
 def build(files: Sequence[Path], folder: Path) -> None:
     """Aggregate ``files`` into ``folder`` atomically (temp folder + rename)."""
-    con = lake.connect()
-    baselines = lake.user_baselines(files, None, con=con).sort("user_id")
-    daily = lake.amount_series(files, "day", None, None, con=con)
+    con = lake_queries.connect()
+    baselines = lake_queries.user_baselines(files, None, con=con).sort("user_id")
+    daily = lake_queries.amount_series(files, "day", None, None, con=con)
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir(parents=True)
     try:

@@ -1,7 +1,7 @@
 """Pure aggregation behind the page: frames and filter values in, frames and numbers out.
 
 No I/O except ``read_report`` / ``read_lag`` (small JSON files). Flag frames follow
-``flagstore.schema.FLAG_SCHEMA``; series and baselines follow ``dashboard.lake``.
+``flagstore.schema.FLAG_SCHEMA``; series and baselines follow ``dashboard.lake_queries``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.lake import BASELINE_SCHEMA, SERIES_SCHEMA
+from dashboard.lake_queries import BASELINE_SCHEMA, SERIES_SCHEMA
 from flagstore.schema import TS_TEXT
 from fraudlake.contract import RULE_NAMES
 
