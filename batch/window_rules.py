@@ -1,4 +1,4 @@
-"""The two per-user rules of DESIGN.md (v1) over plain arrays: one sort, then vector arithmetic.
+"""The two per-user rules of docs/design.md (v1) over plain arrays: one sort, then vector math.
 
 ``high_frequency`` and ``geo_mismatch`` look at a user's earlier events in (ts, transaction_id)
 order. Instead of SQL window functions (a hash partition plus a sort per user), the events are

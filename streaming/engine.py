@@ -1,4 +1,4 @@
-"""The streaming rule engine: DESIGN.md's four rules, incremental per user, over micro-batches.
+"""The streaming rule engine: docs/design.md's four rules, incremental per user, over micro-batches.
 
 ``RuleEngine.process(events)`` returns the same rows (input order, extra columns kept) plus the
 Boolean columns ``high_amount, high_frequency, unusual_hour, geo_mismatch, flagged``. Decisions

@@ -1,5 +1,5 @@
 -- One row per transaction: its id, user, time, place and labels, the four rule decisions of
--- DESIGN.md (v1) and `flagged` = any of them.
+-- docs/design.md (v1) and `flagged` = any of them.
 -- Input: `transactions` (contract columns; labels may be NULL).
 -- Per user, events are ordered by (ts, transaction_id); every rule looks only at the event and
 -- its predecessors in that order (causal), so one window pass decides all four rules:

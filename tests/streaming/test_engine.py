@@ -1,4 +1,4 @@
-"""The streaming rule engine against a naive reference of DESIGN.md's rules."""
+"""The streaming rule engine against a naive reference of docs/design.md's rules."""
 
 from __future__ import annotations
 
