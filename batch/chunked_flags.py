@@ -152,7 +152,7 @@ def _stream(rel: duckdb.DuckDBPyRelation, sink: Sink) -> pl.DataFrame:
     counts: list[pl.DataFrame] = []
     for batch in rel.to_arrow_reader(1 << 17):
         sink(batch.select(list(FLAG_COLUMNS)))
-        frame = pl.from_arrow(batch)
+        frame = pl.DataFrame(batch)
         counts.append(frame.group_by("year", "is_fraud", "fraud_scenario").agg(
             pl.len().alias("rows"), *[pl.col(c).sum() for c in _RULE_COLUMNS]))
     return pl.concat(counts) if counts else pl.DataFrame()

@@ -83,10 +83,11 @@ class _Rows:
             as_numpy(part) for part in table.column(name).chunks], dtype)
             for name, dtype in _COLUMNS.items()]
         ids = [part for c in before for part in c.transaction_id.parts]
-        return cls(*arrays, _Ids(ids + table.column("transaction_id").chunks))
+        user_id, ts_us, lat, lon = arrays
+        return cls(user_id, ts_us, lat, lon, _Ids(ids + table.column("transaction_id").chunks))
 
     def take(self, rows: np.ndarray) -> _Rows:
-        return _Rows(*(a[rows] for a in (self.user_id, self.ts_us, self.lat, self.lon)),
+        return _Rows(self.user_id[rows], self.ts_us[rows], self.lat[rows], self.lon[rows],
                      _Ids([self.transaction_id.take(arrow_int64(rows))]))
 
     def __len__(self) -> int:

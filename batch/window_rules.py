@@ -34,9 +34,9 @@ from queries.params import RuleParams
 
 _US_PER_HOUR = 3_600_000_000
 _INT64_MAX = np.iinfo(np.int64).max
-_NUMPY_TYPES = {pa.int32(): np.dtype(np.int32), pa.int64(): np.dtype(np.int64),
-                pa.uint64(): np.dtype(np.uint64),
-                pa.float64(): np.dtype(np.float64)}
+_NUMPY_TYPES: dict[pa.DataType, np.dtype] = {
+    pa.int32(): np.dtype(np.int32), pa.int64(): np.dtype(np.int64),
+    pa.uint64(): np.dtype(np.uint64), pa.float64(): np.dtype(np.float64)}
 
 
 class Ids(Protocol):

@@ -12,8 +12,8 @@ Build it ahead of time (else the page builds it on first load):
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,6 +26,8 @@ from dashboard import lake_queries
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
 from lake.layout import data_files
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
 
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
     check_output_dir(cache_dir, "--cache-dir")
     t0 = time.perf_counter()
-    cache = load_or_build(history, cache_dir, log=lambda m: print(m, file=sys.stderr))
+    cache = load_or_build(history, cache_dir, log=log.info)
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
           f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
     return 0

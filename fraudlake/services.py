@@ -14,6 +14,7 @@ Starting is idempotent: if something already answers on the port, it is reused, 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fraudlake.cli import ArgumentParser, UsageError, positive_float_arg, run
 from fraudlake.server_builds import (
@@ -37,6 +39,8 @@ from fraudlake.server_builds import (
     pg_user,
     postgres_command,
 )
+
+log = logging.getLogger(__name__)
 
 #: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
 PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT")
@@ -126,7 +130,9 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
             from pymongo import MongoClient
 
             ms = int(timeout * 1000)
-            with MongoClient(server.address, serverSelectionTimeoutMS=ms) as client:
+            client: MongoClient[dict[str, Any]] = MongoClient(server.address,
+                                                              serverSelectionTimeoutMS=ms)
+            with client:
                 client.admin.command("ping")
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -167,8 +173,7 @@ def up(server: Server, timeout: float = 120.0) -> Started:
                 raise
             aside = data.with_name(f"{data.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
             data.rename(aside)
-            print(f"services: FerretDB did not start; moved its data to {aside}, retrying",
-                  file=sys.stderr)
+            log.warning("services: FerretDB did not start; moved its data to %s, retrying", aside)
             return _start(server, timeout)
 
 

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 from pymongo.errors import ConfigurationError
@@ -94,7 +95,7 @@ def advance(state: ExportState, frame: pl.DataFrame, lookback: timedelta,
     """The state after ``frame`` was exported as ``file_name`` (pure)."""
     if frame.is_empty():
         return replace(state, last_file=max(file_name, state.last_file or ""))
-    top = frame["flagged_at"].max()
+    top = cast(datetime, frame["flagged_at"].max())
     mark = top if state.watermark is None else max(state.watermark, top)
     pairs = [(ts_text(ts), tid) for ts, tid in
              frame.select("flagged_at", "transaction_id").iter_rows()]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "FRAUDLAKE_SYNC_CACHE"
 
@@ -79,7 +81,6 @@ class Md5Cache:
             tmp.write_text(json.dumps(kept, separators=(",", ":")))
             os.replace(tmp, self.path)
         except OSError as exc:
-            print(f"sync: warning: hash cache not saved ({self.path}: {exc.strerror or exc})",
-                  file=sys.stderr)
+            log.warning("sync: hash cache not saved (%s: %s)", self.path, exc.strerror or exc)
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/system-deps.sh
 .venv/bin/ruff check .
+.venv/bin/mypy  # the packages listed in pyproject.toml [tool.mypy]
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -10,6 +10,7 @@ the group. ``--max-messages`` / ``--timeout`` bound a run (tests, benchmarks). A
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -31,6 +32,8 @@ from fraudlake.cli import (
 from fraudlake.settings import Settings, mongo_uri_from_env
 from queries.params import params_from_cli
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
@@ -126,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.close()
     secs = time.monotonic() - stats.started
     p50, p99 = consumer.latency_ms()
-    print(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "
+    log.info(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "
           f"{stats.dead_letters} dead letters in {secs:.1f}s; latency produce→in sinks "
-          f"p50={p50:.0f}ms p99={p99:.0f}ms", file=sys.stderr)
+          f"p50={p50:.0f}ms p99={p99:.0f}ms")
     return 0
 
 

@@ -81,7 +81,8 @@ class UserRows:
 
     def __init__(self, rows: pl.DataFrame | None = None, merge_rows: int = 50_000) -> None:
         empty = pl.DataFrame(schema=STATE_SCHEMA)
-        base = empty if rows is None else rows.select(list(STATE_SCHEMA)).cast(STATE_SCHEMA)
+        base = (empty if rows is None
+                else rows.select(list(STATE_SCHEMA)).cast(pl.Schema(STATE_SCHEMA)))
         self._set_base(base.sort(KEY))
         self._set_overlay(empty)
         self.merge_rows = merge_rows

@@ -16,6 +16,7 @@ broker went away and when the producer reconnected.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,6 +40,8 @@ from fraudlake.cli import (
 from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
 from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, producer_config
+
+log = logging.getLogger(__name__)
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 FLUSH_SECONDS = 330.0  # librdkafka's message.timeout.ms (300 s) and a margin
@@ -188,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = simulated_events(args.seed, args.users, total, args.rate)
     stats = produce(producer, args.topic, frames, rate=args.rate, count=count,
                     duration=args.duration, progress=not args.no_progress)
-    print(f"produce: {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
-          f"({stats.rate:,.0f} ev/s), {stats.failed} failed", file=sys.stderr)
+    log.info(f"produce: {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
+          f"({stats.rate:,.0f} ev/s), {stats.failed} failed")
     return 1 if stats.failed else 0
 
 

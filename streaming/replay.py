@@ -12,6 +12,7 @@ atomically. Bad input: one line on stderr, exit 2, nothing written.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -30,6 +32,8 @@ from fraudlake.contract import FLAGGED, REQUIRED_COLUMNS, RULE_NAMES, ContractEr
 from lake.layout import resolve_files
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from streaming.engine import RuleEngine
+
+log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
 OUTPUT_COLUMNS = ("transaction_id", *RULE_NAMES, FLAGGED)
@@ -115,7 +119,7 @@ class FlagsWriter:
         self.counts = dict.fromkeys(OUTPUT_COLUMNS[1:], 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
-        self._csv = None
+        self._csv: BinaryIO | None = None
 
     def write(self, part: pl.DataFrame) -> None:
         self.rows += part.height
@@ -188,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.abort()
         raise
     counts = ", ".join(f"{c}={n}" for c, n in writer.counts.items())
-    print(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s: {counts} "
-          f"→ {args.flags_out}", file=sys.stderr)
+    log.info(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s: {counts} "
+          f"→ {args.flags_out}")
     return 0
 
 

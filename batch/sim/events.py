@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from batch.sim.tz import OffsetGrid
+from batch.sim.tz import OffsetGrid, OffsetTable
 from batch.sim.world import World
 from fraudlake.contract import CHANNELS, EVENT_SCHEMA
 
@@ -90,7 +90,7 @@ def _decimal(cents: np.ndarray) -> pa.Array:
 
 
 def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
-             tz: OffsetGrid | None = None) -> pa.Table:
+             tz: OffsetGrid | OffsetTable | None = None) -> pa.Table:
     """Contract columns (strings dictionary-encoded) of already ts-sorted events."""
     n = len(ev)
     c, m = world.cities, world.merchants
@@ -121,7 +121,7 @@ def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
 
 def to_polars(table: pa.Table) -> pl.DataFrame:
     """A contract-typed Polars frame (String columns, Decimal(18,2), Datetime(us, UTC))."""
-    df = pl.from_arrow(table)
+    df = pl.DataFrame(table)
     return df.with_columns(
         [pl.col(k).cast(v) for k, v in EVENT_SCHEMA.items() if df.schema[k] != v]
     )

@@ -55,6 +55,9 @@ class SlowStore:
         time.sleep(self.delay)
         return self.inner.upsert(df)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def test_partition_received_from_another_consumer_decides_the_same(
         kafka_bootstrap: str, make_topic, mongo_uri: str, mongo_db, tmp_path: Path) -> None:
