@@ -35,7 +35,7 @@ class ArgumentParser(argparse.ArgumentParser):
                           default=os.environ.get(LOG_LEVEL_ENV, "INFO").upper(),
                           help=f"log level (env {LOG_LEVEL_ENV}; default INFO)")
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # typeshed overloads it on the namespace type; one signature suffices here
                          namespace: argparse.Namespace | None = None
                          ) -> tuple[argparse.Namespace, list[str]]:
         parsed, rest = super().parse_known_args(args, namespace)
