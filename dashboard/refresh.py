@@ -31,7 +31,7 @@ class DashboardConfig:
     settings: Settings = field(default_factory=Settings)
     cache_dir: Path = DEFAULT_CACHE_DIR
     report_path: Path = Path("storage/reports/backtest.json")
-    metrics_path: Path = Path("storage/metrics/consumer.json")
+    metrics_path: Path = Settings.consumer_metrics_path
     refresh_seconds: float = 1.0
     window_flags: int = 5_000  # latest matching flags behind top users / chart / precision
     table_rows: int = 200
@@ -41,11 +41,12 @@ class DashboardConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> DashboardConfig:
         e = dict(os.environ) if env is None else env
+        settings = Settings.from_env(e)
         return cls(
-            settings=Settings.from_env(e),
+            settings=settings,
             cache_dir=Path(e.get("DASHBOARD_CACHE_DIR", str(DEFAULT_CACHE_DIR))),
             report_path=Path(e.get("BACKTEST_REPORT", str(cls.report_path))),
-            metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.metrics_path))),
+            metrics_path=settings.consumer_metrics_path,
             refresh_seconds=float(e.get("DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds)),
             window_flags=int(e.get("DASHBOARD_WINDOW", cls.window_flags)),
         )

@@ -61,6 +61,7 @@ class Settings:
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
+    kafka_group_instance_id: str | None = None  # static group membership (one per process)
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
     mongo_db: str = "fraud"
@@ -68,6 +69,7 @@ class Settings:
     lake_dir: Path = Path("storage") / LAKE_NAME
     history_dir: Path = Path("storage") / HISTORY_NAME
     local_flags_path: Path = Path("storage/flags/flags.sqlite")
+    consumer_metrics_path: Path = Path("storage/metrics/consumer.json")
     mongo_retry_seconds: float = DEFAULT_RETRY_SECONDS
     kafka_retry_seconds: float = DEFAULT_RETRY_SECONDS
 
@@ -93,6 +95,7 @@ class Settings:
             kafka_topic=e.get("KAFKA_TOPIC", cls.kafka_topic),
             kafka_dlq_topic=e.get("KAFKA_DLQ_TOPIC", cls.kafka_dlq_topic),
             kafka_group_id=e.get("KAFKA_GROUP_ID", cls.kafka_group_id),
+            kafka_group_instance_id=e.get("KAFKA_GROUP_INSTANCE_ID") or None,
             kafka_extra=passthrough,
             mongo_uri=_merged_or_raw(e.get("MONGO_URI") or None, e),
             mongo_db=e.get("MONGO_DB", cls.mongo_db),
@@ -100,6 +103,7 @@ class Settings:
             lake_dir=Path(e.get("LAKE_DIR", str(cls.lake_dir))),
             history_dir=Path(e.get("HISTORY_DIR", str(cls.history_dir))),
             local_flags_path=Path(e.get("LOCAL_FLAGS_PATH", str(cls.local_flags_path))),
+            consumer_metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.consumer_metrics_path))),
             mongo_retry_seconds=seconds_from_env(MONGO_RETRY_ENV, DEFAULT_RETRY_SECONDS, e),
             kafka_retry_seconds=seconds_from_env(KAFKA_RETRY_ENV, DEFAULT_RETRY_SECONDS, e),
         )

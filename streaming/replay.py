@@ -88,12 +88,6 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         year, month = nxt
 
 
-def load_events(files: list[Path]) -> pl.DataFrame:
-    """All events of the files in memory, sorted by (ts, transaction_id)."""
-    parts = list(month_slices(scan_events(files)))
-    return pl.concat(parts) if parts else scan_events(files).head(0).collect()
-
-
 def replay_batches(months: Iterable[pl.DataFrame], params: RuleParams = DEFAULT_PARAMS,
                    batch_rows: int = 200_000) -> Iterator[pl.DataFrame]:
     """Feed ts-sorted events through one fresh engine; yield transaction_id + rule columns."""
@@ -102,12 +96,6 @@ def replay_batches(months: Iterable[pl.DataFrame], params: RuleParams = DEFAULT_
         for start in range(0, events.height, batch_rows):
             yield engine.process(events.slice(start, batch_rows)).select(OUTPUT_COLUMNS)
 
-
-def replay(events: pl.DataFrame, params: RuleParams = DEFAULT_PARAMS,
-           batch_rows: int = 200_000) -> pl.DataFrame:
-    """In-memory replay of ts-sorted events (tests, notebooks)."""
-    parts = list(replay_batches([events], params, batch_rows))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=OUTPUT_SCHEMA)
 
 
 class FlagsWriter:

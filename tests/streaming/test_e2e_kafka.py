@@ -14,16 +14,12 @@ import pytest
 from _kafka_data import POISON, make_events, read_topic, send
 from confluent_kafka import Consumer, TopicPartition
 
-try:  # the rules helper's shared reference; the stream core's own until it lands
-    from reference_rules import reference_flags
-except ImportError:
-    from _engine_ref import reference_flags
-
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
 from queries.params import DEFAULT_PARAMS
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import DLQ_REASON_HEADER
+from tests.reference_rules import reference_flags
 
 
 def _config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:
