@@ -1,7 +1,7 @@
 """Benchmark ``python -m batch.generate_history`` against a seed-style Faker-per-row baseline.
 
-    .venv/bin/python bench/bench_generate.py                 # 47e6 rows (≈1 min on 2 cores)
-    .venv/bin/python bench/bench_generate.py --rows 5e6      # quicker
+    .venv/bin/python -m bench.bench_generate                 # 47e6 rows (≈1 min on 2 cores)
+    .venv/bin/python -m bench.bench_generate --rows 5e6      # quicker
 
 Runs the generator as a subprocess (wall time; peak RSS summed over its process tree, sampled
 every 50 ms, plus the largest single process from getrusage), then, in the same run, the
@@ -24,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from fraudlake.cli import ArgumentParser, count_arg  # noqa: E402
 
@@ -122,7 +121,7 @@ def report(gen: dict, base: dict, workers: int) -> str:
         f"Run {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores "
         f"(load average before {gen['load_before']:.2f}, after {load[0]:.2f}; the machine is "
         "shared with other jobs, so wall times are noisy — CPU time is the steadier figure).",
-        "Command: `.venv/bin/python bench/bench_generate.py "
+        "Command: `.venv/bin/python -m bench.bench_generate "
         f"--rows {gen['rows']} --workers {workers}`", "",
         "| what | rows | seconds | rows/s | peak RSS (tree) |",
         "|---|---:|---:|---:|---:|",

@@ -9,7 +9,7 @@
    events; the consumer measures, per event, Kafka CreateTime → batch in both sinks and
    committed (≥ flag visible). p50/p99 → bench/results/stream.md (+ .json).
 
-    .venv/bin/python bench/bench_stream.py [--events 1e6] [--rate 5000] [--seconds 30]
+    .venv/bin/python -m bench.bench_stream [--events 1e6] [--rate 5000] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from confluent_kafka import Consumer, Producer
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from fraudlake import services  # noqa: E402
 from fraudlake.cli import ArgumentParser, count_arg  # noqa: E402
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results({"when": datetime.now(UTC).isoformat(timespec="seconds"), "data": data,
                    "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "produce": pp,
                    "throughput_sqlite": tps,
-                   "command": "python bench/bench_stream.py " + " ".join(argv or sys.argv[1:]),
+                   "command": "python -m bench.bench_stream " + " ".join(argv or sys.argv[1:]),
                    "throughput": tp, "baseline": base, "latency": lt})
     return 0
 

@@ -1,6 +1,6 @@
 """Fault scenarios "broker restart" and "mongo outage" at a given size, for ``bench/faults.py``.
 
-    .venv/bin/python bench/fault_outages.py [--events 200000] [--only broker,mongo]
+    .venv/bin/python -m bench.fault_outages [--events 200000] [--only broker,mongo]
         [--down-broker 8] [--down-mongo 12]
 
 Each function runs ``tests/reliability/_outages.run_outage`` on a DEDICATED server it starts on
@@ -45,7 +45,6 @@ import polars as pl
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from fraudlake import services  # noqa: E402
 from fraudlake.cli import ArgumentParser, count_arg, positive_float_arg, run  # noqa: E402
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if "mongo" in only:
             rows.append(mongo_outage(args.events, Path(tmp) / "mongo", args.down_mongo))
             print(rows[-1])
-    write_results(rows, " ".join(["python bench/fault_outages.py", *(argv or sys.argv[1:])]))
+    write_results(rows, " ".join(["python -m bench.fault_outages", *(argv or sys.argv[1:])]))
     return 0
 
 

@@ -15,7 +15,7 @@ FerretDB) over the real broker until every message is handled, and returns the r
 * ``notes``: ``"N poison → M in DLQ"`` (M counts DLQ messages whose reason matches the kind
   sent and whose position headers point at a poison message), decisions differing, throughput.
 
-Standalone: ``.venv/bin/python bench/fault_poison.py --events 200000`` prints the row (servers
+Standalone: ``.venv/bin/python -m bench.fault_poison --events 200000`` prints the row (servers
 from ``FRAUDLAKE_KAFKA_PORT`` / ``FRAUDLAKE_MONGO_PORT``, started if needed and then stopped).
 """
 
@@ -32,11 +32,7 @@ from pathlib import Path
 import polars as pl
 
 _ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(_ROOT), str(_ROOT / "tests/reliability"), str(_ROOT / "tests/streaming")]
 
-from _faults import audit, lake_rows, mongo_flags  # noqa: E402
-from _kafka_data import read_topic  # noqa: E402
-from _poison import POISON, mix  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
@@ -49,6 +45,9 @@ from streaming.consume_loop import ConsumeConfig, StreamConsumer  # noqa: E402
 from streaming.engine import RuleEngine  # noqa: E402
 from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config  # noqa: E402
 from streaming.produce import encode_events, simulated_events  # noqa: E402
+from tests.reliability._faults import audit, lake_rows, mongo_flags  # noqa: E402
+from tests.reliability._poison import POISON, mix  # noqa: E402
+from tests.streaming._kafka_data import read_topic  # noqa: E402
 
 FRACTION = 0.01
 PARTITIONS = 4

@@ -1,6 +1,6 @@
 """Fault benchmark: the live consumer under crashes, restarts and rebalances, at size.
 
-    .venv/bin/python bench/faults.py [--events 200000] [--kills 10] [--only kill9,sigterm,...]
+    .venv/bin/python -m bench.faults [--events 200000] [--kills 10] [--only kill9,sigterm,...]
 
 One topic (4 partitions) is filled once with ``--events`` simulator events (``batch.sim``, a
 realistic flag rate). Every scenario then reads that same topic with its own consumer group,
@@ -57,7 +57,6 @@ from confluent_kafka import Producer
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from fraudlake import services  # noqa: E402
 from fraudlake.cli import ArgumentParser, count_arg, run  # noqa: E402
@@ -345,7 +344,7 @@ def _bench(kafka: str, mongo: str, events: int, kills: int, batch_size: int, onl
             MongoClient(mongo).drop_database(db)
     meta = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "command": "python bench/faults.py " + " ".join(sys.argv[1:]),
+            "command": "python -m bench.faults " + " ".join(sys.argv[1:]),
             "events": events, "produce_s": produce_s, "baseline_s": base_s,
             "batch_size": batch_size,
             "skipped": skipped_note(only)}

@@ -19,6 +19,9 @@ FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 #: librdkafka's log (``logger`` in a confluent-kafka client's config).
 KAFKA_LOGGER = logging.getLogger("librdkafka")
+#: The loggers ``--log-level`` sets: the project's packages and librdkafka's.
+OUR_LOGGERS: tuple[str, ...] = ("fraudlake", "flagstore", "streaming", "batch", "lake",
+                                "queries", "dashboard", "notebooks", "librdkafka", "__main__")
 
 
 class _Stderr(logging.StreamHandler):
@@ -39,4 +42,8 @@ def configure(level: str = "INFO") -> None:
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # our modules at ``level``; other libraries' chatter (botocore, werkzeug…) only from
+    # WARNING up, unless DEBUG asks for everything
+    root.setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _backtest_data import synthetic_events, write_hive
-from reference_rules import reference_flags
 
 from batch.backtest import BacktestConfig, report_dict, run_backtest
 from batch.hitrates import count_flags, hit_rates
 from fraudlake.contract import CORE_SCHEMA, RULE_NAMES
 from queries.params import DEFAULT_PARAMS
+from tests.batch._backtest_data import synthetic_events, write_hive
+from tests.reference_rules import reference_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["transaction_id", *RULE_NAMES, "flagged"]

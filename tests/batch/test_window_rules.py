@@ -18,12 +18,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_rules import reference_flags
 
 from batch.backtest import BacktestConfig, run_backtest
 from batch.window_rules import order_events, window_flags
 from fraudlake.contract import CORE_SCHEMA, RULE_NAMES
 from queries.params import DEFAULT_PARAMS, RuleParams
+from tests.reference_rules import reference_flags
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
 PLACES = [(0.0, 0.0), (0.0, 0.9), (48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.006),

@@ -6,11 +6,12 @@ import io
 import json
 from pathlib import Path
 
-import _dashdata as _data
 import polars as pl
 import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
+
+from tests.dashboard import _dashdata as _data
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
@@ -18,6 +17,7 @@ from flagstore.query import FlagFilter
 from flagstore.sqlite import SqliteFlagReader
 from fraudlake.cli import run
 from lake.layout import data_files
+from tests.dashboard import _dashdata
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

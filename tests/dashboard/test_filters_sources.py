@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
@@ -15,6 +14,7 @@ from flagstore.protocols import FlagReadError
 from flagstore.query import FilterError, FlagFilter, apply, mongo_filter, sql_where
 from flagstore.schema import FLAG_SCHEMA
 from flagstore.sqlite import SqliteFlagReader
+from tests.dashboard import _dashdata
 
 NOW = _dashdata.NOW
 

@@ -6,7 +6,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
@@ -17,6 +16,7 @@ from flagstore.protocols import FlagReadError
 from flagstore.query import FlagFilter, apply
 from flagstore.schema import FLAG_SCHEMA, empty_flags
 from flagstore.sqlite import SqliteFlagReader
+from tests.dashboard import _dashdata
 
 NOW = _dashdata.NOW
 OVERLAP = timedelta(seconds=30)

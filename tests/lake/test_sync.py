@@ -13,12 +13,12 @@ from pathlib import Path
 import boto3
 import duckdb
 import pytest
-from _lakedata import write_history, write_live
 
 from lake import sync_files as sync_mod
 from lake.layout import HIVE_TYPES
 from lake.s3 import S3Location
 from lake.sync import MD5_META, RemoteObject, is_temp_name, main, needs_upload, sync
+from tests.lake._lakedata import write_history, write_live
 
 MONTHS = [(2023, 12), (2024, 1), (2024, 2)]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlglot
-from _rules_sql import event, frame, run_sql
-from reference_rules import reference_flags
 
 from queries import sql
 from queries.params import DEFAULT_PARAMS
+from tests.queries._rules_sql import event, frame, run_sql
+from tests.reference_rules import reference_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_PARAMS = set(DEFAULT_PARAMS.sql_params())

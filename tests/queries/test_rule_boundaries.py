@@ -7,10 +7,10 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from _rules_sql import T0, event, fired, frame, run_sql
-from reference_rules import haversine_km, reference_flags
 
 from queries.params import DEFAULT_PARAMS, RuleParams
+from tests.queries._rules_sql import T0, event, fired, frame, run_sql
+from tests.reference_rules import haversine_km, reference_flags
 
 
 def both(rule: str) -> list[str]:

@@ -34,10 +34,8 @@ SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "S3_URI", "FRAUDLAKE_S3_U
 UNWRITABLE = "in/events.parquet/sub"  # under a file: cannot be created, even by root
 SUBPROCESS_ONLY = {"streaming.consume", "streaming.produce", "fraudlake.services"}
 
-sys.path.append(str(ROOT / "tests" / "streaming"))
-from _kafka_data import make_events  # noqa: E402
-
 from fraudlake.cli import run  # noqa: E402
+from tests.streaming._kafka_data import make_events  # noqa: E402
 
 
 @dataclass(frozen=True)

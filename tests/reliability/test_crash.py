@@ -16,7 +16,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _faults import (
+from confluent_kafka import Producer
+
+from streaming.kafka_io import producer_config
+from streaming.produce import produce
+from tests.reference_rules import reference_flags
+from tests.reliability._faults import (
     Offsets,
     audit,
     consume_cmd,
@@ -28,11 +33,6 @@ from _faults import (
     start,
     wait_for_line,
 )
-from confluent_kafka import Producer
-from reference_rules import reference_flags
-
-from streaming.kafka_io import producer_config
-from streaming.produce import produce
 from tests.streaming._kafka_data import make_events, read_topic
 
 KILLS = 10

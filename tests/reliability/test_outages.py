@@ -23,12 +23,12 @@ import polars as pl
 import pytest
 from confluent_kafka import KafkaError
 from pymongo import MongoClient
-from reference_rules import reference_flags
 
 from flagstore.mongo import MongoFlagStore, MongoSinkError, redact
 from fraudlake import services
 from fraudlake.settings import Settings, SettingsError
 from streaming.kafka_io import BrokerWatch
+from tests.reference_rules import reference_flags
 from tests.reliability._outages import run_outage
 from tests.streaming._kafka_data import POISON, make_events
 

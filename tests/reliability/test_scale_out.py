@@ -17,7 +17,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _faults import (
+
+from flagstore.mongo import MongoFlagStore
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from tests.reference_rules import reference_flags
+from tests.reliability._faults import (
     Offsets,
     audit,
     consume_cmd,
@@ -27,10 +31,6 @@ from _faults import (
     start,
     wait_for_line,
 )
-from reference_rules import reference_flags
-
-from flagstore.mongo import MongoFlagStore
-from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from tests.streaming._kafka_data import make_events, send
 
 PARTITIONS = 4

@@ -8,12 +8,12 @@ from decimal import Decimal
 import numpy as np
 import polars as pl
 import pytest
-from _stream_events import START, random_batches, random_events
-from reference_rules import reference_flags
 
 from fraudlake.contract import FLAGGED, RULE_NAMES
 from queries.params import DEFAULT_PARAMS
 from streaming.engine import EngineState, RuleEngine, window_counts
+from tests.reference_rules import reference_flags
+from tests.streaming._stream_events import START, random_batches, random_events
 
 RULES = [*RULE_NAMES, FLAGGED]
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _stream_events import random_events
-from reference_rules import reference_flags
 
 from fraudlake.cli import run
 from streaming.replay import main
+from tests.reference_rules import reference_flags
+from tests.streaming._stream_events import random_events
 
 
 def _split(df: pl.DataFrame, folder: Path) -> None:
