@@ -61,32 +61,20 @@ class FlagFilter:
 
 def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
     """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
-    parts: list[str] = []
-    params: list[object] = []
-    if f.since is not None:
-        parts.append("ts >= ?")
-        params.append(ts_text(f.since))
-    if f.until is not None:
-        parts.append("ts < ?")
-        params.append(ts_text(f.until))
-    if f.rules:
-        marks = ", ".join("?" * len(f.rules))  # one bound parameter per rule id
-        fired = "EXISTS (SELECT 1 FROM json_each(flags.rules_fired) WHERE value IN ({}))"
-        parts.append(fired.format(marks))
-        params.extend(f.rules)
-    if f.min_cents is not None:
-        parts.append("amount_cents >= ?")
-        params.append(f.min_cents)
-    if f.max_cents is not None:
-        parts.append("amount_cents <= ?")
-        params.append(f.max_cents)
-    if f.user_id is not None:
-        parts.append("user_id = ?")
-        params.append(f.user_id)
-    if f.country is not None:
-        parts.append("country = ?")
-        params.append(f.country)
-    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+    marks = ", ".join("?" * len(f.rules))  # one bound parameter per rule id
+    fired = "EXISTS (SELECT 1 FROM json_each(flags.rules_fired) WHERE value IN ({}))"
+    conditions: list[tuple[str, object, list[object]]] = [  # (fragment, when set, its values)
+        ("ts >= ?", f.since, [ts_text(f.since)] if f.since else []),
+        ("ts < ?", f.until, [ts_text(f.until)] if f.until else []),
+        (fired.format(marks), f.rules or None, list(f.rules)),
+        ("amount_cents >= ?", f.min_cents, [f.min_cents]),
+        ("amount_cents <= ?", f.max_cents, [f.max_cents]),
+        ("user_id = ?", f.user_id, [f.user_id]),
+        ("country = ?", f.country, [f.country]),
+    ]
+    used = [(sql, values) for sql, value, values in conditions if value is not None]
+    params = [v for _sql, values in used for v in values]
+    return (" WHERE " + " AND ".join(sql for sql, _v in used)) if used else "", params
 
 
 def mongo_filter(f: FlagFilter) -> dict:
