@@ -20,7 +20,7 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 #: librdkafka's log (``logger`` in a confluent-kafka client's config).
 KAFKA_LOGGER = logging.getLogger("librdkafka")
 #: The loggers ``--log-level`` sets: the project's packages and librdkafka's.
-OUR_LOGGERS: tuple[str, ...] = ("fraudlake", "flagstore", "streaming", "batch", "lake",
+OUR_LOGGERS: tuple[str, ...] = ("fraudlake", "flagstore", "rules", "streaming", "batch", "lake",
                                 "queries", "dashboard", "notebooks", "librdkafka", "__main__")
 
 

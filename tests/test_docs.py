@@ -21,7 +21,7 @@ import pytest
 from fraudlake.cli import ArgumentParser
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("fraudlake", "flagstore", "streaming", "batch", "lake", "queries", "dashboard")
+PACKAGES = ("fraudlake", "flagstore", "rules", "streaming", "batch", "lake", "queries", "dashboard")
 README = (ROOT / "README.md").read_text()
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
 ENV_CALLS = {"get", "getenv", "env_default", "seconds_from_env"}
@@ -41,7 +41,7 @@ def entry_points() -> list[str]:
     return found
 
 
-class _Captured(Exception):
+class _Captured(BaseException):  # not an Exception: fraudlake.cli.run must not catch it
     def __init__(self, parser: ArgumentParser) -> None:
         self.parser = parser
 

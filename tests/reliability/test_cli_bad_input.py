@@ -112,6 +112,8 @@ CASES: list[Case] = [
     case("streaming.produce", "--bootstrap", "127.0.0.1:1", "--compression", "zip",
          names="zip"),
     case("streaming.produce", "--bootstrap", "127.0.0.1:1", "--users", "0", names="--users"),
+    case("streaming.rules", "--bootstrap", "127.0.0.1:1", "publish", "no/such/set.toml",
+         names="no/such/set.toml"),
     case("streaming.consume", names="KAFKA_BOOTSTRAP_SERVERS"),
     case("streaming.consume", "--bootstrap", "127.0.0.1:1", "--batch-size", "0",
          names="--batch-size"),
