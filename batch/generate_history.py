@@ -34,7 +34,7 @@ from batch.sim.world import build_world
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
-from lake.layout import partition_dir
+from lake.layout import data_files, partition_dir
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 DEFAULT_USERS = 250_000
@@ -224,7 +224,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         rows = sum(r.rows for r in results)
         if rows != cfg.rows:
             raise RuntimeError(f"wrote {rows} rows, expected {cfg.rows}")
-        first = next(tmp.glob("year=*/month=*/part-*.parquet"))
+        first = data_files(tmp)[0]
         check_columns(dict(pl.read_parquet_schema(first)))
         _move_into_place(tmp, cfg.out)
     except BaseException:

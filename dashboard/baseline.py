@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard import lake_queries
+from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
 from lake.layout import data_files
@@ -72,7 +72,7 @@ def build(files: Sequence[Path], folder: Path) -> None:
     con = lake_queries.connect()
     baselines = lake_queries.user_baselines(files, None, con=con).sort("user_id")
     daily = lake_queries.amount_series(files, "day", None, None, con=con)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_path(folder)
     tmp.mkdir(parents=True)
     try:
         baselines.write_parquet(tmp / "user_baseline.parquet")
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
-    if not any(history.glob("year=*/month=*/*.parquet")):
+    if not data_files(history):
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
     check_output_dir(cache_dir, "--cache-dir")

@@ -129,6 +129,9 @@ class MongoFlagStore:
         self.outages = 0  # outages that ended in a recovery
         self._indexed = False
 
+    def prepare(self) -> None:
+        self.ensure_indexes()
+
     def ensure_indexes(self) -> None:
         """Create the dashboard's indexes (retrying transient errors like a write)."""
         def create() -> None:

@@ -25,6 +25,11 @@ class FlagWriter(Protocol):
     #: write with deciding the next batch).
     thread_safe: bool
 
+    def prepare(self) -> None:
+        """Reach the store and set it up (indexes), retrying transient errors; an entry point
+        calls it at start so an unreachable store fails there, not at the first flag."""
+        ...
+
     def upsert(self, flagged: pl.DataFrame) -> int:
         """Store flagged decided events (contract + decision columns); return how many."""
         ...

@@ -97,6 +97,9 @@ class SqliteFlagStore:
             for name, cols in INDEXES.items():
                 self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON flags ({cols})")
 
+    def prepare(self) -> None:
+        """Nothing to reach: the file and its table are made by the constructor."""
+
     def upsert(self, flagged: pl.DataFrame) -> int:
         """Insert or update flagged rows by transaction_id in one transaction."""
         if flagged.is_empty():

@@ -122,6 +122,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
     store = open_flag_store(Settings.from_env(), mongo_uri)
+    store.prepare()  # an unreachable flag store fails here, after its retry budget
     consumer = StreamConsumer(cfg, store)
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)

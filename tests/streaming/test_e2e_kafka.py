@@ -113,6 +113,9 @@ class FailingStore:
     def __init__(self, inner: MongoFlagStore, fail_on: int) -> None:
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
 
+    def prepare(self) -> None:
+        self.inner.prepare()
+
     def close(self) -> None:
         self.inner.close()
 
