@@ -25,7 +25,7 @@ from dashboard import lake_queries
 from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
-from lake.layout import data_files
+from lake.layout import data_files, month_folders
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
-    if not data_files(history):
+    if not any(data_files(month) for month in month_folders(history)):
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
     check_output_dir(cache_dir, "--cache-dir")
