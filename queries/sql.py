@@ -16,8 +16,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
 from queries.params import DEFAULT_PARAMS, RuleParams
 
@@ -29,7 +27,6 @@ DEFAULT_ATHENA_TABLE = "fraudlake.history"
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _DEFAULT = re.compile(r"^--\s*param:\s*([A-Za-z_]\w*)\s*=\s*(\S+)\s*$", re.MULTILINE)
 _READS_FLAGS = re.compile(r"\bfrom\s+flags\b", re.IGNORECASE)
-_MARK = re.compile(r"__flparam_([A-Za-z0-9_]+)__")
 
 
 class QueryError(ValueError):
@@ -145,24 +142,11 @@ def execute(con: duckdb.DuckDBPyConnection, name: str, params: RuleParams = DEFA
 
 def render_athena(name: str, table: str = DEFAULT_ATHENA_TABLE,
                   dialect: str = "athena") -> tuple[str, list[str]]:
-    """(Athena/Trino SQL with ``?`` placeholders over ``table``, ordered parameter names)."""
-    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)?", table):
+    """(Athena/Trino SQL with ``?`` placeholders over ``table``, ordered parameter names);
+    see ``queries.trino_sql`` for what changes between the dialects."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*){1,2}", table):
         raise QueryError(f"bad table name {table!r}; expected db.table")
-    tree = sqlglot.parse_one(load_sql(name), read="duckdb")
-    target = exp.to_table(table)
+    from queries.trino_sql import to_trino
 
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder) and node.this:
-            return exp.var(f"__flparam_{node.this}__")
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
-            # DuckDB's epoch microseconds; Trino has to_unixtime (seconds, double)
-            seconds = exp.func("to_unixtime", *node.expressions)
-            return exp.cast(exp.Mul(this=seconds, expression=exp.Literal.number(1_000_000)),
-                            "BIGINT")
-        if isinstance(node, exp.Table) and node.name == "transactions" and not node.db:
-            return target.copy().as_(node.alias) if node.alias else target.copy()
-        return node
-
-    marked = tree.transform(swap).sql(dialect=dialect, pretty=True)
-    order = _MARK.findall(marked)
-    return _MARK.sub("?", marked), order
+    rendered = to_trino(load_sql(name), table, dialect=dialect)
+    return rendered.sql, list(rendered.order)
