@@ -191,9 +191,8 @@ def list_input_files(text: str) -> list[str]:
         found = fs.find(text)
         return ["s3://" + p for p in found if p.endswith(".parquet")
                 and not Path(p).name.startswith((".", "_"))]
-    from queries.source import resolve_input
-
     from fraudlake.cli import UsageError
+    from queries.source import resolve_input
 
     try:
         return [str(Path(f.path).resolve()) for f in resolve_input(str(Path(text).resolve()))]

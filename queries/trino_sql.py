@@ -16,6 +16,8 @@ query string composed elsewhere (e.g. from rule-set templates) — for Trino:
   ``epoch_us(b) - epoch_us(a)``.
 - ``a // b`` (DuckDB integer division, truncating) becomes Trino's ``a / b``, which truncates
   for integers; ``//`` is only used on integers.
+- ``avg(x)`` becomes ``CAST(SUM(x) AS DOUBLE) / COUNT(x)``: DuckDB averages a DECIMAL to a
+  DOUBLE, Trino to a DECIMAL rounded to its scale.
 - every ``$name`` becomes a positional ``?``; the ordered names come back beside the SQL, and
   ``positional`` lines the bound values up with them.
 
@@ -101,6 +103,11 @@ def to_trino(sql_text: str, table: str, where: str | None = None,
                 "MICROSECOND", "MICROSECONDS", "US"):
             return exp.paren(exp.Sub(this=_epoch_us(node.this),
                                      expression=_epoch_us(node.expression)))
+        if isinstance(node, exp.Avg) and not isinstance(node.parent, exp.Window):
+            # DuckDB's avg of a DECIMAL is a DOUBLE; Trino's is a DECIMAL rounded to the scale
+            arg = node.this
+            return exp.Div(this=exp.cast(exp.func("sum", arg.copy()), "DOUBLE"),
+                           expression=exp.func("count", arg.copy()), typed=True)
         if isinstance(node, exp.IntDiv):
             return exp.Div(this=node.this, expression=node.expression, typed=True)
         return node
