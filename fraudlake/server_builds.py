@@ -250,15 +250,18 @@ HIVE_COMMON: dict[str, object] = {
 }
 
 
-def s3_catalog_properties(endpoint: str, region: str, access_key: str,
-                          secret_key: str, metastore: str) -> dict[str, object]:
-    """A hive catalog over S3 (e.g. moto on loopback) with a file metastore at ``metastore``."""
+def s3_catalog_properties(endpoint: str, region: str, access_key: str, secret_key: str,
+                          root: Path) -> dict[str, object]:
+    """A hive catalog over S3 (e.g. moto on loopback); its file metastore stays local, below
+    ``root`` (``.trino-metastore-s3``). Holds credentials: written with mode 600, never logged.
+    """
     return {
         "connector.name": "hive",
         "hive.metastore": "file",
-        "hive.metastore.catalog.dir": metastore,
+        "hive.metastore.catalog.dir": f"local:///{TRINO_METASTORE}-s3",
         "fs.native-s3.enabled": "true",
         "fs.native-local.enabled": "true",
+        "local.location": str(root),
         "s3.endpoint": endpoint,
         "s3.region": region,
         "s3.path-style-access": "true",
@@ -279,7 +282,7 @@ def trino_command(port: int, base: Path, root: Path,
         raise ServiceError(f"Trino needs Java >= 24: {java} not found "
                            "(set FRAUDLAKE_TRINO_JAVA_HOME)")
     etc, data = base / f"etc-{port}", base / f"data-{port}"
-    for d in (data / "spill", root / TRINO_METASTORE):
+    for d in (data / "spill", root / TRINO_METASTORE, root / f"{TRINO_METASTORE}-s3"):
         d.mkdir(parents=True, exist_ok=True)
     _properties(etc / "node.properties", {
         "node.environment": "fraudlake", "node.id": f"fraudlake-{port}",

@@ -116,7 +116,7 @@ def _trino_s3() -> dict[str, object] | None:
     return s3_catalog_properties(
         endpoint, os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         or "us-east-1", os.environ.get("AWS_ACCESS_KEY_ID", ""),
-        os.environ.get("AWS_SECRET_ACCESS_KEY", ""), str(trino_root()))
+        os.environ.get("AWS_SECRET_ACCESS_KEY", ""), trino_root())
 
 
 BACKENDS = ("sqlite", "postgresql")
