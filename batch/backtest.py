@@ -34,6 +34,7 @@ from batch.chunked_flags import FLAG_COLUMNS, plan_chunks
 from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, check_output_file, positive_count_arg, run
+from lake.trino import InputError, TrinoError, TrinoTarget, add_backend_args, target_from_args
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from queries.source import connect, open_source, resolve_input
 
@@ -56,6 +57,8 @@ class BacktestConfig:
     memory_limit: str | None = None
     progress: bool = True
     engine: str = "auto"
+    backend: str = "duckdb"  # or "trino": batch.trino_backtest
+    trino: TrinoTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class BacktestResult:
 
 def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     """Decide every input transaction, count hits, write the optional outputs."""
+    if cfg.backend == "trino":
+        from batch import trino_backtest
+
+        return trino_backtest.run_backtest(cfg)
     start = time.perf_counter()
     files = resolve_input(cfg.input)
     con = connect(cfg.threads, cfg.memory_limit)
@@ -175,6 +182,7 @@ def build_parser() -> ArgumentParser:
                         "batch.fast_flags), or the SQL engine when user_id/ts may hold NULLs; "
                         "sql: always queries/rules/flags.sql in DuckDB (batch.chunked_flags)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_args(p)
     return p
 
 
@@ -191,11 +199,16 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
         flags_out=Path(args.flags_out) if args.flags_out else None,
         chunk_rows=args.chunk_rows, threads=args.threads, memory_limit=args.memory_limit,
         progress=not args.quiet, engine=args.engine,
+        backend=args.backend, trino=target_from_args(args),
     )
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    result = run_backtest(config_from_args(argv))
+    try:
+        result = run_backtest(config_from_args(argv))
+    except (TrinoError, InputError) as exc:
+        print(f"python -m batch.backtest: error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, TrinoError) else 2
     print(format_result(result))
     return 0
 

@@ -115,10 +115,13 @@ def execute(con, sql: str, params: Sequence[object] | None = None) -> pa.Table:
         rows = cur.fetchall()
     except trino.exceptions.TrinoUserError as exc:
         raise TrinoError(f"Trino refused the query: {exc.message}") from None
-    except (trino.exceptions.TrinoQueryError, trino.exceptions.HttpError, OSError) as exc:
-        raise TrinoError(f"Trino at {con.host}:{con.port} failed: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    except trino.exceptions.TrinoConnectionError:
+        raise TrinoError(f"Trino at {con.host}:{con.port} is unreachable "
+                         f"(start it: python -m fraudlake.services up trino; or set {URI_ENV})"
                          ) from None
+    except (trino.exceptions.Error, OSError) as exc:  # the message names no credentials
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrinoError(f"Trino at {con.host}:{con.port} failed: {first[:300]}") from None
     desc = cur.description or []
     columns = {}
     for i, col in enumerate(desc):
@@ -209,6 +212,7 @@ def ensure_table(con, spec: TableSpec, catalog: str) -> str:
 
 def open_input(target: TrinoTarget, text: str):
     """(connection, qualified table) for ``--input`` on ``target``, the table created if new."""
+    input_location(text)  # a local folder outside the lake root fails before any listing
     spec = describe_input(text, list_input_files(text), target.schema)
     catalog = target.catalog_for(spec.location)
     con = target.connect(catalog)
@@ -217,3 +221,24 @@ def open_input(target: TrinoTarget, text: str):
 
 def frame(table: pa.Table) -> pl.DataFrame:
     return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+# --- CLI wiring (batch.backtest, python -m queries) ------------------------------------------
+
+def add_backend_args(parser) -> None:
+    """``--backend duckdb|trino`` and where Trino is (credentials only from the env)."""
+    parser.add_argument("--backend", choices=BACKENDS, default="duckdb",
+                        help="duckdb (default): run here; trino: run the same SQL on Trino "
+                             f"(env {URI_ENV}, {USER_ENV}, {PASSWORD_ENV})")
+    parser.add_argument("--trino-catalog", default=os.environ.get(CATALOG_ENV),
+                        help=f"Trino catalog (env {CATALOG_ENV}; default {LOCAL_CATALOG} for a "
+                             f"local --input, {S3_CATALOG} for s3://)")
+    parser.add_argument("--trino-schema", default=os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA,
+                        help=f"Trino schema for the input tables (env {SCHEMA_ENV}, "
+                             f"default {DEFAULT_SCHEMA})")
+
+
+def target_from_args(args) -> TrinoTarget | None:
+    if getattr(args, "backend", "duckdb") != "trino":
+        return None
+    return TrinoTarget(catalog=args.trino_catalog, schema=args.trino_schema)

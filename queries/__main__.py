@@ -3,6 +3,7 @@
     python -m queries flags --input storage/historical --format parquet --out flags.parquet
     python -m queries top_flagged_users --input storage/lake/transactions --param top_n=5
     python -m queries daily_volume --dialect athena --table fraudlake.live
+    python -m queries flags --input storage/historical --backend trino   # same SQL on Trino
     python -m queries --list
 """
 
@@ -22,6 +23,8 @@ import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing, write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
+from lake import trino
+from lake.trino import TrinoTarget
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
 from queries.source import connect, open_source, resolve_input
@@ -39,10 +42,13 @@ class QueryRun:
     out: Path | None = None
     dialect: str = "duckdb"
     table: str = sql.DEFAULT_ATHENA_TABLE
+    trino: TrinoTarget | None = None  # set: run on Trino (--backend trino)
 
 
 def run_query(q: QueryRun) -> pa.Table:
-    """The query's result over ``q.input`` (DuckDB, parameters bound)."""
+    """The query's result over ``q.input`` (DuckDB or Trino, parameters bound)."""
+    if q.trino is not None:
+        return run_on_trino(q, q.trino)
     if not q.input:
         raise UsageError("--input is required (except with --dialect athena or --list)")
     con = connect()
@@ -51,6 +57,17 @@ def run_query(q: QueryRun) -> pa.Table:
         return sql.execute(con, q.name, q.params, q.extra)
     except duckdb.Error as exc:
         raise UsageError(f"query {q.name} failed: {str(exc).splitlines()[0]}") from None
+
+
+def run_on_trino(q: QueryRun, target: TrinoTarget) -> pa.Table:
+    """The same query on Trino, over ``--input`` (made a table) or else over ``--table``."""
+    text = sql.load_sql(q.name)
+    bound = sql.bind(text, q.params, q.extra)
+    if q.input:
+        con, table = trino.open_input(target, q.input)
+    else:
+        con, table = target.connect(), q.table
+    return trino.run_sql(target, text, table, bound, con=con)
 
 
 def render(q: QueryRun) -> str:
@@ -104,7 +121,9 @@ def build_parser() -> ArgumentParser:
                    help="duckdb runs the query; athena/trino print it rendered for that engine "
                         "with ? placeholders and the ordered parameter list")
     p.add_argument("--table", default=sql.DEFAULT_ATHENA_TABLE,
-                   help="Athena table the rendered SQL reads (default %(default)s)")
+                   help="Athena table the rendered SQL reads, and the Trino table read by "
+                        "--backend trino without --input (default %(default)s)")
+    trino.add_backend_args(p)
     return p
 
 
@@ -122,7 +141,7 @@ def _main(argv: Sequence[str] | None) -> int:
                      params=DEFAULT_PARAMS.with_overrides(args.set),
                      extra=sql.parse_assignments(args.param), fmt=args.format,
                      out=Path(args.out) if args.out else None, dialect=args.dialect,
-                     table=args.table)
+                     table=args.table, trino=trino.target_from_args(args))
         if q.dialect != "duckdb":
             text = render(q)
             if q.out:
@@ -133,7 +152,12 @@ def _main(argv: Sequence[str] | None) -> int:
         sql.bind(sql.load_sql(q.name), q.params, q.extra)  # parameter errors before any I/O
     except ValueError as exc:  # QueryError and RuleParams errors
         raise UsageError(str(exc)) from None
-    text = write_result(run_query(q), q.fmt, q.out)
+    try:
+        result = run_query(q)
+    except (trino.TrinoError, trino.InputError) as exc:
+        print(f"python -m queries: error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, trino.TrinoError) else 2
+    text = write_result(result, q.fmt, q.out)
     if text is not None:
         try:
             print(text)
