@@ -284,6 +284,9 @@ def trino_command(port: int, base: Path, root: Path,
     etc, data = base / f"etc-{port}", base / f"data-{port}"
     for d in (data / "spill", root / TRINO_METASTORE, root / f"{TRINO_METASTORE}-s3"):
         d.mkdir(parents=True, exist_ok=True)
+    # the launcher refuses to start over a pid file a killed server left behind; this
+    # project tracks the process itself (and reuses a server that answers on the port)
+    (data / "var" / "run" / "launcher.pid").unlink(missing_ok=True)
     _properties(etc / "node.properties", {
         "node.environment": "fraudlake", "node.id": f"fraudlake-{port}",
         "node.data-dir": data})

@@ -261,9 +261,9 @@ def down(server: Server, timeout: float = 30.0) -> bool:
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
+    while (_alive(pid) or _group_alive(pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the whole group: Trino's launcher may end before its JVM
+    if _alive(pid) or _group_alive(pid):
         _signal_group(pid, signal.SIGKILL)
     server.pid_file.unlink(missing_ok=True)
     return True
@@ -288,6 +288,18 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is left in process group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def _signal_group(pid: int, sig: int) -> None:
