@@ -34,9 +34,9 @@ from batch.chunked_flags import FLAG_COLUMNS, plan_chunks
 from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year, normalize_counts
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, check_output_file, positive_count_arg, run
-from lake.trino import InputError, TrinoError, TrinoTarget, add_backend_args, target_from_args
+from lake.trino import TrinoTarget, add_backend_args, target_from_args
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
-from queries.source import connect, open_source, resolve_input
+from queries.staging import connect, open_source, resolve_input
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
 DEFAULT_CHUNK_ROWS = 4_000_000
@@ -204,11 +204,7 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    try:
-        result = run_backtest(config_from_args(argv))
-    except (TrinoError, InputError) as exc:
-        print(f"python -m batch.backtest: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, TrinoError) else 2
+    result = run_backtest(config_from_args(argv))
     print(format_result(result))
     return 0
 

@@ -20,6 +20,7 @@ from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
 from dashboard.filters import FlagFilter
 from dashboard.sources import FlagSource
 from fraudlake.settings import Settings
+from lake.layout import data_files
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: d
                  history: HistoryCache, history_files: Sequence[Path],
                  live_baselines: LiveBaselines = lake.user_baselines) -> Refresh:
     """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
-    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
     con = lake.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
     events, flagged = lake.window_counts(live_files, since_kpi, con=con)

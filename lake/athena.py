@@ -26,6 +26,7 @@ from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
 from lake.catalog import DEFAULT_YEARS, TableSpec, athena_ddl, athena_type
+from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
 from lake.s3 import S3_URI_ENV, S3Location
 
 __all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
@@ -39,9 +40,9 @@ create_table = athena_ddl
 def tables(location: S3Location, database: str,
            years: tuple[int, int] = DEFAULT_YEARS) -> tuple[TableSpec, TableSpec]:
     """The history and live tables at the keys lake.sync writes."""
-    history = TableSpec(database, "history", EVENT_SCHEMA, location.uri("historical") + "/", years)
-    live = TableSpec(database, "live", LAKE_SCHEMA, location.uri("lake", "transactions") + "/",
-                     years)
+    history = TableSpec(database, "history", EVENT_SCHEMA,
+                        location.uri(*HISTORY_REMOTE) + "/", years)
+    live = TableSpec(database, "live", LAKE_SCHEMA, location.uri(*LIVE_REMOTE) + "/", years)
     return history, live
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from fraudlake.contract import PARTITION_COLUMNS
+from lake.layout import PARTITION_COLUMNS
 from queries.trino_sql import trino_type
 
 DEFAULT_YEARS = (2000, 2100)

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import polars as pl
 import pyarrow as pa
 
+from fraudlake import errors
+from fraudlake.cli import EnvironmentFailure
 from fraudlake.contract import EVENT_SCHEMA
 from lake.catalog import TableSpec, trino_ddl, trino_schema_ddl
 from queries.trino_sql import Rendered, to_trino
@@ -35,11 +37,11 @@ LOCAL_CATALOG, S3_CATALOG, DEFAULT_SCHEMA = "hive", "s3", "fraudlake"
 BACKENDS = ("duckdb", "trino")
 
 
-class TrinoError(RuntimeError):
+class TrinoError(EnvironmentFailure):
     """Trino could not be reached or failed a statement (an environment failure: exit 1)."""
 
 
-class InputError(ValueError):
+class InputError(errors.InputError):
     """An input Trino cannot read as a table (bad argument: exit 2); the message says why."""
 
 
@@ -194,13 +196,9 @@ def list_input_files(text: str) -> list[str]:
         found = fs.find(text)
         return ["s3://" + p for p in found if p.endswith(".parquet")
                 and not Path(p).name.startswith((".", "_"))]
-    from fraudlake.cli import UsageError
-    from queries.source import resolve_input
+    from queries.staging import resolve_input
 
-    try:
-        return [str(Path(f.path).resolve()) for f in resolve_input(str(Path(text).resolve()))]
-    except UsageError as exc:
-        raise InputError(str(exc)) from None
+    return [str(Path(f.path).resolve()) for f in resolve_input(str(Path(text).resolve()))]
 
 
 def ensure_table(con, spec: TableSpec, catalog: str) -> str:

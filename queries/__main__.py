@@ -27,7 +27,7 @@ from lake import trino
 from lake.trino import TrinoTarget
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
-from queries.source import connect, open_source, resolve_input
+from queries.staging import connect, open_source, resolve_input
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -152,12 +152,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sql.bind(sql.load_sql(q.name), q.params, q.extra)  # parameter errors before any I/O
     except ValueError as exc:  # QueryError and RuleParams errors
         raise UsageError(str(exc)) from None
-    try:
-        result = run_query(q)
-    except (trino.TrinoError, trino.InputError) as exc:
-        print(f"python -m queries: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, trino.TrinoError) else 2
-    text = write_result(result, q.fmt, q.out)
+    text = write_result(run_query(q), q.fmt, q.out)
     if text is not None:
         try:
             print(text)

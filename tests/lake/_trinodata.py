@@ -13,10 +13,11 @@ from pathlib import Path
 
 import polars as pl
 
-from fraudlake.contract import CORE_SCHEMA, partition_dir
+from fraudlake.contract import CORE_SCHEMA
+from lake.layout import partition_dir
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
-from queries.source import connect, open_source, resolve_input
+from queries.staging import connect, open_source, resolve_input
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
 ONE_DEGREE_KM = 6371.0 * math.pi / 180
