@@ -7,6 +7,9 @@ Writes, below ``--out`` (default ``storage/athena``):
 - ``ddl/00_database.sql``  ``CREATE DATABASE IF NOT EXISTS``
 - ``ddl/10_history.sql``   ``<db>.history`` over ``<location>/historical/`` (event columns)
 - ``ddl/20_live.sql``      ``<db>.live`` over ``<location>/lake/transactions/`` (+ rule columns)
+- ``trino/*.sql``           the same schema and tables as Trino DDL (``CREATE TABLE … WITH
+  (external_location, partitioned_by, partition_projection_*)``), from the same description
+  (``lake.catalog``), for a Trino/Starburst hive catalog
 - ``queries/<kind>/<name>.sql``  each rule/analytics query from ``queries/`` for Athena, with ``?``
   placeholders; its header lists the execution parameters in order (bind them, never format).
 
@@ -25,7 +28,14 @@ from pathlib import Path
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
-from lake.catalog import DEFAULT_YEARS, TableSpec, athena_ddl, athena_type
+from lake.catalog import (
+    DEFAULT_YEARS,
+    TableSpec,
+    athena_ddl,
+    athena_type,
+    trino_ddl,
+    trino_schema_ddl,
+)
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
 from lake.s3 import S3_URI_ENV, S3Location
 
@@ -75,6 +85,10 @@ def render_all(location: S3Location, database: str, years: tuple[int, int] = DEF
         "ddl/00_database.sql": f"CREATE DATABASE IF NOT EXISTS `{database}`;\n",
         "ddl/10_history.sql": athena_ddl(history),
         "ddl/20_live.sql": athena_ddl(live),
+        # the same tables for a Trino/Starburst hive catalog (run with that catalog selected)
+        "trino/00_schema.sql": trino_schema_ddl(database) + ";\n",
+        "trino/10_history.sql": trino_ddl(history) + ";\n",
+        "trino/20_live.sql": trino_ddl(live) + ";\n",
     }
     if with_queries:
         files.update(render_queries(history.qualified))

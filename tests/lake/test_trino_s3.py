@@ -14,8 +14,8 @@ from fraudlake import services
 from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
 from fraudlake.server_builds import s3_catalog_properties
 from lake import trino
-from lake.athena import tables
-from lake.catalog import trino_ddl, trino_schema_ddl
+from lake.athena import render_all, tables
+from lake.catalog import trino_ddl
 from lake.s3 import S3Location
 from lake.sync import sync
 from queries import sql
@@ -58,11 +58,13 @@ def test_synced_lake_through_the_trino_ddl_equals_duckdb(trino_uri, s3_catalog, 
     schema = f"s3test_{uuid.uuid4().hex[:8]}"
     con = trino.TrinoTarget(uri=trino_uri, catalog=s3_catalog, timezone="Europe/Berlin"
                             ).connect()
-    trino.execute(con, trino_schema_ddl(schema, s3_catalog))
     history_spec, live_spec = tables(location, schema, (2020, 2030))
+    files = render_all(location, schema, (2020, 2030), with_queries=False)
+    for name in ("trino/00_schema.sql", "trino/10_history.sql", "trino/20_live.sql"):
+        trino.execute(con, files[name].strip().rstrip(";"))  # what lake.athena writes
     for spec in (history_spec, live_spec):
         assert spec.location.startswith(f"s3://{location.bucket}/")
-        trino.execute(con, trino_ddl(spec, s3_catalog))
+        trino.execute(con, trino_ddl(spec, s3_catalog))  # IF NOT EXISTS: the same table
     for spec, folder in ((history_spec, local / "historical"),
                          (live_spec, local / "lake" / "transactions")):
         table = f"{s3_catalog}.{spec.qualified}"
