@@ -90,10 +90,11 @@ def _epoch_us(value: exp.Expression) -> exp.Expression:
     return exp.cast(exp.func("round", micros), "BIGINT")
 
 
-def to_trino(sql_text: str, table: str, where: str | None = None,
+def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = None,
              dialect: str = "trino") -> Rendered:
-    """``sql_text`` (DuckDB SQL over ``transactions``, ``$name`` parameters) rendered for Trino
-    (or ``dialect="athena"``) over ``table``; ``where`` filters the staged rows."""
+    """``sql_text`` (DuckDB SQL over ``transactions``, ``$name`` parameters; text or an already
+    parsed DuckDB-dialect tree, e.g. a composed rule-set query) rendered for Trino (or
+    ``dialect="athena"``) over ``table``; ``where`` filters the staged rows."""
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder) and node.this:
             return exp.var(f"__flparam_{node.this}__")
@@ -119,7 +120,9 @@ def to_trino(sql_text: str, table: str, where: str | None = None,
         return node
 
     staged = _rewrite(sqlglot.parse_one(staging_sql(table, where), read="duckdb"), swap)
-    tree = _rewrite(sqlglot.parse_one(sql_text, read="duckdb"), swap).transform(stage)
+    parsed = (sql_text.copy() if isinstance(sql_text, exp.Expression)
+              else sqlglot.parse_one(sql_text, read="duckdb"))
+    tree = _rewrite(parsed, swap).transform(stage)
     marked = tree.sql(dialect=dialect, pretty=True)
     order = tuple(_MARK.findall(marked))
     return Rendered(_MARK.sub("?", marked).strip().rstrip(";"), order)

@@ -83,3 +83,11 @@ def test_unreachable_trino_is_exit_1_and_names_no_password(tmp_path, capsys, mon
     assert len(err.strip().splitlines()) == 1 and "unreachable" in err
     assert "s3cret-value" not in err
     assert "s3cret-value" not in repr(trino.TrinoTarget())
+
+
+def test_a_parsed_tree_renders_like_its_text():
+    text = sql.load_sql("rules/flags")
+    tree = sqlglot.parse_one(text, read="duckdb")
+    assert to_trino(tree, "s.t") == to_trino(text, "s.t")
+    assert tree.sql(dialect="duckdb") == sqlglot.parse_one(text, read="duckdb").sql(
+        dialect="duckdb")  # the caller's tree is not modified
