@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 
 import polars as pl
 import pytest
@@ -30,12 +31,14 @@ from queries import sql
 
 RULE_COLUMNS = [*RULE_NAMES, "flagged"]
 ZONES = ["UTC", "America/New_York", "Asia/Kathmandu"]  # +05:45: no whole-hour shift hides
+SCHEMA = f"pytest_{uuid.uuid4().hex[:10]}"  # this module's tables; dropped at its end
 
 
 @pytest.fixture(scope="module")
 def lake(trino_uri):
     """Edge cases and a generated history, as hive folders below the server's lake root."""
     yield from lake_folder(services.trino_root())
+    trino.execute(target(trino_uri).connect(), f"DROP SCHEMA IF EXISTS hive.{SCHEMA} CASCADE")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def history(lake):
 
 
 def target(uri: str, zone: str | None = None) -> trino.TrinoTarget:
-    return trino.TrinoTarget(uri=uri, timezone=zone)
+    return trino.TrinoTarget(uri=uri, timezone=zone, schema=SCHEMA)
 
 
 def on_trino(uri: str, folder, name: str, params=sql.DEFAULT_PARAMS, zone: str | None = None,
@@ -131,7 +134,7 @@ def test_partition_projection_prunes_and_absent_partition_is_empty(trino_uri, la
                               "WHERE year = 2024 AND month = 3").column(0)[0].as_py()
     assert "year:int:PARTITION_KEY" in plan and ":: [[2024]]" in plan and ":: [[3]]" in plan
     # a month inside the projected range without a folder: empty, as on Athena
-    spec = TableSpec("fraudlake", f"absent_{lake.name[-10:]}", EVENT_SCHEMA,
+    spec = TableSpec(SCHEMA, f"absent_{lake.name[-10:]}", EVENT_SCHEMA,
                      trino.input_location(str(edges)), (2000, 2100))
     qualified = trino.ensure_table(con, spec, "hive")
     for where in ("year = 2099 AND month = 1", "year = 2024 AND month = 3"):
@@ -165,18 +168,18 @@ HIVE_TO_TRINO = {"string": "varchar", "bigint": "bigint", "int": "integer", "dou
 
 
 def test_athena_ddl_maps_one_to_one_onto_the_trino_ddl_that_ran(trino_uri, edges, lake):
-    spec = TableSpec("fraudlake", f"ddl_{lake.name[-10:]}", EVENT_SCHEMA,
+    spec = TableSpec(SCHEMA, f"ddl_{lake.name[-10:]}", EVENT_SCHEMA,
                      trino.input_location(str(edges)), (2020, 2030))
     con = target(trino_uri).connect()
     trino.ensure_table(con, spec, "hive")
     athena = _athena_table(athena_ddl(spec))
     cols = trino.execute(con, "SELECT column_name, data_type FROM hive.information_schema.columns"
-                              " WHERE table_schema = 'fraudlake' AND table_name = ?"
-                              " ORDER BY ordinal_position", [spec.name]).to_pylist()
+                              " WHERE table_schema = ? AND table_name = ?"
+                              " ORDER BY ordinal_position", [SCHEMA, spec.name]).to_pylist()
     ran = [(c["column_name"], c["data_type"]) for c in cols]
     assert ran == [(n, HIVE_TO_TRINO[t]) for n, t in athena["columns"] + athena["partitions"]]
     assert athena["format"].upper() == "PARQUET" and athena["location"] == spec.location
-    stored = trino.execute(con, f'SELECT * FROM hive.fraudlake."{spec.name}$properties"'
+    stored = trino.execute(con, f'SELECT * FROM hive.{SCHEMA}."{spec.name}$properties"'
                            ).to_pylist()[0]
     projection = {k: v for k, v in stored.items() if k.startswith(("projection.", "storage."))}
     assert projection == athena["tblproperties"]
@@ -190,7 +193,8 @@ def test_backtest_backend_trino_same_report_and_flags(trino_uri, history, tmp_pa
     for backend in ("duckdb", "trino"):
         report, flags = tmp_path / f"{backend}.json", tmp_path / f"{backend}.parquet"
         argv = ["--input", str(history), "--quiet", "--by-year", "--report", str(report),
-                "--flags-out", str(flags), "--backend", backend, "--chunk-rows", "6000"]
+                "--flags-out", str(flags), "--backend", backend, "--chunk-rows", "6000",
+                "--trino-schema", SCHEMA]
         assert main(argv) == 0
         outs[backend] = (json.loads(report.read_text()), pl.read_parquet(flags))
     (duck, duck_flags), (tri, tri_flags) = outs["duckdb"], outs["trino"]
@@ -218,9 +222,9 @@ def test_queries_cli_backend_trino_same_csv(trino_uri, history, tmp_path, capsys
         for backend in ("duckdb", "trino"):
             out = tmp_path / f"{name}-{backend}.csv"
             assert main([name, "--input", str(history), "--format", "csv", "--out", str(out),
-                         "--param", "top_n=3", "--backend", backend]
+                         "--param", "top_n=3", "--backend", backend, "--trino-schema", SCHEMA]
                         if name == "top_flagged_users" else
                         [name, "--input", str(history), "--format", "csv", "--out", str(out),
-                         "--backend", backend]) == 0
+                         "--backend", backend, "--trino-schema", SCHEMA]) == 0
             texts.append(pl.read_csv(out))
         assert texts[0].equals(texts[1]), name

@@ -33,6 +33,9 @@ def s3_catalog(trino_uri, s3_endpoint):
     con = trino.TrinoTarget(uri=trino_uri).connect()
     trino.execute(con, f"CREATE CATALOG {name} USING hive WITH ({with_})")
     yield name
+    shown = trino.execute(con, f"SHOW SCHEMAS FROM {name}").to_pylist()
+    for schema in (r["Schema"] for r in shown if r["Schema"] != "information_schema"):
+        trino.execute(con, f'DROP SCHEMA IF EXISTS {name}."{schema}" CASCADE')  # data stays
     trino.execute(con, f"DROP CATALOG IF EXISTS {name}")
 
 
@@ -92,8 +95,9 @@ def test_s3_input_becomes_a_table_in_the_s3_catalog(trino_uri, s3_catalog, synce
     local, location = synced
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     uri = location.uri("historical")
-    target = trino.TrinoTarget(uri=trino_uri, catalog=s3_catalog)
+    target = trino.TrinoTarget(uri=trino_uri, catalog=s3_catalog,
+                               schema=f"s3input_{uuid.uuid4().hex[:8]}")
     con, table = trino.open_input(target, uri)
-    assert table.startswith(f"{s3_catalog}.fraudlake.input_")
+    assert table.startswith(f"{s3_catalog}.{target.schema}.input_")
     n = trino.execute(con, f"SELECT count(*) AS n FROM {table}")["n"][0].as_py()  # noqa: S608
     assert n == edge_cases().height
