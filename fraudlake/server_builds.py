@@ -165,6 +165,7 @@ TRINO_CACHE = Path(os.environ.get("FRAUDLAKE_TRINO_CACHE",
 #: Trino 476 needs Java >= 24; only Trino's process gets this JAVA_HOME.
 TRINO_JAVA_HOME = Path(os.environ.get("FRAUDLAKE_TRINO_JAVA_HOME",
                                       "/usr/lib/jvm/temurin-25-jdk-amd64"))
+TRINO_MIN_JAVA = 24
 #: The hive catalog's file metastore, below the lake root (hidden from the project's globs).
 TRINO_METASTORE = ".trino-metastore"
 _M2 = Path(os.environ.get("FRAUDLAKE_M2_REPO", Path.home() / ".m2" / "repository"))
@@ -214,6 +215,30 @@ def trino_home() -> Path:
         os.rename(unpacked, home)
         shutil.rmtree(tmp, ignore_errors=True)
     return home
+
+
+def _java_version(home: Path) -> int:
+    """The feature version in a JDK's ``release`` file (0 when unreadable)."""
+    try:
+        for line in (home / "release").read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                return int(line.split("=", 1)[1].strip('"').split(".")[0])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def trino_java_home() -> Path:
+    """FRAUDLAKE_TRINO_JAVA_HOME (default the Temurin 25 JDK), else the newest JDK >= 24 under
+    /usr/lib/jvm; ServiceError when there is none."""
+    if (TRINO_JAVA_HOME / "bin" / "java").exists():
+        return TRINO_JAVA_HOME
+    found = [(v, h) for h in Path("/usr/lib/jvm").glob("*")
+             if (v := _java_version(h)) >= TRINO_MIN_JAVA and (h / "bin" / "java").exists()]
+    if not found:
+        raise ServiceError(f"Trino needs Java >= {TRINO_MIN_JAVA}: {TRINO_JAVA_HOME} not found "
+                           "and none under /usr/lib/jvm (set FRAUDLAKE_TRINO_JAVA_HOME)")
+    return max(found)[1]
 
 
 def _properties(path: Path, values: dict[str, object], private: bool = False) -> None:
@@ -277,10 +302,7 @@ def trino_command(port: int, base: Path, root: Path,
     local lake ``root`` and, when ``s3`` is given, catalog ``s3``; config and data in ``base``.
     Runs in the foreground (``launcher run``) with JAVA_HOME set for this process only."""
     home = trino_home()
-    java = TRINO_JAVA_HOME / "bin" / "java"
-    if not java.exists():
-        raise ServiceError(f"Trino needs Java >= 24: {java} not found "
-                           "(set FRAUDLAKE_TRINO_JAVA_HOME)")
+    java_home = trino_java_home()
     etc, data = base / f"etc-{port}", base / f"data-{port}"
     for d in (data / "spill", root / TRINO_METASTORE, root / f"{TRINO_METASTORE}-s3"):
         d.mkdir(parents=True, exist_ok=True)
@@ -310,6 +332,6 @@ def trino_command(port: int, base: Path, root: Path,
                 hive_catalog_properties(root, f"local:///{TRINO_METASTORE}"))
     if s3 is not None:
         _properties(catalogs / "s3.properties", s3, private=True)
-    return ["env", f"JAVA_HOME={TRINO_JAVA_HOME}",
-            f"PATH={TRINO_JAVA_HOME / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    return ["env", f"JAVA_HOME={java_home}",
+            f"PATH={java_home / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             str(home / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}"]

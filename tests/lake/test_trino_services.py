@@ -45,3 +45,9 @@ def test_bad_trino_port_is_exit_2(monkeypatch):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "FRAUDLAKE_TRINO_PORT" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_java_home_falls_back_to_a_jdk_24_or_newer(monkeypatch, tmp_path):
+    monkeypatch.setattr(server_builds, "TRINO_JAVA_HOME", tmp_path / "no-such-jdk")
+    home = server_builds.trino_java_home()
+    assert server_builds._java_version(home) >= server_builds.TRINO_MIN_JAVA
