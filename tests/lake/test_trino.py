@@ -228,3 +228,9 @@ def test_queries_cli_backend_trino_same_csv(trino_uri, history, tmp_path, capsys
                          "--backend", backend, "--trino-schema", SCHEMA]) == 0
             texts.append(pl.read_csv(out))
         assert texts[0].equals(texts[1]), name
+    # without --input: the table named by --table (here the one the last run created)
+    _, table = trino.open_input(target(trino_uri), str(history))
+    out = tmp_path / "by-table.csv"
+    assert main(["daily_volume", "--backend", "trino", "--table", table, "--format", "csv",
+                 "--out", str(out)]) == 0
+    assert pl.read_csv(out)["transactions"].sum() == 20_000

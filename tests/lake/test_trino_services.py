@@ -51,3 +51,20 @@ def test_java_home_falls_back_to_a_jdk_24_or_newer(monkeypatch, tmp_path):
     monkeypatch.setattr(server_builds, "TRINO_JAVA_HOME", tmp_path / "no-such-jdk")
     home = server_builds.trino_java_home()
     assert server_builds._java_version(home) >= server_builds.TRINO_MIN_JAVA
+
+
+def test_s3_catalog_from_env_is_written_private(tmp_path, monkeypatch):
+    """``up trino`` with FRAUDLAKE_TRINO_S3_ENDPOINT: an ``s3`` catalog beside ``hive``, its keys
+    readable by the owner only (nothing is started here)."""
+    monkeypatch.setenv("FRAUDLAKE_TRINO_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.setenv("FRAUDLAKE_TRINO_ROOT", str(tmp_path / "lake"))
+    argv = server_builds.trino_command(18999, tmp_path / "base", services.trino_root(),
+                                       services._trino_s3())
+    s3 = tmp_path / "base" / "etc-18999" / "catalog" / "s3.properties"
+    assert (s3.stat().st_mode & 0o777) == 0o600
+    text = s3.read_text()
+    assert "s3.endpoint=http://127.0.0.1:9" in text and "fs.native-s3.enabled=true" in text
+    assert "not-a-real-secret" not in " ".join(argv)
+    assert (tmp_path / "base" / "etc-18999" / "catalog" / "hive.properties").exists()
