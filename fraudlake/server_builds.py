@@ -199,8 +199,9 @@ def trino_home() -> Path:
         if (home / ".complete").exists():
             return home
         tarball = trino_tarball()
+        for stale in TRINO_CACHE.glob(".unpack-*"):  # left by a start killed mid-unpack
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = TRINO_CACHE / f".unpack-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         print(f"services: unpacking {tarball.name} into {TRINO_CACHE} (first start only)…",
               file=sys.stderr)
