@@ -1,13 +1,15 @@
-"""fraudlake live dashboard (Streamlit): live flags joined with lake aggregates.
+"""fraudlake dashboard for fraud analysts (Streamlit): alerts → evidence → verdict.
 
     .venv/bin/streamlit run dashboard/app.py            # http://localhost:8501
 
-Configuration (environment): MONGO_URI / MONGO_DB / MONGO_COLLECTION (flags from MongoDB; unset
-→ the embedded store LOCAL_FLAGS_PATH), LAKE_DIR, HISTORY_DIR, DASHBOARD_CACHE_DIR,
-BACKTEST_REPORT, CONSUMER_METRICS, DASHBOARD_REFRESH_SECONDS (default 1), DASHBOARD_WINDOW.
+Configuration (environment): MONGO_URI / MONGO_DB / MONGO_COLLECTION (flags and cases from
+MongoDB; unset → the embedded store LOCAL_FLAGS_PATH), LAKE_DIR, HISTORY_DIR,
+DASHBOARD_CACHE_DIR, BACKTEST_REPORT, CONSUMER_METRICS, DASHBOARD_REFRESH_SECONDS (default 1),
+DASHBOARD_USERS_FILE (local sign-in; ``st.login`` is used instead when secrets configure it).
 
-Filters live in the sidebar (widget state survives every refresh); the live part is one
-``st.fragment(run_every=…)`` that re-reads data and redraws in place.
+Filters and sign-in live in the sidebar; the live part is one ``st.fragment(run_every=…)`` that
+re-reads and redraws in place; the alert inspector (drill-down + verdict) reruns only when used.
+Every panel survives another panel's failure with a one-line message (``views.guard``).
 """
 
 from __future__ import annotations
@@ -19,24 +21,33 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from dashboard import baseline, data, lake
+from dashboard import access, baseline, cases, data, lake, monitor, views
 from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter
-from dashboard.refresh import DashboardConfig, Refresh, load_refresh
-from dashboard.sources import FlagSource, FlagSourceError, open_source
+from dashboard.refresh import DashboardConfig, FlagView, flag_view, range_start, top_users, traffic
+from dashboard.refresh import volume as volume_chart
+from dashboard.sources import FlagSource, open_source
 from fraudlake.contract import RULE_NAMES
 
-st.set_page_config(page_title="fraudlake · live fraud flags", layout="wide")
+st.set_page_config(page_title="fraudlake · fraud alerts", layout="wide")
+st.markdown("<style>[data-testid='stAppDeployButton'], .stAppDeployButton {display: none;}"
+            "</style>", unsafe_allow_html=True)
 
 
 @st.cache_resource
 def _source(_cfg: DashboardConfig, key: tuple[str | None, ...]) -> FlagSource:
-    """One source (one MongoClient) per configuration, shared by all sessions."""
+    """One source (one MongoClient, one held snapshot) per configuration, for all sessions."""
     return open_source(_cfg.settings)
 
 
 def _source_key(cfg: DashboardConfig) -> tuple[str | None, ...]:
     s = cfg.settings
     return (s.mongo_uri, s.mongo_db, s.mongo_collection, str(s.local_flags_path))
+
+
+def _cases(cfg: DashboardConfig, source: FlagSource) -> cases.CaseStore:
+    if cfg.settings.mongo_uri:
+        return cases.MongoCaseStore(source._client, cfg.settings.mongo_db)  # type: ignore[attr-defined]
+    return cases.SqliteCaseStore(cfg.settings.local_flags_path)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -81,110 +92,148 @@ def current_filter(now: datetime) -> FlagFilter:
                         country=ss.get("country", ""))
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def show_kpis(r: Refresh) -> None:
-    k = r.kpis
-    cols = st.columns(6)
-    cols[0].metric("Events / min", _fmt(k.events_per_min, ",.1f"))
-    cols[1].metric("Flags / min", _fmt(k.flags_per_min, ",.1f"))
-    cols[2].metric("Flag rate", _fmt(k.flag_rate, ".2%"))
-    cols[3].metric("Live precision", _fmt(k.precision, ".1%"),
-                   help=f"fraud among {k.labelled:,} labelled flags in view")
-    cols[4].metric("Consumer lag", "n/a" if k.lag is None else f"{k.lag:,}")
-    cols[5].metric("Flags in view", f"{r.total:,}{'+' if r.capped else ''}")
-
-
-def show_live(source: FlagSource, cfg: DashboardConfig, f: FlagFilter,
-              history: baseline.HistoryCache, history_files: list[Path]) -> None:
+def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
+              f: FlagFilter, history: baseline.HistoryCache, history_files: list[Path]) -> None:
+    """Everything that refreshes every second, panel by panel."""
     now = datetime.now(UTC)
-    try:
-        r = load_refresh(source, cfg, f, now, history, history_files, _cached_live_baselines)
-    except FlagSourceError as exc:
-        st.error(f"Cannot read flags — {exc}. Check that the store is running; "
-                 "the page retries every refresh.")
-        return
-    except duckdb.Error as exc:
-        st.warning(f"Lake read failed this refresh ({type(exc).__name__}); retrying. "
-                   f"{str(exc).splitlines()[0][:200]}")
-        return
-    show_kpis(r)
-    st.caption(f"as of {now:%Y-%m-%d %H:%M:%S} UTC · flags from {source.label} · "
-               f"KPIs over the last {cfg.kpi_minutes:g} min")
-
-    st.subheader(f"Amount over time (per {r.unit})")
-    if r.chart.is_empty():
-        st.info("No events in this time range yet.")
-    else:
-        st.line_chart(r.chart, x="bucket", y=["all events", "flagged"])
-
-    left, right = st.columns([2, 3])
+    tz = views.local_tz()
+    con = lake.connect()
+    t = views.guard("Live lake (all-traffic KPIs)", lambda: traffic(cfg, now, con))
+    case_frame = views.guard("Cases", store.cases)
+    view: FlagView | None = views.guard("Flags", lambda: flag_view(
+        source, cfg, f, range_start(f, source, history, now, con, views.lake_files(cfg)), now))
+    newest = view.agg.newest if view is not None else None
+    views.status_line(cfg, t, newest, now, tz, source.label,
+                      "MongoDB mode" if cfg.settings.mongo_uri else "embedded mode")
+    left, right = st.columns(2)
     with left:
-        st.subheader("Top flagged users")
-        if r.top.is_empty():
-            st.info("No flagged users match the filters.")
-        else:
-            st.dataframe(r.top.select(
-                "user_id", "flags", "max_amount", "median_amount", "x_usual", "usual_city",
-                "txn_count", "first_seen", "rules"), hide_index=True, key="top_users")
-            st.caption(f"among the latest {cfg.window_flags:,} matching flags; baseline = "
-                       "history + live lake (usual amount = median)")
+        if t is not None:
+            views.traffic_kpis(t)
+    confirmed_rules = pl.DataFrame(schema={"rule": pl.String(), "confirmed": pl.Int64(),
+                                           "decided": pl.Int64(),
+                                           "confirmed_precision": pl.Float64()})
     with right:
-        st.subheader("Latest flagged transactions")
-        if r.flags.is_empty():
-            st.info(f"No flags match the filters (or none yet) in {source.label}.")
+        if view is not None:
+            confirmed = None
+            if case_frame is not None:
+                confirmed_rules = cases.confirmed_precision(source.matching(f), case_frame)
+                confirmed = cases.overall_confirmed(source.matching(f), case_frame)
+            views.flag_kpis(view, case_frame, confirmed)
+    if view is not None:
+        views.guard("Chart", lambda: views.chart(
+            volume_chart(cfg, f, view, history, history_files, con), view.unit,
+            t is not None and t.lake_present))
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        if view is not None:
+            top = views.guard("Usual behaviour of top users", lambda: top_users(
+                cfg, view, history, _cached_live_baselines))
+            views.top_users(top if top is not None else view.agg.top)
+    with c2:
+        if view is not None:
+            views.latest(view.recent, view.agg.total, tz, source.label, source.notice,
+                         case_frame)
+            st.download_button("Download CSV", data=lambda: data.to_csv(source.export(f)),
+                               file_name="fraudlake-flags.csv", mime="text/csv",
+                               key="download_csv", on_click="ignore",
+                               disabled=view.recent.is_empty())
         else:
-            shown = r.flags.head(cfg.table_rows)
-            st.dataframe(data.table_view(shown), hide_index=True, key="latest_flags")
-            st.caption(f"showing {shown.height:,} of {r.total:,}{'+' if r.capped else ''} "
-                       "matching flags, newest first")
-        st.download_button("Download CSV", data=lambda: data.to_csv(source.export(f)),
-                           file_name="fraudlake-flags.csv", mime="text/csv",
-                           key="download_csv", on_click="ignore",
-                           disabled=r.flags.is_empty())
+            notice = getattr(source, "notice", None)
+            if notice:
+                st.warning(notice)
+    if view is not None and case_frame is not None:
+        views.guard("Triage queue", lambda: views.queue(
+            views.triage_queue(source.matching(f), case_frame), tz))
+    views.guard("Per-rule monitoring", lambda: show_monitor(source, cfg, f, view, t,
+                                                            confirmed_rules))
 
 
-def show_backtest(path: Path) -> None:
-    st.subheader("Backtest: rule hit rates")
-    report = data.read_report(path)
-    if report is None:
-        st.info(f"No backtest report at {path} yet (run batch.backtest with --report).")
-        return
-    st.caption(f"{report.get('input', '?')} · {report.get('rows', 0):,} rows · "
-               f"{report.get('fraud_rows', 0):,} fraud · generated {report.get('generated_at')}")
+def show_monitor(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, view, t,
+                 confirmed_rules: pl.DataFrame) -> None:
+    from dashboard import aggregates
+
+    report = _report_or_none(cfg.report_path)
+    tf = views.filter_for_monitor(f)
+    per_rule = aggregates.flag_aggregates(source.matching(tf), "day").per_rule
+    live_files = views.lake_files(cfg)
+    live_events = 0
+    if live_files:
+        series = lake.amount_series(live_files, "month", tf.since, tf.until)
+        live_events = int(series["events"].sum()) if not series.is_empty() else 0
+    views.rule_monitoring(monitor.rule_monitor(per_rule, live_events, report), confirmed_rules)
+    newest = source.recent(FlagFilter(), 1)
+    rs_id = newest["rule_set_id"][0] if newest.height else None
+    views.what_if(rs_id, report)
+
+
+def _report_or_none(path: Path) -> dict | None:
+    try:
+        return data.read_report(path)
+    except data.ReportError:
+        return None
+
+
+def show_inspector(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
+                   f: FlagFilter, user: str | None, history_files: list[Path]) -> None:
+    """Drill-down + verdict for one alert (reruns only when used)."""
+    st.header("Inspect an alert")
+    case_frame = views.guard("Cases", store.cases)
+    options: list[str] = []
+    if case_frame is not None:
+        q = views.guard("Triage queue", lambda: views.triage_queue(source.matching(f),
+                                                                  case_frame, 200))
+        options = [] if q is None else q["transaction_id"].to_list()
     c1, c2 = st.columns(2)
-    c1.dataframe(data.rule_table(report), hide_index=True, key="rule_table")
-    c2.dataframe(data.scenario_table(report), hide_index=True, key="scenario_table")
+    picked = c1.selectbox("From the queue (highest score first)", options, index=None,
+                          key="inspect_pick", placeholder="choose an alert")
+    typed = c2.text_input("…or a transaction id", key="inspect_id").strip()
+    txid = typed or picked
+    if not txid:
+        st.caption("Choose an alert to see its evidence, the card's transactions and its "
+                   "verdict.")
+        return
+    flag = views.guard("Flag", lambda: source.detail(txid))
+    if flag is None:
+        st.info(f"No flag {txid!r} in {source.label}.")
+        return
+    tz = views.local_tz()
+    views.card_and_evidence(flag, views.lake_files(cfg), history_files, tz)
+    current = None
+    if case_frame is not None:
+        row = case_frame.filter(pl.col("transaction_id") == txid)
+        current = row.row(0, named=True) if row.height else None
+    views.guard("Verdict", lambda: views.triage_form(store, txid, user, current))
 
 
 def main() -> None:
-    st.title("fraudlake · live fraud flags")
+    st.title("fraudlake · fraud alerts")
     sidebar()
+    user = access.sign_in_box()
     try:
         cfg = DashboardConfig.from_env()
     except ValueError as exc:
-        st.error(f"Bad dashboard configuration in the environment: {exc}")
+        st.error(f"Bad dashboard configuration in the environment: {views.one_line(exc)}")
         return
     try:
         f = current_filter(datetime.now(UTC))
     except FilterError as exc:
         st.sidebar.error(str(exc))
         st.warning(f"Fix the filter to see data: {exc}")
-        show_backtest(cfg.report_path)
+        views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
     try:
         source = _source(cfg, _source_key(cfg))
     except Exception as exc:  # noqa: BLE001 - e.g. a malformed MONGO_URI: a message, no trace
-        st.error(f"Cannot open the flag store: {str(exc).splitlines()[0]}")
+        st.error(f"Cannot open the flag store: {views.one_line(exc)}")
+        views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
+    store = _cases(cfg, source)
     key, files = _history_key(str(cfg.settings.history_dir))
     try:
         history = (baseline.empty_cache() if not files else
                    _history(str(cfg.settings.history_dir), str(cfg.cache_dir), key))
     except (duckdb.Error, OSError) as exc:
-        st.warning(f"History baselines unavailable: {str(exc).splitlines()[0][:200]}")
+        st.warning(f"History baselines unavailable — {views.one_line(exc)}")
         history = baseline.empty_cache()
 
     @st.fragment(run_every=cfg.refresh_seconds)
@@ -193,10 +242,11 @@ def main() -> None:
             live_filter = current_filter(datetime.now(UTC))
         except FilterError:
             live_filter = f
-        show_live(source, cfg, live_filter, history, files)
+        show_live(source, store, cfg, live_filter, history, files)
 
     live()
-    show_backtest(cfg.report_path)
+    show_inspector(source, store, cfg, f, user, files)
+    views.guard("Backtest", lambda: views.backtest(cfg.report_path))
 
 
 main()

@@ -179,6 +179,11 @@ def matching(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
     return _matching(snap, f).collect().drop(_MASK)
 
 
+def lazy_matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
+    """Held flags matching ``f``, ascending, lazily (the aggregates run over it in place)."""
+    return _matching(snap, f).drop(_MASK)
+
+
 def count(snap: Snapshot, f: FlagFilter) -> int:
     """How many held flags match ``f`` (nothing copied)."""
     return int(_matching(snap, f).select(pl.len()).collect().item())

@@ -64,6 +64,7 @@ WHERE ts >= $since
 """  # noqa: S608 - constant fragments only; every value is a bound parameter
 
 MIN_TS_SQL = f"SELECT min(ts) FROM {_SOURCE}"  # noqa: S608 - constant
+MAX_TS_SQL = f"SELECT max(ts) FROM {_SOURCE}"  # noqa: S608 - constant
 
 
 _DB: duckdb.DuckDBPyConnection | None = None
@@ -167,3 +168,11 @@ def min_ts(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
         return None
     con = con or connect()
     return con.execute(MIN_TS_SQL, _params(files)).fetchall()[0][0]
+
+
+def max_ts(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+           ) -> datetime | None:
+    if not files:
+        return None
+    con = con or connect()
+    return con.execute(MAX_TS_SQL, _params(files)).fetchall()[0][0]

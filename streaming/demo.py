@@ -8,13 +8,19 @@ consumer (``streaming.pipeline.process_batch``), then written to the hive-partit
 (``streaming.flag_store``). Offsets are positions in the simulated stream of topic ``demo``,
 partition 0; a run starts by removing what an earlier demo run wrote for that topic, so the
 outputs always describe this run.
+
+``--follow`` instead runs until stopped (Ctrl-C / SIGTERM) as a live feed for the dashboard:
+events at ``--rate`` per wall-clock second with event times = now, decided and written about
+once a second, APPENDED after what earlier runs wrote (offsets continue, nothing is removed);
+it rewrites the consumer metrics file (env CONSUMER_METRICS) with the embedded lag each batch.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,6 +140,68 @@ def run_demo(count: int, seed: int, users: int, rate: float, batch: int, lake: P
     return summary
 
 
+def next_offset(lake: Path) -> int:
+    """The first demo-topic offset no lake file covers yet (``--follow`` appends after it)."""
+    last = -1
+    for folder in (lake / "transactions").glob("year=*/month=*"):
+        for f in folder_files(folder):
+            if f.topic == TOPIC and f.partition == PARTITION:
+                last = max(last, f.last)
+    return last + 1
+
+
+def follow_demo(seed: int, users: int, rate: float, lake: Path, flags_db: Path,
+                params: RuleParams, metrics: Path | None, tick: float = 1.0,
+                stop: Callable[[], bool] = lambda: False) -> DemoSummary:
+    """The embedded live feed: events due by the wall clock, decided and appended every
+    ``tick`` seconds until ``stop()`` (or Ctrl-C)."""
+    from streaming.produce import simulated_events
+
+    summary = DemoSummary()
+    engine = RuleEngine(params)
+    sink = LakeSink(lake)
+    frames = simulated_events(seed, users, 10**12, rate, start=datetime.now(UTC))
+    pending = pl.DataFrame()
+    offset = next_offset(lake)
+    t0 = time.perf_counter()
+    with SqliteFlagStore(flags_db) as store:
+        try:
+            while not stop():
+                time.sleep(tick)
+                now = datetime.now(UTC)
+                while pending.is_empty() or pending["ts"].max() <= now:  # type: ignore[operator]
+                    pending = pl.concat([pending, next(frames)], how="vertical_relaxed")
+                due = pending.filter(pl.col("ts") <= now)
+                pending = pending.filter(pl.col("ts") > now)
+                if due.is_empty():
+                    continue
+                records = next(json_records(iter([due]), offset))
+                offset += len(records)
+                result = process_batch(records, engine)
+                summary.lake_files.update(sink.write(result.events_with_rules, TOPIC, PARTITION,
+                                                     records[0].offset, records[-1].offset))
+                store.upsert(result.flagged)
+                summary.events += result.events_with_rules.height
+                summary.flags[FLAGGED] += result.flagged.height
+                if metrics is not None:
+                    write_metrics(metrics, lag=0, events=summary.events, now=now)
+        except KeyboardInterrupt:
+            pass
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def write_metrics(path: Path, lag: int, events: int, now: datetime) -> None:
+    """The consumer metrics file the dashboard reads (atomic replace)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"lag": lag, "events": events, "mode": "embedded demo --follow",
+                               "updated_at": now.isoformat()}))
+    tmp.replace(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     parser = ArgumentParser(prog="python -m streaming.demo", description=__doc__.splitlines()[0])
@@ -142,9 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     parser.add_argument("--users", type=positive_count_arg, default=20_000,
                         help="card holders in the simulated world (default 20000)")
-    parser.add_argument("--rate", type=positive_float_arg, default=5.0,
+    parser.add_argument("--rate", type=positive_float_arg, default=None,
                         help="simulated events per second of event time (default 5; the "
-                             "stream ends now)")
+                             "stream ends now; with --follow: per wall-clock second, default 20)")
     parser.add_argument("--batch", type=positive_count_arg, default=20_000,
                         help="micro-batch size, like one consumer poll (default 20000)")
     parser.add_argument("--lake", type=Path, default=settings.lake_dir,
@@ -155,7 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="RULE.PARAM=VALUE",
                         help="override a rule parameter, e.g. high_amount.threshold=2500")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--follow", action="store_true",
+                        help="run as a live feed until stopped: --rate events per wall-clock "
+                             "second (default 20 here), appended to earlier runs' outputs")
     args = parser.parse_args(argv)
+    if args.rate is None:
+        args.rate = 20.0 if args.follow else 5.0
     if not args.rate > 0:
         raise UsageError(f"--rate must be > 0: {args.rate}")
     params = params_from_cli(args.set)
@@ -165,8 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
               "embedded; use streaming.produce + streaming.consume for the services",
               file=sys.stderr)
-    summary = run_demo(args.count, args.seed, args.users, args.rate, args.batch, args.lake,
-                       args.flags_db, params, progress=not args.quiet)
+    if args.follow:
+        metrics = Path(os.environ.get("CONSUMER_METRICS", "storage/metrics/consumer.json"))
+        print(f"following: {args.rate:g} events/s into {args.lake} and {args.flags_db} "
+              "(Ctrl-C stops)", file=sys.stderr)
+        summary = follow_demo(args.seed, args.users, args.rate, args.lake, args.flags_db,
+                              params, metrics)
+    else:
+        summary = run_demo(args.count, args.seed, args.users, args.rate, args.batch, args.lake,
+                           args.flags_db, params, progress=not args.quiet)
     for line in summary.lines(args.lake, args.flags_db):
         print(line)
     return 0

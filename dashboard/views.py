@@ -1,0 +1,332 @@
+"""The page's panels. Each panel reads what it needs and, when a read fails, shows ONE line
+saying what is wrong (``guard``) while the other panels go on — never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+from dashboard import cases, data, drill, lake, monitor
+from dashboard.filters import FlagFilter
+from dashboard.refresh import DashboardConfig, FlagView, Traffic
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PCT = st.column_config.NumberColumn(format="percent")
+MONEY = st.column_config.NumberColumn(format="%.2f")
+
+
+def one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:240]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def guard(what: str, fn: Callable[[], T]) -> T | None:
+    """Run one panel's read/draw; on failure one line (logged without the traceback)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - a panel never takes the page down
+        log.warning("dashboard panel %s failed: %s", what, one_line(exc))
+        st.error(f"{what} unavailable — {one_line(exc)}")
+        return None
+
+
+def local_tz() -> str:
+    """The browser's time zone (Streamlit tells the server), else UTC."""
+    try:
+        tz = st.context.timezone
+    except Exception:  # noqa: BLE001 - older Streamlit / no browser (AppTest)
+        tz = None
+    return tz or "UTC"
+
+
+def fmt_time(ts: datetime | None, tz: str) -> str:
+    if ts is None:
+        return "n/a"
+    import zoneinfo
+
+    try:
+        return ts.astimezone(zoneinfo.ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(delta: timedelta) -> str:
+    s = max(delta.total_seconds(), 0)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.0f} days"
+
+
+def freshness(newest: datetime | None, now: datetime) -> str:
+    """'last event 4 s ago' or 'no events for 4 min'."""
+    if newest is None:
+        return "no live events yet"
+    age = now - newest
+    if age <= timedelta(seconds=60):
+        return f"last event {ago(age)} ago"
+    return f"no events for {ago(age)}"
+
+
+def status_line(cfg: DashboardConfig, t: Traffic | None, newest_flag: datetime | None,
+                now: datetime, tz: str, source_label: str, mode: str) -> None:
+    newest = max((x for x in (t.newest if t else None, newest_flag) if x is not None),
+                 default=None)
+    lag = consumer_lag(cfg, now)
+    st.caption(f"{freshness(newest, now)} · consumer lag: {lag} · flags from {source_label} "
+               f"· {mode} · as of {fmt_time(now, tz)} (times in {tz})")
+
+
+def consumer_lag(cfg: DashboardConfig, now: datetime) -> str:
+    lag = data.read_lag(cfg.metrics_path, now)
+    if lag is not None:
+        return f"{lag:,} events"
+    if not Path(cfg.metrics_path).exists():
+        return f"n/a (no consumer metrics at {cfg.metrics_path})"
+    return "n/a (consumer metrics older than 5 min: is the consumer running?)"
+
+
+def traffic_kpis(t: Traffic) -> None:
+    st.markdown(f"**All traffic** · last {t.minutes:g} min, live lake (not filtered)")
+    c = st.columns(3)
+    c[0].metric("Events / min", f"{t.events / t.minutes:,.1f}")
+    c[1].metric("Flags / min", f"{t.flagged / t.minutes:,.1f}")
+    c[2].metric("Flag rate", f"{t.flagged / t.events:.2%}" if t.events else "n/a")
+    if not t.lake_present:
+        st.caption("no live lake yet: these count nothing")
+
+
+def flag_kpis(v: FlagView, case_frame: pl.DataFrame | None, confirmed: float | None) -> None:
+    st.markdown("**Matching the filters** · every flag in the chosen range")
+    c = st.columns(4)
+    c[0].metric("Flags in view", f"{v.agg.total:,}")
+    c[1].metric("Live precision", "n/a" if v.agg.precision is None
+                else f"{v.agg.precision:.1%}",
+                help=f"simulator labels: fraud among {v.agg.labelled:,} labelled flags in view")
+    c[2].metric("Confirmed precision", "n/a" if confirmed is None else f"{confirmed:.1%}",
+                help="analyst verdicts: fraud / (fraud + legitimate) among decided alerts")
+    decided = 0 if case_frame is None else case_frame.filter(
+        pl.col("status") != "open").height
+    c[3].metric("Triaged alerts", f"{decided:,}")
+
+
+def chart(frame: pl.DataFrame, unit: str, lake_present: bool) -> None:
+    st.subheader(f"Events over time (per {unit})")
+    if frame.is_empty():
+        st.info("No events in this time range yet.")
+        return
+    enc = alt.Chart(frame.to_pandas()).mark_line(interpolate="step-after").encode(
+        x=alt.X("bucket:T", title=None), y=alt.Y("events:Q", title="events per " + unit),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
+        tooltip=["bucket:T", "series:N", alt.Tooltip("events:Q", format=",")])
+    st.altair_chart(enc, width="stretch")
+    notes = ["flagged = flags from the store; live events = the live lake"]
+    if not lake_present:
+        notes.append("the live lake is missing: no live-events line (flags alone)")
+    if "history events" in frame["series"].unique().to_list():
+        notes.append("history = the batch history's volume (labelled, not decided live: "
+                     "its flags are in the backtest below)")
+    st.caption(" · ".join(notes))
+
+
+def top_users(top: pl.DataFrame) -> None:
+    st.subheader("Top flagged users")
+    if top.is_empty():
+        st.info("No flagged users match the filters.")
+        return
+    cols = [c for c in ("user_id", "flags", "max_amount", "median_amount", "x_usual",
+                        "usual_city", "txn_count", "first_seen", "rules") if c in top.columns]
+    st.dataframe(top.select(cols), hide_index=True, key="top_users",
+                 column_config={"max_amount": MONEY, "median_amount": MONEY})
+    st.caption("over every matching flag in range; usual = history + live lake (median amount)")
+
+
+def latest(flags: pl.DataFrame, total: int, tz: str, label: str, notice: str | None,
+           case_frame: pl.DataFrame | None) -> None:
+    st.subheader("Latest flagged transactions")
+    if notice:
+        st.warning(notice)
+    if flags.is_empty():
+        if not notice:
+            st.info(f"No flags match the filters (or none yet) in {label}.")
+        return
+    shown = flags if case_frame is None else cases.with_status(flags, case_frame)
+    st.dataframe(data.table_view(shown, tz), hide_index=True, key="latest_flags",
+                 column_config={"amount": MONEY, "score": st.column_config.NumberColumn(
+                     format="%.2f")})
+    st.caption(f"showing {flags.height:,} of {total:,} matching flags, newest first")
+
+
+def queue(q: pl.DataFrame, tz: str) -> None:
+    st.subheader("Triage queue (open and escalated, highest score first)")
+    if q.is_empty():
+        st.info("Nothing to triage in this view.")
+        return
+    st.dataframe(data.table_view(q, tz).select(
+        "ts", "status", "score", "transaction_id", "user_id", "amount", "rules", "city"),
+        hide_index=True, key="queue", column_config={"amount": MONEY})
+
+
+def triage_queue(matching: pl.LazyFrame, case_frame: pl.DataFrame, n: int = 50) -> pl.DataFrame:
+    """Open/escalated alerts among ``matching``, by score then newest."""
+    open_ids = case_frame.filter(pl.col("status").is_in(["fraud", "legitimate"])).select(
+        "transaction_id")
+    return cases.with_status(
+        matching.join(open_ids.lazy(), on="transaction_id", how="anti")
+        .sort(["score", "ts"], descending=True).head(n).collect(), case_frame)
+
+
+def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
+    st.subheader("Per-rule monitoring: live vs backtest band")
+    if table.is_empty():
+        st.info("No rule hits and no backtest figures yet.")
+        return
+    out = table.join(confirmed.select("rule", "confirmed_precision", "decided"), on="rule",
+                     how="left") if not confirmed.is_empty() else table
+    st.dataframe(out, hide_index=True, key="rule_monitor", column_config={
+        "live rate": PCT, "backtest rate": PCT, "band low": PCT, "band high": PCT,
+        "confirmed_precision": PCT})
+    drift = table.filter(pl.col("status").str.contains("drift"))
+    if not drift.is_empty():
+        st.warning("Drift: " + ", ".join(f"{r} {s.split(': ')[1]}" for r, s in zip(
+            drift["rule"], drift["status"], strict=True)))
+    st.caption(f"band = backtest rate ± {monitor.BAND_SIGMAS:g}σ over the live events in range "
+               "(binomial); confirmed precision = analyst verdicts")
+
+
+def backtest(path: Path) -> None:
+    st.subheader("Backtest: rule hit rates over the history")
+    report = data.read_report(path)
+    if report is None:
+        st.info(f"No backtest report at {path} yet (run batch.backtest with --report).")
+        return
+    st.caption(f"input {report.get('input', '?')} · {int(report.get('rows') or 0):,} rows · "
+               f"{int(report.get('fraud_rows') or 0):,} fraud · generated "
+               f"{report.get('generated_at', '?')}")
+    c1, c2, c3 = st.columns([3, 3, 2])
+    with c1:
+        st.markdown("**Per rule** (share of all rows flagged; fraud among flagged; fraud caught)")
+        st.dataframe(data.rule_table(report).rename({
+            "flagged": "rows flagged", "flag_rate": "flag rate", "precision": "precision",
+            "recall": "recall"}), hide_index=True, key="rule_table",
+            column_config={"flag rate": PCT, "precision": PCT, "recall": PCT})
+    with c2:
+        st.markdown("**Recall per fraud scenario** (share of each scenario's fraud a rule "
+                    "catches)")
+        scen = data.scenario_table(report)
+        st.dataframe(scen, hide_index=True, key="scenario_table",
+                     column_config={c: PCT for c in scen.columns if c != "scenario"})
+    with c3:
+        st.markdown("**Parameters of this backtest**")
+        params = data.report_params(report)
+        if params.is_empty():
+            st.caption("the report records no parameters")
+        else:
+            st.dataframe(params, hide_index=True, key="backtest_params")
+
+
+def what_if(rule_set_id: str | None, report: dict | None) -> None:
+    st.subheader("What-if")
+    st.markdown(f"Rule set in force (newest flag): **{rule_set_id or 'v1 rules (no id)'}** · "
+                f"backtest: **{(report or {}).get('rule_set_id') or 'v1 rules (no id)'}**")
+    sweep = (report or {}).get("sweep") or (report or {}).get("ab")
+    if isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep):
+        frame = pl.DataFrame(sweep, strict=False)
+        st.dataframe(frame, hide_index=True, key="what_if")
+        numeric = [c for c, t in frame.schema.items() if t.is_numeric()]
+        if len(numeric) >= 2:
+            st.line_chart(frame.to_pandas(), x=numeric[0], y=numeric[1:])
+    else:
+        st.caption("No A/B diff or sweep in the backtest report (the what-if tools write one).")
+
+
+def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Path],
+                      tz: str) -> None:
+    ts = flag.get("ts")
+    if isinstance(ts, str):
+        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    flag = {**flag, "ts": ts}
+    st.markdown(f"**{flag['transaction_id']}** · user {flag.get('user_id')} · "
+                f"{flag.get('amount')} {flag.get('currency') or ''} at "
+                f"{flag.get('merchant_name') or '?'}, {flag.get('city') or '?'} "
+                f"({flag.get('country') or '?'}) · {fmt_time(ts, tz)} · score "
+                f"{flag.get('score', 'n/a')} · rule set {flag.get('rule_set_id') or 'v1'}")
+    card = guard("Card history", lambda: drill.card_transactions(
+        int(flag["user_id"]), ts, live_files, history_files))
+    st.markdown("**Evidence per fired rule**")
+    for rule, ev in drill.evidence_rows(flag).items():
+        with st.container(border=True):
+            st.markdown(f"`{rule}`")
+            travel = ev if ev and "from_lat" in ev else None
+            if ev is None:
+                st.caption("no evidence recorded for this flag (v1 flag, before rule sets)")
+                if rule == "geo_mismatch" and card is not None:
+                    travel = drill.travel_from_history(flag, card)
+                    if travel:
+                        st.caption("reconstructed from the card's previous transaction:")
+            if ev:
+                st.dataframe(pl.DataFrame({"field": list(ev), "value": [str(v) for v in
+                                                                        ev.values()]}),
+                             hide_index=True, key=f"evidence_{rule}")
+            if travel:
+                if ev is None:
+                    st.write({k: travel[k] for k in ("from_city", "km", "minutes", "kmh")})
+                st.map(drill.jump_points(flag, travel).to_pandas(), size=20000)
+    st.markdown("**The card's recent transactions** (live lake + history, flagged or not)")
+    if card is not None:
+        if card.is_empty():
+            st.info("No other transactions of this card in the lake.")
+        else:
+            view = card.with_columns(pl.col("ts").dt.convert_time_zone(tz)) \
+                if "ts" in card.columns and card.schema["ts"] != pl.String() else card
+            st.dataframe(view.drop("lat", "lon", strict=False), hide_index=True,
+                         key="card_history", column_config={"amount": MONEY})
+
+
+def triage_form(store: cases.CaseStore, txid: str, user: str | None,
+                current: dict | None) -> None:
+    st.markdown("**Verdict**")
+    status = (current or {}).get("status") or "open"
+    if user is None:
+        st.info(f"Status: **{status}** · read-only: sign in (sidebar) to change this alert.")
+    with st.form(f"triage_{txid}", clear_on_submit=True):
+        c1, c2 = st.columns(2)
+        new_status = c1.selectbox("Status", cases.STATUSES, index=cases.STATUSES.index(status),
+                                  key="triage_status", disabled=user is None)
+        assignee = c2.text_input("Assignee", value=(current or {}).get("assignee") or "",
+                                 key="triage_assignee", disabled=user is None)
+        note = st.text_area("Note", key="triage_note", disabled=user is None,
+                            max_chars=cases.MAX_NOTE)
+        saved = st.form_submit_button("Save", disabled=user is None)
+    if saved and user is not None:
+        try:
+            n = store.act(cases.Action(txid, user, new_status, assignee, note))
+        except cases.CaseError as exc:
+            st.error(str(exc))
+        else:
+            log.info("dashboard: %s changed %d field(s) of case %s", user, n, txid)
+            st.success(f"Saved ({n} change{'s' if n != 1 else ''})." if n else "No change.")
+    trail = store.audit(txid)
+    if not trail.is_empty():
+        st.dataframe(trail.with_columns(pl.col("at").dt.convert_time_zone(local_tz())),
+                     hide_index=True, key="audit_trail")
+
+
+def lake_files(cfg: DashboardConfig) -> list[Path]:
+    return lake.parquet_files(cfg.settings.lake_transactions_dir)
+
+
+def filter_for_monitor(f: FlagFilter) -> FlagFilter:
+    """The time range only: per-rule rates are over all traffic in range."""
+    return FlagFilter(since=f.since, until=f.until)
