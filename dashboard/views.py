@@ -294,29 +294,42 @@ def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Pa
                          key="card_history", column_config={"amount": MONEY})
 
 
+UNCHANGED = "(unchanged)"
+
+
 def triage_form(store: cases.CaseStore, txid: str, user: str | None,
                 current: dict | None) -> None:
-    st.markdown("**Verdict**")
+    """Status / assignee / note for one alert. The form's fields start EMPTY ("unchanged"):
+    sending it again, or sending it untouched, changes nothing (idempotent)."""
     status = (current or {}).get("status") or "open"
+    assignee_now = (current or {}).get("assignee") or "nobody"
+    st.markdown(f"**Verdict** · status **{status}** · assignee **{assignee_now}**")
+    flash = st.session_state.pop("triage_flash", None)
+    if flash:
+        st.success(flash)
     if user is None:
-        st.info(f"Status: **{status}** · read-only: sign in (sidebar) to change this alert.")
+        st.info("Read-only: sign in (sidebar) to change this alert.")
     with st.form(f"triage_{txid}", clear_on_submit=True):
         c1, c2 = st.columns(2)
-        new_status = c1.selectbox("Status", cases.STATUSES, index=cases.STATUSES.index(status),
-                                  key="triage_status", disabled=user is None)
-        assignee = c2.text_input("Assignee", value=(current or {}).get("assignee") or "",
-                                 key="triage_assignee", disabled=user is None)
+        new_status = c1.selectbox("Status", (UNCHANGED, *cases.STATUSES), key="triage_status",
+                                  disabled=user is None)
+        assignee = c2.text_input("Assignee", key="triage_assignee", disabled=user is None,
+                                 placeholder="unchanged")
         note = st.text_area("Note", key="triage_note", disabled=user is None,
                             max_chars=cases.MAX_NOTE)
         saved = st.form_submit_button("Save", disabled=user is None)
     if saved and user is not None:
+        action = cases.Action(txid, user, None if new_status == UNCHANGED else new_status,
+                              assignee.strip() or None, note)
         try:
-            n = store.act(cases.Action(txid, user, new_status, assignee, note))
+            n = store.act(action)
         except cases.CaseError as exc:
             st.error(str(exc))
         else:
             log.info("dashboard: %s changed %d field(s) of case %s", user, n, txid)
-            st.success(f"Saved ({n} change{'s' if n != 1 else ''})." if n else "No change.")
+            st.session_state["triage_flash"] = (
+                f"Saved ({n} change{'s' if n != 1 else ''})." if n else "No change.")
+            st.rerun()
     trail = store.audit(txid)
     if not trail.is_empty():
         st.dataframe(trail.with_columns(pl.col("at").dt.convert_time_zone(local_tz())),

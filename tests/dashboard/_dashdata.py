@@ -90,4 +90,5 @@ def build_world(tmp: Path, now: datetime | None = None, live_events: int = 60
         "DASHBOARD_CACHE_DIR": str(tmp / "cache"),
         "BACKTEST_REPORT": str(tmp / "backtest.json"),
         "CONSUMER_METRICS": str(tmp / "consumer.json"),
+        "DASHBOARD_USERS_FILE": str(tmp / "users.txt"),
     }

@@ -12,9 +12,10 @@ import _dashdata
 import polars as pl
 import pytest
 
-from dashboard import baseline, data, lake
+from dashboard import aggregates, baseline, data, lake
 from dashboard.baseline import main as baseline_main
 from dashboard.filters import FlagFilter
+from dashboard.flag_cache import CacheConfig
 from dashboard.sources import SqliteFlagSource
 from fraudlake.cli import run
 
@@ -27,20 +28,33 @@ def flags_frame() -> pl.DataFrame:
 
 
 def test_choose_unit() -> None:
-    assert data.choose_unit(timedelta(hours=1)) == "minute"
-    assert data.choose_unit(timedelta(days=1)) == "hour"
-    assert data.choose_unit(timedelta(days=30)) == "day"
-    assert data.choose_unit(timedelta(days=9000)) == "month"
+    assert aggregates.choose_unit(timedelta(hours=1)) == "minute"
+    assert aggregates.choose_unit(timedelta(days=1)) == "hour"
+    assert aggregates.choose_unit(timedelta(days=7)) == "hour"
+    assert aggregates.choose_unit(timedelta(days=30)) == "day"
+    assert aggregates.choose_unit(timedelta(days=9000)) == "month"
 
 
-def test_kpis_and_precision(tmp_path: Path) -> None:
-    _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
-    k = data.kpis(5.0, lake_events=100, lake_flagged=25, flags_in_view=flags, lag=7)
-    assert (k.events_per_min, k.flags_per_min, k.flag_rate, k.lag) == (20.0, 5.0, 0.25, 7)
-    assert k.labelled == 10 and k.precision == 0.5
-    empty = data.kpis(5.0, 0, 0, flags.head(0), None)
-    assert empty.flag_rate is None and empty.precision is None
+def test_aggregates_cover_every_flag(tmp_path: Path) -> None:
+    """Counts, series, top users and precision over all 6,000 flags (no window)."""
+    live = _dashdata.events(18_000, NOW - timedelta(hours=20), timedelta(seconds=4))
+    flags = _dashdata.write_flags(tmp_path / "f.sqlite", live)
+    assert flags.height == 6_000
+    source = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig())
+    agg = aggregates.flag_aggregates(source.matching(FlagFilter()), "hour")
+    assert agg.total == 6_000
+    assert int(agg.series["flags"].sum()) == 6_000 and agg.series.height == 20
+    assert agg.labelled == 6_000 and agg.precision == 0.5
+    assert int(agg.top["flags"].sum()) == 6_000  # 5 users, all in the top 10
+    assert dict(agg.per_rule.select("rule", "flags").iter_rows()) == {
+        r: 1_500 for r in ("geo_mismatch", "high_amount", "high_frequency", "unusual_hour")}
+    since = NOW - timedelta(hours=2)
+    part = aggregates.flag_aggregates(source.matching(FlagFilter(since=since)), "minute")
+    assert part.total == flags.filter(pl.col("ts") >= since).height
+    axis = aggregates.bucket_range(since, NOW, "minute")
+    chart = aggregates.chart_frame(axis, None, part.series, None)
+    assert chart["series"].unique().to_list() == ["flagged (live)"]  # no lake: no events line
+    assert chart.height == 121 and int(chart["events"].sum()) == part.total
 
 
 def test_top_users_with_baselines(tmp_path: Path) -> None:
@@ -48,7 +62,7 @@ def test_top_users_with_baselines(tmp_path: Path) -> None:
     flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
     extra = flags.filter(pl.col("user_id") == 2).with_columns(
         pl.col("transaction_id") + "x", pl.col("ts") + timedelta(hours=1))
-    top = data.top_users(pl.concat([flags, extra]), n=3)
+    top = aggregates.flag_aggregates(pl.concat([flags, extra]).lazy(), "hour", top_n=3).top
     assert top["user_id"][0] == 2 and top["flags"][0] == 4
     assert top.height == 3
     hist = pl.DataFrame({"user_id": [2], "txn_count": [100], "median_amount": [50.0],
@@ -69,7 +83,10 @@ def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
     flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
     csv = pl.read_csv(data.to_csv(flags), infer_schema=False)
-    assert csv.columns == data.table_view(flags).columns
+    assert csv.columns == data.csv_view(flags).columns
+    shown = data.table_view(flags)
+    assert shown.schema["amount"] == pl.Float64  # sorts as a number on the page
+    assert shown.sort("amount", descending=True)["amount"][0] == float(max(flags["amount"]))
     assert [Decimal(a) for a in csv["amount"]] == flags["amount"].to_list()
     assert csv["ts"][0].endswith("Z")
     assert csv["rules"].to_list() == flags["rules"].list.join(", ").to_list()
@@ -77,6 +94,17 @@ def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
 
 def test_report_tables_and_lag(tmp_path: Path) -> None:
     assert data.read_report(tmp_path / "missing.json") is None
+    bad = tmp_path / "bad.json"
+    for text in ("{not json", '{"rules": [1, 2]}', '[]', '{"rules": {"x": 3}}'):
+        bad.write_text(text)
+        with pytest.raises(data.ReportError, match="backtest report"):
+            data.read_report(bad)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"rule_set_id": "default-1@abc", "rules": {},
+                                "params": {"high_amount": {"threshold": "1000.00"}}}))
+    params = data.report_params(data.read_report(good))  # type: ignore[arg-type]
+    assert params.rows() == [("rule_set_id", "default-1@abc"),
+                             ("high_amount.threshold", "1000.00")]
     report = {"rules": {"flagged": {"flagged": 3, "recall_by_scenario": {"b": 0.5}},
                         "high_amount": {"flagged": 2, "precision": 1.0,
                                         "recall_by_scenario": {"a": 0.1}}}}
