@@ -18,6 +18,7 @@ it rewrites the consumer metrics file (env CONSUMER_METRICS) with the embedded l
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -161,7 +162,7 @@ def follow_demo(seed: int, users: int, rate: float, lake: Path, flags_db: Path,
     engine = RuleEngine(params)
     sink = LakeSink(lake)
     frames = simulated_events(seed, users, 10**12, rate, start=datetime.now(UTC))
-    pending = pl.DataFrame()
+    pending = next(frames)
     offset = next_offset(lake)
     t0 = time.perf_counter()
     with SqliteFlagStore(flags_db) as store:
@@ -170,7 +171,7 @@ def follow_demo(seed: int, users: int, rate: float, lake: Path, flags_db: Path,
                 time.sleep(tick)
                 now = datetime.now(UTC)
                 while pending.is_empty() or pending["ts"].max() <= now:  # type: ignore[operator]
-                    pending = pl.concat([pending, next(frames)], how="vertical_relaxed")
+                    pending = pl.concat([pending, next(frames)])
                 due = pending.filter(pl.col("ts") <= now)
                 pending = pending.filter(pl.col("ts") > now)
                 if due.is_empty():
@@ -200,6 +201,10 @@ def write_metrics(path: Path, lag: int, events: int, now: datetime) -> None:
     tmp.write_text(json.dumps({"lag": lag, "events": events, "mode": "embedded demo --follow",
                                "updated_at": now.isoformat()}))
     tmp.replace(path)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
     if args.follow:
         metrics = Path(os.environ.get("CONSUMER_METRICS", "storage/metrics/consumer.json"))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the batch in hand is kept
         print(f"following: {args.rate:g} events/s into {args.lake} and {args.flags_db} "
               "(Ctrl-C stops)", file=sys.stderr)
         summary = follow_demo(args.seed, args.users, args.rate, args.lake, args.flags_db,
