@@ -35,7 +35,7 @@ from batch.hitrates import HitRates, format_table, hit_rates, hit_rates_by_year,
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, check_output_file, positive_count_arg, run
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
-from queries.source import connect, open_source, resolve_input
+from queries.staging import connect, open_source, resolve_input
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
 DEFAULT_CHUNK_ROWS = 4_000_000

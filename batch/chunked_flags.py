@@ -31,7 +31,7 @@ import pyarrow as pa
 from fraudlake.contract import FLAGGED, RULE_NAMES
 from queries import sql as queries_sql
 from queries.params import RuleParams
-from queries.source import ParquetFile, open_source, staging_sql
+from queries.staging import ParquetFile, open_source, staging_sql
 
 FLAG_COLUMNS: tuple[str, ...] = ("transaction_id", *RULE_NAMES, FLAGGED)
 _RULE_COLUMNS: tuple[str, ...] = (*RULE_NAMES, FLAGGED)

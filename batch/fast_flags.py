@@ -37,7 +37,7 @@ from batch.window_rules import arrow_int64, as_numpy, window_flags
 from fraudlake.contract import FLAGGED, RULE_NAMES
 from queries import sql as queries_sql
 from queries.params import RuleParams
-from queries.source import ParquetFile, open_source, staging_sql
+from queries.staging import ParquetFile, open_source, staging_sql
 
 # code = year * 64 + label * 16 + high_amount * 8 + unusual_hour * 4 (label: 0 NULL, 1 not fraud,
 # 2 fraud); the two low bits are left for high_frequency (2) and geo_mismatch (1). A rule that is

@@ -32,8 +32,9 @@ from batch.sim.history import generate_month
 from batch.sim.volume import active_users, months, rows_per_month
 from batch.sim.world import build_world
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
-from fraudlake.contract import check_columns, partition_dir
+from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
+from lake.layout import partition_dir
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 DEFAULT_USERS = 250_000

@@ -40,12 +40,13 @@ from dashboard.filters import FlagFilter  # noqa: E402
 from dashboard.flag_cache import CacheConfig  # noqa: E402
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
 from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, partition_dir  # noqa: E402
+from flagstore.mongo import flag_documents  # noqa: E402
+from flagstore.sqlite import SqliteFlagStore  # noqa: E402
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES  # noqa: E402
 from fraudlake.settings import Settings  # noqa: E402
-from streaming.flag_store import SqliteFlagStore  # noqa: E402
-from streaming.mongo_sink import flag_documents  # noqa: E402
+from lake.layout import data_files, partition_dir, transactions_dir  # noqa: E402
 
-#: What the page's syncs need beyond streaming.mongo_sink.INDEXES (range on flagged_at).
+#: What the page's syncs need beyond flagstore.mongo.INDEXES (range on flagged_at).
 PAGE_INDEXES = (("flagged_at", [("flagged_at", -1)]),)
 CITIES = np.array(["Berlin", "Paris", "Madrid", "Rome", "Vienna", "Lisbon"])
 COUNTRIES = np.array(["DE", "FR", "ES", "IT", "AT", "PT"])
@@ -89,7 +90,7 @@ def write_mongo(uri: str, db: str, flags: pl.DataFrame) -> None:
     with the sink's indexes plus one on flagged_at (what the page's syncs query)."""
     from pymongo import MongoClient
 
-    from streaming.mongo_sink import INDEXES
+    from flagstore.mongo import INDEXES
 
     coll = MongoClient(uri)[db]["flags"]
     coll.drop()
@@ -107,7 +108,7 @@ def write_live(root: Path, live: pl.DataFrame) -> None:
     keyed = live.with_columns(pl.col("ts").dt.year().alias("_y"),
                               pl.col("ts").dt.month().alias("_m"))
     for (y, m), part in keyed.group_by(["_y", "_m"]):
-        folder = root / "transactions" / partition_dir(int(y), int(m))  # type: ignore[arg-type]
+        folder = transactions_dir(root) / partition_dir(int(y), int(m))  # type: ignore[arg-type]
         folder.mkdir(parents=True, exist_ok=True)
         for i, piece in enumerate(part.drop("_y", "_m").iter_slices(20_000)):
             piece.write_parquet(folder / f"transactions-p0-o{i:020d}-{i:020d}.parquet")
@@ -116,7 +117,7 @@ def write_live(root: Path, live: pl.DataFrame) -> None:
 def naive_refresh(source, cfg: DashboardConfig, f: FlagFilter, now: datetime,
                   history_files: list[Path]) -> Refresh:
     """The same page data without any cache: everything from the full lake every time."""
-    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
     all_files = [*history_files, *live_files]
     con = lake.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
@@ -367,7 +368,7 @@ def mongo_lines(m: dict, out: dict) -> list[str]:
     if "insert_s" not in m:
         return []
     lines = [
-        "MongoDB rows: *cached* = the page's source (`dashboard.mongo_source`): flags held in "
+        "MongoDB rows: *cached* = the page's source (`dashboard.cached_reader`): flags held in "
         "the page process, filtered in Polars; *naive* = the same refresh querying the store "
         f"directly (find/sort/limit + count), {out['direct_runs']} run(s).", "",
         f"- loading {m['note'].split(' flags')[0]} flags: {m['insert_s']} s; the page's cold "

@@ -41,13 +41,13 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
+from flagstore.mongo import MongoFlagStore  # noqa: E402
 from fraudlake import services  # noqa: E402
 from fraudlake.cli import ArgumentParser, positive_count_arg  # noqa: E402
 from queries.params import DEFAULT_PARAMS  # noqa: E402
-from streaming.consumer import ConsumeConfig, StreamConsumer  # noqa: E402
+from streaming.consume_loop import ConsumeConfig, StreamConsumer  # noqa: E402
 from streaming.engine import RuleEngine  # noqa: E402
 from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config  # noqa: E402
-from streaming.mongo_sink import MongoFlagStore  # noqa: E402
 from streaming.produce import encode_events, simulated_events  # noqa: E402
 
 FRACTION = 0.01

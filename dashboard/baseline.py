@@ -25,6 +25,7 @@ import polars as pl
 from dashboard import lake
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
+from lake.layout import data_files
 
 DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
 
@@ -45,7 +46,7 @@ def empty_cache() -> HistoryCache:
 
 
 def history_key(history_dir: Path) -> tuple[str, list[Path]]:
-    files = lake.parquet_files(history_dir)
+    files = data_files(history_dir)
     return lake.fingerprint(files), files
 
 

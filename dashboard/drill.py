@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from dashboard import lake
+from lake.layout import HIVE_TYPES, month_of
 
 CARD_COLUMNS = ("ts", "transaction_id", "amount", "currency", "merchant_name", "category",
                 "channel", "city", "country", "lat", "lon", "flagged", "is_fraud", "source")
@@ -57,7 +58,7 @@ def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
 def _read(con, files, label: str, has_flag: bool, user_id: int, since, until, limit
           ) -> pl.DataFrame:
     sql = _CARD_SQL.format(flagged="flagged" if has_flag else "NULL::BOOLEAN")
-    params = {"files": [str(p) for p in files], "ht": dict(lake.HIVE_TYPES), "user": user_id,
+    params = {"files": [str(p) for p in files], "ht": dict(HIVE_TYPES), "user": user_id,
               "since": since, "until": until, "limit": limit, "label": label}
     return pl.from_arrow(con.sql(sql, params=params).to_arrow_table())  # type: ignore[return-value]
 
@@ -67,10 +68,10 @@ def _latest_months(files: Sequence[Path], until: datetime, months: int) -> list[
     keyed: dict[int, list[Path]] = {}
     limit = until.year * 12 + until.month - 1
     for p in files:
-        m = lake._MONTH_DIR.search(p.as_posix())
-        if m is None:
+        ym = month_of(p)
+        if ym is None:
             continue
-        k = int(m[1]) * 12 + int(m[2]) - 1
+        k = ym[0] * 12 + ym[1] - 1
         if k <= limit:
             keyed.setdefault(k, []).append(p)
     return [p for k in sorted(keyed)[-months:] for p in keyed[k]]

@@ -15,7 +15,6 @@ Every query binds its file list and values as ``$name`` parameters.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,9 +23,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from fraudlake.contract import HIVE_TYPES
-
-_MONTH_DIR = re.compile(r"year=(\d{4})/month=(\d{1,2})(/|$)")
+from lake.layout import HIVE_TYPES, month_of
 
 #: One row per user: what is usual for them (history + live lake).
 BASELINE_SCHEMA: dict[str, pl.DataType] = {
@@ -83,13 +80,6 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def parquet_files(root: Path) -> list[Path]:
-    """Every Parquet file under ``root`` (temp files of atomic writes end in .tmp: skipped)."""
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
-
-
 def fingerprint(files: Sequence[Path]) -> str:
     """Changes whenever a file is added, removed or rewritten."""
     h = hashlib.sha1(usedforsecurity=False)
@@ -109,11 +99,11 @@ def files_in_range(files: Sequence[Path], since: datetime | None,
     hi = None if until is None else until.year * 12 + until.month - 1
     kept = []
     for p in files:
-        m = _MONTH_DIR.search(p.as_posix())
-        if m is None:
+        ym = month_of(p)
+        if ym is None:
             kept.append(p)
             continue
-        k = int(m[1]) * 12 + int(m[2]) - 1
+        k = ym[0] * 12 + ym[1] - 1
         if (lo is None or k >= lo) and (hi is None or k <= hi):
             kept.append(p)
     return kept

@@ -24,6 +24,7 @@ from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
 from dashboard.filters import FlagFilter
 from dashboard.sources import FlagSource
 from fraudlake.settings import Settings
+from lake.layout import data_files
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ LiveBaselines = Callable[[Sequence[Path], Sequence[int]], pl.DataFrame]
 def traffic(cfg: DashboardConfig, now: datetime,
             con: duckdb.DuckDBPyConnection | None = None) -> Traffic:
     """Events and flagged events in the live lake over the last ``kpi_minutes``."""
-    files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    files = data_files(cfg.settings.lake_transactions_dir)
     con = con or lake.connect()
     events, flagged = lake.window_counts(files, now - timedelta(minutes=cfg.kpi_minutes), con=con)
     newest = lake.max_ts(lake.files_in_range(files, now - timedelta(days=31)), con=con) \
@@ -125,7 +126,7 @@ def volume(cfg: DashboardConfig, f: FlagFilter, view: FlagView, history: History
            ) -> pl.DataFrame:
     """The chart: flagged (store) + live events (lake) + history events, zero-filled."""
     con = con or lake.connect()
-    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
     unit = view.unit
     live = (lake.amount_series(live_files, unit, f.since, f.until, con=con)
             if live_files else None)
@@ -142,7 +143,7 @@ def top_users(cfg: DashboardConfig, view: FlagView, history: HistoryCache,
     """Top flagged users (over every matching flag) + their usual behaviour."""
     top = view.agg.top
     ids = top["user_id"].to_list()
-    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
     hist_b = history.baselines.filter(pl.col("user_id").is_in(ids))
     return data.with_baselines(top, data.merge_baselines(hist_b, live_baselines(live_files, ids)))
 
@@ -153,7 +154,7 @@ def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: d
     """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
     con = lake.connect()
     t = traffic(cfg, now, con)
-    live_files = lake.parquet_files(cfg.settings.lake_transactions_dir)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
     start = range_start(f, source, history, now, con, live_files)
     view = flag_view(source, cfg, f, start, now)
     chart = volume(cfg, f, view, history, history_files, con)

@@ -13,9 +13,9 @@ document of typed values for MongoDB) and return the same normalized Polars fram
 
 Both hold the flags in the page process (``dashboard.flag_cache``): one cold load, then only
 what is new — SQLite by ``rowid`` (rows are only appended; a store that shrank, e.g. a demo
-re-run, is reloaded), MongoDB by ``flagged_at`` (see ``dashboard.mongo_source``).
+re-run, is reloaded), MongoDB by ``flagged_at`` (see ``dashboard.cached_reader``).
 
-``MongoFlagSource`` (re-exported here) lives in ``dashboard.mongo_source``.
+``MongoFlagSource`` (re-exported here) lives in ``dashboard.cached_reader``.
 Failures to reach the store raise ``FlagSourceError`` with a one-line message for the page.
 """
 
@@ -74,7 +74,7 @@ def empty_flags() -> pl.DataFrame:
 
 
 class SqliteFlagSource:
-    """Reads the embedded store (``streaming.flag_store.SqliteFlagStore``) read-only.
+    """Reads the embedded store (``flagstore.sqlite.SqliteFlagStore``) read-only.
 
     A connection per call: cheap, thread-safe under Streamlit, and it sees a store that
     appears after the page started. A missing file reads as no flags yet (``notice`` says
@@ -262,7 +262,7 @@ def open_source(settings: Settings, cache: CacheConfig | None = None) -> FlagSou
     """MongoDB when ``MONGO_URI`` is set (cache: ``CacheConfig.from_env()`` unless given),
     else the embedded SQLite store."""
     if settings.mongo_uri:
-        from dashboard.mongo_source import MongoFlagSource
+        from dashboard.cached_reader import MongoFlagSource
 
         return MongoFlagSource(settings.mongo_uri, settings.mongo_db, settings.mongo_collection,
                                cache=CacheConfig.from_env() if cache is None else cache)
@@ -273,7 +273,7 @@ def open_source(settings: Settings, cache: CacheConfig | None = None) -> FlagSou
 def __getattr__(name: str) -> object:
     """``MongoFlagSource`` from here too (imported lazily: that module imports this one)."""
     if name == "MongoFlagSource":
-        from dashboard.mongo_source import MongoFlagSource
+        from dashboard.cached_reader import MongoFlagSource
 
         return MongoFlagSource
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,9 +13,10 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboard import cases, data, drill, lake, monitor
+from dashboard import cases, data, drill, monitor
 from dashboard.filters import FlagFilter
 from dashboard.refresh import DashboardConfig, FlagView, Traffic
+from lake.layout import data_files
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -337,7 +338,7 @@ def triage_form(store: cases.CaseStore, txid: str, user: str | None,
 
 
 def lake_files(cfg: DashboardConfig) -> list[Path]:
-    return lake.parquet_files(cfg.settings.lake_transactions_dir)
+    return data_files(cfg.settings.lake_transactions_dir)
 
 
 def filter_for_monitor(f: FlagFilter) -> FlagFilter:

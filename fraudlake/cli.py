@@ -1,6 +1,9 @@
 """CLI conventions shared by every entry point.
 
-Bad input: one line on stderr naming the problem, exit code 2, nothing written.
+Bad input: one line on stderr naming the problem, exit code 2, nothing written. The
+environment failing (disk full, read-only target, a server away past its budget): one line,
+exit code 1. ``run`` is the one top-level handler that turns every error into that line; the
+traceback is shown only with ``--debug`` or ``FRAUDLAKE_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -10,10 +13,16 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from fraudlake.errors import InputError
+
 EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 1
+DEBUG_ENV = "FRAUDLAKE_DEBUG"
+_MAX_MESSAGE = 400
 
 
 class UsageError(Exception):
@@ -35,15 +44,46 @@ def env_default(name: str, default: str | None = None) -> str | None:
 _COUNT = re.compile(r"^[0-9][0-9_]*(\.[0-9]+)?([eE][+]?[0-9]+)?$")
 
 
+#: Largest count any flag accepts (counts are rows, events, seconds: far below this).
+MAX_COUNT = 10**15
+
+
 def count_arg(text: str) -> int:
-    """Parse a non-negative whole count: 47e6, 47000000, 47_000_000, 4.7e7."""
+    """Parse a non-negative whole count: 47e6, 47000000, 47_000_000, 4.7e7 (at most 1e15)."""
     t = text.strip()
     if not _COUNT.match(t):
         raise argparse.ArgumentTypeError(f"not a whole non-negative number: {text!r}")
-    value = float(t.replace("_", "")) if ("e" in t.lower() or "." in t) else int(t.replace("_", ""))
+    digits = t.replace("_", "")
+    value = float(digits) if ("e" in t.lower() or "." in t) else int(digits)
+    if not math.isfinite(value) or value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"out of range: {text!r} (at most {MAX_COUNT:.0e})")
     if value != int(value):
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
     return int(value)
+
+
+def int_range_arg(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number within ``low..high`` (the range is in the message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip().replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be within {low}..{high}: {text!r}")
+        return value
+    return parse
+
+
+def float_range_arg(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number within ``[low, high]`` (``(low, high]`` when open)."""
+    def parse(text: str) -> float:
+        value = _finite(text)
+        if not ((value > low if low_open else value >= low) and value <= high):
+            lo = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be within {lo}{low:g}, {high:g}]: {text!r}")
+        return value
+    return parse
 
 
 def positive_count_arg(text: str) -> int:
@@ -53,16 +93,83 @@ def positive_count_arg(text: str) -> int:
     return value
 
 
+class EnvironmentFailure(Exception):
+    """The environment failed (a server unreachable past its budget, a disk full): exit 1 with
+    a one-line message."""
+
+
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run ``main`` turning UsageError into a one-line error and exit code 2."""
+    """Run ``main``: UsageError → one line, exit 2; any other error → one line naming what
+    failed, exit 1 (or 2 for unreadable input data); ``--debug`` (removed from the arguments)
+    or ``FRAUDLAKE_DEBUG=1`` lets the traceback through instead."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or debug_enabled()
+    args = [a for a in args if a != "--debug"]
+    if not debug:
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's inf/NaN arithmetic notes
     try:
-        return main(argv)
-    except UsageError as exc:
-        print(f"{_prog()}: error: {exc}", file=sys.stderr)
+        return main(args)
+    except (UsageError, InputError) as exc:
+        _say(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        code, message = describe_failure(exc)
+        _say(message)
+        return code
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _say(message: str) -> None:
+    print(f"{_prog()}: error: {one_line(message)}", file=sys.stderr)
+
+
+def one_line(message: str) -> str:
+    """The first non-blank line of ``message``, at most a few hundred characters."""
+    first = next((line.strip() for line in str(message).splitlines() if line.strip()), "")
+    return first if len(first) <= _MAX_MESSAGE else first[: _MAX_MESSAGE - 1] + "…"
+
+
+def describe_failure(exc: BaseException) -> tuple[int, str]:
+    """``(exit code, one-line message)`` for an error that escaped an entry point."""
+    if isinstance(exc, EnvironmentFailure):
+        return EXIT_ENVIRONMENT, str(exc)
+    if isinstance(exc, OSError):
+        return EXIT_ENVIRONMENT, os_error_text(exc)
+    if isinstance(exc, MemoryError):
+        return EXIT_ENVIRONMENT, "out of memory"
+    if _is_bad_data(exc):
+        return EXIT_USAGE, f"cannot read the input data: {one_line(str(exc))}"
+    return EXIT_ENVIRONMENT, (f"unexpected {type(exc).__name__}: {one_line(str(exc))} "
+                              f"(rerun with --debug or {DEBUG_ENV}=1 for the traceback)")
+
+
+def os_error_text(exc: OSError) -> str:
+    """``<path>: <reason>`` for an OS error, e.g. ``out/f.parquet: No space left on device``."""
+    reason = exc.strerror or one_line(str(exc)) or type(exc).__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """Errors of the data engines that mean the input data is unreadable or invalid."""
+    module = (type(exc).__module__ or "").lstrip("_")
+    name = type(exc).__name__
+    if module.startswith("duckdb"):
+        return name not in ("OutOfMemoryException", "InterruptException", "IOException")
+    if module.startswith(("polars", "pyarrow")):
+        return name in ("ComputeError", "ArrowInvalid", "ArrowTypeError", "InvalidOperationError",
+                        "SchemaError", "ShapeError", "ColumnNotFoundError")
+    return False
 
 
 def _prog() -> str:
@@ -144,3 +251,21 @@ def seconds_from_env(name: str, default: float, env: Mapping[str, str] | None = 
     if not 0 < value < float("inf"):
         raise UsageError(f"{name}={text!r}: must be a finite number of seconds > 0")
     return value
+
+
+def check_disjoint(output: Path | str, inputs: Sequence[Path | str], flag: str) -> None:
+    """Raise UsageError when ``output`` is an input, contains one or lies inside one (writing
+    it would replace or mix with the data being read)."""
+    out = _resolved(output)
+    for given in inputs:
+        text = str(given)
+        if "://" in text:
+            continue
+        inp = _resolved(given)
+        if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
+            raise UsageError(f"{flag} {output}: overlaps the input {given} "
+                             "(refusing to overwrite or mix with the data being read)")
+
+
+def _resolved(path: Path | str) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(path)))).resolve()

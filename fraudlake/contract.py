@@ -60,11 +60,6 @@ LAKE_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **RULE_SCHEMA}
 
 CHANNELS: tuple[str, ...] = ("pos", "online", "atm")
 
-# Hive partitions: folders are written `year=YYYY/month=MM` everywhere (zero-padded month), and
-# read back with these pinned types (DuckDB `hive_types`, Athena projection digits=2).
-PARTITION_COLUMNS: tuple[str, ...] = ("year", "month")
-HIVE_TYPES: dict[str, str] = {"year": "INTEGER", "month": "INTEGER"}
-
 # Validity bounds for a single event (live input outside them goes to the DLQ).
 MIN_AMOUNT = Decimal("0.00")
 MAX_AMOUNT = Decimal("1000000.00")
@@ -78,11 +73,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 class ContractError(ValueError):
     """Data does not satisfy the event contract; the message names the column."""
-
-
-def partition_dir(year: int, month: int) -> str:
-    """The hive folder of one month, e.g. ``year=2024/month=03``."""
-    return f"year={year:04d}/month={month:02d}"
 
 
 def arrow_schema(columns: Mapping[str, pl.DataType] = EVENT_SCHEMA) -> pa.Schema:

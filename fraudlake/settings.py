@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from lake.layout import HISTORY_NAME, LAKE_NAME, transactions_dir
+
 #: environment variable → pymongo URI option
 MONGO_OPTION_ENV: dict[str, str] = {
     "MONGO_AUTH_SOURCE": "authSource",
@@ -48,12 +50,13 @@ class Settings:
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
+    kafka_rules_topic: str = "rules.control"
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
     mongo_db: str = "fraud"
     mongo_collection: str = "flags"
-    lake_dir: Path = Path("storage/lake")
-    history_dir: Path = Path("storage/historical")
+    lake_dir: Path = Path("storage") / LAKE_NAME
+    history_dir: Path = Path("storage") / HISTORY_NAME
     local_flags_path: Path = Path("storage/flags/flags.sqlite")
 
     @property
@@ -63,7 +66,7 @@ class Settings:
 
     @property
     def lake_transactions_dir(self) -> Path:
-        return self.lake_dir / "transactions"
+        return transactions_dir(self.lake_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +81,7 @@ class Settings:
             kafka_topic=e.get("KAFKA_TOPIC", cls.kafka_topic),
             kafka_dlq_topic=e.get("KAFKA_DLQ_TOPIC", cls.kafka_dlq_topic),
             kafka_group_id=e.get("KAFKA_GROUP_ID", cls.kafka_group_id),
+            kafka_rules_topic=e.get("KAFKA_RULES_TOPIC", cls.kafka_rules_topic),
             kafka_extra=passthrough,
             mongo_uri=_merged_or_raw(e.get("MONGO_URI") or None, e),
             mongo_db=e.get("MONGO_DB", cls.mongo_db),

@@ -27,7 +27,8 @@ import polars as pl
 
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
-from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA, PARTITION_COLUMNS
+from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
+from lake.layout import HISTORY_REMOTE, LIVE_REMOTE, PARTITION_COLUMNS
 from lake.s3 import S3_URI_ENV, S3Location
 
 DEFAULT_YEARS = (2000, 2100)
@@ -85,9 +86,9 @@ def create_table(t: TableSpec) -> str:
 def tables(location: S3Location, database: str,
            years: tuple[int, int] = DEFAULT_YEARS) -> tuple[TableSpec, TableSpec]:
     """The history and live tables at the keys lake.sync writes."""
-    history = TableSpec(database, "history", EVENT_SCHEMA, location.uri("historical") + "/", years)
-    live = TableSpec(database, "live", LAKE_SCHEMA, location.uri("lake", "transactions") + "/",
-                     years)
+    history = TableSpec(database, "history", EVENT_SCHEMA,
+                        location.uri(*HISTORY_REMOTE) + "/", years)
+    live = TableSpec(database, "live", LAKE_SCHEMA, location.uri(*LIVE_REMOTE) + "/", years)
     return history, live
 
 

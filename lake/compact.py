@@ -38,16 +38,20 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
-from streaming.lake_sink import (
-    RANGES_KEY,
+from lake.layout import (
+    TRANSACTIONS,
     LakeFile,
-    atomic_write,
     drop_compacted_leftovers,
     file_name,
     file_ranges,
     folder_files,
     merge_ranges,
+    month_folders,
+    ranges_metadata,
+    temp_files,
     to_lake_frame,
+    transactions_dir,
+    write_lake_file,
 )
 
 STALE_TMP_SECONDS = 3600
@@ -62,14 +66,10 @@ class CompactReport:
     leftovers_removed: int
 
 
-def month_folders(lake: Path) -> list[Path]:
-    return sorted(p for p in (lake / "transactions").glob("year=*/month=*") if p.is_dir())
-
-
 def recover(lake: Path) -> int:
     """Remove leftovers of crashed compactions and stale temp files; return how many."""
     removed = 0
-    for folder in month_folders(lake):
+    for folder in month_folders(transactions_dir(lake)):
         removed += _recover_folder(folder)
     return removed
 
@@ -77,7 +77,7 @@ def recover(lake: Path) -> int:
 def _recover_folder(folder: Path) -> int:
     removed = 0
     now = time.time()
-    for tmp in folder.glob(".*.tmp"):
+    for tmp in temp_files(folder):
         if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
             tmp.unlink(missing_ok=True)
             removed += 1
@@ -117,21 +117,17 @@ def merge_chunk(chunk: list[LakeFile]) -> tuple[Path, int]:
     head = chunk[0]
     target = head.path.parent / file_name(head.topic, head.partition, first, last, True)
     df = to_lake_frame(pl.read_parquet([f.path for f in chunk], hive_partitioning=False))
-    atomic_write(df, target, metadata={RANGES_KEY: _ranges_json(ranges)})
+    write_lake_file(df, target, metadata=ranges_metadata(ranges))
     for f in chunk:
         if f.path != target:
             f.path.unlink(missing_ok=True)
     return target, df.height
 
 
-def _ranges_json(ranges: list[tuple[int, int]]) -> str:
-    return "[" + ",".join(f"[{a},{b}]" for a, b in ranges) + "]"
-
-
 def compact(lake: Path, min_files: int = 8, target_rows: int = 2_000_000,
             min_age_seconds: float = 60.0) -> CompactReport:
     """Compact every month folder of ``lake``; see the module docstring."""
-    folders = month_folders(lake)
+    folders = month_folders(transactions_dir(lake))
     files_in = files_out = rows = leftovers = 0
     newest = time.time() - min_age_seconds
     for folder in folders:
@@ -164,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.min_age >= 0:
         raise UsageError(f"--min-age must be >= 0: {args.min_age}")
-    if not (args.lake / "transactions").is_dir():
-        raise UsageError(f"--lake {args.lake}: no transactions/ folder there")
+    if not transactions_dir(args.lake).is_dir():
+        raise UsageError(f"--lake {args.lake}: no {TRANSACTIONS}/ folder there")
     t0 = time.perf_counter()
     r = compact(args.lake, args.min_files, args.target_rows, args.min_age)
     print(f"compacted {r.files_in} files into {r.files_out} ({r.rows:,} rows) in {r.folders} "

@@ -67,7 +67,7 @@ def empty() -> pl.DataFrame:
 
 
 class SqliteSource:
-    """The embedded store (``streaming.flag_store.SqliteFlagStore``), opened read-only."""
+    """The embedded store (``flagstore.sqlite.SqliteFlagStore``), opened read-only."""
 
     def __init__(self, path: Path) -> None:
         if not Path(path).is_file():
@@ -102,7 +102,7 @@ def sqlite_frame(rows: list[tuple], names: list[str]) -> pl.DataFrame:
 
 
 class MongoSource:
-    """A MongoDB/FerretDB flags collection (documents from ``streaming.mongo_sink``)."""
+    """A MongoDB/FerretDB flags collection (documents from ``flagstore.mongo``)."""
 
     def __init__(self, uri: str, db: str, collection: str, batch_size: int = 10_000) -> None:
         from pymongo import MongoClient

@@ -42,6 +42,7 @@ from fraudlake.cli import (
     run,
 )
 from fraudlake.settings import Settings
+from lake.layout import remote_name
 from lake.s3 import ENDPOINT_ENV, S3_URI_ENV, S3Location, make_filesystem
 from lake.sync_cache import CACHE_ENV, Md5Cache, default_path
 from lake.sync_files import (  # noqa: F401 - re-exported: the public API of lake.sync
@@ -102,7 +103,7 @@ def sync(sources: Sequence[Path], dest: S3Location, fs: s3fs.S3FileSystem, *, wo
     _check_sources(sources)
     scans = [scan_source(src, dest, time.time() if now is None else now, settle_seconds)
              for src in sources]
-    remote = _list_all(fs, [dest.path(src.name) for src in sources])
+    remote = _list_all(fs, [dest.path(remote_name(src)) for src in sources])
     ready = [f for s in scans for f in s.ready]
     try:
         outcomes = _run_parallel(fs, ready, remote, workers, dry_run, progress, cache)
@@ -131,12 +132,12 @@ def sync(sources: Sequence[Path], dest: S3Location, fs: s3fs.S3FileSystem, *, wo
 def _check_sources(sources: Sequence[Path]) -> None:
     if not sources:
         raise UsageError("no source directory to sync")
-    names = [s.name for s in sources]
+    names = [remote_name(s) for s in sources]
     for src in sources:
         if not src.is_dir():
             raise UsageError(f"source is not a directory: {src}")
-        if names.count(src.name) > 1:
-            raise UsageError(f"two sources share the folder name {src.name!r}")
+        if names.count(remote_name(src)) > 1:
+            raise UsageError(f"two sources share the folder name {remote_name(src)!r}")
 
 
 def _list_all(fs: s3fs.S3FileSystem, roots: Iterable[str]) -> dict[str, RemoteObject]:

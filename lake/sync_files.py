@@ -19,11 +19,13 @@ from pathlib import Path, PurePosixPath
 
 import s3fs
 
+from lake.layout import is_hidden, remote_name
 from lake.s3 import S3Location
 from lake.sync_cache import Md5Cache, Stamp
 
 MD5_META = "fraudlake-md5"
 MEMORY_UPLOAD_LIMIT = 64 * 2**20
+#: Other tools' names for unfinished files (this project's own are hidden: ``lake.layout``).
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".inprogress", ".crdownload", ".swp")
 
 
@@ -60,7 +62,7 @@ class Scan:
 
 def is_temp_name(rel: PurePosixPath) -> bool:
     """A name a writer uses while a file is not finished (or hidden bookkeeping)."""
-    if any(part.startswith((".", "_")) for part in rel.parts):
+    if any(is_hidden(part) for part in rel.parts):
         return True
     name = rel.name.lower()
     return name.endswith(TEMP_SUFFIXES) or ".tmp" in name or name.endswith("~")
@@ -75,7 +77,7 @@ def scan_source(root: Path, dest: S3Location, now: float, settle_seconds: float)
         for name in names:
             path = Path(dirpath, name)
             rel = PurePosixPath(path.relative_to(root).as_posix())
-            remote = dest.path(root.name, str(rel))
+            remote = dest.path(remote_name(root), str(rel))
             if is_temp_name(rel):
                 ignored.append(remote)
                 continue

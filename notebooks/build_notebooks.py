@@ -36,7 +36,7 @@ print("data:", root)""")
 EXPLORE = [
     new_markdown_cell("# Explore the history\n\nThe labelled history "
                       "(`storage/historical/year=YYYY/month=MM`) read by DuckDB through "
-                      "`queries.source`, with the project's analytics queries "
+                      "`queries.staging`, with the project's analytics queries "
                       "(`queries/analytics/*.sql`). Set `FRAUDLAKE_NOTEBOOK_DATA` to a storage "
                       "root (e.g. `../storage`) to read the real lake; unset, a small sample "
                       "is generated."),
@@ -156,7 +156,7 @@ LIVE = [
     new_markdown_cell("# Live lake vs history\n\nThe live lake "
                       "(`storage/lake/transactions`, written by the consumer with its rule "
                       "columns) beside the history. Same schema, same DuckDB reader "
-                      "(`queries.source`), same rules (`batch.backtest`)."),
+                      "(`queries.staging`), same rules (`batch.backtest`)."),
     setup("from batch.backtest import BacktestConfig, run_backtest",
           "from fraudlake.contract import FLAGGED, RULE_NAMES", "from queries.sql import execute"),
     new_code_cell("""\

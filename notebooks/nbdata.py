@@ -18,7 +18,8 @@ from pathlib import Path
 import duckdb
 
 from batch.generate_history import HistoryConfig, generate_history
-from queries.source import connect, open_source, resolve_input
+from lake.layout import HISTORY_NAME, LAKE_NAME, transactions_dir
+from queries.staging import connect, open_source, resolve_input
 
 DATA_ENV = "FRAUDLAKE_NOTEBOOK_DATA"
 SAMPLE_ROWS = 150_000
@@ -55,20 +56,20 @@ def _generate(root: Path, rows: int, live_events: int, seed: int) -> None:
 
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    generate_history(HistoryConfig(rows=rows, out=root / "historical", seed=seed,
+    generate_history(HistoryConfig(rows=rows, out=root / HISTORY_NAME, seed=seed,
                                    start_year=2021, end_year=2025, users=3_000, workers=1),
                      progress=False)
     run_demo(count=live_events, seed=seed + 1, users=5_000, rate=10.0, batch=5_000,
-             lake=root / "lake", flags_db=root / "flags" / "flags.sqlite", progress=False)
+             lake=root / LAKE_NAME, flags_db=root / "flags" / "flags.sqlite", progress=False)
     (root / _DONE).write_text("ok\n")
 
 
 def history_path(root: Path) -> str:
-    return str(root / "historical")
+    return str(root / HISTORY_NAME)
 
 
 def live_path(root: Path) -> str:
-    return str(root / "lake" / "transactions")
+    return str(transactions_dir(root / LAKE_NAME))
 
 
 def open_lake(path: str) -> duckdb.DuckDBPyConnection:

@@ -24,7 +24,7 @@ from fraudlake.atomic import replacing, write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
-from queries.source import connect, open_source, resolve_input
+from queries.staging import connect, open_source, resolve_input
 
 FORMATS = ("table", "csv", "parquet")
 

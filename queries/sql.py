@@ -1,6 +1,6 @@
 """Named queries: load ``queries/{rules,analytics}/*.sql``, bind parameters, render for Athena.
 
-Every query reads the relation ``transactions`` (see ``queries.source``). A query that reads
+Every query reads the relation ``transactions`` (see ``queries.staging``). A query that reads
 ``flags`` gets ``rules/flags.sql`` composed in front of it as a CTE. Parameters are written
 ``$name`` in the files and always BOUND: rule parameters come from ``RuleParams.sql_params()``,
 other ones (e.g. ``top_n``) from ``--param name=value`` or the file's ``-- param: name = default``

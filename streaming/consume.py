@@ -1,6 +1,6 @@
 """Kafka → rules → lake + flags: ``python -m streaming.consume``.
 
-The command-line shell over ``streaming.consumer.StreamConsumer`` (see there for the loop, the
+The command-line shell over ``streaming.consume_loop.StreamConsumer`` (see there for the loop, the
 commit-after-sinks order and how rule state is rebuilt on partition assignment). Flags go to
 MongoDB when ``--mongo-uri`` / ``MONGO_URI`` is set, else to the local SQLite store.
 SIGTERM/SIGINT: the current batch is finished, flushed and committed, then the consumer leaves
@@ -29,7 +29,7 @@ from fraudlake.cli import (
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
 from queries.params import params_from_cli
-from streaming.consumer import ConsumeConfig, ConsumeStats, StreamConsumer
+from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
@@ -37,10 +37,10 @@ __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag
 def open_flag_store(settings: Settings, mongo_uri: str | None):
     """MongoDB when a URI is given, else the local SQLite store (embedded mode)."""
     if mongo_uri:
-        from streaming.mongo_sink import MongoFlagStore
+        from flagstore.mongo import MongoFlagStore
 
         return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection)
-    from streaming.flag_store import SqliteFlagStore
+    from flagstore.sqlite import SqliteFlagStore
 
     return SqliteFlagStore(settings.local_flags_path)
 
@@ -133,8 +133,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """``main`` with a server that stayed away past its retry budget (the log above says what
     was retried) reported as one line and exit code 1: a supervisor restarts the consumer, which
     resumes from the last commit."""
+    from flagstore.mongo import MongoSinkError
     from streaming.kafka_io import KafkaStageError
-    from streaming.mongo_sink import MongoSinkError
 
     try:
         return run(main, argv)

@@ -5,7 +5,7 @@ and no MongoDB: an in-process source plays the live simulator (``batch.sim``), e
 serialised to the same JSON a Kafka message carries and decoded by the same code as the
 consumer (``streaming.pipeline.process_batch``), then written to the hive-partitioned lake
 (``streaming.lake_sink``) and the SQLite flag store the dashboard reads
-(``streaming.flag_store``). Offsets are positions in the simulated stream of topic ``demo``,
+(``flagstore.sqlite``). Offsets are positions in the simulated stream of topic ``demo``,
 partition 0; a run starts by removing what an earlier demo run wrote for that topic, so the
 outputs always describe this run.
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from flagstore.sqlite import SqliteFlagStore
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -40,11 +41,11 @@ from fraudlake.cli import (
 )
 from fraudlake.contract import FLAGGED, RULE_NAMES
 from fraudlake.settings import Settings
+from lake.layout import folder_files, month_folders, transactions_dir
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
-from streaming.flag_store import SqliteFlagStore
-from streaming.lake_sink import LakeSink, folder_files
+from streaming.lake_sink import LakeSink
 from streaming.pipeline import process_batch
 
 TOPIC = "demo"
@@ -66,7 +67,7 @@ class DemoSummary:
             f"events: {self.events:,} in {self.seconds:.1f} s ({rate:,.0f} events/s), "
             f"dead letters: {self.dead_letters:,}",
             f"flags: {rules}",
-            f"lake: {len(self.lake_files)} files under {lake / 'transactions'}",
+            f"lake: {len(self.lake_files)} files under {transactions_dir(lake)}",
             f"flag store: {flags_db} (SQLite, table flags)",
         ]
 
@@ -107,7 +108,7 @@ def simulated_frames(count: int, seed: int, users: int, rate: float,
 
 def reset_demo_outputs(lake: Path, store: SqliteFlagStore) -> None:
     """Remove what an earlier demo run wrote for the demo topic (lake files, flags)."""
-    for folder in (lake / "transactions").glob("year=*/month=*"):
+    for folder in month_folders(transactions_dir(lake)):
         for f in folder_files(folder):
             if f.topic == TOPIC:
                 f.path.unlink(missing_ok=True)

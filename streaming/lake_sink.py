@@ -5,7 +5,8 @@ micro-batch by event month into
 
     root/transactions/year=YYYY/month=MM/{topic}-p{partition}-o{first:020d}-{last:020d}.parquet
 
-with exactly the lake schema (``fraudlake.contract.LAKE_SCHEMA``: history columns + rule
+(names, folders and range metadata: ``lake.layout``) with exactly the lake schema
+(``fraudlake.contract.LAKE_SCHEMA``: history columns + rule
 columns, in that order; provenance columns are dropped), rows sorted by ``(ts, transaction_id)``.
 
 Atomic: each file is written to a hidden temp file in the same folder, fsynced, then
@@ -23,118 +24,24 @@ skipped rows equal the rows already on disk.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from fraudlake.atomic import replacing
-from fraudlake.contract import LAKE_SCHEMA, partition_dir
-
-RANGES_KEY = "fraudlake.ranges"
-_NAME = re.compile(r"^(?P<topic>.+)-p(?P<partition>\d+)-o(?P<first>\d+)-(?P<last>\d+)"
-                   r"(?P<compacted>\.c)?\.parquet$")
-
-Range = tuple[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class LakeFile:
-    """One sink or compacted file and the offsets it covers in its folder."""
-
-    path: Path
-    topic: str
-    partition: int
-    first: int
-    last: int
-    compacted: bool
-
-
-def file_name(topic: str, partition: int, first: int, last: int, compacted: bool = False) -> str:
-    return f"{topic}-p{partition}-o{first:020d}-{last:020d}{'.c' if compacted else ''}.parquet"
-
-
-def parse_name(path: Path) -> LakeFile | None:
-    m = _NAME.match(path.name)
-    if m is None:
-        return None
-    return LakeFile(path, m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]),
-                    m["compacted"] is not None)
-
-
-def folder_files(folder: Path) -> list[LakeFile]:
-    """Every sink/compacted file in one month folder, by (topic, partition, first)."""
-    if not folder.is_dir():
-        return []
-    found = [f for p in folder.iterdir() if (f := parse_name(p)) is not None]
-    return sorted(found, key=lambda f: (f.topic, f.partition, f.first, f.last, f.compacted))
-
-
-def file_ranges(f: LakeFile) -> list[Range]:
-    """The offset ranges a file covers: its name for sink files, its metadata when compacted."""
-    if not f.compacted:
-        return [(f.first, f.last)]
-    meta = pq.read_metadata(f.path).metadata or {}
-    raw = meta.get(RANGES_KEY.encode())
-    return [(a, b) for a, b in json.loads(raw)] if raw else [(f.first, f.last)]
-
-
-def merge_ranges(ranges: list[Range]) -> list[Range]:
-    """Sorted union; touching ranges (next first = last + 1) are joined."""
-    out: list[Range] = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def subtract(span: Range, covered: list[Range]) -> list[Range]:
-    """The parts of ``span`` not in ``covered`` (which is merged/sorted)."""
-    out: list[Range] = []
-    lo, hi = span
-    for a, b in covered:
-        if b < lo or a > hi:
-            continue
-        if a > lo:
-            out.append((lo, a - 1))
-        lo = max(lo, b + 1)
-        if lo > hi:
-            return out
-    out.append((lo, hi))
-    return out
-
-
-def drop_compacted_leftovers(files: list[LakeFile], covered_by_c: list[Range]) -> list[LakeFile]:
-    """Delete sink files whose offsets a compacted file already covers (a compaction that
-    crashed between its rename and deleting its inputs); return the files that remain."""
-    keep = []
-    for f in files:
-        if not f.compacted and not subtract((f.first, f.last), covered_by_c):
-            f.path.unlink(missing_ok=True)
-        else:
-            keep.append(f)
-    return keep
-
-
-def atomic_write(df: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write Parquet via a temp file in the same folder + fsync + os.replace + folder fsync."""
-    with replacing(path, sync_dir=True) as tmp:
-        df.write_parquet(tmp, metadata=metadata, statistics=True)
-
-
-def to_lake_frame(df: pl.DataFrame) -> pl.DataFrame:
-    """Exactly LAKE_SCHEMA (missing optional columns as typed nulls), sorted by ts, id."""
-    cols = [
-        (pl.col(n).cast(t) if n != "ts" else pl.col(n).dt.convert_time_zone("UTC")
-         .dt.cast_time_unit("us")) if n in df.columns else pl.lit(None, t).alias(n)
-        for n, t in LAKE_SCHEMA.items()
-    ]
-    return df.select(cols).sort("ts", "transaction_id")
+from lake.layout import (
+    LakeFile,
+    Range,
+    drop_compacted_leftovers,
+    file_name,
+    file_ranges,
+    folder_files,
+    merge_ranges,
+    partition_dir,
+    subtract,
+    to_lake_frame,
+    transactions_dir,
+    write_lake_file,
+)
 
 
 class LakeSink:
@@ -142,7 +49,7 @@ class LakeSink:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.transactions = self.root / "transactions"
+        self.transactions = transactions_dir(self.root)
         # compacted file → its covered ranges, keyed by (path, inode, size, mtime): a folder is
         # listed on every write (a cached listing could miss another writer's file), but
         # Parquet footers are read once per compacted file
@@ -199,11 +106,11 @@ class LakeSink:
                          ranges: dict[Path, list[Range]]) -> list[Path]:
         exact = folder / file_name(topic, partition, *span)
         if any(f.path == exact for f in mine):
-            atomic_write(to_lake_frame(part), exact)  # same offsets again: same name, rewritten
+            write_lake_file(to_lake_frame(part), exact)  # same offsets again: same name, rewritten
             return [exact]
         todo = subtract(span, merge_ranges([r for f in mine for r in ranges[f.path]]))
         if todo == [span]:
-            atomic_write(to_lake_frame(part), exact)
+            write_lake_file(to_lake_frame(part), exact)
             return [exact]
         if todo and "_offset" not in part.columns:
             raise ValueError(f"{folder}: offsets {span} partly written already; need _offset")
@@ -212,6 +119,6 @@ class LakeSink:
             rows = part.filter(pl.col("_offset").is_between(a, b))
             if rows.height:
                 path = folder / file_name(topic, partition, a, b)
-                atomic_write(to_lake_frame(rows), path)
+                write_lake_file(to_lake_frame(rows), path)
                 written.append(path)
         return written

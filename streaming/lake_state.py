@@ -1,7 +1,7 @@
 """What the lake already holds for one Kafka partition — used when a consumer takes a partition.
 
 Lake files are named ``{topic}-p{partition}-o{first:020d}-{last:020d}[.c].parquet`` (see
-``streaming.lake_sink``). When a consumer is assigned a partition whose committed offset is C:
+``lake.layout``). When a consumer is assigned a partition whose committed offset is C:
 
 - files of that partition starting at or after C were written by an earlier consumer that died
   (or lost the partition) before committing; they are removed, because the new owner re-reads
@@ -13,48 +13,14 @@ Lake files are named ``{topic}-p{partition}-o{first:020d}-{last:020d}[.c].parque
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import polars as pl
 
-from streaming.lake_sink import LakeFile, parse_name
+from lake.layout import partition_files, partition_temp_files
 
 #: What ``RuleEngine.warm_up`` needs of earlier events.
 STATE_COLUMNS = ("user_id", "ts", "transaction_id", "lat", "lon")
-
-
-def partition_files(transactions_dir: Path, topic: str, partition: int) -> list[LakeFile]:
-    """Every lake file of one topic partition (any month), by first offset."""
-    if not transactions_dir.exists():
-        return []
-    found = []
-    for path in transactions_dir.glob(f"year=*/month=*/{glob_escape(topic)}-p{partition}-o*"):
-        f = parse_name(path)
-        if f is not None and f.topic == topic and f.partition == partition:
-            found.append(f)
-    return sorted(found, key=lambda f: (f.first, f.last, str(f.path)))
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]+\.tmp$")
-
-
-def temp_files(transactions_dir: Path, topic: str, partition: int) -> list[Path]:
-    """Temp files of interrupted sink writes of one topic partition (compaction's are not)."""
-    if not transactions_dir.exists():
-        return []
-    found = []
-    pattern = f"year=*/month=*/.{glob_escape(topic)}-p{partition}-o*.tmp"
-    for path in transactions_dir.glob(pattern):
-        m = _TEMP.match(path.name)
-        f = parse_name(path.with_name(m["name"])) if m else None
-        if f is not None and (f.topic, f.partition) == (topic, partition) and not f.compacted:
-            found.append(path)
-    return sorted(found)
 
 
 def discard_uncommitted(transactions_dir: Path, topic: str, partition: int,
@@ -67,7 +33,7 @@ def discard_uncommitted(transactions_dir: Path, topic: str, partition: int,
         if f.first >= committed:
             f.path.unlink(missing_ok=True)
             removed.append(f.path)
-    for path in temp_files(transactions_dir, topic, partition):
+    for path in partition_temp_files(transactions_dir, topic, partition):
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed

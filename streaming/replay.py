@@ -12,7 +12,6 @@ atomically. Bad input: one line on stderr, exit 2, nothing written.
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import time
@@ -25,28 +24,16 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import FLAGGED, REQUIRED_COLUMNS, RULE_NAMES, ContractError, conform
+from lake.layout import resolve_files
 from queries.params import DEFAULT_PARAMS, RuleParams, params_from_cli
 from streaming.engine import RuleEngine
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
 OUTPUT_COLUMNS = ("transaction_id", *RULE_NAMES, FLAGGED)
 OUTPUT_SCHEMA = {"transaction_id": pl.String(), **{c: pl.Boolean() for c in OUTPUT_COLUMNS[1:]}}
-
-
-def input_files(spec: str) -> list[Path]:
-    """The Parquet files named by a file, a folder (recursive) or a glob; UsageError if none."""
-    path = Path(spec)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
-    else:
-        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if p.endswith(".parquet"))
-    if not files:
-        raise UsageError(f"--input {spec}: no Parquet files found")
-    return files
 
 
 def scan_events(files: list[Path]) -> pl.LazyFrame:
@@ -124,7 +111,7 @@ class FlagsWriter:
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.tmp = out.with_name(f".{out.name}.tmp")
+        self.tmp = temp_path(out)
         self.counts = dict.fromkeys(OUTPUT_COLUMNS[1:], 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
@@ -183,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_output_file(args.flags_out, "--flags-out")
     params = params_from_cli(args.set)
     t0 = time.perf_counter()
-    lazy = scan_events(input_files(args.input))
+    lazy = scan_events(resolve_files(args.input))
     writer = None
     try:
         months = month_slices(lazy)

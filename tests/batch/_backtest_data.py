@@ -10,7 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from fraudlake.contract import CORE_SCHEMA, partition_dir
+from fraudlake.contract import CORE_SCHEMA
+from lake.layout import partition_dir
 
 CITIES = [(48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.006), (35.6762, 139.6503),
           (48.9, 2.4)]

@@ -168,7 +168,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, needle):
 
 def test_plan_chunks_keeps_empty_files_and_falls_back_without_stats(lake, tmp_path):
     from batch.chunked_flags import plan_chunks
-    from queries.source import connect, resolve_input
+    from queries.staging import connect, resolve_input
 
     root, events = lake
     empty = root / "year=2024" / "month=02" / "part-empty.parquet"

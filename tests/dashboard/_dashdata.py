@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from dashboard.filters import FlagFilter
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, partition_dir
-from streaming.flag_store import SqliteFlagStore
+from flagstore.sqlite import SqliteFlagStore
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
+from lake.layout import partition_dir
 
 CITIES = ("Berlin", "Paris", "Madrid")
 COUNTRIES = ("DE", "FR", "ES")

@@ -196,7 +196,7 @@ def test_backtest_report_tables(world: dict[str, str]) -> None:
 def test_page_with_mongodb_source(world: dict[str, str], mongo_uri: str, mongo_db,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Same page, flags from the real FerretDB (written by the real sink), filters and CSV."""
-    from streaming.mongo_sink import MongoFlagStore
+    from flagstore.mongo import MongoFlagStore
 
     live = pl.read_parquet(Path(world["LAKE_DIR"]) / "transactions", hive_partitioning=False)
     sink = MongoFlagStore(mongo_uri, mongo_db.name, "flags", retry_seconds=10)

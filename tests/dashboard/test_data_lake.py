@@ -18,6 +18,7 @@ from dashboard.filters import FlagFilter
 from dashboard.flag_cache import CacheConfig
 from dashboard.sources import SqliteFlagSource
 from fraudlake.cli import run
+from lake.layout import data_files
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -131,7 +132,7 @@ def test_files_in_range_prunes_by_month_folder(tmp_path: Path) -> None:
 def test_lake_reads(tmp_path: Path) -> None:
     live = _dashdata.events(120, NOW - timedelta(hours=2), timedelta(minutes=1))
     _dashdata.write_lake(tmp_path, live)
-    files = lake.parquet_files(tmp_path)
+    files = data_files(tmp_path)
     assert lake.window_counts(files, NOW - timedelta(minutes=30)) == (30, 10)
     series = lake.amount_series(files, "hour", NOW - timedelta(hours=2), None)
     assert series["events"].sum() == 120

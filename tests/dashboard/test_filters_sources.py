@@ -92,7 +92,7 @@ def test_unreachable_mongo_raises_one_line_error() -> None:
 
 def test_mongo_source_matches_sqlite(mongo_uri: str, mongo_db, store) -> None:
     """Against the real FerretDB: same flags written by the real sink, same answers."""
-    from streaming.mongo_sink import MongoFlagStore
+    from flagstore.mongo import MongoFlagStore
 
     source, everything = store
     live = _dashdata.events(90, NOW - timedelta(minutes=60), timedelta(seconds=40))

@@ -132,7 +132,7 @@ def _answers(source, f: FlagFilter) -> tuple[list[str], int, list[str]]:
 def test_cached_mongo_source_matches_direct_queries(mongo_uri: str, mongo_db) -> None:
     """Real FerretDB, real sink: cached (whole, trimmed, inline and background syncs) and
     uncached sources give the same table, count and CSV rows, new flags included."""
-    from streaming.mongo_sink import MongoFlagStore
+    from flagstore.mongo import MongoFlagStore
 
     live = _dashdata.events(120, NOW - timedelta(minutes=60), timedelta(seconds=30))
     flagged = live.filter(pl.col("flagged"))
@@ -170,8 +170,8 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
     once the syncs have failed for ``stale_seconds``, one clear error per read."""
     import socket
 
+    from flagstore.mongo import MongoFlagStore
     from fraudlake import services
-    from streaming.mongo_sink import MongoFlagStore
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

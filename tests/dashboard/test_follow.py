@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
+from flagstore.sqlite import SqliteFlagStore
 from queries.params import DEFAULT_PARAMS
 from streaming.demo import follow_demo, next_offset, run_demo
-from streaming.flag_store import SqliteFlagStore
 
 
 def test_follow_appends_after_an_earlier_run(tmp_path: Path) -> None:

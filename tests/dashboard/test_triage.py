@@ -14,8 +14,8 @@ from dashboard.cases import Action, CaseError, MongoCaseStore, SqliteCaseStore
 from dashboard.filters import FlagFilter
 from dashboard.flag_cache import CacheConfig
 from dashboard.sources import SqliteFlagSource
+from flagstore.sqlite import SqliteFlagStore
 from fraudlake.cli import run
-from streaming.flag_store import SqliteFlagStore
 
 NOW = _dashdata.NOW
 

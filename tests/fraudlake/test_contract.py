@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 from fraudlake import contract
+from lake.layout import partition_dir
 
 
 def _frame(**overrides) -> pl.DataFrame:
@@ -32,7 +33,7 @@ def test_arrow_schema_has_exact_core_types():
 
 
 def test_partition_dir_is_zero_padded():
-    assert contract.partition_dir(2024, 3) == "year=2024/month=03"
+    assert partition_dir(2024, 3) == "year=2024/month=03"
 
 
 def test_check_columns_names_missing_column():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA, RULE_NAMES, partition_dir
+from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA, RULE_NAMES
+from lake.layout import partition_dir, transactions_dir
 
 
 def events(n: int, year: int, month: int, seed: int = 0) -> pl.DataFrame:
@@ -44,7 +45,7 @@ def write_live(lake: Path, year: int, month: int, first: int, rows: int = 20) ->
     df = events(rows, year, month, seed=first).with_columns(
         *(pl.lit(i % 2 == 0).alias(r) for i, r in enumerate(RULE_NAMES)), pl.lit(True).alias(
             "flagged")).select(list(LAKE_SCHEMA))
-    folder = lake / "transactions" / partition_dir(year, month)
+    folder = transactions_dir(lake) / partition_dir(year, month)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"transactions-p0-o{first:020d}-{first + rows - 1:020d}.parquet"
     df.write_parquet(path)

@@ -11,8 +11,9 @@ import sqlglot
 from sqlglot import exp
 
 from fraudlake.cli import run
-from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA, partition_dir
+from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
 from lake.athena import athena_type, main, query_names, render_all
+from lake.layout import partition_dir
 from lake.s3 import S3Location
 from lake.sync import scan_source
 

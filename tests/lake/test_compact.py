@@ -15,8 +15,9 @@ from _stream_events import random_events  # noqa: E402
 
 from fraudlake.cli import run  # noqa: E402
 from lake.compact import compact, main, recover  # noqa: E402
+from lake.layout import RANGES_KEY  # noqa: E402
 from streaming.engine import RuleEngine  # noqa: E402
-from streaming.lake_sink import RANGES_KEY, LakeSink  # noqa: E402
+from streaming.lake_sink import LakeSink  # noqa: E402
 
 
 def _fill(root: Path, n: int = 600, step: int = 50, skip: tuple[int, ...] = ()) -> pl.DataFrame:

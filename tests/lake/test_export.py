@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from flagstore.sqlite import SqliteFlagStore
 from fraudlake.contract import AMOUNT_DTYPE, RULE_NAMES, TS_DTYPE
 from lake.export import (
     STATE_NAME,
@@ -20,7 +21,6 @@ from lake.export import (
     new_rows,
 )
 from lake.export_sources import EXPORT_SCHEMA, MongoSource, SqliteSource
-from streaming.flag_store import SqliteFlagStore
 
 
 def flagged(start: int, n: int) -> pl.DataFrame:
@@ -106,7 +106,7 @@ def test_local_store_incremental_in_chunks(tmp_path: Path) -> None:
 
 
 def test_mongo_incremental(mongo_uri: str, mongo_collection, tmp_path: Path) -> None:
-    from streaming.mongo_sink import MongoFlagStore
+    from flagstore.mongo import MongoFlagStore
 
     db, coll = mongo_collection.database.name, mongo_collection.name
     store = MongoFlagStore(mongo_uri, db, coll)

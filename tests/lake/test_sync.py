@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from _lakedata import write_history, write_live
 
-from fraudlake.contract import HIVE_TYPES
 from lake import sync_files as sync_mod
+from lake.layout import HIVE_TYPES
 from lake.s3 import S3Location
 from lake.sync import MD5_META, RemoteObject, is_temp_name, main, needs_upload, sync
 

@@ -10,7 +10,7 @@ import polars as pl
 from fraudlake.contract import CORE_SCHEMA
 from queries import sql
 from queries.params import DEFAULT_PARAMS, RuleParams
-from queries.source import connect, open_frame
+from queries.staging import connect, open_frame
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
 

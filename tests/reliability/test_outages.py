@@ -24,11 +24,12 @@ from confluent_kafka import KafkaError
 from pymongo import MongoClient
 from reference_rules import reference_flags
 
+from flagstore import mongo as mongo_sink
+from flagstore.mongo import MongoFlagStore, MongoSinkError, redact
 from fraudlake import services
 from fraudlake.cli import UsageError
-from streaming import kafka_io, mongo_sink
+from streaming import kafka_io
 from streaming.kafka_io import BrokerWatch
-from streaming.mongo_sink import MongoFlagStore, MongoSinkError, redact
 from tests.reliability._outages import run_outage
 from tests.streaming._kafka_data import POISON, make_events
 

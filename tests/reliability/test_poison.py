@@ -24,11 +24,11 @@ from confluent_kafka import Producer
 sys.path.append(str(Path(__file__).parents[1] / "streaming"))
 from _kafka_data import make_events, read_topic  # noqa: E402
 
+from flagstore.mongo import MongoFlagStore  # noqa: E402
 from fraudlake.contract import MAX_MESSAGE_BYTES  # noqa: E402
-from streaming.consumer import ConsumeConfig, StreamConsumer  # noqa: E402
+from streaming.consume_loop import ConsumeConfig, StreamConsumer  # noqa: E402
 from streaming.decode import RawRecord, decode_batch  # noqa: E402
 from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config  # noqa: E402
-from streaming.mongo_sink import MongoFlagStore  # noqa: E402
 from streaming.produce import encode_events  # noqa: E402
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

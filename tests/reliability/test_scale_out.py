@@ -29,8 +29,8 @@ from _faults import (
 )
 from reference_rules import reference_flags
 
-from streaming.consumer import ConsumeConfig, StreamConsumer
-from streaming.mongo_sink import MongoFlagStore
+from flagstore.mongo import MongoFlagStore
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from tests.streaming._kafka_data import make_events, send
 
 PARTITIONS = 4

@@ -164,13 +164,13 @@ def test_kafka_security_settings_reach_every_producer_consumer_and_admin(
     import confluent_kafka
     from confluent_kafka.admin import AdminClient
 
-    from streaming import consume, consumer, kafka_io, produce
+    from streaming import consume, consume_loop, kafka_io, produce
 
     seen: list = []
     for module, name, real in ((kafka_io, "Producer", confluent_kafka.Producer),
                                (kafka_io, "AdminClient", AdminClient),
                                (produce, "Producer", confluent_kafka.Producer),
-                               (consumer, "Consumer", confluent_kafka.Consumer)):
+                               (consume_loop, "Consumer", confluent_kafka.Consumer)):
         monkeypatch.setattr(module, name, _Spy(real, seen))
     for k, v in _secret_env().items():
         monkeypatch.setenv(k, v)
@@ -347,7 +347,7 @@ TRICKY = ["FR", "FR' OR '1'='1", "F_", "%", "FR.*"]
 
 def test_sqlite_store_filters_match_hostile_values_literally(tmp_path: Path) -> None:
     from dashboard.sources import SqliteFlagSource
-    from streaming.flag_store import SqliteFlagStore
+    from flagstore.sqlite import SqliteFlagStore
 
     with SqliteFlagStore(tmp_path / "flags.sqlite") as store:
         store.upsert(_flag_rows(TRICKY))
@@ -363,7 +363,7 @@ def test_sqlite_store_filters_match_hostile_values_literally(tmp_path: Path) -> 
 
 def test_mongo_store_filters_match_hostile_values_literally(mongo_uri: str, mongo_db) -> None:
     from dashboard.sources import MongoFlagSource
-    from streaming.mongo_sink import MongoFlagStore
+    from flagstore.mongo import MongoFlagStore
 
     store = MongoFlagStore(mongo_uri, mongo_db.name, "flags", retry_seconds=10)
     store.upsert(_flag_rows([*TRICKY, "$where", "DE"]))
@@ -400,9 +400,9 @@ def test_query_parameters_are_bound_not_spliced(tmp_path: Path) -> None:
 SQL_BUILT_FROM_CODE = {
     ("batch/chunked_flags.py", "execute"): "fixed view names and SQL fragments of the module",
     ("batch/chunked_flags.py", "sql"): "_COUNTS template filled with a fixed subquery",
-    ("queries/source.py", "execute"): "threads cast to int, memory limit regex-checked, "
+    ("queries/staging.py", "execute"): "threads cast to int, memory limit regex-checked, "
                                       "contract column names/types only",
-    ("streaming/flag_store.py", "execute"): "table schema from constants",
+    ("flagstore/sqlite.py", "execute"): "table schema from constants",
 }
 SQL_CALLS = {"execute", "executemany", "executescript", "sql", "query", "read_sql"}
 

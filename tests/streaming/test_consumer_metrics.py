@@ -2,7 +2,7 @@ import json
 from datetime import UTC, datetime
 
 from dashboard.data import read_lag
-from streaming.consumer import ConsumeStats, write_metrics
+from streaming.consume_loop import ConsumeStats, write_metrics
 
 
 def test_metrics_file_is_written_atomically_and_read_by_the_dashboard(tmp_path):

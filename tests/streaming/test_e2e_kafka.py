@@ -19,11 +19,11 @@ try:  # the rules helper's shared reference; the stream core's own until it land
 except ImportError:
     from _engine_ref import reference_flags
 
+from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
 from queries.params import DEFAULT_PARAMS
-from streaming.consumer import ConsumeConfig, StreamConsumer
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import DLQ_REASON_HEADER
-from streaming.mongo_sink import MongoFlagStore
 
 
 def _config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:

@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 from _stream_events import random_events
 
+from flagstore.sqlite import COLUMNS, SqliteFlagStore, flag_rows
 from fraudlake.contract import RULE_NAMES
 from streaming.engine import RuleEngine
-from streaming.flag_store import COLUMNS, SqliteFlagStore, flag_rows
 
 
 def _flagged(n: int = 500) -> pl.DataFrame:
@@ -73,7 +73,7 @@ def test_minimal_columns_and_empty_input(tmp_path: Path) -> None:
 
 
 def test_flag_documents_match_the_sqlite_rows() -> None:
-    from streaming.flag_store import flag_documents
+    from flagstore.sqlite import flag_documents
 
     flagged = _flagged().head(20)
     docs = flag_documents(flagged)

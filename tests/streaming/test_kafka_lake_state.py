@@ -7,9 +7,10 @@ from pathlib import Path
 import polars as pl
 from _kafka_data import make_events
 
+from lake.layout import partition_files
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
-from streaming.lake_state import discard_uncommitted, partition_files, partition_history
+from streaming.lake_state import discard_uncommitted, partition_history
 
 
 def _write(sink: LakeSink, df: pl.DataFrame, topic: str, partition: int, first: int) -> None:

@@ -8,8 +8,8 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
+from flagstore.mongo import INDEXES, MongoFlagStore, flag_documents
 from fraudlake.contract import LAKE_SCHEMA, conform
-from streaming.mongo_sink import INDEXES, MongoFlagStore, flag_documents
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -79,7 +79,7 @@ def test_upsert_nothing_writes_nothing(mongo_uri: str, mongo_db) -> None:
 
 
 def test_unreachable_server_fails_with_a_named_error() -> None:
-    from streaming.mongo_sink import MongoSinkError
+    from flagstore.mongo import MongoSinkError
 
     with pytest.raises(MongoSinkError, match="fraud.flags"):
         MongoFlagStore("mongodb://127.0.0.1:9/", retry_seconds=0.5, log=lambda _m: None)

@@ -10,8 +10,9 @@ import pytest
 from _stream_events import random_events
 
 from fraudlake.contract import LAKE_SCHEMA
+from lake.layout import merge_ranges, subtract
 from streaming.engine import RuleEngine
-from streaming.lake_sink import LakeSink, merge_ranges, subtract
+from streaming.lake_sink import LakeSink
 
 
 def _decided(n: int = 400, seed: int = 1) -> pl.DataFrame:

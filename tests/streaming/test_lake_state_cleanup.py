@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streaming.lake_sink import file_name
-from streaming.lake_state import discard_uncommitted, temp_files
+from lake.layout import file_name
+from lake.layout import partition_temp_files as temp_files
+from streaming.lake_state import discard_uncommitted
 
 
 def test_discard_removes_only_this_partitions_sink_temp_files(tmp_path: Path) -> None:

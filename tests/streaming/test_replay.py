@@ -46,7 +46,7 @@ def test_replay_glob_csv_and_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--input", "{tmp}/nothing"], "no Parquet files found"),
+    (["--input", "{tmp}/nothing"], "--input not found"),
     (["--input", "{tmp}/bad"], "missing core column(s): amount"),
     (["--input", "{tmp}/garbage"], "cannot read Parquet"),
     (["--input", "{tmp}/in", "--set", "nope=1"], "unknown parameter"),

@@ -1,6 +1,6 @@
 """MongoDB flag store: one ``bulk_write`` of idempotent upserts per micro-batch.
 
-Same protocol as ``streaming.flag_store.FlagStore`` (``upsert(flagged) -> int``). One document
+Same protocol as ``flagstore.sqlite.FlagStore`` (``upsert(flagged) -> int``). One document
 per flagged transaction, ``_id = transaction_id``, written with ``insert_many(ordered=False)``.
 A replay (after a crash, a rebalance, a broker restart) finds its documents already there
 (duplicate key) and leaves them as they are: the same Kafka message decided by the same

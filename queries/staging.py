@@ -9,7 +9,6 @@ Values such as the year are derived from ``ts``, not from the folder names.
 
 from __future__ import annotations
 
-import glob
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,7 @@ from fraudlake.contract import (
     ContractError,
     check_columns,
 )
-
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_HIVE = re.compile(r"^(year|month)=(\d+)$")
+from lake.layout import month_of, resolve_files
 
 #: DuckDB spelling of each contract column's type (the staging view casts to these).
 DUCKDB_TYPES: dict[str, str] = {
@@ -48,42 +45,15 @@ class ParquetFile:
     month: int | None  # from a `month=MM` folder, if any
 
 
-def _is_data_file(path: Path) -> bool:
-    name = path.name
-    return path.is_file() and name.endswith(".parquet") and not name.startswith((".", "_"))
-
-
 def resolve_input(text: str) -> list[ParquetFile]:
-    """Files behind a path, folder or glob; UsageError when there are none."""
-    if _GLOB_CHARS.search(text):
-        paths = []
-        for match in map(Path, glob.glob(text, recursive=True)):
-            if match.is_dir():  # a glob over partition folders: everything below them
-                paths += [p for p in match.rglob("*.parquet") if _is_data_file(p)]
-            elif match.is_file() and not match.name.startswith((".", "_")):
-                paths.append(match)
-        paths = list(dict.fromkeys(paths))
-        if not paths:
-            raise UsageError(f"no files match --input {text!r}")
-    else:
-        root = Path(text)
-        if root.is_file():
-            paths = [root]
-        elif root.is_dir():
-            paths = [p for p in root.rglob("*.parquet") if _is_data_file(p)]
-            if not paths:
-                raise UsageError(f"no .parquet files under --input {text!r}")
-        else:
-            raise UsageError(f"--input not found: {text}")
-    return [_describe(p) for p in sorted(paths, key=str)]
+    """Files behind a path, folder or glob (``lake.layout.resolve_files``); ``NoDataError``
+    when there are none."""
+    return [_describe(p) for p in resolve_files(text)]
 
 
 def _describe(path: Path) -> ParquetFile:
-    found: dict[str, int] = {}
-    for part in path.parts[:-1]:
-        if m := _HIVE.match(part):
-            found[m.group(1)] = int(m.group(2))
-    return ParquetFile(str(path), found.get("year"), found.get("month"))
+    ym = month_of(path.parent)
+    return ParquetFile(str(path), *(ym or (None, None)))
 
 
 def connect(threads: int | None = None,

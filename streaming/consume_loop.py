@@ -39,6 +39,7 @@ import polars as pl
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 from fraudlake.atomic import write_text
+from lake.layout import transactions_dir
 from queries.params import DEFAULT_PARAMS, RuleParams
 from streaming import lake_state
 from streaming.decode import RawRecord
@@ -103,7 +104,7 @@ class StreamConsumer:
         self.config = config
         self.flags = flag_store
         self.lake = LakeSink(config.lake_dir)
-        self.transactions_dir = config.lake_dir / "transactions"
+        self.transactions_dir = transactions_dir(config.lake_dir)
         ensure_topics(config.bootstrap, [config.dlq_topic], 1, config.kafka_extra)
         self.dlq = DeadLetterProducer(config.bootstrap, config.dlq_topic, config.kafka_extra)
         self.engines: dict[int, RuleEngine] = {}

@@ -7,8 +7,8 @@ WAL journal mode lets the dashboard read while the consumer writes. Timestamps a
 UTC text with microseconds (``2024-03-01T08:00:00.000000Z``), which sorts like time; amounts are
 exact text (``"1234.56"``) plus integer cents for range queries.
 
-The MongoDB store (``streaming.mongo_sink.MongoFlagStore``) follows the same protocol and builds
-its documents with ``streaming.mongo_sink.flag_documents``.
+The MongoDB store (``flagstore.mongo.MongoFlagStore``) follows the same protocol and builds
+its documents with ``flagstore.mongo.flag_documents``.
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ class SqliteFlagStore:
 def flag_documents(flagged: pl.DataFrame) -> list[dict]:
     """MongoDB flag documents (``_id = transaction_id``, ts as datetime, ``rules`` list).
 
-    One implementation for both stores' callers: delegates to ``streaming.mongo_sink``
+    One implementation for both stores' callers: delegates to ``flagstore.mongo``
     (imported lazily so the embedded mode never needs pymongo loaded).
     """
-    from streaming.mongo_sink import flag_documents as build
+    from flagstore.mongo import flag_documents as build
 
     return build(flagged)
