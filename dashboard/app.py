@@ -14,19 +14,25 @@ Every panel survives another panel's failure with a one-line message (``views.gu
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-import polars as pl
-import streamlit as st
+# `streamlit run dashboard/app.py` puts dashboard/ first on sys.path, where dashboard/lake.py
+# would shadow the top-level `lake` package: import from the repository root instead.
+_HERE, _ROOT = Path(__file__).resolve().parent, str(Path(__file__).resolve().parents[1])
+sys.path[:] = [_ROOT, *(p for p in sys.path if Path(p or ".").resolve() != _HERE and p != _ROOT)]
 
-from dashboard import access, baseline, cases, data, lake, monitor, views
-from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter
-from dashboard.refresh import DashboardConfig, FlagView, flag_view, range_start, top_users, traffic
-from dashboard.refresh import volume as volume_chart
-from dashboard.sources import FlagSource, open_source
-from fraudlake.contract import RULE_NAMES
+import duckdb  # noqa: E402
+import polars as pl  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from dashboard import access, baseline, cases, data, lake, monitor, views  # noqa: E402
+from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter  # noqa: E402
+from dashboard.refresh import DashboardConfig, FlagView, flag_view, range_start, top_users, traffic  # noqa: E402
+from dashboard.refresh import volume as volume_chart  # noqa: E402
+from dashboard.sources import FlagSource, open_source  # noqa: E402
+from fraudlake.contract import RULE_NAMES  # noqa: E402
 
 st.set_page_config(page_title="fraudlake · fraud alerts", layout="wide")
 st.markdown("<style>[data-testid='stAppDeployButton'], .stAppDeployButton {display: none;}"

@@ -257,7 +257,9 @@ def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Pa
     ts = flag.get("ts")
     if isinstance(ts, str):
         ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    flag = {**flag, "ts": ts}
+    fired = flag.get("rules_fired") or flag.get("rules") or []
+    flag = {**flag, "ts": ts, "score": flag.get("score") if flag.get("score") is not None
+            else float(len(fired))}
     st.markdown(f"**{flag['transaction_id']}** · user {flag.get('user_id')} · "
                 f"{flag.get('amount')} {flag.get('currency') or ''} at "
                 f"{flag.get('merchant_name') or '?'}, {flag.get('city') or '?'} "
@@ -277,9 +279,9 @@ def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Pa
                     if travel:
                         st.caption("reconstructed from the card's previous transaction:")
             if ev:
-                st.dataframe(pl.DataFrame({"field": list(ev), "value": [str(v) for v in
-                                                                        ev.values()]}),
-                             hide_index=True, key=f"evidence_{rule}")
+                st.table(pl.DataFrame({"field": list(ev),
+                                       "value": [str(v) for v in ev.values()]}).to_pandas()
+                         .set_index("field"))
             if travel:
                 if ev is None:
                     st.write({k: travel[k] for k in ("from_city", "km", "minutes", "kmh")})

@@ -273,8 +273,8 @@ def inspect(at: AppTest, txid: str) -> AppTest:
 def test_drill_down_shows_evidence_map_and_card(world: dict[str, str]) -> None:
     txid = add_evidence(world)
     at = inspect(run_app(), txid)
-    ev = table_with(at, "field")
-    assert dict(zip(ev["field"], ev["value"], strict=True))["from_city"] == "Lisbon"
+    ev = at.table[0].value
+    assert ev.loc["from_city", "value"] == "Lisbon" and ev.loc["km", "value"] == "2310.4"
     assert len(at.get("deck_gl_json_chart")) == 1  # the map of the jump
     card = table_with(at, "source")
     assert txid in set(card["transaction_id"]) and set(card["source"]) <= {"live", "history"}
