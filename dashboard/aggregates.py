@@ -55,14 +55,18 @@ def flag_aggregates(flags: pl.LazyFrame, unit: str, top_n: int = 10) -> FlagAggr
     series = (flags.group_by(pl.col("ts").dt.truncate(UNITS[unit]).alias("bucket"))
               .agg(pl.len().cast(pl.Int64).alias("flags"), amount.sum().alias("flagged_amount"))
               .sort("bucket"))
-    top = (flags.group_by("user_id")
-           .agg(pl.len().alias("flags"), amount.sum().alias("flagged_amount"),
-                amount.max().alias("max_amount"),
+    leaders = (flags.group_by("user_id")
+               .agg(pl.len().alias("flags"), pl.col("ts").max().alias("last_flag"))
+               .sort(["flags", "last_flag", "user_id"], descending=[True, True, False])
+               .head(top_n))
+    top = (flags.join(leaders.select("user_id"), on="user_id", how="semi")  # details: 10 users
+           .group_by("user_id")
+           .agg(amount.sum().alias("flagged_amount"), amount.max().alias("max_amount"),
                 pl.col("rules").explode().drop_nulls().unique().sort().str.join(", ")
-                .alias("rules"),
-                pl.col("ts").max().alias("last_flag"))
+                .alias("rules"))
+           .join(leaders, on="user_id")
            .sort(["flags", "last_flag", "user_id"], descending=[True, True, False])
-           .head(top_n))
+           .select("user_id", "flags", "flagged_amount", "max_amount", "rules", "last_flag"))
     per_rule = (flags.select("rules", "is_fraud").explode("rules")
                 .filter(pl.col("rules").is_not_null())
                 .group_by(pl.col("rules").alias("rule"))
@@ -111,3 +115,10 @@ def chart_frame(axis: pl.DataFrame, live: pl.DataFrame | None, flags: pl.DataFra
     value_cols = [c for c in wide.columns if c != "bucket"]
     wide = wide.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in value_cols)
     return wide.unpivot(index="bucket", variable_name="series", value_name="events")
+
+
+def per_rule_counts(flags: pl.LazyFrame) -> pl.DataFrame:
+    """(rule, flags) over every row of ``flags`` (the monitor's all-traffic counts)."""
+    return (flags.select("rules").explode("rules").filter(pl.col("rules").is_not_null())
+            .group_by(pl.col("rules").alias("rule")).agg(pl.len().cast(pl.Int64).alias("flags"))
+            .sort("rule").collect())

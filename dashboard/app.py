@@ -27,9 +27,18 @@ import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import access, baseline, cases, data, lake, monitor, views  # noqa: E402
+from dashboard import access, baseline, cases, data, lake, views  # noqa: E402
 from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter  # noqa: E402
-from dashboard.refresh import DashboardConfig, FlagView, flag_view, range_start, top_users, traffic  # noqa: E402
+from dashboard.refresh import (  # noqa: E402
+    DashboardConfig,
+    FlagView,
+    flag_view,
+    range_start,
+    rule_band,
+    top_users,
+    traffic,
+    triage,
+)
 from dashboard.refresh import volume as volume_chart  # noqa: E402
 from dashboard.sources import FlagSource, open_source  # noqa: E402
 from fraudlake.contract import RULE_NAMES  # noqa: E402
@@ -100,7 +109,8 @@ def current_filter(now: datetime) -> FlagFilter:
 
 def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
               f: FlagFilter, history: baseline.HistoryCache, history_files: list[Path]) -> None:
-    """Everything that refreshes every second, panel by panel."""
+    """Everything that refreshes every second, panel by panel (``refresh.load_refresh``'s
+    steps, each behind its own guard)."""
     now = datetime.now(UTC)
     tz = views.local_tz()
     con = lake.connect()
@@ -108,6 +118,9 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
     case_frame = views.guard("Cases", store.cases)
     view: FlagView | None = views.guard("Flags", lambda: flag_view(
         source, cfg, f, range_start(f, source, history, now, con, views.lake_files(cfg)), now))
+    tri = None
+    if view is not None and case_frame is not None:
+        tri = views.guard("Triage", lambda: triage(source, f, case_frame))
     newest = view.agg.newest if view is not None else None
     views.status_line(cfg, t, newest, now, tz, source.label,
                       "MongoDB mode" if cfg.settings.mongo_uri else "embedded mode")
@@ -115,20 +128,15 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
     with left:
         if t is not None:
             views.traffic_kpis(t)
-    confirmed_rules = pl.DataFrame(schema={"rule": pl.String(), "confirmed": pl.Int64(),
-                                           "decided": pl.Int64(),
-                                           "confirmed_precision": pl.Float64()})
     with right:
         if view is not None:
-            confirmed = None
-            if case_frame is not None:
-                confirmed_rules = cases.confirmed_precision(source.matching(f), case_frame)
-                confirmed = cases.overall_confirmed(source.matching(f), case_frame)
-            views.flag_kpis(view, case_frame, confirmed)
+            views.flag_kpis(view, case_frame, None if tri is None else tri.confirmed)
+    chart = None
     if view is not None:
-        views.guard("Chart", lambda: views.chart(
-            volume_chart(cfg, f, view, history, history_files, con), view.unit,
-            t is not None and t.lake_present))
+        chart = views.guard("Chart", lambda: volume_chart(cfg, f, view, history, history_files,
+                                                          con))
+        if chart is not None:
+            views.chart(chart, view.unit, t is not None and t.lake_present)
     c1, c2 = st.columns([2, 3])
     with c1:
         if view is not None:
@@ -147,29 +155,19 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
             notice = getattr(source, "notice", None)
             if notice:
                 st.warning(notice)
-    if view is not None and case_frame is not None:
-        views.guard("Triage queue", lambda: views.queue(
-            views.triage_queue(source.matching(f), case_frame), tz))
-    views.guard("Per-rule monitoring", lambda: show_monitor(source, cfg, f, view, t,
-                                                            confirmed_rules))
-
-
-def show_monitor(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, view, t,
-                 confirmed_rules: pl.DataFrame) -> None:
-    from dashboard import aggregates
-
+    if tri is not None:
+        views.queue(tri.queue, tz)
     report = _report_or_none(cfg.report_path)
-    tf = views.filter_for_monitor(f)
-    per_rule = aggregates.flag_aggregates(source.matching(tf), "day").per_rule
-    live_files = views.lake_files(cfg)
-    live_events = 0
-    if live_files:
-        series = lake.amount_series(live_files, "month", tf.since, tf.until)
-        live_events = int(series["events"].sum()) if not series.is_empty() else 0
-    views.rule_monitoring(monitor.rule_monitor(per_rule, live_events, report), confirmed_rules)
+    if view is not None and chart is not None:
+        views.guard("Per-rule monitoring", lambda: views.rule_monitoring(
+            rule_band(source, f, view, chart, report),
+            tri.confirmed_rules if tri is not None else pl.DataFrame()))
+    views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report))
+
+
+def _rule_set_in_force(source: FlagSource) -> str | None:
     newest = source.recent(FlagFilter(), 1)
-    rs_id = newest["rule_set_id"][0] if newest.height else None
-    views.what_if(rs_id, report)
+    return newest["rule_set_id"][0] if newest.height else None
 
 
 def _report_or_none(path: Path) -> dict | None:
@@ -186,8 +184,7 @@ def show_inspector(source: FlagSource, store: cases.CaseStore, cfg: DashboardCon
     case_frame = views.guard("Cases", store.cases)
     options: list[str] = []
     if case_frame is not None:
-        q = views.guard("Triage queue", lambda: views.triage_queue(source.matching(f),
-                                                                  case_frame, 200))
+        q = views.guard("Triage queue", lambda: triage(source, f, case_frame, 200).queue)
         options = [] if q is None else q["transaction_id"].to_list()
     c1, c2 = st.columns(2)
     picked = c1.selectbox("From the queue (highest score first)", options, index=None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dashboard import aggregates, data, lake
+from dashboard import aggregates, cases, data, lake, monitor
 from dashboard.aggregates import FlagAggregates
 from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
 from dashboard.filters import FlagFilter
@@ -72,12 +72,21 @@ class FlagView:
 
 
 @dataclass(frozen=True)
+class Triage:
+    queue: pl.DataFrame  # open/escalated alerts among the matching flags, by score
+    confirmed_rules: pl.DataFrame  # per rule: analyst-confirmed precision
+    confirmed: float | None  # overall, among the matching flags
+
+
+@dataclass(frozen=True)
 class Refresh:
     now: datetime
     traffic: Traffic
     view: FlagView
     top: pl.DataFrame
     chart: pl.DataFrame
+    triage: Triage
+    rules: pl.DataFrame  # per-rule monitor (monitor.SCHEMA)
 
 
 LiveBaselines = Callable[[Sequence[Path], Sequence[int]], pl.DataFrame]
@@ -148,14 +157,41 @@ def top_users(cfg: DashboardConfig, view: FlagView, history: HistoryCache,
     return data.with_baselines(top, data.merge_baselines(hist_b, live_baselines(live_files, ids)))
 
 
+def triage(source: FlagSource, f: FlagFilter, case_frame: pl.DataFrame, n: int = 50) -> Triage:
+    """The queue (open/escalated among the matching flags, by score then newest) and the
+    analysts' confirmed precision."""
+    matching = source.matching(f)
+    decided = case_frame.filter(pl.col("status").is_in(["fraud", "legitimate"])).select(
+        "transaction_id")
+    queue = cases.with_status(
+        matching.join(decided.lazy(), on="transaction_id", how="anti")
+        .sort(["score", "ts"], descending=True).head(n).collect(), case_frame)
+    return Triage(queue, cases.confirmed_precision(matching, case_frame),
+                  cases.overall_confirmed(matching, case_frame))
+
+
+def rule_band(source: FlagSource, f: FlagFilter, view: FlagView, chart: pl.DataFrame,
+              report: dict | None) -> pl.DataFrame:
+    """Per-rule live hits over the range (all traffic: time filter only) vs the backtest."""
+    time_only = FlagFilter(since=f.since, until=f.until)
+    per_rule = (view.agg.per_rule if f == time_only
+                else aggregates.per_rule_counts(source.matching(time_only)))
+    live = chart.filter(pl.col("series") == "live events")["events"].sum()
+    return monitor.rule_monitor(per_rule, int(live or 0), report)
+
+
 def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
                  history: HistoryCache, history_files: Sequence[Path],
-                 live_baselines: LiveBaselines = lake.user_baselines) -> Refresh:
-    """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
+                 live_baselines: LiveBaselines = lake.user_baselines,
+                 case_frame: pl.DataFrame | None = None, report: dict | None = None) -> Refresh:
+    """All the data of one refresh (what the page computes every second, panel by panel).
+    Raises FlagSourceError / duckdb.Error on read failures."""
     con = lake.connect()
     t = traffic(cfg, now, con)
     live_files = data_files(cfg.settings.lake_transactions_dir)
     start = range_start(f, source, history, now, con, live_files)
     view = flag_view(source, cfg, f, start, now)
     chart = volume(cfg, f, view, history, history_files, con)
-    return Refresh(now, t, view, top_users(cfg, view, history, live_baselines), chart)
+    case_frame = pl.DataFrame(schema=cases.CASE_COLUMNS) if case_frame is None else case_frame
+    return Refresh(now, t, view, top_users(cfg, view, history, live_baselines), chart,
+                   triage(source, f, case_frame), rule_band(source, f, view, chart, report))

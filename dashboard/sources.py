@@ -87,6 +87,7 @@ class SqliteFlagSource:
              "fraud_scenario", "flagged_at")
     _SELECT = f"SELECT {', '.join(_BASE)}, NULL AS score, NULL AS rule_set_id FROM flags"  # noqa: S608
     _CHUNK = 100_000
+    COUNT_SECONDS = 30.0  # how often a full count checks for deleted rows (max(rowid): always)
 
     def __init__(self, path: Path, cache: CacheConfig | None = None) -> None:
         self.path = Path(path)
@@ -97,6 +98,7 @@ class SqliteFlagSource:
         self._rowid = 0  # newest rowid held
         self._rows = 0  # rows the store had at the last sync
         self._synced = 0.0
+        self._counted = 0.0  # time.monotonic() of the last full row count (shrink check)
 
     @property
     def notice(self) -> str | None:
@@ -197,32 +199,41 @@ class SqliteFlagSource:
             return self._snap
 
     def _sync(self, snap: Snapshot | None) -> Snapshot:
+        """New rows by rowid (the store only appends); a full count every ``COUNT_SECONDS``
+        notices deleted rows (a demo re-run) and reloads. One read transaction: consistent."""
         cfg = self.cache
         assert cfg is not None
         conn = self._connect()
+        empty = flag_cache.cold([], empty_flags(), cfg.max_rows, cfg.overlap)
         if conn is None:
             self._rowid = self._rows = 0
-            return flag_cache.cold([], empty_flags(), cfg.max_rows, cfg.overlap)
+            return empty
         try:
+            conn.execute("BEGIN")
             select = self._select(conn)
             if not select:
                 self._rowid = self._rows = 0
-                return flag_cache.cold([], empty_flags(), cfg.max_rows, cfg.overlap)
-            rows, top = conn.execute("SELECT count(*), coalesce(max(rowid), 0) FROM flags"
-                                     ).fetchone()
-            if snap is not None and (top < self._rowid or rows < self._rows):
-                snap = None  # the store shrank (a demo re-run): reload
-            if snap is not None and top == self._rowid:
-                return snap
-            since = 0 if snap is None else self._rowid
-            chunks = self._chunks(conn, select, since, top)
+                return empty
+            top = conn.execute("SELECT coalesce(max(rowid), 0) FROM flags").fetchone()[0]
+            if snap is not None and top < self._rowid:
+                snap = None  # the store shrank: reload
+            if snap is not None and time.monotonic() - self._counted >= self.COUNT_SECONDS:
+                self._counted = time.monotonic()
+                held = self._rows + conn.execute("SELECT count(*) FROM flags WHERE rowid > ?",
+                                                 [self._rowid]).fetchone()[0]
+                if conn.execute("SELECT count(*) FROM flags").fetchone()[0] != held:
+                    snap = None  # rows were deleted: reload
             if snap is None:
-                new = flag_cache.cold(chunks, empty_flags(), cfg.max_rows, cfg.overlap)
-            else:
-                delta = pl.concat([empty_flags(), *chunks])
-                new = flag_cache.merge(snap, delta, cfg.max_rows, cfg.overlap)
-            self._rowid, self._rows = top, rows
-            return new
+                frames = list(self._chunks(conn, select, 0, top))
+                self._rows = sum(f.height for f in frames)
+                self._counted = time.monotonic()
+                snap = flag_cache.cold(frames, empty_flags(), cfg.max_rows, cfg.overlap)
+            elif top > self._rowid:
+                delta = pl.concat([empty_flags(), *self._chunks(conn, select, self._rowid, top)])
+                self._rows += delta.height
+                snap = flag_cache.merge(snap, delta, cfg.max_rows, cfg.overlap)
+            self._rowid = top
+            return snap
         except sqlite3.Error as exc:
             raise _read_error(self.label, exc) from exc
         finally:

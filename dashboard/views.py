@@ -14,7 +14,6 @@ import polars as pl
 import streamlit as st
 
 from dashboard import cases, data, drill, monitor
-from dashboard.filters import FlagFilter
 from dashboard.refresh import DashboardConfig, FlagView, Traffic
 from lake.layout import data_files
 
@@ -179,15 +178,6 @@ def queue(q: pl.DataFrame, tz: str) -> None:
         hide_index=True, key="queue", column_config={"amount": MONEY})
 
 
-def triage_queue(matching: pl.LazyFrame, case_frame: pl.DataFrame, n: int = 50) -> pl.DataFrame:
-    """Open/escalated alerts among ``matching``, by score then newest."""
-    open_ids = case_frame.filter(pl.col("status").is_in(["fraud", "legitimate"])).select(
-        "transaction_id")
-    return cases.with_status(
-        matching.join(open_ids.lazy(), on="transaction_id", how="anti")
-        .sort(["score", "ts"], descending=True).head(n).collect(), case_frame)
-
-
 def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
     st.subheader("Per-rule monitoring: live vs backtest band")
     if table.is_empty():
@@ -341,8 +331,3 @@ def triage_form(store: cases.CaseStore, txid: str, user: str | None,
 
 def lake_files(cfg: DashboardConfig) -> list[Path]:
     return data_files(cfg.settings.lake_transactions_dir)
-
-
-def filter_for_monitor(f: FlagFilter) -> FlagFilter:
-    """The time range only: per-rule rates are over all traffic in range."""
-    return FlagFilter(since=f.since, until=f.until)

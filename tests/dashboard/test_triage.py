@@ -153,6 +153,11 @@ def test_cached_sqlite_source_appends_and_reloads(tmp_path: Path) -> None:
     with SqliteFlagStore(path) as store, store.conn:
         store.conn.execute("DELETE FROM flags WHERE rowid > 10")
     assert source.count(FlagFilter(), 10**6) == 10  # shrank: reloaded
+    with SqliteFlagStore(path) as store, store.conn:
+        store.conn.execute("DELETE FROM flags WHERE rowid <= 4")  # the newest row stays
+    assert source.count(FlagFilter(), 10**6) == 10  # not yet: the full count is periodic
+    source.COUNT_SECONDS = 0.0
+    assert source.count(FlagFilter(), 10**6) == 6
     path.unlink()
     assert source.count(FlagFilter(), 10**6) == 0 and "no flag store" in (source.notice or "")
 
