@@ -213,6 +213,24 @@ def test_page_with_mongodb_source(world: dict[str, str], mongo_uri: str, mongo_d
     assert table.height == 5 and set(table["rules"]) == {"geo_mismatch"}
     assert csv_rows(at)["transaction_id"].to_list() == table["transaction_id"].to_list()
 
+    # a verdict lands in <db>.cases / <db>.case_audit beside the flags, and a replay of the
+    # flags (the sink upserting them again) leaves it alone
+    txid = table["transaction_id"][0]
+    at.session_state["signed_in"] = "alice"
+    at = inspect(at, txid)
+    at.selectbox(key="triage_status").set_value("legitimate")
+    at.button(key=f"FormSubmitter:triage_{txid}-Save").click().run()
+    assert "Saved (1 change)." in texts(at)
+    sink = MongoFlagStore(mongo_uri, mongo_db.name, "flags", retry_seconds=10,
+                          rewrite_replays=True)
+    sink.upsert(live.filter(pl.col("flagged")))
+    sink.close()
+    case = mongo_db["cases"].find_one({"_id": txid})
+    assert case["status"] == "legitimate" and case["updated_by"] == "alice"
+    assert [d["user"] for d in mongo_db["case_audit"].find({"transaction_id": txid})] == ["alice"]
+    fresh = run_app()
+    assert metric(fresh, "Triaged alerts") == "1"
+
 
 # --- failure modes: one line each, the other panels intact ----------------------------------
 
