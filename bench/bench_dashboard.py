@@ -37,7 +37,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard import aggregates, baseline, data, lake  # noqa: E402
+from dashboard import aggregates, baseline, cases, data, lake  # noqa: E402
 from dashboard.filters import FlagFilter  # noqa: E402
 from dashboard.flag_cache import CacheConfig  # noqa: E402
 from dashboard.refresh import (  # noqa: E402
@@ -45,7 +45,9 @@ from dashboard.refresh import (  # noqa: E402
     Refresh,
     flag_view,
     load_refresh,
+    rule_band,
     traffic,
+    triage,
 )
 from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
 from flagstore.mongo import flag_documents  # noqa: E402
@@ -139,7 +141,9 @@ def naive_refresh(path: Path, cfg: DashboardConfig, f: FlagFilter, now: datetime
     series = lake.amount_series(all_files, view.unit, f.since, None, con=con)
     chart = aggregates.chart_frame(aggregates.bucket_range(start, now, view.unit), series,
                                    view.agg.series, None)
-    return Refresh(now, t, view, top, chart)
+    case_frame = pl.DataFrame(schema=cases.CASE_COLUMNS)
+    return Refresh(now, t, view, top, chart, triage(source, f, case_frame),
+                   rule_band(source, f, view, chart, None))
 
 
 def measure(sname: str, fname: str, cached, naive, runs: int, naive_runs: int) -> dict:

@@ -27,8 +27,15 @@ import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import access, baseline, cases, data, lake, views  # noqa: E402
-from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, FilterError, FlagFilter, build_filter  # noqa: E402
+from dashboard import access, aggregates, baseline, cases, data, lake, views  # noqa: E402
+from dashboard.filters import (  # noqa: E402
+    DEFAULT_TIME_RANGE,
+    TIME_RANGES,
+    FilterError,
+    FlagFilter,
+    build_filter,
+    ordered_rules,
+)
 from dashboard.refresh import (  # noqa: E402
     DashboardConfig,
     FlagView,
@@ -85,13 +92,26 @@ def _cached_live_baselines(files, ids) -> pl.DataFrame:
     return _live_baselines(tuple(files), tuple(ids))
 
 
-def sidebar() -> None:
+def rule_options(source: FlagSource | None) -> list[str]:
+    """v1 rules, then every other rule id seen in the held flags (rule sets), then any
+    still selected."""
+    seen: list[str] = []
+    if source is not None:
+        try:
+            seen = aggregates.per_rule_counts(source.matching(FlagFilter()))["rule"].to_list()
+        except Exception:  # noqa: BLE001 - the Flags panel reports the store's problem
+            seen = []
+    chosen = st.session_state.get("rules", [])
+    return list(ordered_rules([*RULE_NAMES, *seen, *chosen]))
+
+
+def sidebar(rules: list[str]) -> None:
     """Filter widgets; their values persist in session_state across refreshes."""
     sb = st.sidebar
     sb.header("Filters")
     sb.selectbox("Time range", list(TIME_RANGES), key="time_range",
                  index=list(TIME_RANGES).index(DEFAULT_TIME_RANGE))
-    sb.multiselect("Rules fired (any of)", list(RULE_NAMES), key="rules")
+    sb.multiselect("Rules fired (any of)", rules, key="rules")
     c1, c2 = sb.columns(2)
     c1.text_input("Min amount", key="min_amount", placeholder="e.g. 100")
     c2.text_input("Max amount", key="max_amount", placeholder="e.g. 5000")
@@ -210,13 +230,19 @@ def show_inspector(source: FlagSource, store: cases.CaseStore, cfg: DashboardCon
 
 def main() -> None:
     st.title("fraudlake · fraud alerts")
-    sidebar()
-    user = access.sign_in_box()
     try:
         cfg = DashboardConfig.from_env()
     except ValueError as exc:
+        sidebar(list(RULE_NAMES))
         st.error(f"Bad dashboard configuration in the environment: {views.one_line(exc)}")
         return
+    try:
+        source: FlagSource | None = _source(cfg, _source_key(cfg))
+        open_error = None
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed MONGO_URI: a message, no trace
+        source, open_error = None, exc
+    sidebar(rule_options(source))
+    user = access.sign_in_box()
     try:
         f = current_filter(datetime.now(UTC))
     except FilterError as exc:
@@ -224,10 +250,8 @@ def main() -> None:
         st.warning(f"Fix the filter to see data: {exc}")
         views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
-    try:
-        source = _source(cfg, _source_key(cfg))
-    except Exception as exc:  # noqa: BLE001 - e.g. a malformed MONGO_URI: a message, no trace
-        st.error(f"Cannot open the flag store: {views.one_line(exc)}")
+    if source is None:
+        st.error(f"Cannot open the flag store: {views.one_line(open_error)}")
         views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
     store = _cases(cfg, source)

@@ -169,7 +169,11 @@ def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
     lazy = frame.lazy()
     if f.rules:
         wanted = sum(1 << i for i, r in enumerate(RULE_NAMES) if r in f.rules)
-        lazy = lazy.filter((pl.col(_MASK) & wanted) != 0)
+        pred = (pl.col(_MASK) & wanted) != 0
+        for r in f.rules:  # rule-set ids beyond v1: looked up in the list
+            if r not in RULE_NAMES:
+                pred |= pl.col("rules").list.contains(r)
+        lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
     return apply(rest, lazy) if rest != FlagFilter() else lazy  # type: ignore[arg-type]
 

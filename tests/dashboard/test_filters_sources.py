@@ -41,7 +41,7 @@ def test_build_filter_parses_and_rejects() -> None:
     assert build_filter(time_range="All time", now=NOW, rules=[]) == FlagFilter()
     for kwargs, word in [({"user": "4x"}, "user id"), ({"min_amount": "abc"}, "min amount"),
                          ({"min_amount": "5", "max_amount": "4"}, "above"),
-                         ({"country": "D3"}, "country"), ({"rules": ["nope"]}, "rule"),
+                         ({"country": "D3"}, "country"), ({"rules": ["No pe"]}, "rule"),
                          ({"max_amount": "1.234"}, "2 decimals")]:
         with pytest.raises(FilterError, match=word):
             build_filter(time_range="Last hour", now=NOW, **{"rules": [], **kwargs})
@@ -111,3 +111,25 @@ def test_mongo_source_matches_sqlite(mongo_uri: str, mongo_db, store) -> None:
         assert mongo.count(FlagFilter(), 5) == 5
     finally:
         mongo.close()
+
+
+def test_rule_set_ids_beyond_v1_filter_alike(tmp_path: Path) -> None:
+    """A rule-set rule id that is no v1 column: bound into SQLite, looked up in the list in
+    the page's cache, and the same rows either way."""
+    from dashboard.flag_cache import CacheConfig
+
+    live = _dashdata.events(30, NOW - timedelta(minutes=30), timedelta(minutes=1))
+    _dashdata.write_flags(tmp_path / "f.sqlite", live)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "f.sqlite") as conn:  # two flags also fired a v2 rule
+        conn.execute("""UPDATE flags SET rules = '["high_amount","new_device"]'
+                        WHERE rowid IN (1, 3)""")
+    f = build_filter(time_range="All time", now=NOW, rules=["new_device"])
+    assert f.rules == ("new_device",)
+    where, params = sql_where(f)
+    assert where == " WHERE (rules LIKE ?)" and params == ['%"new_device"%']
+    plain = SqliteFlagSource(tmp_path / "f.sqlite").export(f)
+    held = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig()).export(f)
+    assert plain.height == 2 and held.equals(plain)
+    assert apply(f, SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())).height == 2
