@@ -182,7 +182,8 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
         views.guard("Per-rule monitoring", lambda: views.rule_monitoring(
             rule_band(source, f, view, chart, report),
             tri.confirmed_rules if tri is not None else pl.DataFrame()))
-    views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report))
+    views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report,
+                                                 cfg.whatif_path))
 
 
 def _rule_set_in_force(source: FlagSource) -> str | None:

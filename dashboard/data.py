@@ -110,6 +110,42 @@ def read_report(path: Path) -> dict | None:
     return report
 
 
+def read_whatif(path: Path) -> dict | None:
+    """A what-if report (``batch.backtest --compare/--sweep``, saved as JSON): None when absent;
+    ``ReportError`` when it is not one."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"what-if report {path} is unreadable "
+                          f"({str(exc).splitlines()[0][:120]})") from exc
+    if not isinstance(report, dict) or not any(k in report for k in ("sweep", "flips", "b")):
+        raise ReportError(f"what-if report {path} has no A/B diff or sweep")
+    return report
+
+
+def sweep_points(report: dict) -> pl.DataFrame:
+    """One row per sweep point: alerts/day, precision, recall, on the frontier or not."""
+    sweep = report.get("sweep") or {}
+    frontier = set(sweep.get("frontier") or [])
+    rows = [{"point": str(p.get("point")), "rule_set_id": p.get("rule_set_id"),
+             "alerts_per_day": p.get("alerts_per_day"), "precision": p.get("precision"),
+             "recall": p.get("recall"), "frontier": p.get("point") in frontier}
+            for p in sweep.get("points") or [] if isinstance(p, dict)]
+    schema = {"point": pl.String(), "rule_set_id": pl.String(), "alerts_per_day": pl.Float64(),
+              "precision": pl.Float64(), "recall": pl.Float64(), "frontier": pl.Boolean()}
+    return pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+
+
+def flips(report: dict) -> pl.DataFrame:
+    """Per rule: decisions B gains and loses against A."""
+    rows = [{"rule": r, "gained": int(v.get("gained") or 0), "lost": int(v.get("lost") or 0)}
+            for r, v in (report.get("flips") or {}).items() if isinstance(v, dict)]
+    return pl.DataFrame(rows, schema={"rule": pl.String(), "gained": pl.Int64(),
+                                      "lost": pl.Int64()}, orient="row")
+
+
 def report_params(report: dict) -> pl.DataFrame:
     """The backtest's parameters (rule set id, per-rule params), one row each, as text."""
     rows = []

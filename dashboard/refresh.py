@@ -35,6 +35,7 @@ class DashboardConfig:
     cache_dir: Path = DEFAULT_CACHE_DIR
     report_path: Path = Path("storage/reports/backtest.json")
     metrics_path: Path = Path("storage/metrics/consumer.json")
+    whatif_path: Path = Path("storage/reports/whatif.json")
     refresh_seconds: float = 1.0
     table_rows: int = 200
     kpi_minutes: float = 5.0
@@ -47,6 +48,7 @@ class DashboardConfig:
             cache_dir=Path(e.get("DASHBOARD_CACHE_DIR", str(DEFAULT_CACHE_DIR))),
             report_path=Path(e.get("BACKTEST_REPORT", str(cls.report_path))),
             metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.metrics_path))),
+            whatif_path=Path(e.get("WHATIF_REPORT", str(cls.whatif_path))),
             refresh_seconds=float(e.get("DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds)),
         )
 

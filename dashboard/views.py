@@ -227,19 +227,37 @@ def backtest(path: Path) -> None:
             st.dataframe(params, hide_index=True, key="backtest_params")
 
 
-def what_if(rule_set_id: str | None, report: dict | None) -> None:
+def what_if(rule_set_id: str | None, report: dict | None, whatif_path: Path) -> None:
     st.subheader("What-if")
     st.markdown(f"Rule set in force (newest flag): **{rule_set_id or 'v1 rules (no id)'}** · "
-                f"backtest: **{(report or {}).get('rule_set_id') or 'v1 rules (no id)'}**")
-    sweep = (report or {}).get("sweep") or (report or {}).get("ab")
-    if isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep):
-        frame = pl.DataFrame(sweep, strict=False)
-        st.dataframe(frame, hide_index=True, key="what_if")
-        numeric = [c for c, t in frame.schema.items() if t.is_numeric()]
-        if len(numeric) >= 2:
-            st.line_chart(frame.to_pandas(), x=numeric[0], y=numeric[1:])
-    else:
-        st.caption("No A/B diff or sweep in the backtest report (the what-if tools write one).")
+                f"last backtest: **{(report or {}).get('rule_set_id') or 'v1 rules (no id)'}**")
+    w = data.read_whatif(whatif_path)
+    if w is None:
+        st.caption(f"No what-if report at {whatif_path} (save a `batch.backtest --compare / "
+                   "--sweep` report there, or set WHATIF_REPORT).")
+        return
+    a, b = (w.get("a") or {}), (w.get("b") or {})
+    st.caption(f"what-if over {w.get('input', '?')}: A {a.get('rule_set_id', '?')}"
+               + (f" vs B {b.get('rule_set_id')}" if b else ""))
+    fl = data.flips(w)
+    if not fl.is_empty():
+        st.markdown("**A/B: decisions B gains and loses, per rule**")
+        long = fl.unpivot(index="rule", variable_name="change", value_name="decisions")
+        st.altair_chart(alt.Chart(long.to_pandas()).mark_bar().encode(
+            x=alt.X("decisions:Q"), y=alt.Y("rule:N", title=None),
+            color=alt.Color("change:N", title=None), yOffset="change:N"), width="stretch")
+    pts = data.sweep_points(w)
+    if not pts.is_empty():
+        st.markdown("**Sweep: alerts per day vs precision** (frontier marked)")
+        st.altair_chart(alt.Chart(pts.to_pandas()).mark_point(filled=True, size=80).encode(
+            x=alt.X("alerts_per_day:Q", title="alerts per day"),
+            y=alt.Y("precision:Q", axis=alt.Axis(format="%")),
+            shape="frontier:N", tooltip=["point", "rule_set_id", "alerts_per_day",
+                                         alt.Tooltip("precision:Q", format=".1%"),
+                                         alt.Tooltip("recall:Q", format=".1%")]),
+            width="stretch")
+        st.dataframe(pts, hide_index=True, key="sweep_points",
+                     column_config={"precision": PCT, "recall": PCT})
 
 
 def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Path],

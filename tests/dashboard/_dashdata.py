@@ -92,4 +92,5 @@ def build_world(tmp: Path, now: datetime | None = None, live_events: int = 60
         "BACKTEST_REPORT": str(tmp / "backtest.json"),
         "CONSUMER_METRICS": str(tmp / "consumer.json"),
         "DASHBOARD_USERS_FILE": str(tmp / "users.txt"),
+        "WHATIF_REPORT": str(tmp / "whatif.json"),
     }

@@ -362,3 +362,26 @@ def test_triage_action_is_stored_audited_and_survives_reload(world: dict[str, st
     assert txid not in set(queue["transaction_id"])  # decided: out of the queue
     scores = queue["score"].to_list()
     assert scores == sorted(scores, reverse=True)
+
+
+def test_what_if_report_as_charts(world: dict[str, str], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    report = {"input": "h", "a": {"rule_set_id": "default-1@aaaaaaaaaaaa"},
+              "b": {"rule_set_id": "strict@bbbbbbbbbbbb"},
+              "flips": {"high_amount": {"gained": 120, "lost": 30}},
+              "sweep": {"parameters": ["high_amount.threshold"], "frontier": ["p1"],
+                        "points": [{"point": f"p{i}", "rule_set_id": f"s@{i}",
+                                    "precision": 0.1 * i, "recall": 0.5,
+                                    "alerts_per_day": 10.0 / i} for i in (1, 2, 3)]}}
+    path = tmp_path / "whatif.json"
+    path.write_text(json.dumps(report))
+    monkeypatch.setenv("WHATIF_REPORT", str(path))
+    at = run_app()
+    assert "A default-1@aaaaaaaaaaaa vs B strict@bbbbbbbbbbbb" in texts(at)
+    points = table_with(at, "alerts_per_day")
+    assert list(points["point"]) == ["p1", "p2", "p3"] and list(points["frontier"]) == [
+        True, False, False]
+    path.write_text("{}")
+    at = run_app()
+    assert any(e.value.startswith("What-if unavailable") for e in at.error)
+    assert latest_table(at).height == 20
