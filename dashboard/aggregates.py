@@ -32,6 +32,7 @@ class FlagAggregates:
     per_rule: pl.DataFrame  # PER_RULE
     oldest: datetime | None
     newest: datetime | None
+    rule_series: pl.DataFrame  # bucket, rule, flags (hits per rule per bucket)
 
 
 def choose_unit(span: timedelta) -> str:
@@ -67,16 +68,18 @@ def flag_aggregates(flags: pl.LazyFrame, unit: str, top_n: int = 10) -> FlagAggr
            .join(leaders, on="user_id")
            .sort(["flags", "last_flag", "user_id"], descending=[True, True, False])
            .select("user_id", "flags", "flagged_amount", "max_amount", "rules", "last_flag"))
-    per_rule = (flags.select("rules", "is_fraud").explode("rules")
-                .filter(pl.col("rules").is_not_null())
-                .group_by(pl.col("rules").alias("rule"))
-                .agg(pl.len().cast(pl.Int64).alias("flags"),
-                     pl.col("is_fraud").is_not_null().sum().cast(pl.Int64).alias("labelled"),
-                     pl.col("is_fraud").cast(pl.Int64).sum().cast(pl.Int64).alias("fraud"))
-                .sort("rule"))
-    t, s, tp, pr = pl.collect_all([totals, series, top, per_rule])
+    rule_series = (flags.select(pl.col("ts").dt.truncate(UNITS[unit]).alias("bucket"), "rules",
+                                "is_fraud").explode("rules")
+                   .filter(pl.col("rules").is_not_null())
+                   .group_by("bucket", pl.col("rules").alias("rule"))
+                   .agg(pl.len().cast(pl.Int64).alias("flags"),
+                        pl.col("is_fraud").is_not_null().sum().cast(pl.Int64).alias("labelled"),
+                        pl.col("is_fraud").cast(pl.Int64).sum().cast(pl.Int64).alias("fraud"))
+                   .sort("rule", "bucket"))
+    t, s, tp, rs = pl.collect_all([totals, series, top, rule_series])
     row = t.row(0, named=True)
     labelled = int(row["labelled"] or 0)
+    pr = rs.group_by("rule").agg(pl.col("flags", "labelled", "fraud").sum()).sort("rule")
     pr = pr.with_columns(
         pl.when(pl.col("labelled") > 0).then(pl.col("fraud") / pl.col("labelled"))
         .otherwise(None).cast(pl.Float64).alias("precision"))
@@ -84,7 +87,8 @@ def flag_aggregates(flags: pl.LazyFrame, unit: str, top_n: int = 10) -> FlagAggr
         total=int(row["n"]), series=s.cast(SERIES).select(list(SERIES)),  # type: ignore[arg-type]
         top=tp, precision=(int(row["fraud"] or 0) / labelled) if labelled else None,
         labelled=labelled, per_rule=pr.cast(PER_RULE).select(list(PER_RULE)),  # type: ignore[arg-type]
-        oldest=row["oldest"], newest=row["newest"])
+        oldest=row["oldest"], newest=row["newest"],
+        rule_series=rs.select("bucket", "rule", "flags"))
 
 
 def bucket_range(start: datetime, end: datetime, unit: str) -> pl.DataFrame:

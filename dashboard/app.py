@@ -179,9 +179,14 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
         views.queue(tri.queue, tz)
     report = _report_or_none(cfg.report_path)
     if view is not None and chart is not None:
-        views.guard("Per-rule monitoring", lambda: views.rule_monitoring(
-            rule_band(source, f, view, chart, report),
-            tri.confirmed_rules if tri is not None else pl.DataFrame()))
+        table = views.guard("Per-rule monitoring", lambda: rule_band(source, f, view, chart,
+                                                                     report))
+        if table is not None:
+            views.rule_monitoring(table, tri.confirmed_rules if tri is not None
+                                  else pl.DataFrame())
+            time_only = f == FlagFilter(since=f.since, until=f.until)
+            views.guard("Per-rule hits over time", lambda: views.rule_over_time(
+                table, view.agg.rule_series if time_only else None, chart, view.unit))
     views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report,
                                                  cfg.whatif_path))
 

@@ -62,3 +62,24 @@ def rule_monitor(per_rule: pl.DataFrame, live_events: int, report: dict | None
                      "band low": lo, "band high": hi, "status": status(rate, lo, hi)})
     return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(
         schema=SCHEMA)
+
+
+def rule_band_series(hits: pl.DataFrame, live: pl.DataFrame, rule: str, p: float | None
+                     ) -> pl.DataFrame:
+    """One rule over time: bucket, live events, hits, expected, band low/high (in hits), drift.
+
+    ``hits``: (bucket, rule, flags); ``live``: (bucket, events) zero-filled over the range."""
+    mine = hits.filter(pl.col("rule") == rule).select("bucket", pl.col("flags").alias("hits"))
+    out = live.join(mine, on="bucket", how="left").with_columns(pl.col("hits").fill_null(0))
+    if p is None:
+        return out.with_columns(pl.lit(None, pl.Float64).alias(c)
+                                for c in ("expected", "band low", "band high")).with_columns(
+            pl.lit(False).alias("drift"))
+    half = BAND_SIGMAS * (pl.col("events").cast(pl.Float64) * p * (1 - p)).sqrt()
+    expected = pl.col("events").cast(pl.Float64) * p
+    out = out.with_columns(expected.alias("expected"),
+                           (expected - half).clip(lower_bound=0).alias("band low"),
+                           (expected + half).alias("band high"))
+    return out.with_columns(((pl.col("events") > 0) & ((pl.col("hits") < pl.col("band low"))
+                                                      | (pl.col("hits") > pl.col("band high"))))
+                            .alias("drift"))

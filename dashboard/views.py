@@ -196,6 +196,36 @@ def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
                "(binomial); confirmed precision = analyst verdicts")
 
 
+def rule_over_time(table: pl.DataFrame, hits: pl.DataFrame | None, chart_frame: pl.DataFrame,
+                   unit: str) -> None:
+    """One rule's hits per bucket against the band the backtest predicts; drift marked."""
+    if table.is_empty():
+        return
+    if hits is None:
+        st.caption("Per-rule hits over time: clear the rule, amount, user and country filters "
+                   "(the band is about all traffic).")
+        return
+    rules = table["rule"].to_list()
+    drifting = table.filter(pl.col("status").str.contains("drift"))["rule"].to_list()
+    rule = st.selectbox("Rule over time", rules, key="monitor_rule",
+                        index=rules.index(drifting[0]) if drifting else 0)
+    live = chart_frame.filter(pl.col("series") == "live events").select("bucket", "events")
+    if live.is_empty():
+        st.caption("No live events in range: no band to draw.")
+        return
+    p = table.filter(pl.col("rule") == rule)["backtest rate"][0]
+    s = monitor.rule_band_series(hits, live, rule, p).to_pandas()
+    base = alt.Chart(s).encode(x=alt.X("bucket:T", title=None))
+    layers = [base.mark_line(color="#1f77b4").encode(y=alt.Y("hits:Q", title=f"hits per {unit}"))]
+    if p is not None:
+        layers.insert(0, base.mark_area(opacity=0.25, color="#7f7f7f").encode(
+            y="band low:Q", y2="band high:Q"))
+        layers.append(base.transform_filter("datum.drift").mark_point(
+            color="#d62728", size=70, filled=True).encode(y="hits:Q"))
+    st.altair_chart(alt.layer(*layers), width="stretch")
+    st.caption(f"{rule}: live hits (line) vs the backtest band (grey); red = outside the band")
+
+
 def backtest(path: Path) -> None:
     st.subheader("Backtest: rule hit rates over the history")
     report = data.read_report(path)

@@ -385,3 +385,16 @@ def test_what_if_report_as_charts(world: dict[str, str], tmp_path: Path,
     at = run_app()
     assert any(e.value.startswith("What-if unavailable") for e in at.error)
     assert latest_table(at).height == 20
+
+
+def test_rule_over_time_against_the_backtest_band(world: dict[str, str]) -> None:
+    report = {"rules": {r: {"flagged": 1, "flag_rate": 0.0001} for r in
+                        ("high_amount", "high_frequency", "unusual_hour", "geo_mismatch")}}
+    Path(world["BACKTEST_REPORT"]).write_text(json.dumps(report))
+    at = run_app()
+    monitor_table = table_with(at, "band high")
+    assert set(monitor_table["status"]) == {"▲ drift: above band"}  # 5 hits in 60 events
+    assert at.selectbox(key="monitor_rule").value == "geo_mismatch"  # first drifting rule
+    assert any("outside the band" in c.value for c in at.caption)
+    at.sidebar.text_input(key="user").set_value("2").run()
+    assert "clear the rule, amount, user and country filters" in texts(at)

@@ -176,3 +176,16 @@ def test_travel_reconstructed_from_the_card() -> None:
     assert drill.evidence_rows({**flag, "rules_fired": ["r"], "evidence": {"r": {"n": 6}}}) \
         == {"r": {"n": 6}}
     assert drill.jump_points(flag, jump).height == 2
+
+
+def test_rule_band_over_time_marks_drift() -> None:
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    buckets = [t + timedelta(hours=i) for i in range(4)]
+    live = pl.DataFrame({"bucket": buckets, "events": [10_000, 10_000, 0, 10_000]})
+    hits = pl.DataFrame({"bucket": buckets[:2] + buckets[3:], "rule": ["r", "r", "r"],
+                         "flags": [100, 400, 90]})
+    s = monitor.rule_band_series(hits, live, "r", 0.01)
+    assert s["hits"].to_list() == [100, 400, 0, 90]
+    assert s["drift"].to_list() == [False, True, False, False]
+    assert s["expected"].to_list() == [100.0, 100.0, 0.0, 100.0]
+    assert not monitor.rule_band_series(hits, live, "r", None)["drift"].any()
