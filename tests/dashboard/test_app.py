@@ -398,3 +398,20 @@ def test_rule_over_time_against_the_backtest_band(world: dict[str, str]) -> None
     assert any("outside the band" in c.value for c in at.caption)
     at.sidebar.text_input(key="user").set_value("2").run()
     assert "clear the rule, amount, user and country filters" in texts(at)
+
+
+def test_oidc_configured_uses_st_login(world: dict[str, str]) -> None:
+    """With an [auth] section in the secrets the page offers st.login instead of the users
+    file; this machine has no Authlib / provider, so signing in fails in one line, read-only."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
+                          "cookie_secret": "not-a-real-secret", "client_id": "x",
+                          "client_secret": "y", "server_metadata_url":
+                          "http://127.0.0.1:1/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception
+    assert not [t for t in at.sidebar.text_input if t.key == "login_password"]
+    at.sidebar.button(key="sign_in_oidc").click().run()
+    assert not at.exception
+    assert "Read-only until you sign in." in texts(at)
+    assert "not-a-real-secret" not in str(at._tree)
