@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,8 @@ def follow_demo(seed: int, users: int, rate: float, lake: Path, flags_db: Path,
                 params: RuleParams, metrics: Path | None, tick: float = 1.0,
                 stop: Callable[[], bool] = lambda: False) -> DemoSummary:
     """The embedded live feed: events due by the wall clock, decided and appended every
-    ``tick`` seconds until ``stop()`` (or Ctrl-C)."""
+    ``tick`` seconds until ``stop()`` says so (checked between batches: a batch in hand is
+    always written to both the lake and the flag store)."""
     from streaming.produce import simulated_events
 
     summary = DemoSummary()
@@ -167,28 +169,25 @@ def follow_demo(seed: int, users: int, rate: float, lake: Path, flags_db: Path,
     offset = next_offset(lake)
     t0 = time.perf_counter()
     with SqliteFlagStore(flags_db) as store:
-        try:
-            while not stop():
-                time.sleep(tick)
-                now = datetime.now(UTC)
-                while pending.is_empty() or pending["ts"].max() <= now:  # type: ignore[operator]
-                    pending = pl.concat([pending, next(frames)])
-                due = pending.filter(pl.col("ts") <= now)
-                pending = pending.filter(pl.col("ts") > now)
-                if due.is_empty():
-                    continue
-                records = next(json_records(iter([due]), offset))
-                offset += len(records)
-                result = process_batch(records, engine)
-                summary.lake_files.update(sink.write(result.events_with_rules, TOPIC, PARTITION,
-                                                     records[0].offset, records[-1].offset))
-                store.upsert(result.flagged)
-                summary.events += result.events_with_rules.height
-                summary.flags[FLAGGED] += result.flagged.height
-                if metrics is not None:
-                    write_metrics(metrics, lag=0, events=summary.events, now=now)
-        except KeyboardInterrupt:
-            pass
+        while not stop():
+            time.sleep(tick)
+            now = datetime.now(UTC)
+            while pending.is_empty() or pending["ts"].max() <= now:  # type: ignore[operator]
+                pending = pl.concat([pending, next(frames)])
+            due = pending.filter(pl.col("ts") <= now)
+            pending = pending.filter(pl.col("ts") > now)
+            if due.is_empty():
+                continue
+            records = next(json_records(iter([due]), offset))
+            offset += len(records)
+            result = process_batch(records, engine)
+            summary.lake_files.update(sink.write(result.events_with_rules, TOPIC, PARTITION,
+                                                 records[0].offset, records[-1].offset))
+            store.upsert(result.flagged)
+            summary.events += result.events_with_rules.height
+            summary.flags[FLAGGED] += result.flagged.height
+            if metrics is not None:
+                write_metrics(metrics, lag=0, events=summary.events, now=now)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -202,10 +201,6 @@ def write_metrics(path: Path, lag: int, events: int, now: datetime) -> None:
     tmp.write_text(json.dumps({"lag": lag, "events": events, "mode": "embedded demo --follow",
                                "updated_at": now.isoformat()}))
     tmp.replace(path)
-
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,11 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
     if args.follow:
         metrics = Path(os.environ.get("CONSUMER_METRICS", "storage/metrics/consumer.json"))
-        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the batch in hand is kept
+        stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
         print(f"following: {args.rate:g} events/s into {args.lake} and {args.flags_db} "
               "(Ctrl-C stops)", file=sys.stderr)
         summary = follow_demo(args.seed, args.users, args.rate, args.lake, args.flags_db,
-                              params, metrics)
+                              params, metrics, stop=stopping.is_set)
     else:
         summary = run_demo(args.count, args.seed, args.users, args.rate, args.batch, args.lake,
                            args.flags_db, params, progress=not args.quiet)

@@ -8,6 +8,7 @@ the README's ``docs/dashboard/*.png``. Streamlit listens on a free port in 8600â
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -109,7 +110,8 @@ def test_dashboard_in_chromium(app_url: tuple[str, dict[str, str]], tmp_path: Pa
             expect(page.get_by_test_id("stAppDeployButton")).to_be_hidden()
             expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
             time.sleep(2.5)  # a few run_every=1 refreshes: the page must stay intact
-            expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible()
+            expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible(
+                timeout=30_000)
             page.screenshot(path=str(out_dir / "dashboard.png"), full_page=True)
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
@@ -243,14 +245,18 @@ def replay_and_restart(env: dict[str, str]) -> None:
     live = pl.read_parquet(Path(env["LAKE_DIR"]) / "transactions", hive_partitioning=False)
     with SqliteFlagStore(Path(env["LOCAL_FLAGS_PATH"])) as store:
         store.upsert(live.filter(pl.col("flagged")))  # replay: the same flags again
+    metrics = Path(env["CONSUMER_METRICS"])
     proc = subprocess.Popen(
         [sys.executable, "-m", "streaming.demo", "--follow", "--rate", "200", "--users", "500",
          "--lake", env["LAKE_DIR"], "--flags-db", env["LOCAL_FLAGS_PATH"]],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
-    time.sleep(6)
+    deadline = time.monotonic() + 90
+    while not metrics.exists() and time.monotonic() < deadline:  # a first batch written
+        time.sleep(0.5)
     proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=60) == 0
+    assert json.loads(metrics.read_text())["events"] > 0
 
 
 def failure_modes(page, env: dict[str, str], expect) -> None:
