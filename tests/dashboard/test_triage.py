@@ -189,3 +189,15 @@ def test_rule_band_over_time_marks_drift() -> None:
     assert s["drift"].to_list() == [False, True, False, False]
     assert s["expected"].to_list() == [100.0, 100.0, 0.0, 100.0]
     assert not monitor.rule_band_series(hits, live, "r", None)["drift"].any()
+
+
+def test_queue_best_first_without_a_full_sort() -> None:
+    from dashboard.refresh import best_first
+
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    flags = pl.DataFrame({"transaction_id": [f"t{i:02d}" for i in range(12)],
+                          "ts": [t + timedelta(minutes=i // 2) for i in range(12)],
+                          "score": [1.0, 2.0, 1.0, 1.5, 2.0, 1.0, 1.0, 2.0, 1.5, 1.0, 1.0, 1.0]})
+    expect = flags.sort(["score", "ts", "transaction_id"], descending=True)
+    for n in (1, 3, 5, 12, 20):
+        assert best_first(flags.lazy(), n).equals(expect.head(n)), n
