@@ -27,7 +27,7 @@ import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import access, aggregates, baseline, cases, data, lake, views  # noqa: E402
+from dashboard import access, aggregates, alert_view, baseline, cases, data, lake, views  # noqa: E402
 from dashboard.filters import (  # noqa: E402
     DEFAULT_TIME_RANGE,
     TIME_RANGES,
@@ -226,12 +226,12 @@ def show_inspector(source: FlagSource, store: cases.CaseStore, cfg: DashboardCon
         st.info(f"No flag {txid!r} in {source.label}.")
         return
     tz = views.local_tz()
-    views.card_and_evidence(flag, views.lake_files(cfg), history_files, tz)
+    alert_view.card_and_evidence(flag, views.lake_files(cfg), history_files, tz)
     current = None
     if case_frame is not None:
         row = case_frame.filter(pl.col("transaction_id") == txid)
         current = row.row(0, named=True) if row.height else None
-    views.guard("Verdict", lambda: views.triage_form(store, txid, user, current))
+    views.guard("Verdict", lambda: alert_view.triage_form(store, txid, user, current))
 
 
 def main() -> None:

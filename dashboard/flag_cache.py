@@ -33,6 +33,7 @@ from fraudlake.contract import RULE_NAMES
 
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
 _MASK = "_rule_mask"  # one bit per RULE_NAMES entry: cheap "any of these rules" filter
+MASK = _MASK
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,10 @@ def matching(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
 
 
 def lazy_matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
-    """Held flags matching ``f``, ascending, lazily (the aggregates run over it in place)."""
-    return _matching(snap, f).drop(_MASK)
+    """Held flags matching ``f``, ascending, lazily (the aggregates run over it in place);
+    with the ``_rule_mask`` column (one bit per v1 rule: per-rule counts without exploding
+    the lists, see ``dashboard.aggregates``)."""
+    return _matching(snap, f)
 
 
 def count(snap: Snapshot, f: FlagFilter) -> int:

@@ -166,3 +166,43 @@ def max_ts(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
         return None
     con = con or connect()
     return con.execute(MAX_TS_SQL, _params(files)).fetchall()[0][0]
+
+
+BOUNDS_SQL = """
+SELECT filename, min(ts) AS lo, max(ts) AS hi
+FROM read_parquet($files, hive_partitioning=true, union_by_name=true, hive_types=$ht,
+                  filename=true)
+GROUP BY filename
+"""  # noqa: S608 - constant fragments only; every value is a bound parameter
+
+_BOUNDS: dict[tuple[str, int, int], tuple[datetime | None, datetime | None]] = {}
+_BOUNDS_LOCK = threading.Lock()
+
+
+def ts_bounds(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+              ) -> tuple[datetime | None, datetime | None]:
+    """(oldest, newest) event time over ``files``; each file is read once per version
+    (path, size, mtime), so a refresh reads only the files written since the last one."""
+    keys = {}
+    for p in files:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        keys[str(p)] = (str(p), st.st_size, st.st_mtime_ns)
+    with _BOUNDS_LOCK:
+        todo = [path for path, k in keys.items() if k not in _BOUNDS]
+    if todo:
+        con = con or connect()
+        rows = con.execute(BOUNDS_SQL, _params([Path(t) for t in todo])).fetchall()
+        with _BOUNDS_LOCK:
+            if len(_BOUNDS) > 100_000:
+                _BOUNDS.clear()
+            for name, lo, hi in rows:
+                if name in keys:
+                    _BOUNDS[keys[name]] = (lo, hi)
+    with _BOUNDS_LOCK:
+        got = [_BOUNDS.get(k, (None, None)) for k in keys.values()]
+    los = [lo for lo, _ in got if lo is not None]
+    his = [hi for _, hi in got if hi is not None]
+    return (min(los) if los else None), (max(his) if his else None)

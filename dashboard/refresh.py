@@ -100,8 +100,7 @@ def traffic(cfg: DashboardConfig, now: datetime,
     files = data_files(cfg.settings.lake_transactions_dir)
     con = con or lake.connect()
     events, flagged = lake.window_counts(files, now - timedelta(minutes=cfg.kpi_minutes), con=con)
-    newest = lake.max_ts(lake.files_in_range(files, now - timedelta(days=31)), con=con) \
-        if files else None
+    newest = lake.ts_bounds(files, con=con)[1]
     return Traffic(events, flagged, cfg.kpi_minutes, newest, bool(files))
 
 
@@ -114,7 +113,7 @@ def range_start(f: FlagFilter, source: FlagSource, history: HistoryCache, now: d
     if not history.daily.is_empty():
         candidates.append(history.daily["bucket"].min())  # type: ignore[arg-type]
     if live_files:
-        live_min = lake.min_ts(live_files, con=con)
+        live_min = lake.ts_bounds(live_files, con=con)[0]
         if live_min is not None:
             candidates.append(live_min)
     oldest = source.matching(FlagFilter()).select(pl.col("ts").min()).collect().item()
