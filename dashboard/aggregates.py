@@ -199,7 +199,12 @@ def chart_frame(axis: pl.DataFrame, live: pl.DataFrame | None, flags: pl.DataFra
 
 
 def per_rule_counts(flags: pl.LazyFrame) -> pl.DataFrame:
-    """(rule, flags) over every row of ``flags`` (the monitor's all-traffic counts)."""
-    return (flags.select("rules").explode("rules").filter(pl.col("rules").is_not_null())
-            .group_by(pl.col("rules").alias("rule")).agg(pl.len().cast(pl.Int64).alias("flags"))
-            .sort("rule").collect())
+    """(rule, flags) over every row of ``flags`` (the monitor's all-traffic counts); v1 rules
+    from the bit mask when the frame has it."""
+    from dashboard.flag_cache import MASK
+
+    has_mask = MASK in flags.collect_schema().names()
+    frame = flags.select("rules", "is_fraud", *([MASK] if has_mask else [])).collect()
+    one = frame.with_columns(pl.lit(0).cast(pl.Datetime("us", "UTC")).alias("bucket"))
+    return (_rule_series(one, has_mask).group_by("rule").agg(pl.col("flags").sum())
+            .sort("rule"))
