@@ -99,7 +99,8 @@ def traffic(cfg: DashboardConfig, now: datetime,
     """Events and flagged events in the live lake over the last ``kpi_minutes``."""
     files = data_files(cfg.settings.lake_transactions_dir)
     con = con or lake.connect()
-    events, flagged = lake.window_counts(files, now - timedelta(minutes=cfg.kpi_minutes), con=con)
+    since = now - timedelta(minutes=cfg.kpi_minutes)
+    events, flagged = lake.window_counts(lake.files_since(files, since, con), since, con=con)
     newest = lake.ts_bounds(files, con=con)[1]
     return Traffic(events, flagged, cfg.kpi_minutes, newest, bool(files))
 
@@ -138,14 +139,33 @@ def volume(cfg: DashboardConfig, f: FlagFilter, view: FlagView, history: History
     con = con or lake.connect()
     live_files = data_files(cfg.settings.lake_transactions_dir)
     unit = view.unit
-    live = (lake.amount_series(live_files, unit, f.since, f.until, con=con)
-            if live_files else None)
+    live = live_series(live_files, unit, f.since, f.until, con) if live_files else None
     if unit in ("day", "month"):
         hist = data.rebucket(history.daily, unit, f.since, f.until)
     else:
         hist = lake.amount_series(history_files, unit, f.since, f.until, con=con)
     axis = aggregates.bucket_range(view.start, view.end, unit)
     return aggregates.chart_frame(axis, live, view.agg.series, hist)
+
+
+def live_series(files: Sequence[Path], unit: str, since: datetime | None,
+                until: datetime | None, con: duckdb.DuckDBPyConnection | None = None
+                ) -> pl.DataFrame:
+    """Live events per ``unit`` bucket from the per-file minute counts (``lake.live_minutes``):
+    the buckets that overlap [since, until) — whole minutes at the edges."""
+    minutes = lake.live_minutes(files, con)
+    if since is not None:
+        minutes = minutes.filter(pl.col("bucket") >= since.replace(second=0, microsecond=0))
+    if until is not None:
+        minutes = minutes.filter(pl.col("bucket") < until)
+    step = aggregates.STEP_US[unit]
+    out = (minutes.group_by(((pl.col("bucket").dt.epoch("us") // step) * step)
+                            .cast(pl.Datetime("us", "UTC")).alias("bucket"))
+           .agg(pl.col("events", "amount").sum()).sort("bucket"))
+    if unit == "month":
+        out = (out.group_by(pl.col("bucket").dt.truncate("1mo"))
+               .agg(pl.col("events", "amount").sum()).sort("bucket"))
+    return out.cast(lake.SERIES_SCHEMA).select(list(lake.SERIES_SCHEMA))  # type: ignore[arg-type]
 
 
 def top_users(cfg: DashboardConfig, view: FlagView, history: HistoryCache,

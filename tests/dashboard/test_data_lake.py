@@ -198,3 +198,23 @@ def test_aggregates_fast_paths_agree_with_the_plain_computation(tmp_path: Path,
                                                  pl.col("ts").max().alias("last")).sort(
         ["flags", "last", "user_id"], descending=[True, True, False]).head(10).collect()
     assert fast.top["user_id"].to_list() == counts["user_id"].to_list()
+
+
+@pytest.mark.parametrize("unit", ["minute", "hour", "day", "month"])
+def test_live_series_from_memoized_minutes_equals_duckdb(tmp_path: Path, unit: str) -> None:
+    from dashboard.refresh import live_series
+    from lake.layout import data_files
+
+    live = _dashdata.events(400, NOW - timedelta(days=40), timedelta(hours=2, seconds=17))
+    _dashdata.write_lake(tmp_path, live)
+    _dashdata.write_lake(tmp_path, live.head(50).with_columns(
+        pl.col("transaction_id") + "b"), name="part-1.parquet")
+    files = data_files(tmp_path)
+    since = NOW - timedelta(days=20, seconds=30)  # on a whole minute: both sides agree
+    since = since.replace(second=0)
+    got = live_series(files, unit, since, None)
+    want = lake.amount_series(files, unit, since, None)
+    assert got.select("bucket", "events").equals(want.select("bucket", "events"))
+    assert got["amount"].sum() == pytest.approx(want["amount"].sum())
+    assert lake.ts_bounds(files) == (live["ts"].min(), live["ts"].max())
+    assert lake.files_since(files, NOW) == []
