@@ -51,7 +51,7 @@ RESERVED_IDS: frozenset[str] = frozenset({
     "transaction_id", "score", "flagged", "rule_set_id", "rules_fired",
     "user_id", "ts", "amount", "lat", "lon", "utc_offset_min", "is_fraud", "fraud_scenario",
     "currency", "merchant_id", "merchant_name", "category", "channel", "city", "country",
-    "card_last4", "device_id", "year", "month",
+    "card_last4", "device_id", "year", "month", "rows",
 })
 DEFAULT_RULES = "rules/default.toml"
 _ID = re.compile(r"[a-z][a-z0-9_]*\Z")
