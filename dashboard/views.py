@@ -262,6 +262,8 @@ def what_if(rule_set_id: str | None, report: dict | None, whatif_path: Path) -> 
     st.markdown(f"Rule set in force (newest flag): **{rule_set_id or 'v1 rules (no id)'}** · "
                 f"last backtest: **{(report or {}).get('rule_set_id') or 'v1 rules (no id)'}**")
     w = data.read_whatif(whatif_path)
+    if w is None and report is not None and any(k in report for k in ("sweep", "flips", "b")):
+        w = report  # a backtest run with --compare / --sweep saved its what-if in the report
     if w is None:
         st.caption(f"No what-if report at {whatif_path} (save a `batch.backtest --compare / "
                    "--sweep` report there, or set WHATIF_REPORT).")
