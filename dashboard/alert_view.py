@@ -49,6 +49,8 @@ def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Pa
                 if ev is None:
                     st.write({k: travel[k] for k in ("from_city", "km", "minutes", "kmh")})
                 st.map(drill.jump_points(flag, travel).to_pandas(), size=20000)
+            if card is not None and not card.is_empty():
+                context(rule, ev, flag, card, tz)
     st.markdown("**The card's recent transactions** (live lake + history, flagged or not)")
     if card is not None:
         if card.is_empty():
@@ -58,6 +60,25 @@ def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Pa
                 if "ts" in card.columns and card.schema["ts"] != pl.String() else card
             st.dataframe(view.drop("lat", "lon", strict=False), hide_index=True,
                          key="card_history", column_config={"amount": MONEY})
+
+
+def context(rule: str, ev: dict | None, flag: dict, card: pl.DataFrame, tz: str) -> None:
+    """What the card's own transactions say next to the evidence: the events inside a
+    velocity window; the amount against the card's recent median."""
+    window = (ev or {}).get("window_seconds") or (60 if rule == "high_frequency" else None)
+    if window is not None:
+        inside = drill.in_window(card, flag["ts"], int(window))
+        st.caption(f"the card's events in the {int(window)} s up to this one: {inside.height}")
+        st.dataframe(inside.with_columns(pl.col("ts").dt.convert_time_zone(tz)).select(
+            "ts", "transaction_id", "amount", "merchant_name", "city"), hide_index=True,
+            key=f"window_{rule}", column_config={"amount": MONEY})
+    if "threshold" in (ev or {}) or "median" in (ev or {}) or rule == "high_amount":
+        median = drill.card_median(card, flag["transaction_id"])
+        if median is not None and flag.get("amount") is not None:
+            amount = float(flag["amount"])
+            st.caption(f"amount {amount:,.2f} = {amount / median:,.1f} × the card's recent "
+                       f"median ({median:,.2f}, {card.height} transactions)"
+                       if median > 0 else "the card's recent median is 0")
 
 
 UNCHANGED = "(unchanged)"

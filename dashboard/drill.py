@@ -121,3 +121,14 @@ def jump_points(flag: dict, travel: dict) -> pl.DataFrame:
         "lon": [float(travel["from_lon"]), float(flag["lon"])],
         "where": [f"from {travel.get('from_city') or '?'}", f"to {flag.get('city') or '?'}"],
     })
+
+
+def in_window(card: pl.DataFrame, ts: datetime, window_seconds: int) -> pl.DataFrame:
+    """The card's transactions with ``ts - window <= t <= ts`` (the velocity window)."""
+    return card.filter(pl.col("ts").is_between(ts - timedelta(seconds=window_seconds), ts))
+
+
+def card_median(card: pl.DataFrame, exclude_id: str) -> float | None:
+    """The median amount of the card's other recent transactions."""
+    others = card.filter(pl.col("transaction_id") != exclude_id)["amount"]
+    return None if others.is_empty() else float(others.median())  # type: ignore[arg-type]

@@ -299,6 +299,13 @@ def test_drill_down_shows_evidence_map_and_card(world: dict[str, str]) -> None:
     other = latest_table(at).filter(pl.col("transaction_id") != txid)["transaction_id"][0]
     at = inspect(at, other)
     assert "no evidence recorded" in texts(at)
+    table = latest_table(at)
+    fast = table.filter(pl.col("rules") == "high_frequency")["transaction_id"][0]
+    at = inspect(at, fast)
+    assert "the card's events in the 60 s up to this one: 1" in texts(at)
+    big = table.filter(pl.col("rules") == "high_amount")["transaction_id"][0]
+    at = inspect(at, big)
+    assert "× the card's recent median" in texts(at)
 
 
 def test_anonymous_session_is_read_only(world: dict[str, str]) -> None:

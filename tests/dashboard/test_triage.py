@@ -201,3 +201,13 @@ def test_queue_best_first_without_a_full_sort() -> None:
     expect = flags.sort(["score", "ts", "transaction_id"], descending=True)
     for n in (1, 3, 5, 12, 20):
         assert best_first(flags.lazy(), n).equals(expect.head(n)), n
+
+
+def test_velocity_window_and_card_median() -> None:
+    t = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    card = pl.DataFrame({"ts": [t, t - timedelta(seconds=30), t - timedelta(seconds=60),
+                                t - timedelta(seconds=61)],
+                         "transaction_id": ["c", "b", "a", "z"], "amount": [900.0, 10, 20, 30]})
+    assert drill.in_window(card, t, 60)["transaction_id"].to_list() == ["c", "b", "a"]
+    assert drill.card_median(card, "c") == 20.0
+    assert drill.card_median(card.head(1), "c") is None
