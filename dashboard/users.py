@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in sorted(read_users(path)):
             print(name)
         return 0
+    if not NAME.match(args.name):
+        raise UsageError(f"user name must be letters, digits, . _ @ -: {args.name!r}")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
