@@ -65,6 +65,11 @@ def test_kill9_ten_times_loses_nothing_duplicates_nothing_decides_the_same(
     group = f"crash-{topic}"
     rule_set = rich_rule_set(tmp_path)
     events = with_rich_columns(make_events(8000, users=60, seed=71), 71)
+    # the events start two days before now; pin their time of day (00:00 UTC) so the local-hour
+    # rule fires whenever the suite runs (started between 10:00 and 12:00 UTC it never did)
+    first = events["ts"].min()
+    events = events.with_columns(
+        pl.col("ts") - (first - first.replace(hour=0, minute=0, second=0)))
     reference = reference_decisions(events, rule_set)
     fired = reference.select(rule_set.rule_ids).sum().row(0, named=True)
     assert all(n > 20 for n in fired.values()), fired  # every rule fires
