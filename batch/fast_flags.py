@@ -61,6 +61,8 @@ from (select *, epoch_us(ts) as ts_us from ({staged}))
 """
 _CODE_LABEL = {0: None, 1: False, 2: True}
 Observer = Callable[[pa.Table, Mapping[str, np.ndarray]], None]
+#: The scan's columns an observer sees.
+OBSERVED = ("transaction_id", "user_id", "ts_us", "amount_cents", "code", "fraud_scenario")
 
 
 def flags_schema(rule_set) -> pa.Schema:
@@ -128,8 +130,8 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
     if good is not None:
         chunk_ids = [_column(table, "transaction_id").take(arrow_int64(good))]
     ids = IdParts(([carry.ids] if carry is not None else []) + chunk_ids)
-    if observe is None:
-        table = table.select(["transaction_id", "code", "fraud_scenario"])  # the rest is copied
+    table = table.select(["transaction_id", "code", "fraud_scenario"] if observe is None else
+                         list(OBSERVED))  # the rest is copied
     perm, us, ts = order_events(cols["user_id"], cols["ts_us"], ids)
     events = Events(perm, us, ts, cols)
     del cols, perm, us, ts

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
 from batch import fast_flags
 from batch.chunked_flags import plan_chunks
 from batch.hitrates import hit_rates, hit_rates_by_year, normalize_counts
-from batch.whatif import CHUNK_COLUMNS, WhatIf, combine
+from batch.whatif import combine, rows_from_scan
+from batch.whatif_accumulate import WhatIf
+from batch.whatif_evidence import attach_evidence
 from batch.whatif_sweep import Sweep, best_within_budget, frontier, sweep_sets
 from queries.staging import connect, open_source, resolve_input
 from rules.model import RuleSet
@@ -63,7 +64,8 @@ def run_whatif(cfg: WhatIfConfig) -> dict:
     start = time.perf_counter()
     variants = variants_of(cfg)
     combined, placed = combine(variants)
-    whatif = WhatIf(placed, [(A, B)] if cfg.compare is not None else [], sample=cfg.sample)
+    whatif = WhatIf(placed, [(A, B)] if cfg.compare is not None else [], sample=cfg.sample,
+                    value=[A] if cfg.value else [])
     files = resolve_input(cfg.input)
     con = connect(cfg.threads, cfg.memory_limit)
     open_source(con, files, view=None)
@@ -73,25 +75,17 @@ def run_whatif(cfg: WhatIfConfig) -> dict:
               disable=not cfg.progress, desc="what-if") as bar:
         fast_flags.flag_counts(con, chunks, combined, None, bar.update,
                                observe=_observer(whatif))
-    seconds = time.perf_counter() - start
-    return _report(cfg, variants, whatif, seconds, len(chunks), combined)
+    report = _report(cfg, variants, whatif, len(chunks), combined)
+    if cfg.compare is not None:
+        attach_evidence(con, files, report["flip_sample"], {A: cfg.rule_set, B: cfg.compare})
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    return report
 
 
 def _observer(whatif: WhatIf) -> Callable[[pa.Table, Mapping[str, np.ndarray]], None]:
     def observe(table: pa.Table, fired: Mapping[str, np.ndarray]) -> None:
-        whatif.add(chunk_frame(table), fired)
+        whatif.add(rows_from_scan(table), fired)
     return observe
-
-
-def chunk_frame(table: pa.Table) -> pl.DataFrame:
-    """The chunk columns ``WhatIf`` reads from a fast-engine scan (labels from its ``code``)."""
-    frame = pl.from_arrow(table.select(["transaction_id", "user_id", "ts_us", "amount_cents",
-                                        "code", "fraud_scenario"]))
-    assert isinstance(frame, pl.DataFrame)
-    label = pl.col("code") % 4
-    return frame.with_columns(
-        is_fraud=pl.when(label == 2).then(True).when(label == 1).then(False)
-        .otherwise(None)).select(*CHUNK_COLUMNS)
 
 
 def _hit_report(name: str, rs: RuleSet, whatif: WhatIf, by_year: bool) -> dict:
@@ -106,9 +100,9 @@ def _hit_report(name: str, rs: RuleSet, whatif: WhatIf, by_year: bool) -> dict:
     return out
 
 
-def _report(cfg: WhatIfConfig, variants: dict[str, RuleSet], whatif: WhatIf, seconds: float,
-            chunks: int, combined: RuleSet) -> dict:
-    report: dict = {"input": cfg.input, "seconds": round(seconds, 3), "chunks": chunks,
+def _report(cfg: WhatIfConfig, variants: dict[str, RuleSet], whatif: WhatIf, chunks: int,
+            combined: RuleSet) -> dict:
+    report: dict = {"input": cfg.input, "seconds": None, "chunks": chunks,
                     "rules_decided": len(combined.rules),
                     A: _hit_report(A, cfg.rule_set, whatif, cfg.by_year)}
     if cfg.compare is not None:

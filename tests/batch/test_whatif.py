@@ -10,7 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from batch.whatif import WhatIf, combine, incidents_report
+from batch.whatif import combine, rows_from_frame
+from batch.whatif_accumulate import WhatIf
+from batch.whatif_speed import incidents_report
 from batch.whatif_sweep import best_within_budget, frontier, parse_sweep, sweep_sets
 from rules.model import RuleSetError, load_rule_set, parse_rule_set
 from tests.reference_rules import reference_decisions
@@ -62,18 +64,19 @@ def _events(seed: int, n: int = 600) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _run(events: pl.DataFrame, sets: dict, pairs=(), chunks: int = 3) -> WhatIf:
+def _run(events: pl.DataFrame, sets: dict, pairs=(), chunks: int = 3, sample: int = 20
+         ) -> WhatIf:
     combined, variants = combine(sets)
     decided = reference_decisions(events, combined)
     frame = events.with_columns(
         ts_us=pl.col("ts").dt.epoch("us"),
         amount_cents=(pl.col("amount") * 100).cast(pl.Int64)).join(
         decided, on="transaction_id")
-    w = WhatIf(variants, pairs)
+    w = WhatIf(variants, pairs, sample=sample)
     cuts = sorted(random.Random(1).sample(range(1, frame.height), chunks - 1))
     for lo, hi in zip([0, *cuts], [*cuts, frame.height], strict=True):
         part = frame.slice(lo, hi - lo)
-        w.add(part, {c: part[c].to_numpy() for c in combined.rule_ids})
+        w.add(rows_from_frame(part), {c: part[c].to_numpy() for c in combined.rule_ids})
     return w
 
 
