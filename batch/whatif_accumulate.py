@@ -28,7 +28,8 @@ class WhatIf:
 
     ``pairs``: (a, b) names to diff (gained = fires under b, not a); ``value``: the variants
     whose rule value (set without each rule, overlap) is wanted; ``sample``: flips kept per
-    pair (half gained, half lost, a seeded random sample over the whole pass).
+    pair (half gained, half lost when there are enough of both; a seeded random sample over
+    the whole pass).
     """
 
     def __init__(self, variants: Mapping[str, Variant], pairs: Sequence[Pair] = (),
@@ -100,8 +101,8 @@ class WhatIf:
                 fired: Mapping[str, np.ndarray], a_cols: Mapping[str, str],
                 b_cols: Mapping[str, str]) -> None:
         """A seeded random sample: every flip gets a random key, the smallest keys are kept."""
-        for how, mask, quota in (("gained", gained, (self.sample + 1) // 2),
-                                 ("lost", lost, self.sample // 2)):
+        quota = self.sample  # of each kind; flip_sample balances the two
+        for how, mask in (("gained", gained), ("lost", lost)):
             idx = np.flatnonzero(mask)
             if quota == 0 or len(idx) == 0:
                 continue
@@ -219,12 +220,14 @@ class WhatIf:
         return flips_dict(frame, rids)
 
     def flip_sample(self, pair: Pair) -> list[dict]:
-        """The sampled flips (gained first), each in time order within its kind."""
-        out = []
-        for how in ("gained", "lost"):
-            out += sorted((row for _k, row in self._samples[pair][how]),
-                          key=lambda r: (r["ts_us"], r["transaction_id"]))
-        return out
+        """At most ``sample`` flips, half gained and half lost when both are that many (else
+        the other kind fills in); gained first, each kind in time order."""
+        gained, lost = ([row for _k, row in self._samples[pair][how]]
+                        for how in ("gained", "lost"))
+        n_gained = min(len(gained), max(self.sample - len(lost), (self.sample + 1) // 2))
+        picked = gained[:n_gained] + lost[:self.sample - n_gained]
+        return sorted(picked, key=lambda r: (r["flip"] != "gained", r["ts_us"],
+                                             r["transaction_id"]))
 
     def rule_value(self, name: str) -> dict:
         """Per rule: recall and precision of the set without it (its marginal contribution),
