@@ -19,7 +19,9 @@ Per rule set (rules/default.toml; rules/example.toml), each a separate process u
 
 Every diff and sweep figure is checked against the separate backtests (same alert counts).
 ``--scale-input`` (a 10x history, e.g. /work/data/history470m): the default set's backtest and
-A/B there; the ratio to their 47M times and the peak RSS are recorded. Writes
+A/B there and, in the same run, on the 47M history; the ratios and the peak RSS are recorded.
+``--only 47m|scale`` runs one part and keeps the other's figures from bench/results/whatif.json
+(two parts can run at the same time from two copies of the tree; merge the JSON after). Writes
 bench/results/whatif.json and whatif.md (and the A/B report of the default set, for the README's
 worked example, as bench/results/whatif_default_ab.json).
 """
@@ -127,20 +129,22 @@ def bench_set(name: str, data: str, tmp: Path, k: int) -> dict:
     return out
 
 
-def bench_scale(data: str, tmp: Path, small: dict | None) -> dict:
+def bench_scale(small: str, data: str, tmp: Path) -> dict:
+    """The default set's backtest and A/B on the 10x history and, in the same run, on the
+    47M one: the ratios compare runs made under the same load."""
     rules = str(ROOT / "rules" / "default.toml")
     b_file = tmp / "default_b.toml"
     b_file.write_text(_changed_copy(Path(rules), *CHANGED["default"]))
-    base = ["--input", data, "--rules", rules]
-    runs = {"backtest": measured(base, tmp, "scale_backtest"),
-            "ab": measured([*base, "--compare", str(b_file)], tmp, "scale_ab")}
-    out: dict = {"input": data, "rows": runs["backtest"]["report"]["rows"],
-                 "runs": {k: _strip(r) for k, r in runs.items()}}
-    if small:
-        ref = {"backtest": small["runs"]["backtest_a"], "ab": small["runs"]["ab"]}
-        out["ratio_to_47m"] = {k: {x: round(runs[k][x] / ref[k][x], 2)
-                                   for x in ("wall_s", "cpu_s")} for k in runs}
-    return out
+    runs = {}
+    for size, path in (("47m", small), ("10x", data)):
+        base = ["--input", path, "--rules", rules]
+        runs[f"{size}_backtest"] = measured(base, tmp, f"scale_{size}_backtest")
+        runs[f"{size}_ab"] = measured([*base, "--compare", str(b_file)], tmp, f"scale_{size}_ab")
+    assert runs["10x_ab"]["report"]["a"]["rules"] == runs["10x_backtest"]["report"]["rules"]
+    return {"input": data, "rows": runs["10x_backtest"]["report"]["rows"],
+            "runs": {k: _strip(r) for k, r in runs.items()},
+            "ratio_to_47m": {k: {x: round(runs[f"10x_{k}"][x] / runs[f"47m_{k}"][x], 2)
+                                 for x in ("wall_s", "cpu_s")} for k in ("backtest", "ab")}}
 
 
 def _changed_copy(path: Path, param: str, value: str) -> str:
@@ -196,14 +200,13 @@ def main() -> int:
     summary = json.loads(previous.read_text()) if args.only and previous.exists() else {}
     with tempfile.TemporaryDirectory(prefix="bench_whatif_") as t:
         tmp = Path(t)
+        data, described = pick_input(args, tmp)
+        summary.update({"input": described, "cores": os.cpu_count(), "targets": TARGETS})
         if args.only != "scale":
-            data, described = pick_input(args, tmp)
-            summary.update({"input": described, "cores": os.cpu_count(), "targets": TARGETS,
-                            "sets": {name: bench_set(name, data, tmp, args.baseline_points)
-                                     for name in args.sets.split(",")}})
+            summary["sets"] = {name: bench_set(name, data, tmp, args.baseline_points)
+                               for name in args.sets.split(",")}
         if args.scale_input and args.only != "47m":
-            summary["scale"] = bench_scale(args.scale_input, tmp,
-                                           summary.get("sets", {}).get("default"))
+            summary["scale"] = bench_scale(data, args.scale_input, tmp)
     (RESULTS / "whatif.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "whatif.md").write_text(markdown(summary, " ".join(sys.argv[1:])))
     return 0
@@ -214,7 +217,7 @@ def markdown(s: dict, argv: str) -> str:
              f"Input: {s.get('input')}; {s.get('cores')} cores shared with other work (load "
              "average before each run recorded); every run a separate process under GNU time.",
              f"Command: `.venv/bin/python bench/bench_whatif.py {argv}`", ""]
-    for name, r in s.get("sets", {}).items():
+    for r in s.get("sets", {}).values():
         lines += [f"## {r['rules']} (B: {r['b']}; sweep {r['sweep']}, {r['sweep_points']} "
                   "points)", "", "| run | wall s | cpu s | peak RSS MiB | load before |",
                   "|---|---:|---:|---:|---:|"]
@@ -234,10 +237,11 @@ def markdown(s: dict, argv: str) -> str:
     if "scale" in s:
         sc = s["scale"]
         lines += [f"## Scale: {sc['input']} ({sc['rows']:,} rows), rules/default.toml", "",
-                  "| run | wall s | cpu s | peak RSS MiB | load before | ratio to 47M "
+                  "| run | wall s | cpu s | peak RSS MiB | load before | 10x / 47M "
                   "(wall / cpu) |", "|---|---:|---:|---:|---:|---|"]
         for label, run in sc["runs"].items():
-            ratio = sc.get("ratio_to_47m", {}).get(label, {})
+            ratio = sc["ratio_to_47m"].get(label.split("_", 1)[1], {}) \
+                if label.startswith("10x") else {}
             lines.append(f"| {label} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} | "
                          f"{run['peak_rss_mib']} | {run['load_before']} | "
                          f"{ratio.get('wall_s', 'n/a')} / {ratio.get('cpu_s', 'n/a')} |")

@@ -106,51 +106,95 @@ base = alt.Chart(hours).encode(x="local_hour:O")
 ]
 
 TUNE = [
-    new_markdown_cell("# Tune `high_amount` with backtests\n\nSweep the threshold of "
-                      "`high_amount` (`amount > threshold`) and backtest each value with "
-                      "`batch.backtest.run_backtest` — the same SQL rules as "
-                      "`python -m batch.backtest --set high_amount.threshold=…`. Precision = "
-                      "fraud among flagged, recall = flagged among fraud. Each threshold is a "
-                      "full backtest: on the 47M-row history narrow `history` to a year or "
-                      "two, or trim `THRESHOLDS`."),
+    new_markdown_cell("# Tune a rule with one sweep\n\nEvery value of `high_amount.threshold` "
+                      "decided in ONE pass over the history (`batch.whatif_run.run_whatif`, "
+                      "the same as `python -m batch.backtest --sweep "
+                      "high_amount.threshold=250:5000:250 --alert-budget N`), then the best "
+                      "point within an alert budget, what it changes per fraud scenario "
+                      "(an A/B diff with evidence), and how fast each scenario is caught. "
+                      "Precision = fraud among alerts, recall = alerts among fraud. On the "
+                      "47M-row history the sweep takes about as long as one backtest."),
     setup("from batch.backtest import BacktestConfig, run_backtest",
-          "from rules.model import load_rule_set"),
+          "from batch.whatif_run import WhatIfConfig, run_whatif",
+          "from batch.whatif_sweep import parse_sweep", "from rules.model import load_rule_set"),
     new_code_cell("""\
-history = nbdata.history_path(root)  # or one year, e.g. history + "/year=2024", for speed
-THRESHOLDS = [100, 250, 500, 750, 1000, 1500, 2000, 3000, 5000]"""),
+history = nbdata.history_path(root)
+current = load_rule_set(None)  # rules/default.toml: high_amount.threshold = 1000
+SWEEP = "high_amount.threshold=250:5000:250"
+BUDGET_SHARE = 0.9  # the alert budget: 90 % of the alerts per day the current set raises"""),
     new_code_cell("""\
-rows = []
-for threshold in THRESHOLDS:
-    rule_set = load_rule_set(None, [f"high_amount.threshold={threshold}"])  # rules/default.toml
-    result = run_backtest(BacktestConfig(input=history, rule_set=rule_set, progress=False))
-    hits = result.overall.rules["high_amount"]
-    rows.append({"threshold": threshold, "flagged": hits.flagged, "flag_rate": hits.flag_rate,
-                 "precision": hits.precision, "recall": hits.recall,
-                 **{f"recall_{k}": v for k, v in hits.recall_by_scenario.items()}})
-sweep = pl.DataFrame(rows).with_columns(
-    f1=2 * pl.col("precision") * pl.col("recall") / (pl.col("precision") + pl.col("recall")))
-assert sweep["flagged"].is_sorted(descending=True)  # a higher threshold never flags more
-sweep"""),
-    new_markdown_cell("## Precision / recall vs threshold"),
+today = run_whatif(WhatIfConfig(input=history, rule_set=current, value=True, progress=False))
+budget = BUDGET_SHARE * today["a"]["alerts_per_day"]["mean"]
+report = run_whatif(WhatIfConfig(input=history, rule_set=current,
+                                 sweeps=(parse_sweep(SWEEP, current),), alert_budget=budget,
+                                 progress=False))
+sweep = report["sweep"]
+points = pl.DataFrame([
+    {"threshold": float(p["point"].split("=")[1]), "alerts": p["alerts"],
+     "alerts_per_day": p["alerts_per_day"], "p95_day": p["alerts_p95_day"],
+     "precision": p["precision"], "recall": p["recall"],
+     "frontier": p["point"] in sweep["frontier"],
+     **{f"recall_{k}": v for k, v in p["recall_by_scenario"].items()}}
+    for p in sweep["points"]])
+assert points["alerts"].is_sorted(descending=True)  # a higher threshold never alerts more
+print(f"{points.height} points in one pass of {report['seconds']:.1f} s; "
+      f"budget {budget:.1f} alerts/day")
+points"""),
+    new_markdown_cell("## The trade-off\n\nLeft: precision and recall against the threshold. "
+                      "Right: recall against the alert load; the dashed line is the budget, "
+                      "the frontier joins the points no other point beats on both."),
     new_code_cell("""\
-long = sweep.unpivot(index="threshold", on=["precision", "recall", "f1"],
-                     variable_name="metric")
+long = points.unpivot(index="threshold", on=["precision", "recall"], variable_name="metric")
 curve = alt.Chart(long).mark_line(point=True).encode(
-    x=alt.X("threshold:Q", scale=alt.Scale(type="log")), y="value:Q", color="metric:N")
-pr = alt.Chart(sweep).mark_line(point=True).encode(
-    x="recall:Q", y="precision:Q", tooltip=["threshold", "flagged"]).properties(
-    title="Precision-recall")
-curve.properties(title="high_amount threshold sweep", width=400) | pr"""),
-    new_markdown_cell("## Pick a threshold\n\nBest F1 on this data, and the current default "
-                      "for comparison. Recall per scenario shows which fraud the rule "
-                      "catches at all."),
+    x=alt.X("threshold:Q", scale=alt.Scale(type="log")), y="value:Q", color="metric:N"
+).properties(title="high_amount threshold sweep", width=330)
+load = alt.Chart(points).mark_point().encode(
+    x=alt.X("alerts_per_day:Q", title="alerts per day"), y="recall:Q",
+    color="frontier:N", tooltip=["threshold", "alerts_per_day", "precision", "recall"])
+rule = alt.Chart(pl.DataFrame({"budget": [budget]})).mark_rule(strokeDash=[4, 4]).encode(
+    x="budget:Q")
+curve | (load + rule).properties(title="recall vs alert load", width=330)"""),
+    new_markdown_cell("## Pick a threshold\n\nThe best point within the budget (highest recall "
+                      "that fits), checked against a single backtest at that value."),
     new_code_cell("""\
-best = sweep.sort("f1", descending=True, nulls_last=True).row(0, named=True)
-default = load_rule_set(None).rule("high_amount").params["threshold"]
-current = sweep.filter(pl.col("threshold") == float(default))
-print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']} "
-      f"(precision {best['precision']:.3f}, recall {best['recall']:.3f})")
-current.select("threshold", "precision", "recall", "f1", pl.col("^recall_.*$"))"""),
+best_name = sweep["best_within_budget"]
+assert best_name is not None, "no point fits the budget: widen the sweep"
+best = points.filter(pl.col("threshold") == float(best_name.split("=")[1])).row(0, named=True)
+chosen = current.with_overrides([best_name])
+single = run_backtest(BacktestConfig(input=history, rule_set=chosen, progress=False))
+assert single.overall.rules["flagged"].flagged == best["alerts"]  # one pass == a backtest
+base = today["a"]["rules"]["flagged"]
+print(f"best within budget: {best_name} ({best['alerts_per_day']:.1f} alerts/day vs "
+      f"{today['a']['alerts_per_day']['mean']:.1f}, recall {best['recall']:.3f} vs "
+      f"{base['recall']:.3f}, precision {best['precision']:.3f} vs {base['precision']:.3f})")
+points.filter(pl.col("threshold").is_in([1000.0, best["threshold"]]))"""),
+    new_markdown_cell("## What the change does\n\nAn A/B diff of the current set against the "
+                      "chosen one: alerts lost and gained per fraud scenario, a sample of "
+                      "flipped transactions with the evidence of each rule that fired, and "
+                      "detection speed (fraud events before the first alert, per incident)."),
+    new_code_cell("""\
+ab = run_whatif(WhatIfConfig(input=history, rule_set=current, compare=chosen, speed=True,
+                             sample=6, progress=False))
+flips = ab["flips"]["flagged"]
+per_scenario = pl.DataFrame([
+    {"scenario": s, "recall_a": ab["a"]["rules"]["flagged"]["recall_by_scenario"].get(s),
+     "recall_b": ab["b"]["rules"]["flagged"]["recall_by_scenario"].get(s),
+     "fraud_alerts_lost": v["lost"], "fraud_alerts_gained": v["gained"]}
+    for s, v in flips["by_scenario"].items()])
+print(f"alerts: -{flips['lost']:,} / +{flips['gained']:,} over the history")
+display(per_scenario)
+display(pl.DataFrame([{k: f[k] for k in ("flip", "transaction_id", "amount", "is_fraud")}
+                      | {"evidence_a": f["evidence"]["a"], "evidence_b": f["evidence"]["b"]}
+                      for f in ab["flip_sample"]]))
+pl.DataFrame([{"scenario": s, "set": k, **v} for k in ("a", "b")
+              for s, v in ab["detection_speed"][k].items()]).select(
+    "scenario", "set", "incidents", "never_alerted_share", "median_events_before_first_alert")"""),
+    new_markdown_cell("## What each rule is worth today\n\nRecall of the current set without "
+                      "each rule (its marginal contribution) and how many alerts rules share."),
+    new_code_cell("""\
+value = today["rule_value"]
+display(pl.DataFrame([{"rule": r, **v} for r, v in value["rules"].items()]))
+pl.DataFrame([{"rule": r, **row} for r, row in value["overlap"].items()])"""),
 ]
 
 LIVE = [

@@ -20,7 +20,7 @@ NAMES = ["01_explore_history.ipynb", "02_tune_rule.ipynb", "03_live_vs_history.i
 #: Text each notebook must print: proof that its key cell ran to the end on real data.
 EXPECTED = {
     "01_explore_history.ipynb": "data:",
-    "02_tune_rule.ipynb": "best F1",
+    "02_tune_rule.ipynb": "best within budget",
     "03_live_vs_history.ipynb": "stream and backtest agree on every rule",
 }
 
