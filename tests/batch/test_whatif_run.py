@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from _backtest_data import synthetic_events, with_extras, write_hive
 from batch.backtest import BacktestConfig, run_backtest
 from batch.whatif_run import WhatIfConfig, run_whatif
 from batch.whatif_sweep import parse_sweep
-from rules.model import load_rule_set
+from rules.model import load_rule_set, parse_rule_set
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "rules" / "example.toml"
@@ -91,3 +92,76 @@ def test_cli_bad_whatif_input(lake: Path, args: list[str], needle: str) -> None:
                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def _random_set(rng: random.Random, version: str) -> str:
+    """A random rule set of 2-6 rules over every kind, with random weights and threshold."""
+    makers = [
+        lambda: f'kind = "amount_over"\nthreshold = "{rng.choice(["50.00", "200.00", "900.00"])}"',
+        lambda: (f'kind = "velocity_count"\nwindow_seconds = {rng.choice([60, 600, 3600])}\n'
+                 f'count = {rng.choice([2, 3, 5])}'
+                 + (f'\nmax_amount = "{rng.choice(["20.00", "300.00"])}"'
+                    if rng.random() < 0.3 else "")),
+        lambda: (f'kind = "velocity_amount"\nwindow_seconds = {rng.choice([600, 86400])}\n'
+                 f'total = "{rng.choice(["500.00", "2000.00"])}"'),
+        lambda: (f'kind = "local_hour"\nstart_hour = {rng.choice([0, 22])}\n'
+                 f'end_hour = {rng.choice([4, 6])}'),
+        lambda: (f'kind = "impossible_travel"\ndistance_km = 100.0\n'
+                 f'speed_kmh = {rng.choice([300.0, 900.0])}\nmin_hours = 0.0166'),
+        lambda: (f'kind = "amount_vs_history"\nratio = "{rng.choice(["1.5", "3"])}"\n'
+                 f'history = {rng.choice([4, 8])}\nmin_history = {rng.choice([2, 3])}'),
+        lambda: (f'kind = "new_device"\nlookback_days = {rng.choice([1, 30])}\n'
+                 f'min_history = {rng.choice([1, 3])}'),
+        lambda: f'kind = "in_list"\nfield = "country"\nvalues = ["{rng.choice(["KP", "FR"])}"]',
+    ]
+    rules = []
+    for i in range(rng.randint(2, 6)):
+        scope = (f'\nchannels = ["{rng.choice(["online", "pos"])}"]'
+                 if rng.random() < 0.3 else "")
+        rules.append(f'[[rule]]\nid = "r{i}"\n{rng.choice(makers)()}{scope}\n'
+                     f'weight = "{rng.choice(["0.5", "1", "1.5"])}"')
+    return (f'version = "{version}"\nalert_threshold = "{rng.choice(["1", "1.5", "2"])}"\n'
+            + "\n".join(rules) + "\n")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_diff_equals_two_flags_out_runs_on_random_sets(lake: Path, tmp_path: Path,
+                                                       seed: int) -> None:
+    rng = random.Random(seed)
+    a = parse_rule_set(_random_set(rng, "rand-a"), "a.toml")
+    b = parse_rule_set(_random_set(rng, "rand-b"), "b.toml") if seed != 2 else \
+        a.with_overrides([f"{a.rule_ids[0]}.weight=2", "alert_threshold=1"])
+    report = run_whatif(WhatIfConfig(input=str(lake), rule_set=a, compare=b, chunk_rows=400,
+                                     progress=False))
+    fa, fb = _flags(tmp_path, lake, a, "a"), _flags(tmp_path, lake, b, "b")
+    never = pl.Series([False] * fa.height)
+    for rid in sorted({*a.rule_ids, *b.rule_ids, "flagged"}):
+        ca = fa[rid] if rid in fa.columns else never
+        cb = fb[rid] if rid in fb.columns else never
+        assert report["flips"][rid]["gained"] == int((cb & ~ca).sum()), (seed, rid)
+        assert report["flips"][rid]["lost"] == int((ca & ~cb).sum()), (seed, rid)
+    assert report["a"]["rules"]["flagged"]["flagged"] == int(fa["flagged"].sum())
+    assert report["b"]["rules"]["flagged"]["flagged"] == int(fb["flagged"].sum())
+
+
+def test_flip_sample_carries_the_evidence(lake: Path) -> None:
+    a = load_rule_set(EXAMPLE)
+    b = a.with_overrides(["online_over_1000.threshold=200", "burst_1m.count=3",
+                          "alert_threshold=1"])
+    report = run_whatif(WhatIfConfig(input=str(lake), rule_set=a, compare=b, sample=8,
+                                     chunk_rows=300, progress=False))
+    sample = report["flip_sample"]
+    assert len(sample) == 8 and {s["flip"] for s in sample} <= {"gained", "lost"}
+    for s in sample:
+        for side, rs in (("a", a), ("b", b)):
+            ev = s["evidence"][side]
+            assert list(ev) == s[f"{side}_fired"], (side, s)  # one entry per fired rule
+            for rid, e in ev.items():
+                kind = rs.rule(rid).kind
+                if kind == "amount_over":
+                    assert e["amount"] == s["amount"]
+                    assert e["threshold"] == str(rs.rule(rid).params["threshold"])
+                elif kind == "velocity_count":
+                    assert e["n"] >= rs.rule(rid).params["count"]
+    gained = [s for s in sample if s["flip"] == "gained"]
+    assert gained and all(not s["a_fired"] or s["b_fired"] for s in gained)
