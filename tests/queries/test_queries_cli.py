@@ -221,3 +221,20 @@ def test_bad_rule_file_is_one_line_naming_file_rule_and_problem(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert str(rules) in lines[0] and "'big'" in lines[0] and "'speed'" in lines[0]
+
+
+def test_alerts_by_month_matches_the_what_if_drift(tmp_path):
+    from batch.whatif_run import WhatIfConfig, run_whatif
+
+    events = events_sample()
+    src = tmp_path / "small.parquet"
+    frame(events).write_parquet(src)
+    for threshold in ("1000", "10000"):
+        rs = DEFAULT.with_overrides([f"high_amount.threshold={threshold}"])
+        months = run_sql(events, rs, name="alerts_by_month")
+        drift = pl.DataFrame(run_whatif(WhatIfConfig(input=str(src), rule_set=rs, drift=True,
+                                                     progress=False))["drift"])
+        want = drift.filter(pl.col("rule") == "flagged").sort("year", "month")
+        assert months["alerts"].to_list() == want["fired"].to_list()
+        assert months["true_alerts"].to_list() == want["true_pos"].to_list()
+        assert months["transactions"].to_list() == want["rows"].to_list()
