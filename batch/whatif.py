@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rules.model import Rule, RuleSet
 
@@ -95,39 +97,59 @@ def variant_flags(variant: Variant, fired: Mapping[str, np.ndarray], n: int) -> 
 @dataclass(frozen=True)
 class ChunkRows:
     """One decided chunk's rows as the aggregates read them (same length and order as the
-    fired bits): NumPy where counted, the ids and scenarios as Polars series."""
+    fired bits): NumPy where counted; the ids and scenarios stay Arrow (read for few rows)."""
 
-    transaction_id: pl.Series
+    transaction_id: pa.ChunkedArray
     user_id: np.ndarray  # int64
     ts_us: np.ndarray  # int64 epoch µs (anything where ``month`` is NO_MONTH)
     amount_cents: np.ndarray  # int64
     label: np.ndarray  # int8: UNLABELLED, GENUINE, FRAUD
-    month: np.ndarray  # int64 months since year 0 (year * 12 + month - 1) + 1; NO_MONTH: no ts
-    scenario: pl.Series  # String, NULL for genuine or unlabelled rows
+    month: np.ndarray  # int64 year * 12 + month - 1 + 1; NO_MONTH: a row without a time
+    scenario: pa.ChunkedArray  # string, NULL for genuine or unlabelled rows
 
     def __len__(self) -> int:
         return len(self.ts_us)
 
+    def ids(self, idx: np.ndarray) -> pl.Series:
+        return _to_series(self.transaction_id.take(pa.array(idx, pa.int64())), pl.String)
+
+    def scenarios(self, idx: np.ndarray) -> pl.Series:
+        return _to_series(self.scenario.take(pa.array(idx, pa.int64())), pl.String)
+
+    def with_scenario(self) -> np.ndarray:
+        """Positions of the rows with a fraud scenario (a small share)."""
+        if self.scenario.null_count == len(self.scenario):
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.asarray(
+            pc.is_valid(self.scenario).to_numpy(zero_copy_only=False), dtype=bool))
+
 
 def months_of(ts_us: np.ndarray, timed: np.ndarray | None = None) -> np.ndarray:
-    """``year * 12 + month - 1 + 1`` of each epoch-µs time (NO_MONTH where not ``timed``)."""
-    months = ts_us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
-    months += 1970 * 12 + 1
-    if timed is not None:
-        months[~timed] = NO_MONTH
-    return months
+    """``year * 12 + month - 1 + 1`` of each epoch-µs time (NO_MONTH where not ``timed``):
+    a binary search among the month starts the times span (cheaper than calendar maths)."""
+    out = np.full(len(ts_us), NO_MONTH, dtype=np.int64)
+    mask = np.ones(len(ts_us), dtype=bool) if timed is None else timed
+    if not mask.any():
+        return out
+    ts = ts_us[mask]
+    lo, hi = (datetime.fromtimestamp(int(x) // 1_000_000, UTC) for x in (ts.min(), ts.max()))
+    first = lo.year * 12 + lo.month - 1
+    starts = [int(datetime(m // 12, m % 12 + 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+              for m in range(first, hi.year * 12 + hi.month)]
+    out[mask] = np.searchsorted(np.array(starts, dtype=np.int64), ts, side="right") + first
+    return out
 
 
 def rows_from_scan(table: pa.Table) -> ChunkRows:
     """ChunkRows of a fast-engine scan (``batch.fast_flags``: labels and year in ``code``)."""
-    code = _numpy(table, "code", np.int64)
-    ts = _numpy(table, "ts_us", np.int64)
+    code = _numpy(table, "code")
+    ts = _numpy(table, "ts_us")
     return ChunkRows(
-        transaction_id=_series(table, "transaction_id"),
-        user_id=_numpy(table, "user_id", np.int64), ts_us=ts,
-        amount_cents=_numpy(table, "amount_cents", np.int64),
+        transaction_id=table.column("transaction_id"),
+        user_id=_numpy(table, "user_id"), ts_us=ts,
+        amount_cents=_numpy(table, "amount_cents"),
         label=(code % 4).astype(np.int8), month=months_of(ts, code >= 4),
-        scenario=_series(table, "fraud_scenario").cast(pl.String))
+        scenario=table.column("fraud_scenario"))
 
 
 def rows_from_frame(frame: pl.DataFrame) -> ChunkRows:
@@ -138,20 +160,19 @@ def rows_from_frame(frame: pl.DataFrame) -> ChunkRows:
                      np.where(fraud.fill_null(False).to_numpy(), FRAUD, GENUINE))
     ts = frame["ts_us"]
     return ChunkRows(
-        transaction_id=frame["transaction_id"], user_id=frame["user_id"].to_numpy(),
-        ts_us=ts.fill_null(0).to_numpy(), amount_cents=frame["amount_cents"].to_numpy(),
-        label=label.astype(np.int8),
+        transaction_id=pa.chunked_array([frame["transaction_id"].cast(pl.String).to_arrow()]),
+        user_id=frame["user_id"].to_numpy(), ts_us=ts.fill_null(0).to_numpy(),
+        amount_cents=frame["amount_cents"].to_numpy(), label=label.astype(np.int8),
         month=months_of(ts.fill_null(0).to_numpy(), ts.is_not_null().to_numpy()),
-        scenario=frame["fraud_scenario"].cast(pl.String))
+        scenario=pa.chunked_array([frame["fraud_scenario"].cast(pl.String).to_arrow()]))
 
 
-def _numpy(table: pa.Table, name: str, dtype: type) -> np.ndarray:
-    col = table.column(name)
-    parts = [c.to_numpy(zero_copy_only=False) for c in col.chunks]
-    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+def _numpy(table: pa.Table, name: str) -> np.ndarray:
+    parts = [c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks]
+    return (np.concatenate(parts) if len(parts) > 1 else parts[0]).astype(np.int64, copy=False)
 
 
-def _series(table: pa.Table, name: str) -> pl.Series:
-    out = pl.from_arrow(table.column(name))
+def _to_series(values: pa.ChunkedArray | pa.Array, dtype: pl.DataType) -> pl.Series:
+    out = pl.from_arrow(values)
     assert isinstance(out, pl.Series)
-    return out
+    return out.cast(dtype)

@@ -73,9 +73,9 @@ class WhatIf:
         if len(fraud):
             self._fraud.append(pl.DataFrame({
                 "user_id": rows.user_id[fraud], "ts_us": rows.ts_us[fraud],
-                "transaction_id": rows.transaction_id.gather(fraud),
+                "transaction_id": rows.ids(fraud),
                 "amount_cents": rows.amount_cents[fraud],
-                "fraud_scenario": rows.scenario.gather(fraud),
+                "fraud_scenario": rows.scenarios(fraud),
                 **{f"flagged_{k}": f[fraud] for k, f in flags.items()}}))
 
     def _flip_bits(self, rows: ChunkRows, pair: Pair, fired: Mapping[str, np.ndarray],
@@ -114,11 +114,11 @@ class WhatIf:
                 if len(kept) >= quota and keys[j] >= kept[-1][0]:
                     break
                 kept.append((float(keys[j]), {
-                    "flip": how, "transaction_id": rows.transaction_id[i],
+                    "flip": how, "transaction_id": rows.transaction_id[i].as_py(),
                     "user_id": int(rows.user_id[i]), "ts_us": int(rows.ts_us[i]),
                     "amount": money(int(rows.amount_cents[i])),
                     "is_fraud": _label(int(rows.label[i])),
-                    "fraud_scenario": rows.scenario[i],
+                    "fraud_scenario": rows.scenario[i].as_py(),
                     "a_fired": [r for r, c in a_cols.items() if fired[c][i]],
                     "b_fired": [r for r, c in b_cols.items() if fired[c][i]]}))
                 kept.sort(key=lambda kv: kv[0])
@@ -256,10 +256,10 @@ def cells(rows: ChunkRows, decided: Mapping[str, np.ndarray]) -> pl.DataFrame:
     plain = {"key": np.arange(size) + lo, "rows": np.bincount(k, minlength=size)}
     for name, bits in decided.items():
         plain[name] = np.bincount(k[bits], minlength=size)
-    rare = np.flatnonzero(rows.scenario.is_not_null().to_numpy())
+    rare = rows.with_scenario()
     frames = []
     if len(rare):
-        by = pl.DataFrame({"key": key[rare], "fraud_scenario": rows.scenario.gather(rare),
+        by = pl.DataFrame({"key": key[rare], "fraud_scenario": rows.scenarios(rare),
                            **{name: bits[rare] for name, bits in decided.items()}})
         frames.append(by.group_by("key", "fraud_scenario").agg(
             pl.len().cast(pl.Int64).alias("rows"),

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from batch.whatif import combine, rows_from_frame
+from batch.whatif import NO_MONTH, combine, months_of, rows_from_frame
 from batch.whatif_accumulate import WhatIf
 from batch.whatif_speed import incidents_report
 from batch.whatif_sweep import best_within_budget, frontier, parse_sweep, sweep_sets
@@ -189,3 +189,12 @@ def test_alerts_per_day_counts_quiet_days() -> None:
     ref = reference_decisions(events, rs)
     assert apd["mean"] == pytest.approx(int(ref["flagged"].sum()) / apd["days"])
     assert apd["p95"] <= apd["max"] and np.isfinite(apd["p95"])
+
+
+def test_months_of_equals_the_calendar() -> None:
+    rng = np.random.default_rng(3)
+    ts = rng.integers(-10**15, 2 * 10**15, 50_000)
+    want = ts.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64) + 1970 * 12 + 1
+    assert (months_of(ts) == want).all()
+    timed = ts > 0
+    assert (months_of(ts, timed)[~timed] == NO_MONTH).all()
