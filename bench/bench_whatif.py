@@ -203,13 +203,19 @@ def main() -> int:
         data, described = pick_input(args, tmp)
         summary.update({"input": described, "cores": os.cpu_count(), "targets": TARGETS})
         if args.only != "scale":
-            summary["sets"] = {name: bench_set(name, data, tmp, args.baseline_points)
-                               for name in args.sets.split(",")}
+            summary["sets"] = {}
+            for name in args.sets.split(","):  # results written after each part
+                summary["sets"][name] = bench_set(name, data, tmp, args.baseline_points)
+                write(summary)
         if args.scale_input and args.only != "47m":
             summary["scale"] = bench_scale(data, args.scale_input, tmp)
+    write(summary)
+    return 0
+
+
+def write(summary: dict) -> None:
     (RESULTS / "whatif.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "whatif.md").write_text(markdown(summary, " ".join(sys.argv[1:])))
-    return 0
 
 
 def markdown(s: dict, argv: str) -> str:
