@@ -13,8 +13,10 @@ import pytest
 from _backtest_data import synthetic_events, with_extras, write_hive
 
 from batch.backtest import BacktestConfig, run_backtest
+from batch.whatif_evidence import attach_evidence, lookback
 from batch.whatif_run import WhatIfConfig, run_whatif
 from batch.whatif_sweep import parse_sweep
+from queries.staging import ParquetFile, connect, resolve_input
 from rules.model import load_rule_set, parse_rule_set
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,3 +167,24 @@ def test_flip_sample_carries_the_evidence(lake: Path) -> None:
                     assert e["n"] >= rs.rule(rid).params["count"]
     gained = [s for s in sample if s["flip"] == "gained"]
     assert gained and all(not s["a_fired"] or s["b_fired"] for s in gained)
+
+
+@pytest.mark.parametrize("rules, change, window", [
+    (EXAMPLE, ["online_over_1000.threshold=200", "alert_threshold=1"], (2, 10)),
+    (None, ["high_amount.threshold=400", "high_frequency.count=3"], (1, 1)),
+])
+def test_evidence_from_nearby_months_equals_evidence_from_every_file(
+        lake: Path, rules, change: list[str], window: tuple[int, int]) -> None:
+    a = load_rule_set(rules)
+    b = a.with_overrides(change)
+    sample = run_whatif(WhatIfConfig(input=str(lake), rule_set=a, compare=b, sample=12,
+                                     chunk_rows=300, progress=False))["flip_sample"]
+    files = resolve_input(str(lake))
+    assert lookback([a, b]) == window
+    near = [dict(s) for s in sample]
+    attach_evidence(connect(), files, near, {"a": a, "b": b})
+    every = [dict(s) for s in sample]
+    attach_evidence(connect(), [ParquetFile(f.path, None, None) for f in files], every,
+                    {"a": a, "b": b})
+    assert [s["evidence"] for s in near] == [s["evidence"] for s in every]
+    assert any(s["evidence"]["a"] or s["evidence"]["b"] for s in near)
