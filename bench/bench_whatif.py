@@ -1,7 +1,7 @@
 """Benchmark the what-if (issue 17) against separate backtests, same data, same run.
 
     .venv/bin/python bench/bench_whatif.py [--input PATH] [--rows 47e6] [--sets default,example]
-        [--baseline-points 11] [--scale-input PATH] [--only 47m|scale]
+        [--baseline-points 11] [--parts ab,sweep,value] [--scale-input PATH] [--only 47m|scale]
 
 Data: --input, else /work/data/history47m, else storage/historical, else a history of --rows
 rows (seed 42) generated into a temporary folder with batch.generate_history.
@@ -86,7 +86,8 @@ def sweep_values(k: int) -> list[str]:
     return [str(values[i]) for i in picks]
 
 
-def bench_set(name: str, data: str, tmp: Path, k: int) -> dict:
+def bench_set(name: str, data: str, tmp: Path, k: int,
+              parts: tuple[str, ...] = ("ab", "sweep", "value")) -> dict:
     rules = str(ROOT / "rules" / f"{name}.toml")
     param, value = CHANGED[name]
     b_file = tmp / f"{name}_b.toml"
@@ -96,12 +97,16 @@ def bench_set(name: str, data: str, tmp: Path, k: int) -> dict:
     runs = {"backtest_a": measured(base, tmp, f"{name}_backtest_a"),
             "backtest_b": measured(["--input", data, "--rules", str(b_file)], tmp,
                                    f"{name}_backtest_b"),
-            "ab": measured([*base, "--compare", str(b_file)], tmp, f"{name}_ab"),
-            "sweep": measured([*base, "--sweep", f"{param}={SWEEP}"], tmp, f"{name}_sweep"),
-            "value_speed": measured([*base, "--value", "--speed"], tmp, f"{name}_value_speed")}
-    points = {p["point"]: p for p in runs["sweep"]["report"]["sweep"]["points"]}
+            "ab": measured([*base, "--compare", str(b_file)], tmp, f"{name}_ab")}
+    if "sweep" in parts:
+        runs["sweep"] = measured([*base, "--sweep", f"{param}={SWEEP}"], tmp, f"{name}_sweep")
+    if "value" in parts:
+        runs["value_speed"] = measured([*base, "--value", "--speed"], tmp,
+                                       f"{name}_value_speed")
+    points = {p["point"]: p for p in runs["sweep"]["report"]["sweep"]["points"]} \
+        if "sweep" in runs else {}
     singles = []
-    for v in sweep_values(k):
+    for v in sweep_values(k) if points else []:
         run = measured([*base, "--set", f"{param}={v}"], tmp, f"{name}_point_{v}")
         assert points[f"{param}={v}"]["alerts"] == run["report"]["rules"]["flagged"]["flagged"]
         singles.append(run)
@@ -109,21 +114,22 @@ def bench_set(name: str, data: str, tmp: Path, k: int) -> dict:
     assert ab["a"]["rules"] == runs["backtest_a"]["report"]["rules"], "A differs"
     assert ab["b"]["rules"] == runs["backtest_b"]["report"]["rules"], "B differs"
     n_points = len(points)
-    mean = {x: sum(r[x] for r in singles) / len(singles) for x in ("wall_s", "cpu_s")}
     two = {x: runs["backtest_a"][x] + runs["backtest_b"][x] for x in ("wall_s", "cpu_s")}
     out = {"rules": f"rules/{name}.toml", "b": f"{param}={value}", "sweep": f"{param}={SWEEP}",
            "sweep_points": n_points,
            "runs": {k_: _strip(r) for k_, r in runs.items()},
            "sweep_baseline_runs": [_strip(r) for r in singles],
-           "sweep_baseline": {"measured_points": len(singles), "points": n_points,
-                              "wall_s": round(mean["wall_s"] * n_points, 1),
-                              "cpu_s": round(mean["cpu_s"] * n_points, 1),
-                              "extrapolated": len(singles) < n_points},
            "ab_vs_two_backtests": {x: round(two[x] / runs["ab"][x], 2)
-                                   for x in ("wall_s", "cpu_s")},
-           "sweep_vs_separate": {x: round(mean[x] * n_points / runs["sweep"][x], 2)
-                                 for x in ("wall_s", "cpu_s")}}
-    if name == "default":
+                                   for x in ("wall_s", "cpu_s")}}
+    if singles:
+        mean = {x: sum(r[x] for r in singles) / len(singles) for x in ("wall_s", "cpu_s")}
+        out["sweep_baseline"] = {"measured_points": len(singles), "points": n_points,
+                                 "wall_s": round(mean["wall_s"] * n_points, 1),
+                                 "cpu_s": round(mean["cpu_s"] * n_points, 1),
+                                 "extrapolated": len(singles) < n_points}
+        out["sweep_vs_separate"] = {x: round(mean[x] * n_points / runs["sweep"][x], 2)
+                                    for x in ("wall_s", "cpu_s")}
+    if name == "default" and "sweep" in runs:
         (RESULTS / "whatif_default_ab.json").write_text(json.dumps(
             _worked_example(ab, runs["sweep"]["report"]["sweep"]), indent=2) + "\n")
     return out
@@ -191,6 +197,8 @@ def main() -> int:
     p.add_argument("--sets", default="default,example", help="rule sets under rules/")
     p.add_argument("--baseline-points", type=int, default=11,
                    help="sweep points run as separate backtests (the rest extrapolated)")
+    p.add_argument("--parts", default="ab,sweep,value",
+                   help="per rule set: ab (always), sweep (+ its separate backtests), value")
     p.add_argument("--scale-input", help="a 10x history for the scale runs")
     p.add_argument("--only", choices=("47m", "scale"), help="run one part, keep the other's "
                    "figures from bench/results/whatif.json")
@@ -205,7 +213,8 @@ def main() -> int:
         if args.only != "scale":
             summary["sets"] = {}
             for name in args.sets.split(","):  # results written after each part
-                summary["sets"][name] = bench_set(name, data, tmp, args.baseline_points)
+                summary["sets"][name] = bench_set(name, data, tmp, args.baseline_points,
+                                                  tuple(args.parts.split(",")))
                 write(summary)
         if args.scale_input and args.only != "47m":
             summary["scale"] = bench_scale(data, args.scale_input, tmp)
@@ -231,15 +240,17 @@ def markdown(s: dict, argv: str) -> str:
                            *[(x["label"], x) for x in r["sweep_baseline_runs"]]]:
             lines.append(f"| {label} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} | "
                          f"{run['peak_rss_mib']} | {run['load_before']} |")
-        sb = r["sweep_baseline"]
         lines += ["", f"- A/B in one pass vs two separate backtests: "
                   f"{r['ab_vs_two_backtests']['wall_s']}x faster wall, "
-                  f"{r['ab_vs_two_backtests']['cpu_s']}x less CPU.",
-                  f"- Sweep in one pass vs {sb['points']} separate backtests"
-                  + (f" (mean of {sb['measured_points']} measured x {sb['points']})"
-                     if sb["extrapolated"] else "")
-                  + f": {r['sweep_vs_separate']['wall_s']}x wall, "
-                  f"{r['sweep_vs_separate']['cpu_s']}x CPU.", ""]
+                  f"{r['ab_vs_two_backtests']['cpu_s']}x less CPU."]
+        sb = r.get("sweep_baseline")
+        if sb:
+            lines.append(f"- Sweep in one pass vs {sb['points']} separate backtests"
+                         + (f" (mean of {sb['measured_points']} measured x {sb['points']})"
+                            if sb["extrapolated"] else "")
+                         + f": {r['sweep_vs_separate']['wall_s']}x wall, "
+                         f"{r['sweep_vs_separate']['cpu_s']}x CPU.")
+        lines.append("")
     if "scale" in s:
         sc = s["scale"]
         lines += [f"## Scale: {sc['input']} ({sc['rows']:,} rows), rules/default.toml", "",
