@@ -30,7 +30,7 @@ from tqdm import tqdm
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
-from lake.layout import partition_dir
+from lake.layout import data_files, partition_dir
 from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
@@ -238,7 +238,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         rows = sum(r.rows for r in results)
         if rows != cfg.rows:
             raise RuntimeError(f"wrote {rows} rows, expected {cfg.rows}")
-        first = next(tmp.glob("year=*/month=*/part-*.parquet"))
+        first = data_files(tmp)[0]
         check_columns(dict(pl.read_parquet_schema(first)))
         _move_into_place(tmp, cfg.out)
     except BaseException:

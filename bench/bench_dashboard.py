@@ -35,13 +35,14 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard import baseline, data, lake  # noqa: E402
-from dashboard.filters import FlagFilter  # noqa: E402
+from dashboard import baseline, data, lake_queries  # noqa: E402
+from dashboard.cached_reader import CachedMongoReader  # noqa: E402
 from dashboard.flag_cache import CacheConfig  # noqa: E402
 from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
-from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
 from flagstore.mongo import flag_documents  # noqa: E402
-from flagstore.sqlite import SqliteFlagStore  # noqa: E402
+from flagstore.protocols import FlagReadError  # noqa: E402
+from flagstore.query import FlagFilter  # noqa: E402
+from flagstore.sqlite import SqliteFlagReader, SqliteFlagStore  # noqa: E402
 from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES  # noqa: E402
 from fraudlake.settings import Settings  # noqa: E402
 from lake.layout import data_files, partition_dir, transactions_dir  # noqa: E402
@@ -119,17 +120,17 @@ def naive_refresh(source, cfg: DashboardConfig, f: FlagFilter, now: datetime,
     """The same page data without any cache: everything from the full lake every time."""
     live_files = data_files(cfg.settings.lake_transactions_dir)
     all_files = [*history_files, *live_files]
-    con = lake.connect()
+    con = lake_queries.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
-    events_, flagged = lake.window_counts(live_files, since_kpi, con=con)
+    events_, flagged = lake_queries.window_counts(live_files, since_kpi, con=con)
     flags = source.export(f)
     kpis = data.kpis(cfg.kpi_minutes, events_, flagged, flags, None)
     top = data.top_users(flags, 10)
-    base = lake.user_baselines(all_files, top["user_id"].to_list(), con=con)
+    base = lake_queries.user_baselines(all_files, top["user_id"].to_list(), con=con)
     top = data.with_baselines(top, base)
     start = f.since or (now - timedelta(days=365 * 26))
     unit = data.choose_unit(now - start)
-    chart = data.chart_frame([lake.amount_series(all_files, unit, f.since, None, con=con)],
+    chart = data.chart_frame([lake_queries.amount_series(all_files, unit, f.since, None, con=con)],
                              data.flag_series(flags, unit))
     return Refresh(now, kpis, flags.head(cfg.window_flags), flags.height, False, top, chart,
                    unit)
@@ -141,7 +142,7 @@ def measure(sname: str, fname: str, cached, naive, runs: int, naive_runs: int) -
         cached()
         cached_ms, all_ms = timed(cached, runs)
         naive_ms, _ = timed(naive, naive_runs) if naive_runs else (None, [])
-    except FlagSourceError as exc:
+    except FlagReadError as exc:
         row = {"source": sname, "filter": fname, "error": str(exc)}
         print(row, file=sys.stderr)
         return row
@@ -178,8 +179,8 @@ def bench_mongo(args, flags: pl.DataFrame, filters: dict, cfg: DashboardConfig, 
                    else f"MongoDB {info.get('version')}")
     # inline syncs only when asked: refresh timings = the page's own work on its snapshot
     quiet = CacheConfig(background=False, sync_seconds=1e9)
-    cached = MongoFlagSource(uri, "bench_dashboard", "flags", timeout_ms=10_000, cache=quiet)
-    direct = MongoFlagSource(uri, "bench_dashboard", "flags", timeout_ms=10_000, cache=None)
+    cached = CachedMongoReader(uri, "bench_dashboard", "flags", timeout_ms=10_000, cache=quiet)
+    direct = CachedMongoReader(uri, "bench_dashboard", "flags", timeout_ms=10_000, cache=None)
     out: dict = {"note": f"{flags.height:,} flags in {server_name} ({backend}) at {uri}",
                  "insert_s": round(load_s, 1)}
     try:
@@ -214,7 +215,7 @@ def bench_mongo(args, flags: pl.DataFrame, filters: dict, cfg: DashboardConfig, 
             assert after == before + args.new_flags, f"sync saw {after - before} new flags"
             print({"sync_ms": round(sync_ms[-1], 1), "new": args.new_flags}, file=sys.stderr)
         out["sync_ms"] = [round(x, 1) for x in sync_ms]
-    except (FlagSourceError, AssertionError) as exc:
+    except (FlagReadError, AssertionError) as exc:
         out["error"] = str(exc).splitlines()[0]
     finally:
         cached.close()
@@ -292,7 +293,7 @@ def main() -> int:
     def live_baselines(files, ids):
         k = (tuple(files), tuple(ids))
         if k not in memo:
-            memo[k] = lake.user_baselines(files, ids)
+            memo[k] = lake_queries.user_baselines(files, ids)
         return memo[k]
 
     filters = {
@@ -304,7 +305,7 @@ def main() -> int:
     }
     results = []
     if not args.skip_sqlite:
-        sqlite = SqliteFlagSource(work / "flags.sqlite")
+        sqlite = SqliteFlagReader(work / "flags.sqlite")
         for fname, f in filters.items():
             results.append(measure("sqlite", fname, lambda f=f: load_refresh(
                 sqlite, cfg, f, now, cache, history_files, live_baselines), lambda f=f: (

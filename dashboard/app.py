@@ -12,7 +12,6 @@ Filters live in the sidebar (widget state survives every refresh); the live part
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,30 +19,21 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-# `streamlit run dashboard/app.py` puts this folder first on sys.path, where dashboard/lake.py
-# shadows the top-level `lake` package ("'lake' is not a package"): the project's imports below
-# are package-qualified, so take the folder out before them.
-sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file__).resolve().parent]
-
-from dashboard import baseline, data, lake  # noqa: E402
-from dashboard.filters import (  # noqa: E402
-    DEFAULT_TIME_RANGE,
-    TIME_RANGES,
-    FilterError,
-    FlagFilter,
-    build_filter,
-)
-from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
-from dashboard.sources import FlagSource, FlagSourceError, open_source  # noqa: E402
-from fraudlake.contract import RULE_NAMES  # noqa: E402
+from dashboard import baseline, data, lake_queries
+from dashboard.cached_reader import open_flag_reader
+from dashboard.filters import DEFAULT_TIME_RANGE, TIME_RANGES, build_filter
+from dashboard.refresh import DashboardConfig, Refresh, load_refresh
+from flagstore.protocols import FlagReader, FlagReadError
+from flagstore.query import FilterError, FlagFilter
+from fraudlake.contract import RULE_NAMES
 
 st.set_page_config(page_title="fraudlake · live fraud flags", layout="wide")
 
 
 @st.cache_resource
-def _source(_cfg: DashboardConfig, key: tuple[str | None, ...]) -> FlagSource:
+def _source(_cfg: DashboardConfig, key: tuple[str | None, ...]) -> FlagReader:
     """One source (one MongoClient) per configuration, shared by all sessions."""
-    return open_source(_cfg.settings)
+    return open_flag_reader(_cfg.settings)
 
 
 def _source_key(cfg: DashboardConfig) -> tuple[str | None, ...]:
@@ -64,7 +54,7 @@ def _history(history_dir: str, cache_dir: str, key: str) -> baseline.HistoryCach
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=64)
 def _live_baselines(files: tuple[Path, ...], ids: tuple[int, ...]) -> pl.DataFrame:
-    return lake.user_baselines(files, ids)
+    return lake_queries.user_baselines(files, ids)
 
 
 def _cached_live_baselines(files, ids) -> pl.DataFrame:
@@ -109,12 +99,12 @@ def show_kpis(r: Refresh) -> None:
     cols[5].metric("Flags in view", f"{r.total:,}{'+' if r.capped else ''}")
 
 
-def show_live(source: FlagSource, cfg: DashboardConfig, f: FlagFilter,
+def show_live(source: FlagReader, cfg: DashboardConfig, f: FlagFilter,
               history: baseline.HistoryCache, history_files: list[Path]) -> None:
     now = datetime.now(UTC)
     try:
         r = load_refresh(source, cfg, f, now, history, history_files, _cached_live_baselines)
-    except FlagSourceError as exc:
+    except FlagReadError as exc:
         st.error(f"Cannot read flags — {exc}. Check that the store is running; "
                  "the page retries every refresh.")
         return

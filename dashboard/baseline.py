@@ -15,14 +15,14 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from dashboard import lake
+from dashboard import lake_queries
+from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
 from lake.layout import data_files
@@ -36,18 +36,18 @@ class HistoryCache:
 
     key: str
     files: int
-    baselines: pl.DataFrame  # lake.BASELINE_SCHEMA, one row per user
-    daily: pl.DataFrame  # lake.SERIES_SCHEMA, one row per day
+    baselines: pl.DataFrame  # lake_queries.BASELINE_SCHEMA, one row per user
+    daily: pl.DataFrame  # lake_queries.SERIES_SCHEMA, one row per day
 
 
 def empty_cache() -> HistoryCache:
-    return HistoryCache("none", 0, pl.DataFrame(schema=lake.BASELINE_SCHEMA),
-                        pl.DataFrame(schema=lake.SERIES_SCHEMA))
+    return HistoryCache("none", 0, pl.DataFrame(schema=lake_queries.BASELINE_SCHEMA),
+                        pl.DataFrame(schema=lake_queries.SERIES_SCHEMA))
 
 
 def history_key(history_dir: Path) -> tuple[str, list[Path]]:
     files = data_files(history_dir)
-    return lake.fingerprint(files), files
+    return lake_queries.fingerprint(files), files
 
 
 def load_or_build(history_dir: Path, cache_dir: Path,
@@ -67,10 +67,10 @@ def load_or_build(history_dir: Path, cache_dir: Path,
 
 def build(files: Sequence[Path], folder: Path) -> None:
     """Aggregate ``files`` into ``folder`` atomically (temp folder + rename)."""
-    con = lake.connect()
-    baselines = lake.user_baselines(files, None, con=con).sort("user_id")
-    daily = lake.amount_series(files, "day", None, None, con=con)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    con = lake_queries.connect()
+    baselines = lake_queries.user_baselines(files, None, con=con).sort("user_id")
+    daily = lake_queries.amount_series(files, "day", None, None, con=con)
+    tmp = temp_path(folder)
     tmp.mkdir(parents=True)
     try:
         baselines.write_parquet(tmp / "user_baseline.parquet")
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
-    if not any(history.glob("year=*/month=*/*.parquet")):
+    if not data_files(history):
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
     check_output_dir(cache_dir, "--cache-dir")

@@ -1,7 +1,7 @@
 """Pure aggregation behind the page: frames and filter values in, frames and numbers out.
 
 No I/O except ``read_report`` / ``read_lag`` (small JSON files). Flag frames follow
-``dashboard.sources.FLAG_COLUMNS``; series and baselines follow ``dashboard.lake``.
+``flagstore.schema.FLAG_SCHEMA``; series and baselines follow ``dashboard.lake_queries``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.lake import BASELINE_SCHEMA, SERIES_SCHEMA
+from dashboard.lake_queries import BASELINE_SCHEMA, SERIES_SCHEMA
+from flagstore.schema import TS_TEXT
 from fraudlake.contract import RULE_NAMES
 
 #: DuckDB date_trunc unit → Polars truncate interval.
@@ -74,7 +75,8 @@ def top_users(flags: pl.DataFrame, n: int = 10) -> pl.DataFrame:
         .agg(pl.len().alias("flags"),
              pl.col("amount").cast(pl.Float64).sum().alias("flagged_amount"),
              pl.col("amount").cast(pl.Float64).max().alias("max_amount"),
-             pl.col("rules").explode().drop_nulls().unique().sort().str.join(", ").alias("rules"),
+             pl.col("rules_fired").explode().drop_nulls().unique().sort().str.join(", ")
+             .alias("rules"),
              pl.col("ts").max().alias("last_flag"))
         .sort(["flags", "last_flag", "user_id"], descending=[True, True, False])
         .head(n)
@@ -150,14 +152,14 @@ def table_view(flags: pl.DataFrame) -> pl.DataFrame:
     return flags.select(
         "ts", "transaction_id", "user_id", pl.col("amount").cast(pl.String), "currency",
         "merchant_name", "category", "channel", "city", "country",
-        pl.col("rules").list.join(", "), "is_fraud", "fraud_scenario",
+        pl.col("rules_fired").list.join(", ").alias("rules"), "is_fraud", "fraud_scenario",
     )
 
 
 def to_csv(flags: pl.DataFrame) -> bytes:
     """Exactly these rows as CSV (UTF-8, ISO-8601 UTC timestamps, exact amounts)."""
     buf = io.BytesIO()
-    table_view(flags).write_csv(buf, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ")
+    table_view(flags).write_csv(buf, datetime_format=TS_TEXT)
     return buf.getvalue()
 
 

@@ -1,19 +1,15 @@
-"""The dashboard's filters: one frozen value, parsed from widget input, bound into every query.
+"""The dashboard's filters: widget input parsed into one ``flagstore.query.FlagFilter``.
 
-``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
-fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
-typed values (MongoDB), and ``apply`` into a Polars predicate (tests, cross-checks). The three
-agree: a flag passes one exactly when it passes the others.
+The filter itself and its translations into SQLite, MongoDB and Polars (always bound, never
+formatted into a query) live in ``flagstore.query``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-import polars as pl
-
+from flagstore.query import FilterError, FlagFilter
 from fraudlake.contract import RULE_NAMES
 
 #: Time-range presets shown in the sidebar (label → span back from now; None = all time).
@@ -26,45 +22,6 @@ TIME_RANGES: dict[str, timedelta | None] = {
     "All time": None,
 }
 DEFAULT_TIME_RANGE = "Last hour"
-
-TS_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # how the SQLite store writes ts (sorts like time)
-
-
-class FilterError(ValueError):
-    """A filter input that cannot be used; the message is shown next to the widget."""
-
-
-@dataclass(frozen=True)
-class FlagFilter:
-    """Which flags the table, the CSV and the flag-side aggregates show.
-
-    ``rules``: a flag passes when ANY of these rules fired (empty = no rule filter).
-    Amount bounds are inclusive, in cents (exact; never a float comparison).
-    """
-
-    since: datetime | None = None
-    until: datetime | None = None
-    rules: tuple[str, ...] = ()
-    min_cents: int | None = None
-    max_cents: int | None = None
-    user_id: int | None = None
-    country: str | None = None
-
-    def __post_init__(self) -> None:
-        """Typed values only: whatever builds a filter, nothing but a plain value of the
-        expected type can reach a query (no operator documents, no SQL text)."""
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, datetime):
-                raise FilterError(f"{name} must be a datetime")
-        for name in ("min_cents", "max_cents", "user_id"):
-            value = getattr(self, name)
-            if value is not None and (type(value) is not int):
-                raise FilterError(f"{name} must be a whole number")
-        if self.country is not None and type(self.country) is not str:
-            raise FilterError("country must be text")
-        if not isinstance(self.rules, tuple) or any(r not in RULE_NAMES for r in self.rules):
-            raise FilterError(f"rules must be a tuple of {', '.join(RULE_NAMES)}")
 
 
 def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -124,80 +81,3 @@ def build_filter(*, time_range: str, now: datetime, rules: list[str] | tuple[str
     return FlagFilter(since=since, until=until, rules=tuple(r for r in RULE_NAMES if r in rules),
                       min_cents=lo, max_cents=hi, user_id=parse_user_id(user),
                       country=parse_country(country))
-
-
-def ts_text(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime(TS_TEXT)
-
-
-def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
-    """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
-    parts: list[str] = []
-    params: list[object] = []
-    if f.since is not None:
-        parts.append("ts >= ?")
-        params.append(ts_text(f.since))
-    if f.until is not None:
-        parts.append("ts < ?")
-        params.append(ts_text(f.until))
-    if f.rules:  # rule names come from RULE_NAMES (checked), used as column identifiers
-        parts.append("(" + " OR ".join(f"{r} = 1" for r in RULE_NAMES if r in f.rules) + ")")
-    if f.min_cents is not None:
-        parts.append("amount_cents >= ?")
-        params.append(f.min_cents)
-    if f.max_cents is not None:
-        parts.append("amount_cents <= ?")
-        params.append(f.max_cents)
-    if f.user_id is not None:
-        parts.append("user_id = ?")
-        params.append(f.user_id)
-    if f.country is not None:
-        parts.append("country = ?")
-        params.append(f.country)
-    return (" WHERE " + " AND ".join(parts)) if parts else "", params
-
-
-def mongo_filter(f: FlagFilter) -> dict:
-    """Filter document of typed values for the MongoDB store."""
-    doc: dict = {}
-    ts: dict = {}
-    if f.since is not None:
-        ts["$gte"] = f.since.astimezone(UTC)
-    if f.until is not None:
-        ts["$lt"] = f.until.astimezone(UTC)
-    if ts:
-        doc["ts"] = ts
-    if f.rules:
-        doc["rules"] = {"$in": list(f.rules)}
-    cents: dict = {}
-    if f.min_cents is not None:
-        cents["$gte"] = f.min_cents
-    if f.max_cents is not None:
-        cents["$lte"] = f.max_cents
-    if cents:
-        doc["amount_cents"] = cents
-    if f.user_id is not None:  # plain int/str (FlagFilter checks): never an operator document
-        doc["user_id"] = f.user_id
-    if f.country is not None:
-        doc["country"] = f.country
-    return doc
-
-
-def apply(f: FlagFilter, flags: pl.DataFrame) -> pl.DataFrame:
-    """The same filter over a normalized flags frame (see ``dashboard.sources.FLAG_COLUMNS``)."""
-    pred = pl.lit(True)
-    if f.since is not None:
-        pred &= pl.col("ts") >= f.since
-    if f.until is not None:
-        pred &= pl.col("ts") < f.until
-    if f.rules:
-        pred &= pl.col("rules").list.eval(pl.element().is_in(list(f.rules))).list.any()
-    if f.min_cents is not None:
-        pred &= pl.col("amount_cents") >= f.min_cents
-    if f.max_cents is not None:
-        pred &= pl.col("amount_cents") <= f.max_cents
-    if f.user_id is not None:
-        pred &= pl.col("user_id") == f.user_id
-    if f.country is not None:
-        pred &= pl.col("country") == f.country
-    return flags.filter(pred)

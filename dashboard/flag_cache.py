@@ -12,7 +12,7 @@ each here, i.e. minutes at 1M flags. So the MongoDB source keeps a ``Snapshot``:
   stamps ``flagged_at`` once, at insert (``$setOnInsert``), so this is every document that
   appeared since, provided an insert becomes visible within ``overlap`` of its stamp;
   documents already held (the overlap) are recognised by id and skipped;
-- reads: the filter applied in Polars (the same predicate as ``dashboard.filters.apply``,
+- reads: the filter applied in Polars (the same predicate as ``flagstore.query.apply``,
   which agrees with the MongoDB filter document), newest first by (ts, transaction_id).
 
 The snapshot is a frozen value; ``merge``/``view`` return new values (sources swap them).
@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from dashboard.filters import FlagFilter, apply
+from flagstore.query import FlagFilter, apply
 from fraudlake.contract import RULE_NAMES
 
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
@@ -61,14 +61,14 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class Snapshot:
-    frame: pl.DataFrame  # FLAG_COLUMNS + _rule_mask, ascending by (ts, transaction_id)
+    frame: pl.DataFrame  # FLAG_SCHEMA + _rule_mask, ascending by (ts, transaction_id)
     complete_since: datetime | None  # None: every flag in the store; else every one with ts >= it
     watermark: datetime | None  # newest flagged_at seen
     recent: pl.DataFrame  # (transaction_id, flagged_at) held with flagged_at >= watermark - overlap
 
 
 def _with_mask(flags: pl.DataFrame) -> pl.DataFrame:
-    bits = [pl.col("rules").list.contains(r).cast(pl.UInt8) * (1 << i)
+    bits = [pl.col("rules_fired").list.contains(r).cast(pl.UInt8) * (1 << i)
             for i, r in enumerate(RULE_NAMES)]
     return flags.with_columns(pl.sum_horizontal(bits).cast(pl.UInt8).alias(_MASK))
 
@@ -160,7 +160,7 @@ def older(f: FlagFilter, snap: Snapshot) -> FlagFilter:
 
 def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
     """Held flags matching ``f``, ascending: the time range cut by binary search, then one
-    filter pass (rules by bit mask, the rest by ``dashboard.filters.apply``)."""
+    filter pass (rules by bit mask, the rest by ``flagstore.query.apply``)."""
     frame = snap.frame
     if f.since is not None:
         frame = frame.slice(int(frame["ts"].search_sorted(f.since, side="left")))
@@ -185,7 +185,7 @@ def count(snap: Snapshot, f: FlagFilter) -> int:
 
 
 def view(snap: Snapshot, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
-    """Matching flags newest first (at most ``limit``), in ``FLAG_COLUMNS``."""
+    """Matching flags newest first (at most ``limit``), in ``FLAG_SCHEMA``."""
     lazy = _matching(snap, f)
     if limit is not None:
         lazy = lazy.tail(limit)

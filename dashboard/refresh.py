@@ -15,10 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard import data, lake
+from dashboard import data, lake_queries
 from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
-from dashboard.filters import FlagFilter
-from dashboard.sources import FlagSource
+from flagstore.protocols import FlagReader
+from flagstore.query import FlagFilter
 from fraudlake.settings import Settings
 from lake.layout import data_files
 
@@ -65,14 +65,14 @@ class Refresh:
 LiveBaselines = Callable[[Sequence[Path], Sequence[int]], pl.DataFrame]
 
 
-def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
+def load_refresh(source: FlagReader, cfg: DashboardConfig, f: FlagFilter, now: datetime,
                  history: HistoryCache, history_files: Sequence[Path],
-                 live_baselines: LiveBaselines = lake.user_baselines) -> Refresh:
-    """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
+                 live_baselines: LiveBaselines = lake_queries.user_baselines) -> Refresh:
+    """All the data of one refresh. Raises FlagReadError / duckdb.Error on read failures."""
     live_files = data_files(cfg.settings.lake_transactions_dir)
-    con = lake.connect()
+    con = lake_queries.connect()
     since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
-    events, flagged = lake.window_counts(live_files, since_kpi, con=con)
+    events, flagged = lake_queries.window_counts(live_files, since_kpi, con=con)
     flags = source.recent(f, cfg.window_flags)
     total = flags.height if flags.height < cfg.window_flags else source.count(f, cfg.count_cap)
     kpis = data.kpis(cfg.kpi_minutes, events, flagged, flags,
@@ -85,11 +85,11 @@ def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: d
 
     start = f.since or _earliest(history, live_files, flags, now, con)
     unit = data.choose_unit((f.until or now) - start)
-    series = [lake.amount_series(live_files, unit, f.since, f.until, con=con)]
+    series = [lake_queries.amount_series(live_files, unit, f.since, f.until, con=con)]
     if unit in ("day", "month"):
         series.append(data.rebucket(history.daily, unit, f.since, f.until))
     else:
-        series.append(lake.amount_series(history_files, unit, f.since, f.until, con=con))
+        series.append(lake_queries.amount_series(history_files, unit, f.since, f.until, con=con))
     chart = data.chart_frame(series, data.flag_series(flags, unit))
     return Refresh(now, kpis, flags, total, total >= cfg.count_cap, top, chart, unit)
 
@@ -99,7 +99,7 @@ def _earliest(history: HistoryCache, live_files: Sequence[Path], flags: pl.DataF
     candidates = [now - timedelta(hours=1)]
     if not history.daily.is_empty():
         candidates.append(history.daily["bucket"].min())  # type: ignore[arg-type]
-    live_min = lake.min_ts(live_files, con=con)
+    live_min = lake_queries.min_ts(live_files, con=con)
     if live_min is not None:
         candidates.append(live_min)
     if not flags.is_empty():

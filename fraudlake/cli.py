@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fraudlake.errors import InputError
@@ -236,21 +236,6 @@ def _check_creatable(folder: Path, flag: str, shown: Path) -> None:
         raise UsageError(f"{flag} {shown}: cannot create a folder under {probe}, a file")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {shown}: folder {probe} is not writable")
-
-
-def seconds_from_env(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
-    """A duration in seconds from env ``name`` (unset/blank = ``default``); anything but a
-    finite number > 0 is a one-line ``UsageError`` naming the variable."""
-    text = (os.environ if env is None else env).get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name}={text!r}: not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{name}={text!r}: must be a finite number of seconds > 0")
-    return value
 
 
 def check_disjoint(output: Path | str, inputs: Sequence[Path | str], flag: str) -> None:

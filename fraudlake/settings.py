@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from fraudlake.errors import InputError
 from lake.layout import HISTORY_NAME, LAKE_NAME, transactions_dir
 
 #: environment variable → pymongo URI option
@@ -40,6 +41,16 @@ MONGO_OPTION_ENV: dict[str, str] = {
 _BOOL_OPTIONS = {"tls", "tlsInsecure"}
 _TLS_FILES = {"tlsCAFile", "tlsCertificateKeyFile"}
 _SECRET_OPTION = re.compile(r"(?i)((?:tlsCertificateKeyFilePassword|password)=)[^&]*")
+
+#: Retry budgets (seconds) for transient server errors; keep them below the consumer's
+#: ``max.poll.interval.ms`` (300 s).
+MONGO_RETRY_ENV = "MONGO_RETRY_SECONDS"
+KAFKA_RETRY_ENV = "KAFKA_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 120.0
+
+
+class SettingsError(InputError):
+    """An environment variable holds a value that cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class Settings:
     lake_dir: Path = Path("storage") / LAKE_NAME
     history_dir: Path = Path("storage") / HISTORY_NAME
     local_flags_path: Path = Path("storage/flags/flags.sqlite")
+    mongo_retry_seconds: float = DEFAULT_RETRY_SECONDS
+    kafka_retry_seconds: float = DEFAULT_RETRY_SECONDS
 
     @property
     def embedded(self) -> bool:
@@ -89,7 +102,24 @@ class Settings:
             lake_dir=Path(e.get("LAKE_DIR", str(cls.lake_dir))),
             history_dir=Path(e.get("HISTORY_DIR", str(cls.history_dir))),
             local_flags_path=Path(e.get("LOCAL_FLAGS_PATH", str(cls.local_flags_path))),
+            mongo_retry_seconds=seconds_from_env(MONGO_RETRY_ENV, DEFAULT_RETRY_SECONDS, e),
+            kafka_retry_seconds=seconds_from_env(KAFKA_RETRY_ENV, DEFAULT_RETRY_SECONDS, e),
         )
+
+
+def seconds_from_env(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    """A duration in seconds from env ``name`` (unset/blank = ``default``); anything but a
+    finite number > 0 is a one-line ``SettingsError`` naming the variable."""
+    text = (os.environ if env is None else env).get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r}: not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name}={text!r}: must be a finite number of seconds > 0")
+    return value
 
 
 def _merged_or_raw(uri: str | None, env: Mapping[str, str]) -> str | None:

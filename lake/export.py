@@ -39,8 +39,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+from pymongo.errors import ConfigurationError
 from tqdm import tqdm
 
+from flagstore.mongo import MongoFlagReader
+from flagstore.protocols import FlagReader
+from flagstore.schema import TS_TEXT, ts_text
+from flagstore.sqlite import SqliteFlagReader
 from fraudlake.atomic import replacing
 from fraudlake.cli import (
     ArgumentParser,
@@ -50,7 +55,6 @@ from fraudlake.cli import (
     run,
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
-from lake.export_sources import FlagSource, MongoSource, SqliteSource
 
 STATE_NAME = "_export_state.json"
 LOCK_NAME = ".export.lock"
@@ -92,17 +96,12 @@ def advance(state: ExportState, frame: pl.DataFrame, lookback: timedelta,
         return replace(state, last_file=max(file_name, state.last_file or ""))
     top = frame["flagged_at"].max()
     mark = top if state.watermark is None else max(state.watermark, top)
-    pairs = [(iso(ts), tid) for ts, tid in
+    pairs = [(ts_text(ts), tid) for ts, tid in
              frame.select("flagged_at", "transaction_id").iter_rows()]
-    floor = iso(mark - lookback)
+    floor = ts_text(mark - lookback)
     recent = tuple(sorted(p for p in {*state.recent, *pairs} if p[0] >= floor))
     return replace(state, watermark=mark, recent=recent, rows=state.rows + frame.height,
                    last_file=max(file_name, state.last_file or ""))
-
-
-def iso(ts: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text (sorts like time, unlike ``isoformat()``)."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def load_state(path: Path) -> ExportState:
@@ -119,7 +118,7 @@ def load_state(path: Path) -> ExportState:
 
 def save_state(path: Path, state: ExportState) -> None:
     data = {"source": state.source, "rows": state.rows, "last_file": state.last_file,
-            "watermark": iso(state.watermark) if state.watermark else None,
+            "watermark": ts_text(state.watermark) if state.watermark else None,
             "recent": [list(p) for p in state.recent]}
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
 
@@ -129,8 +128,13 @@ def _atomic(path: Path, write) -> None:
         write(tmp)
 
 
+def csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """CSV holds no lists: ``rules_fired`` as comma-separated ids (pure)."""
+    return frame.with_columns(pl.col("rules_fired").list.join(","))
+
+
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
-    _atomic(path, lambda tmp: frame.write_csv(tmp, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ"))
+    _atomic(path, lambda tmp: csv_frame(frame).write_csv(tmp, datetime_format=TS_TEXT))
 
 
 def write_pair(frame: pl.DataFrame, parquet: Path, csv: Path) -> None:
@@ -170,7 +174,7 @@ def export_lock(filtered: Path) -> Iterator[None]:
         yield
 
 
-def export_flags(source: FlagSource, filtered: Path, exported: Path,
+def export_flags(source: FlagReader, filtered: Path, exported: Path,
                  lookback: timedelta = DEFAULT_LOOKBACK, chunk_rows: int = DEFAULT_CHUNK,
                  progress: bool = False) -> ExportResult:
     """Export the flags ``source`` holds that no earlier export wrote (see the module doc)."""
@@ -205,13 +209,20 @@ def export_flags(source: FlagSource, filtered: Path, exported: Path,
                         recovered)
 
 
-def open_source(kind: str | None, settings: Settings) -> FlagSource:
+def open_source(kind: str | None, settings: Settings) -> FlagReader:
     kind = kind or ("mongo" if settings.mongo_uri else "local")
     if kind == "mongo":
         if not settings.mongo_uri:
             raise UsageError("--source mongo needs MONGO_URI")
-        return MongoSource(settings.mongo_uri, settings.mongo_db, settings.mongo_collection)
-    return SqliteSource(settings.local_flags_path)
+        try:
+            return MongoFlagReader(settings.mongo_uri, settings.mongo_db,
+                                   settings.mongo_collection, timeout_ms=10_000)
+        except ConfigurationError as exc:
+            raise UsageError(f"bad MONGO_URI: {exc}") from exc
+    if not settings.local_flags_path.is_file():
+        raise UsageError(f"local flag store not found: {settings.local_flags_path} (set "
+                         "LOCAL_FLAGS_PATH or MONGO_URI)")
+    return SqliteFlagReader(settings.local_flags_path)
 
 
 def build_parser() -> ArgumentParser:
@@ -256,8 +267,7 @@ def _main(argv: Sequence[str] | None) -> int:
               file=sys.stderr)
         return 1
     finally:
-        if isinstance(source, MongoSource):
-            source.close()
+        source.close()
     if res.recovered:
         print(f"recovered {res.recovered} file(s) from an interrupted export")
     names = sorted({res.parquet[0].stem, res.parquet[-1].stem}) if res.rows else []

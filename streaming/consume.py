@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flagstore.protocols import FlagWriter
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -35,12 +36,13 @@ from streaming.pipeline import add_rule_arguments
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
 
-def open_flag_store(settings: Settings, mongo_uri: str | None):
+def open_flag_store(settings: Settings, mongo_uri: str | None) -> FlagWriter:
     """MongoDB when a URI is given, else the local SQLite store (embedded mode)."""
     if mongo_uri:
         from flagstore.mongo import MongoFlagStore
 
-        return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection)
+        return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection,
+                              retry_seconds=settings.mongo_retry_seconds)
     from flagstore.sqlite import SqliteFlagStore
 
     return SqliteFlagStore(settings.local_flags_path)
@@ -107,13 +109,15 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
                         rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
-                        dict(settings.kafka_extra), args.group_instance_id or None)
+                        dict(settings.kafka_extra), args.group_instance_id or None,
+                        settings.kafka_retry_seconds)
     return cfg, mongo_uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
     store = open_flag_store(Settings.from_env(), mongo_uri)
+    store.prepare()  # an unreachable flag store fails here, after its retry budget
     consumer = StreamConsumer(cfg, store)
     print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
           f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stats = consumer.run()
     finally:
-        getattr(store, "close", lambda: None)()
+        store.close()
     secs = time.monotonic() - stats.started
     p50, p99 = consumer.latency_ms()
     print(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "

@@ -102,8 +102,7 @@ def reset_demo_outputs(lake: Path, store: SqliteFlagStore) -> None:
         for f in folder_files(folder):
             if f.topic == TOPIC:
                 f.path.unlink(missing_ok=True)
-    with store.conn:
-        store.conn.execute("DELETE FROM flags WHERE source LIKE ?", (f"{TOPIC}:%",))
+    store.delete_source_prefix(f"{TOPIC}:")
 
 
 def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,

@@ -8,7 +8,7 @@ Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,15 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fraudlake.cli import seconds_from_env
+from fraudlake.settings import DEFAULT_RETRY_SECONDS
 from streaming.decode import DeadLetter, RawRecord
 
 DLQ_REASON_HEADER = "fraudlake.reason"
-
-#: Seconds a commit or a DLQ flush keeps retrying while the broker is away (env
-#: ``KAFKA_RETRY_SECONDS``). Keep it below ``max.poll.interval.ms`` (300 s).
-KAFKA_RETRY_ENV = "KAFKA_RETRY_SECONDS"
-DEFAULT_KAFKA_RETRY_SECONDS = 120.0
 
 #: Errors that mean "no broker to talk to right now": librdkafka reconnects by itself.
 BROKER_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
@@ -42,14 +37,12 @@ COMMIT_TRANSIENT = BROKER_DOWN | {
 }
 
 
-def retry_seconds_from_env(env: Mapping[str, str] | None = None, name: str = KAFKA_RETRY_ENV,
-                           default: float = DEFAULT_KAFKA_RETRY_SECONDS) -> float:
-    """A retry budget in seconds from the environment; a bad value is a one-line UsageError."""
-    return seconds_from_env(name, default, env)
+log = logging.getLogger(__name__)
 
 
 def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """The default ``log`` callback of this module's classes: a warning in ``logging``."""
+    log.warning(msg)
 
 
 class KafkaStageError(RuntimeError):
@@ -225,14 +218,14 @@ class DeadLetterProducer:
     """Sends undecodable records to the DLQ topic: value = the raw bytes, key = the original key,
     headers = reason + source topic/partition/offset. ``send`` returns only once the broker
     holds every record (so the consumer may commit past them). While the broker is away it
-    keeps waiting (logging every 10 s) up to ``retry_seconds`` (env ``KAFKA_RETRY_SECONDS``,
-    default 120), then raises ``KafkaStageError``."""
+    keeps waiting (logging every 10 s) up to ``retry_seconds`` (``Settings.kafka_retry_seconds``,
+    env ``KAFKA_RETRY_SECONDS``, default 120), then raises ``KafkaStageError``."""
 
     def __init__(self, bootstrap: str, topic: str, extra: Mapping[str, str] = {}, *,
-                 retry_seconds: float | None = None,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS,
                  log: Callable[[str], None] | None = None) -> None:
         self.topic = topic
-        self.retry_seconds = retry_seconds_from_env() if retry_seconds is None else retry_seconds
+        self.retry_seconds = retry_seconds
         self._log = log or _stderr
         self.watch = BrokerWatch("DLQ producer", self._log)
         self._producer = Producer(producer_config(bootstrap, extra, linger_ms=0,
@@ -291,7 +284,7 @@ def flush_within(producer: Producer, timeout: float, what: str,
 
 
 def retry_commit(consumer, offsets: list[TopicPartition], attempts: int | None = None, *,
-                 retry_seconds: float | None = None,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS,
                  log: Callable[[str], None] = _stderr) -> bool:
     """Synchronous commit of explicit offsets, retried with bounded exponential backoff
     (0.2 s doubling to 5 s) on transient broker errors (broker or coordinator away, timeouts)
@@ -302,7 +295,7 @@ def retry_commit(consumer, offsets: list[TopicPartition], attempts: int | None =
     away): the caller may keep the offsets and commit them after the next poll if it still
     owns the partitions. Says in the log when it had to retry or wait, and when the commit
     went through again."""
-    budget = retry_seconds_from_env() if retry_seconds is None else retry_seconds
+    budget = retry_seconds
     t0 = time.monotonic()
     delay, tries = 0.2, 0
     while True:

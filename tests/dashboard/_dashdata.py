@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.filters import FlagFilter
+from flagstore.query import FlagFilter
 from flagstore.sqlite import SqliteFlagStore
 from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, RULE_SCHEMA
 from lake.layout import partition_dir

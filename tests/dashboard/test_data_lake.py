@@ -1,4 +1,4 @@
-"""Pure aggregates (dashboard.data) and lake reads + the history cache (dashboard.lake/baseline)."""
+"""Pure aggregates (dashboard.data), lake reads (dashboard.lake_queries), the history cache."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import _dashdata
 import polars as pl
 import pytest
 
-from dashboard import baseline, data, lake
+from dashboard import baseline, data, lake_queries
 from dashboard.baseline import main as baseline_main
-from dashboard.filters import FlagFilter
-from dashboard.sources import SqliteFlagSource
+from flagstore.query import FlagFilter
+from flagstore.sqlite import SqliteFlagReader
 from fraudlake.cli import run
 from lake.layout import data_files
 
@@ -36,7 +36,7 @@ def test_choose_unit() -> None:
 
 def test_kpis_and_precision(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
+    flags = SqliteFlagReader(tmp_path / "f.sqlite").export(FlagFilter())
     k = data.kpis(5.0, lake_events=100, lake_flagged=25, flags_in_view=flags, lag=7)
     assert (k.events_per_min, k.flags_per_min, k.flag_rate, k.lag) == (20.0, 5.0, 0.25, 7)
     assert k.labelled == 10 and k.precision == 0.5
@@ -46,7 +46,7 @@ def test_kpis_and_precision(tmp_path: Path) -> None:
 
 def test_top_users_with_baselines(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
+    flags = SqliteFlagReader(tmp_path / "f.sqlite").export(FlagFilter())
     extra = flags.filter(pl.col("user_id") == 2).with_columns(
         pl.col("transaction_id") + "x", pl.col("ts") + timedelta(hours=1))
     top = data.top_users(pl.concat([flags, extra]), n=3)
@@ -54,10 +54,11 @@ def test_top_users_with_baselines(tmp_path: Path) -> None:
     assert top.height == 3
     hist = pl.DataFrame({"user_id": [2], "txn_count": [100], "median_amount": [50.0],
                          "usual_city": ["Madrid"], "first_seen": [NOW - timedelta(days=900)],
-                         "last_seen": [NOW - timedelta(days=1)]}, schema=lake.BASELINE_SCHEMA)
+                         "last_seen": [NOW - timedelta(days=1)]},
+                        schema=lake_queries.BASELINE_SCHEMA)
     live = pl.DataFrame({"user_id": [2, 4], "txn_count": [3, 5], "median_amount": [9.0, 20.0],
                          "usual_city": ["Oslo", "Paris"], "first_seen": [NOW, NOW],
-                         "last_seen": [NOW, NOW]}, schema=lake.BASELINE_SCHEMA)
+                         "last_seen": [NOW, NOW]}, schema=lake_queries.BASELINE_SCHEMA)
     merged = data.merge_baselines(hist, live).sort("user_id")
     assert merged.rows() == [(2, 103, 50.0, "Madrid", NOW - timedelta(days=900), NOW),
                              (4, 5, 20.0, "Paris", NOW, NOW)]
@@ -68,12 +69,12 @@ def test_top_users_with_baselines(tmp_path: Path) -> None:
 
 def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
+    flags = SqliteFlagReader(tmp_path / "f.sqlite").export(FlagFilter())
     csv = pl.read_csv(data.to_csv(flags), infer_schema=False)
     assert csv.columns == data.table_view(flags).columns
     assert [Decimal(a) for a in csv["amount"]] == flags["amount"].to_list()
     assert csv["ts"][0].endswith("Z")
-    assert csv["rules"].to_list() == flags["rules"].list.join(", ").to_list()
+    assert csv["rules"].to_list() == flags["rules_fired"].list.join(", ").to_list()
 
 
 def test_report_tables_and_lag(tmp_path: Path) -> None:
@@ -95,24 +96,24 @@ def test_report_tables_and_lag(tmp_path: Path) -> None:
 def test_files_in_range_prunes_by_month_folder(tmp_path: Path) -> None:
     files = [tmp_path / f"year={y}/month={m:02d}/p.parquet" for y, m in
              [(2025, 11), (2025, 12), (2026, 1), (2026, 3)]]
-    got = lake.files_in_range(files, datetime(2025, 12, 31, tzinfo=UTC),
+    got = lake_queries.files_in_range(files, datetime(2025, 12, 31, tzinfo=UTC),
                               datetime(2026, 2, 1, tzinfo=UTC))
     assert [f.parent.name for f in got] == ["month=12", "month=01"]
-    assert lake.files_in_range(files, None) == files
+    assert lake_queries.files_in_range(files, None) == files
 
 
 def test_lake_reads(tmp_path: Path) -> None:
     live = _dashdata.events(120, NOW - timedelta(hours=2), timedelta(minutes=1))
     _dashdata.write_lake(tmp_path, live)
     files = data_files(tmp_path)
-    assert lake.window_counts(files, NOW - timedelta(minutes=30)) == (30, 10)
-    series = lake.amount_series(files, "hour", NOW - timedelta(hours=2), None)
+    assert lake_queries.window_counts(files, NOW - timedelta(minutes=30)) == (30, 10)
+    series = lake_queries.amount_series(files, "hour", NOW - timedelta(hours=2), None)
     assert series["events"].sum() == 120
     assert float(series["amount"].sum()) == pytest.approx(float(live["amount"].sum()))
-    b = lake.user_baselines(files, [1, 3]).sort("user_id")
+    b = lake_queries.user_baselines(files, [1, 3]).sort("user_id")
     assert b["user_id"].to_list() == [1, 3] and b["txn_count"].to_list() == [24, 24]
     assert b["first_seen"][0] == live.filter(pl.col("user_id") == 1)["ts"].min()
-    assert lake.min_ts(files) == live["ts"].min()
+    assert lake_queries.min_ts(files) == live["ts"].min()
 
 
 def test_history_cache_built_once_and_rebuilt_on_change(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def _lake(lake: Path) -> pl.DataFrame:
 
 
 def _flags(store: MongoFlagStore) -> dict[str, list[str]]:
-    return {d["_id"]: d["rules"] for d in store.collection.find({}, {"rules": 1})}
+    return {d["_id"]: d["rules_fired"] for d in store.collection.find({}, {"rules_fired": 1})}
 
 
 @pytest.fixture(scope="module")

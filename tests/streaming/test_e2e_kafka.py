@@ -46,7 +46,7 @@ def _expected_flags(events: pl.DataFrame) -> dict[str, list[str]]:
 
 
 def _mongo_flags(store: MongoFlagStore) -> dict[str, list[str]]:
-    return {d["_id"]: d["rules"] for d in store.collection.find({}, {"rules": 1})}
+    return {d["_id"]: d["rules_fired"] for d in store.collection.find({}, {"rules_fired": 1})}
 
 
 def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -113,6 +113,12 @@ class FailingStore:
 
     def __init__(self, inner: MongoFlagStore, fail_on: int) -> None:
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
+
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def close(self) -> None:
+        self.inner.close()
 
     def upsert(self, df: pl.DataFrame) -> int:
         self.calls += 1
