@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -176,7 +176,7 @@ def validate(cfg: HistoryConfig) -> None:
         raise UsageError(f"{cfg.out} exists and is not a folder")
 
 
-def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
+def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order; on any exit before the end the workers are stopped
     (terminated, not awaited) before the caller cleans up."""
     if workers == 1 or len(tasks) == 1:

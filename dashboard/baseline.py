@@ -12,8 +12,8 @@ Build it ahead of time (else the page builds it on first load):
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +25,9 @@ from dashboard import lake_queries
 from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.settings import Settings
-from lake.layout import data_files
+from lake.layout import data_files, month_folders
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
 
@@ -101,12 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
-    if not data_files(history):
+    if not any(data_files(month) for month in month_folders(history)):
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
     check_output_dir(cache_dir, "--cache-dir")
     t0 = time.perf_counter()
-    cache = load_or_build(history, cache_dir, log=lambda m: print(m, file=sys.stderr))
+    cache = load_or_build(history, cache_dir, log=log.info)
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
           f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
     return 0

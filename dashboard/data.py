@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -48,7 +49,7 @@ def live_precision(flags: pl.DataFrame) -> tuple[float | None, int]:
     labelled = flags.filter(pl.col("is_fraud").is_not_null())
     if labelled.is_empty():
         return None, 0
-    return float(labelled["is_fraud"].cast(pl.Float64).mean()), labelled.height  # type: ignore[arg-type]
+    return float(cast(float, labelled["is_fraud"].cast(pl.Float64).mean())), labelled.height
 
 
 def kpis(window_minutes: float, lake_events: int, lake_flagged: int,
@@ -117,7 +118,7 @@ def flag_series(flags: pl.DataFrame, unit: str) -> pl.DataFrame:
         flags.group_by(pl.col("ts").dt.truncate(UNITS[unit]).alias("bucket"))
         .agg(pl.len().cast(pl.Int64).alias("events"),
              pl.col("amount").cast(pl.Float64).sum().alias("amount"))
-        .sort("bucket").cast(SERIES_SCHEMA).select(list(SERIES_SCHEMA))  # type: ignore[arg-type]
+        .sort("bucket").cast(pl.Schema(SERIES_SCHEMA)).select(list(SERIES_SCHEMA))
     )
 
 
@@ -131,7 +132,7 @@ def rebucket(series: pl.DataFrame, unit: str, since: datetime | None,
         s = s.filter(pl.col("bucket") < until)
     return (s.group_by(pl.col("bucket").dt.truncate(UNITS[unit]))
             .agg(pl.col("events").sum(), pl.col("amount").sum()).sort("bucket")
-            .cast(SERIES_SCHEMA))  # type: ignore[arg-type]
+            .cast(pl.Schema(SERIES_SCHEMA)))
 
 
 def chart_frame(all_events: list[pl.DataFrame], flagged: pl.DataFrame) -> pl.DataFrame:

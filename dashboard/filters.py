@@ -50,7 +50,8 @@ def parse_amount_cents(text: str, what: str) -> int | None:
         value = Decimal(t)
     except InvalidOperation:
         raise FilterError(f"{what} must be an amount like 1000.00, got {text!r}") from None
-    if not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:  # type: ignore[operator]
+    exponent = value.as_tuple().exponent  # an int for finite values ('n'/'N'/'F' otherwise)
+    if not value.is_finite() or value < 0 or (isinstance(exponent, int) and exponent < -2):
         raise FilterError(f"{what} must be a non-negative amount with at most 2 decimals")
     if value > Decimal("1000000000"):
         raise FilterError(f"{what} is too large")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -98,10 +99,10 @@ def _earliest(history: HistoryCache, live_files: Sequence[Path], flags: pl.DataF
               now: datetime, con) -> datetime:
     candidates = [now - timedelta(hours=1)]
     if not history.daily.is_empty():
-        candidates.append(history.daily["bucket"].min())  # type: ignore[arg-type]
+        candidates.append(cast(datetime, history.daily["bucket"].min()))
     live_min = lake_queries.min_ts(live_files, con=con)
     if live_min is not None:
         candidates.append(live_min)
     if not flags.is_empty():
-        candidates.append(flags["ts"].min())  # type: ignore[arg-type]
+        candidates.append(cast(datetime, flags["ts"].min()))
     return min(candidates)

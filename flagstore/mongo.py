@@ -37,7 +37,8 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import polars as pl
 from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
@@ -50,6 +51,7 @@ from flagstore.schema import FLAG_SCHEMA, flag_frame, from_records
 from fraudlake.settings import DEFAULT_RETRY_SECONDS, MONGO_RETRY_ENV
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Indexes behind the dashboard's queries (newest flags, one user's flags, by rule, by amount).
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
@@ -152,13 +154,16 @@ class MongoFlagStore:
         for lo in range(0, len(docs), CHUNK):  # short requests: a retry resends little
             chunk = docs[lo:lo + CHUNK]
             existing = self._with_retry(f"insert of {len(chunk)} flags",
-                                        lambda c=chunk: self._insert_new(c, datetime.now(UTC)))
+                                        partial(self._insert_new_now, chunk))
             self.replayed += len(existing)
             if existing and self.rewrite_replays:
                 ops = upsert_ops(existing, now)
                 self._with_retry(f"bulk_write of {len(ops)} replayed flags",
-                                 lambda o=ops: self.collection.bulk_write(o, ordered=False))
+                                 partial(self.collection.bulk_write, ops, ordered=False))
         return len(docs)
+
+    def _insert_new_now(self, docs: list[dict]) -> list[dict]:
+        return self._insert_new(docs, datetime.now(UTC))
 
     def _insert_new(self, docs: list[dict], now: datetime) -> list[dict]:
         """Insert the documents stamped ``flagged_at=now``; return those whose _id already
@@ -173,7 +178,7 @@ class MongoFlagStore:
                 raise
             return [docs[e["index"]] for e in errors]
 
-    def _with_retry(self, what: str, action: Callable[[], object]) -> object:
+    def _with_retry(self, what: str, action: Callable[[], T]) -> T:
         t0 = time.monotonic()
         deadline = t0 + self.retry_seconds
         delay, failures = 0.1, 0
@@ -221,7 +226,7 @@ class MongoFlagReader:
         from bson.codec_options import CodecOptions, DatetimeConversion
 
         given = uri.lower()  # timeouts written in the URI win over these defaults
-        opts = {k: v for k, v in {"serverSelectionTimeoutMS": timeout_ms,
+        opts: dict[str, Any] = {k: v for k, v in {"serverSelectionTimeoutMS": timeout_ms,
                                   "connectTimeoutMS": timeout_ms,
                                   "socketTimeoutMS": 600_000}.items() if k.lower() not in given}
         self.client: MongoClient = MongoClient(uri, tz_aware=True, **opts)

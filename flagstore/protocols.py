@@ -40,8 +40,15 @@ class FlagWriter(Protocol):
 class FlagReader(Protocol):
     """Reads a flag store; every frame is ``FLAG_SCHEMA``, newest ``ts`` first unless said."""
 
-    label: str  #: what a page shows as the flags' origin
-    key: str  #: identifies the store in ``lake.export``'s state (``mongo:db.coll``, ``local:…``)
+    @property
+    def label(self) -> str:
+        """What a page shows as the flags' origin."""
+        ...
+
+    @property
+    def key(self) -> str:
+        """Identifies the store in ``lake.export``'s state (``mongo:db.coll``, ``local:…``)."""
+        ...
 
     def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
         """The latest ``limit`` flags matching ``f``."""

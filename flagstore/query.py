@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import polars as pl
 
@@ -102,8 +103,11 @@ def mongo_filter(f: FlagFilter) -> dict:
     return doc
 
 
-def apply(f: FlagFilter, flags: pl.DataFrame) -> pl.DataFrame:
-    """The same filter over a ``FLAG_SCHEMA`` frame."""
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def apply(f: FlagFilter, flags: Frame) -> Frame:
+    """The same filter over a ``FLAG_SCHEMA`` frame (eager or lazy)."""
     pred = pl.lit(True)
     if f.since is not None:
         pred &= pl.col("ts") >= f.since

@@ -18,7 +18,7 @@ with microseconds and ``Z`` (``2024-03-01T08:00:00.000000Z``), fixed width, so i
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,7 +94,7 @@ def flag_frame(flagged: pl.DataFrame, flagged_at: datetime | None = None) -> pl.
     return frame.with_columns(evidence.alias("evidence")).select(list(FLAG_SCHEMA))
 
 
-def from_records(records: list[Mapping[str, Any]]) -> pl.DataFrame:
+def from_records(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Stored flags as dicts (SQLite rows by name, MongoDB documents) → ``FLAG_SCHEMA``.
 
     Column by column, for speed (a cold dashboard load converts a million documents).
@@ -112,7 +112,7 @@ def from_records(records: list[Mapping[str, Any]]) -> pl.DataFrame:
 _SEP = "\x1f"  # joins rule ids while converting (never in a rule id)
 
 
-def _column(records: list[Mapping[str, Any]], name: str, dtype: pl.DataType) -> pl.Series:
+def _column(records: Sequence[Mapping[str, Any]], name: str, dtype: pl.DataType) -> pl.Series:
     if name == "transaction_id":
         values = [r.get("transaction_id", r.get("_id")) for r in records]
     elif name == "rules_fired":

@@ -14,10 +14,14 @@ import os
 import re
 import sys
 import warnings
+from argparse import SUPPRESS
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn, overload
 
 from fraudlake.errors import InputError
+from fraudlake.logs import LEVELS, LOG_LEVEL_ENV
+from fraudlake.logs import configure as configure_logging
 
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
@@ -30,12 +34,34 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports errors as one line and exit code 2 (no usage dump)."""
+    """argparse that reports errors as one line and exit code 2 (no usage dump), and gives
+    every entry point ``--log-level``: logging is configured once the arguments are parsed."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser (same class) must not overwrite the value given
+        # before the subcommand with its own default
+        self.add_argument("--log-level", type=str.upper, choices=LEVELS, default=SUPPRESS,
+                          help=f"log level (env {LOG_LEVEL_ENV}; default INFO)")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # typeshed overloads it on the namespace type; one signature suffices here
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        level = getattr(parsed, "log_level", None) or os.environ.get(LOG_LEVEL_ENV, "INFO")
+        if level.upper() not in LEVELS:
+            self.error(f"{LOG_LEVEL_ENV}={level!r}: not one of {', '.join(LEVELS)}")
+        configure_logging(level)
+        return parsed, rest
+
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+@overload
+def env_default(name: str) -> str | None: ...
+@overload
+def env_default(name: str, default: str) -> str: ...
 def env_default(name: str, default: str | None = None) -> str | None:
     """Default for a flag that falls back to an environment variable."""
     return os.environ.get(name, default)

@@ -10,13 +10,16 @@ Each ``*_command`` returns the argv of the server process; none of them starts i
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from string import Template
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = ROOT / "services"
@@ -47,7 +50,7 @@ def kafka_libs() -> Path:
     stamp = libs / ".complete"
     if stamp.exists() and stamp.stat().st_mtime >= pom.stat().st_mtime:
         return libs
-    print("services: fetching Kafka jars with mvn (first start only)…", file=sys.stderr)
+    log.info("services: fetching Kafka jars with mvn (first start only)…")
     cmd = ["mvn", "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime",
            f"-DoutputDirectory={libs}"]
     _run_tool(cmd, "mvn dependency:copy-dependencies (services/kafka/pom.xml)", pom.parent)
@@ -91,7 +94,7 @@ def ferretdb_binary() -> Path:
     newest = max(p.stat().st_mtime for p in src.iterdir() if p.is_file())
     if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
-    print("services: building FerretDB with go build (first start only)…", file=sys.stderr)
+    log.info("services: building FerretDB with go build (first start only)…")
     env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     go = shutil.which("go") or "/usr/local/go/bin/go"  # the Go tarball's place, often off PATH
     _run_tool([go, "build", "-o", str(binary), "."], "go build (services/ferretdb)", src, env)
@@ -121,7 +124,7 @@ def pg_tool(name: str) -> Path:
     return versions[-1]
 
 
-def pg_user() -> dict[str, str]:
+def pg_user() -> dict[str, Any]:
     """PostgreSQL refuses to run as root: run its tools as the 'postgres' user then."""
     return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 

@@ -14,18 +14,25 @@ Starting is idempotent: if something already answers on the port, it is reused, 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fraudlake.cli import ArgumentParser, UsageError, positive_float_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    EnvironmentFailure,
+    UsageError,
+    positive_float_arg,
+    run,
+)
 from fraudlake.server_builds import (
     CACHE_DIR,
     HOST,
@@ -37,6 +44,8 @@ from fraudlake.server_builds import (
     pg_user,
     postgres_command,
 )
+
+log = logging.getLogger(__name__)
 
 #: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
 PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT")
@@ -126,7 +135,9 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
             from pymongo import MongoClient
 
             ms = int(timeout * 1000)
-            with MongoClient(server.address, serverSelectionTimeoutMS=ms) as client:
+            client: MongoClient[dict[str, Any]] = MongoClient(server.address,
+                                                              serverSelectionTimeoutMS=ms)
+            with client:
                 client.admin.command("ping")
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -167,8 +178,7 @@ def up(server: Server, timeout: float = 120.0) -> Started:
                 raise
             aside = data.with_name(f"{data.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
             data.rename(aside)
-            print(f"services: FerretDB did not start; moved its data to {aside}, retrying",
-                  file=sys.stderr)
+            log.warning("services: FerretDB did not start; moved its data to %s, retrying", aside)
             return _start(server, timeout)
 
 
@@ -290,15 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         chosen = servers(args.which)
     except ServiceError as exc:
-        print(f"services: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     for server in chosen:
         if args.action == "up":
             try:
                 res = up(server, timeout=args.timeout)
             except ServiceError as exc:
-                print(f"services: {exc}", file=sys.stderr)
-                return 1
+                raise EnvironmentFailure(str(exc)) from None
             how = "started" if res.started else "already running"
             print(f"{server.name}: {how} at {server.address} (log {server.log_file})")
         elif args.action == "down":

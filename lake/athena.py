@@ -17,6 +17,7 @@ so new partitions are visible at once: no ``MSCK REPAIR TABLE``, no Glue crawler
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,8 @@ from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_defa
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE, PARTITION_COLUMNS
 from lake.s3 import S3_URI_ENV, S3Location
+
+log = logging.getLogger(__name__)
 
 DEFAULT_YEARS = (2000, 2100)
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
@@ -179,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = write_files(args.out, files)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(f"athena: wrote {len(written)} file(s) under {args.out}", file=sys.stderr)
+    log.info("athena: wrote %d file(s) under %s", len(written), args.out)
     return 0
 
 

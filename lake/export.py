@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 from pymongo.errors import ConfigurationError
@@ -49,6 +50,7 @@ from flagstore.sqlite import SqliteFlagReader
 from fraudlake.atomic import replacing
 from fraudlake.cli import (
     ArgumentParser,
+    EnvironmentFailure,
     UsageError,
     check_output_dir,
     positive_count_arg,
@@ -94,7 +96,7 @@ def advance(state: ExportState, frame: pl.DataFrame, lookback: timedelta,
     """The state after ``frame`` was exported as ``file_name`` (pure)."""
     if frame.is_empty():
         return replace(state, last_file=max(file_name, state.last_file or ""))
-    top = frame["flagged_at"].max()
+    top = cast(datetime, frame["flagged_at"].max())
     mark = top if state.watermark is None else max(state.watermark, top)
     pairs = [(ts_text(ts), tid) for ts, tid in
              frame.select("flagged_at", "transaction_id").iter_rows()]
@@ -260,12 +262,10 @@ def _main(argv: Sequence[str] | None) -> int:
         res = export_flags(source, args.filtered_dir, args.exported_dir,
                            timedelta(seconds=args.lookback_seconds), args.chunk_rows,
                            progress=not args.no_progress)
+    except (UsageError, EnvironmentFailure):
+        raise
     except Exception as exc:  # noqa: BLE001 - server/IO failures: one line, exit 1
-        if isinstance(exc, UsageError):
-            raise
-        print(f"lake.export: error: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-              file=sys.stderr)
-        return 1
+        raise EnvironmentFailure(f"{type(exc).__name__}: {exc}") from exc
     finally:
         source.close()
     if res.recovered:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import s3fs
 
@@ -73,14 +74,13 @@ class S3Settings:
         return cls(uri=e.get(S3_URI_ENV) or None, endpoint_url=e.get(ENDPOINT_ENV) or None)
 
 
-def make_filesystem(endpoint_url: str | None = None, **kwargs: object) -> s3fs.S3FileSystem:
+def make_filesystem(endpoint_url: str | None = None, **kwargs: Any) -> s3fs.S3FileSystem:
     """A fresh (uncached) s3fs filesystem using the default AWS credential chain.
 
     ``kwargs`` go to ``S3FileSystem`` (e.g. ``max_concurrency``); tests may pass ``key``/``secret``.
     """
-    client_kwargs: dict[str, object] = dict(kwargs.pop("client_kwargs", None) or {})  # type: ignore[call-overload]
+    options: dict[str, Any] = dict(kwargs)
+    client_kwargs: dict[str, Any] = dict(options.pop("client_kwargs", None) or {})
     if endpoint_url:
         client_kwargs["endpoint_url"] = endpoint_url
-    return s3fs.S3FileSystem(
-        client_kwargs=client_kwargs, skip_instance_cache=True, **kwargs  # type: ignore[arg-type]
-    )
+    return s3fs.S3FileSystem(client_kwargs=client_kwargs, skip_instance_cache=True, **options)

@@ -22,6 +22,7 @@ Remote objects with no local file (e.g. after compaction) are only deleted with 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -56,6 +57,8 @@ from lake.sync_files import (  # noqa: F401 - re-exported: the public API of lak
     scan_source,
     sync_file,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -227,8 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for remote in report.remote_only if args.delete else ():
             print(f"would delete s3://{remote}")
     for line in report.failed:
-        print(f"failed: s3://{line}", file=sys.stderr)
-    print(report.summary(), file=sys.stderr)
+        log.error("failed: s3://%s", line)
+    log.info("%s", report.summary())
     return 1 if report.failed else 0
 
 

@@ -151,10 +151,10 @@ def _main(argv: Sequence[str] | None) -> int:
         sql.check(q.name, q.rule_set, q.extra)  # parameter errors before any I/O
     except ValueError as exc:  # QueryError
         raise UsageError(str(exc)) from None
-    text = write_result(run_query(q), q.fmt, q.out)
-    if text is not None:
+    result = write_result(run_query(q), q.fmt, q.out)
+    if result is not None:
         try:
-            print(text)
+            print(result)
         except BrokenPipeError:  # e.g. piped into `head`
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -144,9 +144,9 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
 
 
 def _parse_value(raw: str) -> object:
-    for cast in (int, float):
+    for convert in (int, float):
         try:
-            return cast(raw)
+            return convert(raw)
         except ValueError:
             pass
     return raw
@@ -225,10 +225,11 @@ def render_athena(name: str, table: str = DEFAULT_ATHENA_TABLE, dialect: str = "
         if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
             # DuckDB's epoch microseconds; Trino has to_unixtime (seconds, double)
             seconds = exp.func("to_unixtime", *node.expressions)
-            return exp.cast(exp.Mul(this=seconds, expression=exp.Literal.number(1_000_000)),
-                            "BIGINT")
+            return cast(exp.Expression, exp.cast(
+                exp.Mul(this=seconds, expression=exp.Literal.number(1_000_000)), "BIGINT"))
         if isinstance(node, exp.Table) and node.name == "transactions" and not node.db:
-            return target.copy().as_(node.alias) if node.alias else target.copy()
+            return cast(exp.Expression,
+                        target.copy().as_(node.alias) if node.alias else target.copy())
         return node
 
     marked = render_tree(name, rule_set).transform(swap).sql(dialect=dialect, pretty=True)

@@ -10,6 +10,7 @@ the group. ``--max-messages`` / ``--timeout`` bound a run (tests, benchmarks). A
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -32,6 +33,8 @@ from fraudlake.settings import Settings, mongo_uri_from_env
 from rules.model import rule_set_from_cli
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
 from streaming.pipeline import add_rule_arguments
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
@@ -119,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = open_flag_store(Settings.from_env(), mongo_uri)
     store.prepare()  # an unreachable flag store fails here, after its retry budget
     consumer = StreamConsumer(cfg, store)
-    print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
-          f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
+    log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
+             len(cfg.rule_set.rules))
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
     try:
@@ -129,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.close()
     secs = time.monotonic() - stats.started
     p50, p99 = consumer.latency_ms()
-    print(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "
+    log.info(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "
           f"{stats.dead_letters} dead letters in {secs:.1f}s; latency produce→in sinks "
-          f"p50={p50:.0f}ms p99={p99:.0f}ms", file=sys.stderr)
+          f"p50={p50:.0f}ms p99={p99:.0f}ms")
     return 0
 
 

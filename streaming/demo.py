@@ -12,6 +12,7 @@ outputs always describe this run.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,8 @@ from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
 from streaming.pipeline import add_rule_arguments, process_batch
+
+log = logging.getLogger(__name__)
 
 TOPIC = "demo"
 PARTITION = 0
@@ -154,9 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:
-        print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
-              "embedded; use streaming.produce + streaming.consume for the services",
-              file=sys.stderr)
+        log.warning("KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
+                    "embedded; use streaming.produce + streaming.consume for the services")
     summary = run_demo(args.count, args.seed, args.users, args.batch, args.lake,
                        args.flags_db, rule_set, progress=not args.quiet)
     for line in summary.lines(args.lake, args.flags_db):

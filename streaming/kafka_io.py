@@ -12,10 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fraudlake.logs import KAFKA_LOGGER
 from fraudlake.settings import DEFAULT_RETRY_SECONDS
 from streaming.decode import DeadLetter, RawRecord
 
@@ -131,6 +133,7 @@ def producer_config(bootstrap: str, extra: Mapping[str, str] = {}, *,
     duplicating or reordering; ``watch`` logs the outage."""
     return {
         **(watch.config() if watch is not None else {}),
+        "logger": KAFKA_LOGGER,  # librdkafka's own log lines into logging
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -150,6 +153,7 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
     ``BrokerWatch("consumer")`` logs broker outages and reconnects unless one is given."""
     return {
         **(watch or BrokerWatch("consumer")).config(),
+        "logger": KAFKA_LOGGER,  # librdkafka's own log lines into logging
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -169,7 +173,8 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
 def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int,
                   extra: Mapping[str, str] = {}, timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (the broker does not auto-create); return them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": KAFKA_LOGGER, **extra}
+    admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
@@ -196,8 +201,9 @@ def unpack(messages: list[Message]) -> tuple[list[RawRecord], list[int], list[Ka
     for m in messages:
         err = m.error()
         if err is None:
-            records.append(RawRecord(m.value() or b"", m.key(), m.topic(), m.partition(),
-                                     m.offset()))
+            # a consumed message always has its topic, partition and offset
+            records.append(RawRecord(m.value() or b"", m.key(), m.topic() or "",
+                                     m.partition() or 0, m.offset() or 0))
             created.append(m.timestamp()[1])
         elif err.code() != eof:
             errors.append(err)
@@ -249,7 +255,8 @@ class DeadLetterProducer:
         return len(letters)
 
     def _produce(self, dl: DeadLetter) -> None:
-        headers = [(DLQ_REASON_HEADER, dl.reason.encode()),
+        headers: list[tuple[str, str | bytes | None]] = [
+                   (DLQ_REASON_HEADER, dl.reason.encode()),
                    ("fraudlake.topic", dl.topic.encode()),
                    ("fraudlake.partition", str(dl.partition).encode()),
                    ("fraudlake.offset", str(dl.offset).encode())]

@@ -22,6 +22,7 @@ broker went away and when the producer reconnected.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,6 +51,8 @@ from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, produce
 
 MAX_UNPACED_RATE = 1_000_000  # events/s assumed to size an unpaced --duration stream
 MAX_SPAN_DAYS = 5 * 365  # a --duration stream covers at most this much event time
+log = logging.getLogger(__name__)
+
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 FLUSH_SECONDS = 330.0  # librdkafka's message.timeout.ms (300 s) and a margin
 
@@ -220,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            int(per_day * MAX_SPAN_DAYS)))
     else:
         total = count
-    print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)  # checks too
+    log.info("%s", describe_stream(args.seed, args.users, total, end))  # checks too
     settings = Settings.from_env()
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
@@ -229,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = simulated_events(args.seed, args.users, total, end)
     stats = produce(producer, args.topic, frames, rate=args.rate, count=count,
                     duration=args.duration, progress=not args.no_progress)
-    print(f"produce: {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
-          f"({stats.rate:,.0f} ev/s), {stats.failed} failed", file=sys.stderr)
+    log.info("produce: %d events to %s in %.1fs (%s ev/s), %d failed", stats.events,
+             args.topic, stats.seconds, f"{stats.rate:,.0f}", stats.failed)
     return 1 if stats.failed else 0
 
 

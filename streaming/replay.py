@@ -14,6 +14,7 @@ input or a bad rule file: one line on stderr, exit 2, nothing written.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -33,6 +35,8 @@ from lake.layout import resolve_files
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 from streaming.engine import RuleEngine
 from streaming.pipeline import add_rule_arguments
+
+log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
 RULE_SET_KEY = "fraudlake.rule_set_id"
@@ -135,7 +139,7 @@ class FlagsWriter:
         self.counts = dict.fromkeys((*rule_set.rule_ids, FLAGGED), 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
-        self._csv = None
+        self._csv: BinaryIO | None = None
 
     def write(self, part: pl.DataFrame) -> None:
         self.rows += part.height
@@ -209,8 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.abort()
         raise
     counts = ", ".join(f"{c}={n}" for c, n in writer.counts.items())
-    print(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s with rule set "
-          f"{rule_set.id}: {counts} → {args.flags_out}", file=sys.stderr)
+    log.info("replayed %s events in %.1f s with rule set %s: %s → %s", f"{writer.rows:,}",
+             time.perf_counter() - t0, rule_set.id, counts, args.flags_out)
     return 0
 
 

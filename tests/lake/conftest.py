@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ def s3_endpoint() -> Iterator[str]:
         os.environ.pop(k, None)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    # the in-process server's request log is not the CLI's output (werkzeug sets INFO itself)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     host, port = server.get_host_and_port()
     try:
         yield f"http://{host}:{port}"

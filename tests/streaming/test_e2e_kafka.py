@@ -109,7 +109,9 @@ def test_n_produced_exactly_n_in_lake_flags_match_reference_dlq_gets_poison(
 
 
 class FailingStore:
-    """Wraps a real store; the n-th upsert raises (a sink outage mid-run)."""
+    """Wraps a real store; the n-th upsert raises (a sink outage mid-run). A FlagWriter."""
+
+    thread_safe = True
 
     def __init__(self, inner: MongoFlagStore, fail_on: int) -> None:
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
