@@ -23,13 +23,13 @@ import polars as pl
 
 from dashboard import lake_queries
 from fraudlake.atomic import temp_path
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
 from fraudlake.settings import Settings
 from lake.layout import data_files, month_folders
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
+DEFAULT_CACHE_DIR = Settings.history_cache_dir
 
 
 @dataclass(frozen=True)
@@ -93,19 +93,20 @@ def _remove_stale(cache_dir: Path, keep: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.from_env()
     p = ArgumentParser(prog="python -m dashboard.baseline",
                        description="Build the dashboard's cache of history aggregates.")
-    p.add_argument("--history-dir", default=env_default("HISTORY_DIR"),
+    p.add_argument("--history-dir", type=Path, default=settings.history_dir,
                    help="history root (env HISTORY_DIR; default storage/historical)")
-    p.add_argument("--cache-dir", default=env_default("DASHBOARD_CACHE_DIR"),
+    p.add_argument("--cache-dir", type=Path, default=settings.history_cache_dir,
                    help=f"cache folder (env DASHBOARD_CACHE_DIR; default {DEFAULT_CACHE_DIR})")
     args = p.parse_args(argv)
-    history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
+    history = args.history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
     if not any(data_files(month) for month in month_folders(history)):
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
-    cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    cache_dir = args.cache_dir
     check_output_dir(cache_dir, "--cache-dir")
     t0 = time.perf_counter()
     cache = load_or_build(history, cache_dir, log=log.info)

@@ -7,7 +7,6 @@ times). Its reads are bounded: the live lake's month folders in range, the flag 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,10 +16,10 @@ from typing import cast
 import polars as pl
 
 from dashboard import data, lake_queries
-from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
+from dashboard.baseline import HistoryCache
 from flagstore.protocols import FlagReader
 from flagstore.query import FlagFilter
-from fraudlake.settings import Settings
+from fraudlake.settings import DashboardSettings, Settings
 from lake.layout import data_files
 
 
@@ -29,25 +28,25 @@ class DashboardConfig:
     """The page's configuration, read from the environment once."""
 
     settings: Settings = field(default_factory=Settings)
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    report_path: Path = Path("storage/reports/backtest.json")
-    metrics_path: Path = Path("storage/metrics/consumer.json")
-    refresh_seconds: float = 1.0
-    window_flags: int = 5_000  # latest matching flags behind top users / chart / precision
+    cache_dir: Path = Settings.history_cache_dir
+    report_path: Path = DashboardSettings.report_path
+    metrics_path: Path = Settings.consumer_metrics_path
+    refresh_seconds: float = DashboardSettings.refresh_seconds
+    window_flags: int = DashboardSettings.window_flags  # behind top users / chart / precision
     table_rows: int = 200
     count_cap: int = 10_000  # "10,000+": counting 200k matches costs ~400 ms in SQLite
     kpi_minutes: float = 5.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> DashboardConfig:
-        e = dict(os.environ) if env is None else env
+        settings, page = Settings.from_env(env), DashboardSettings.from_env(env)
         return cls(
-            settings=Settings.from_env(e),
-            cache_dir=Path(e.get("DASHBOARD_CACHE_DIR", str(DEFAULT_CACHE_DIR))),
-            report_path=Path(e.get("BACKTEST_REPORT", str(cls.report_path))),
-            metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.metrics_path))),
-            refresh_seconds=float(e.get("DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds)),
-            window_flags=int(e.get("DASHBOARD_WINDOW", cls.window_flags)),
+            settings=settings,
+            cache_dir=settings.history_cache_dir,
+            report_path=page.report_path,
+            metrics_path=settings.consumer_metrics_path,
+            refresh_seconds=page.refresh_seconds,
+            window_flags=page.window_flags,
         )
 
 

@@ -17,15 +17,15 @@ import warnings
 from argparse import SUPPRESS
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, overload
+from typing import Any, NoReturn
 
 from fraudlake.errors import InputError
-from fraudlake.logs import LEVELS, LOG_LEVEL_ENV
+from fraudlake.logs import LEVELS
 from fraudlake.logs import configure as configure_logging
+from fraudlake.settings import DEBUG_ENV, LOG_LEVEL_ENV, debug_from_env, log_level_from_env
 
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
-DEBUG_ENV = "FRAUDLAKE_DEBUG"
 _MAX_MESSAGE = 400
 
 
@@ -48,7 +48,7 @@ class ArgumentParser(argparse.ArgumentParser):
                          namespace: argparse.Namespace | None = None
                          ) -> tuple[argparse.Namespace, list[str]]:
         parsed, rest = super().parse_known_args(args, namespace)
-        level = getattr(parsed, "log_level", None) or os.environ.get(LOG_LEVEL_ENV, "INFO")
+        level = getattr(parsed, "log_level", None) or log_level_from_env()
         if level.upper() not in LEVELS:
             self.error(f"{LOG_LEVEL_ENV}={level!r}: not one of {', '.join(LEVELS)}")
         configure_logging(level)
@@ -56,15 +56,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-@overload
-def env_default(name: str) -> str | None: ...
-@overload
-def env_default(name: str, default: str) -> str: ...
-def env_default(name: str, default: str | None = None) -> str | None:
-    """Default for a flag that falls back to an environment variable."""
-    return os.environ.get(name, default)
 
 
 _COUNT = re.compile(r"^[0-9][0-9_]*(\.[0-9]+)?([eE][+]?[0-9]+)?$")
@@ -152,7 +143,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 
 
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return debug_from_env()
 
 
 def _say(message: str) -> None:

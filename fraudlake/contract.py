@@ -67,7 +67,6 @@ LAKE_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **DECISION_SCHEMA}
 CHANNELS: tuple[str, ...] = ("pos", "online", "atm")
 
 # Validity bounds for a single event (live input outside them goes to the DLQ).
-MIN_AMOUNT = Decimal("0.00")
 MAX_AMOUNT = Decimal("1000000.00")
 MIN_TS = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SECONDS = 24 * 3600  # an event more than a day ahead of the wall clock is invalid

@@ -13,7 +13,6 @@ import logging
 import sys
 import time
 
-LOG_LEVEL_ENV = "FRAUDLAKE_LOG_LEVEL"
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"

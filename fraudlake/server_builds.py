@@ -19,11 +19,13 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from fraudlake.settings import services_cache_from_env
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = ROOT / "services"
-CACHE_DIR = Path(os.environ.get("FRAUDLAKE_SERVICES_CACHE", SERVICES_DIR / ".cache"))
+CACHE_DIR = services_cache_from_env(SERVICES_DIR / ".cache")
 HOST = "127.0.0.1"
 
 

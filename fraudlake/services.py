@@ -44,11 +44,10 @@ from fraudlake.server_builds import (
     pg_user,
     postgres_command,
 )
+from fraudlake.settings import FERRETDB_BACKENDS, DevServices, SettingsError
 
 log = logging.getLogger(__name__)
 
-#: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
-PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT")
 
 @dataclass(frozen=True)
 class Server:
@@ -78,33 +77,32 @@ class Started:
 
 
 def kafka_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_KAFKA_PORT", "9092"))
+    port = port or DevServices.from_env().kafka_port
     d = CACHE_DIR / "kafka"
     return Server("kafka", port, d / f"kafka-{port}.pid", d / f"kafka-{port}.log")
 
 
 def mongo_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_MONGO_PORT", "27017"))
+    port = port or DevServices.from_env().mongo_port
     d = CACHE_DIR / "ferretdb"
     return Server("mongo", port, d / f"ferretdb-{port}.pid", d / f"ferretdb-{port}.log")
 
 
 def postgres_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_POSTGRES_PORT", "55432"))
+    port = port or DevServices.from_env().postgres_port
     d = CACHE_DIR / "postgres"
     return Server("postgres", port, d / f"postgres-{port}.pid", d / f"postgres-{port}.log")
 
 
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = FERRETDB_BACKENDS
 
 
 def ferretdb_backend() -> str:
     """FerretDB's storage: env FRAUDLAKE_FERRETDB_BACKEND, sqlite (default) or postgresql."""
-    backend = os.environ.get("FRAUDLAKE_FERRETDB_BACKEND", "sqlite").strip() or "sqlite"
-    if backend not in BACKENDS:
-        raise ServiceError(f"FRAUDLAKE_FERRETDB_BACKEND must be sqlite or postgresql, "
-                           f"got {backend!r}")
-    return backend
+    try:
+        return DevServices.from_env().ferretdb_backend
+    except SettingsError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 # --- readiness -------------------------------------------------------------------------------
@@ -293,10 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=positive_float_arg, default=120.0,
                         help="seconds to wait for readiness (default 120)")
     args = parser.parse_args(argv)
-    for name in PORT_ENV:
-        value = os.environ.get(name, "").strip()
-        if value and not (value.isdigit() and 0 < int(value) < 65535):
-            raise UsageError(f"{name} must be a port number (1-65534): {value!r}")
+    DevServices.from_env()  # a bad port or backend: one line naming the variable, exit 2
     try:
         chosen = servers(args.which)
     except ServiceError as exc:

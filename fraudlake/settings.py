@@ -1,4 +1,10 @@
-"""One settings object, read from the environment at the entry point.
+"""Every environment variable the project reads, read here and nowhere else.
+
+``Settings`` (the services: Kafka, MongoDB, the lake, retry budgets, S3), ``DashboardSettings``
+(the Streamlit page and its flag cache), ``DevServices`` (the local Kafka/FerretDB/PostgreSQL of
+``fraudlake.services``) and three process-wide readers that never raise (``debug_from_env``,
+``log_level_from_env``, ``services_cache_from_env``). A value that cannot be used is a one-line
+``SettingsError`` naming the variable (exit 2 at an entry point).
 
 Secrets (``MONGO_URI`` credentials, ``MONGO_PASSWORD``, TLS key passwords, Kafka SASL/SSL
 settings) are held in fields left out of ``repr`` and are never printed; ``redact_uri`` is the
@@ -47,6 +53,12 @@ _SECRET_OPTION = re.compile(r"(?i)((?:tlsCertificateKeyFilePassword|password)=)[
 MONGO_RETRY_ENV = "MONGO_RETRY_SECONDS"
 KAFKA_RETRY_ENV = "KAFKA_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0
+S3_URI_ENV = "FRAUDLAKE_S3_URI"
+S3_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+SYNC_CACHE_ENV = "FRAUDLAKE_SYNC_CACHE"
+NOTEBOOK_DATA_ENV = "FRAUDLAKE_NOTEBOOK_DATA"
+DEBUG_ENV = "FRAUDLAKE_DEBUG"
+LOG_LEVEL_ENV = "FRAUDLAKE_LOG_LEVEL"
 
 
 class SettingsError(InputError):
@@ -62,6 +74,7 @@ class Settings:
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
     kafka_rules_topic: str = "rules.control"
+    kafka_group_instance_id: str | None = None  # static group membership (one per process)
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
     mongo_db: str = "fraud"
@@ -69,8 +82,14 @@ class Settings:
     lake_dir: Path = Path("storage") / LAKE_NAME
     history_dir: Path = Path("storage") / HISTORY_NAME
     local_flags_path: Path = Path("storage/flags/flags.sqlite")
+    consumer_metrics_path: Path = Path("storage/metrics/consumer.json")
     mongo_retry_seconds: float = DEFAULT_RETRY_SECONDS
     kafka_retry_seconds: float = DEFAULT_RETRY_SECONDS
+    s3_uri: str | None = None  # where lake.sync / lake.athena put the lake (s3://BUCKET/PREFIX)
+    s3_endpoint_url: str | None = None  # an S3-compatible endpoint (moto, MinIO) instead of AWS
+    sync_hash_cache: Path | None = None  # lake.sync's MD5 cache (None: under the user's cache)
+    history_cache_dir: Path = Path("storage/cache/dashboard")  # dashboard.baseline's cache
+    notebook_data: Path | None = None  # the storage root the notebooks read (None: a sample)
 
     @property
     def embedded(self) -> bool:
@@ -95,6 +114,7 @@ class Settings:
             kafka_dlq_topic=e.get("KAFKA_DLQ_TOPIC", cls.kafka_dlq_topic),
             kafka_group_id=e.get("KAFKA_GROUP_ID", cls.kafka_group_id),
             kafka_rules_topic=e.get("KAFKA_RULES_TOPIC", cls.kafka_rules_topic),
+            kafka_group_instance_id=e.get("KAFKA_GROUP_INSTANCE_ID") or None,
             kafka_extra=passthrough,
             mongo_uri=_merged_or_raw(e.get("MONGO_URI") or None, e),
             mongo_db=e.get("MONGO_DB", cls.mongo_db),
@@ -102,9 +122,124 @@ class Settings:
             lake_dir=Path(e.get("LAKE_DIR", str(cls.lake_dir))),
             history_dir=Path(e.get("HISTORY_DIR", str(cls.history_dir))),
             local_flags_path=Path(e.get("LOCAL_FLAGS_PATH", str(cls.local_flags_path))),
+            consumer_metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.consumer_metrics_path))),
             mongo_retry_seconds=seconds_from_env(MONGO_RETRY_ENV, DEFAULT_RETRY_SECONDS, e),
             kafka_retry_seconds=seconds_from_env(KAFKA_RETRY_ENV, DEFAULT_RETRY_SECONDS, e),
+            s3_uri=e.get(S3_URI_ENV) or None,
+            s3_endpoint_url=e.get(S3_ENDPOINT_ENV) or None,
+            sync_hash_cache=_path_or_none(e.get(SYNC_CACHE_ENV)),
+            history_cache_dir=Path(e.get("DASHBOARD_CACHE_DIR") or cls.history_cache_dir),
+            notebook_data=_path_or_none(e.get(NOTEBOOK_DATA_ENV)),
         )
+
+
+def _path_or_none(text: str | None) -> Path | None:
+    return Path(text) if text and text.strip() else None
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The Streamlit page (``dashboard.refresh.DashboardConfig``) and its flag cache
+    (``dashboard.flag_cache.CacheConfig``)."""
+
+    report_path: Path = Path("storage/reports/backtest.json")  # BACKTEST_REPORT
+    refresh_seconds: float = 1.0  # DASHBOARD_REFRESH_SECONDS
+    window_flags: int = 5_000  # DASHBOARD_WINDOW
+    cache_flags: int = 2_000_000  # DASHBOARD_CACHE_FLAGS (0 = no cache)
+    sync_overlap_seconds: float = 30.0  # DASHBOARD_SYNC_OVERLAP_S
+    sync_seconds: float = 1.0  # DASHBOARD_SYNC_SECONDS
+    sync_mode: str = "background"  # DASHBOARD_SYNC: background | inline
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSettings:
+        e = os.environ if env is None else env
+        mode = (e.get("DASHBOARD_SYNC") or cls.sync_mode).strip()
+        if mode not in ("background", "inline"):
+            raise SettingsError(f"DASHBOARD_SYNC must be background or inline, got {mode!r}")
+        return cls(
+            report_path=Path(e.get("BACKTEST_REPORT") or cls.report_path),
+            refresh_seconds=_number(e, "DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds),
+            window_flags=int(_number(e, "DASHBOARD_WINDOW", cls.window_flags, whole=True)),
+            cache_flags=int(_number(e, "DASHBOARD_CACHE_FLAGS", cls.cache_flags, whole=True,
+                                    zero=True)),
+            sync_overlap_seconds=_number(e, "DASHBOARD_SYNC_OVERLAP_S",
+                                         cls.sync_overlap_seconds, zero=True),
+            sync_seconds=_number(e, "DASHBOARD_SYNC_SECONDS", cls.sync_seconds, zero=True),
+            sync_mode=mode,
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, whole: bool = False,
+            zero: bool = False) -> float:
+    """A finite number > 0 (``zero``: >= 0; ``whole``: an integer) from ``env[name]``."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r}: not a {'whole ' if whole else ''}number") from None
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise SettingsError(f"{name}={text!r}: must be a finite number "
+                            f"{'>= 0' if zero else '> 0'}")
+    return value
+
+
+#: The local servers' ports (``fraudlake.services``; Kafka's controller listens on port + 1).
+PORT_ENV: dict[str, int] = {"FRAUDLAKE_KAFKA_PORT": 9092, "FRAUDLAKE_MONGO_PORT": 27017,
+                            "FRAUDLAKE_POSTGRES_PORT": 55432}
+FERRETDB_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class DevServices:
+    """The local servers of ``python -m fraudlake.services`` (dev, tests, CI)."""
+
+    kafka_port: int = PORT_ENV["FRAUDLAKE_KAFKA_PORT"]
+    mongo_port: int = PORT_ENV["FRAUDLAKE_MONGO_PORT"]
+    postgres_port: int = PORT_ENV["FRAUDLAKE_POSTGRES_PORT"]
+    ferretdb_backend: str = "sqlite"  # FRAUDLAKE_FERRETDB_BACKEND: sqlite | postgresql
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DevServices:
+        e = os.environ if env is None else env
+        ports = {name: _port(e, name, default) for name, default in PORT_ENV.items()}
+        backend = (e.get("FRAUDLAKE_FERRETDB_BACKEND") or "").strip() or "sqlite"
+        if backend not in FERRETDB_BACKENDS:
+            raise SettingsError(f"FRAUDLAKE_FERRETDB_BACKEND must be sqlite or postgresql, "
+                                f"got {backend!r}")
+        return cls(ports["FRAUDLAKE_KAFKA_PORT"], ports["FRAUDLAKE_MONGO_PORT"],
+                   ports["FRAUDLAKE_POSTGRES_PORT"], backend)
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    if not (text.isdigit() and 0 < int(text) < 65535):
+        raise SettingsError(f"{name} must be a port number (1-65534): {text!r}")
+    return int(text)
+
+
+def debug_from_env() -> bool:
+    """``FRAUDLAKE_DEBUG`` set to 1/true/yes/on: let tracebacks through (never raises)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def log_level_from_env() -> str:
+    """``FRAUDLAKE_LOG_LEVEL`` as given (upper case), ``INFO`` when unset (never raises: the
+    caller checks it against ``fraudlake.logs.LEVELS``)."""
+    return (os.environ.get(LOG_LEVEL_ENV) or "INFO").strip().upper()
+
+
+def services_cache_from_env(default: Path) -> Path:
+    """``FRAUDLAKE_SERVICES_CACHE``: where fetched jars and built binaries are kept."""
+    return Path(os.environ.get("FRAUDLAKE_SERVICES_CACHE") or default)
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME`` or ``~/.cache``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser())
 
 
 def seconds_from_env(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
@@ -129,6 +264,13 @@ def _merged_or_raw(uri: str | None, env: Mapping[str, str]) -> str | None:
         return mongo_uri_from_env(uri, env)
     except ValueError:
         return uri
+
+
+def check_mongo_uri(env: Mapping[str, str] | None = None) -> str | None:
+    """``MONGO_URI`` merged with the MONGO_* settings; ValueError (never quoting the URI) when
+    they cannot be used. For entry points that turn that into a usage error."""
+    e = os.environ if env is None else env
+    return mongo_uri_from_env(e.get("MONGO_URI") or None, e)
 
 
 def mongo_uri_from_env(uri: str | None, env: Mapping[str, str] | None = None) -> str | None:

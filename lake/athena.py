@@ -27,10 +27,11 @@ from pathlib import Path
 import polars as pl
 
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
+from fraudlake.settings import S3_URI_ENV, Settings
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE, PARTITION_COLUMNS
-from lake.s3 import S3_URI_ENV, S3Location
+from lake.s3 import S3Location
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _years(text: str) -> tuple[int, int]:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m lake.athena", description=__doc__.split("\n\n")[0])
-    p.add_argument("--location", default=env_default(S3_URI_ENV), metavar="s3://BUCKET/PREFIX",
+    p.add_argument("--location", default=Settings.from_env().s3_uri, metavar="s3://BUCKET/PREFIX",
                    help=f"where lake.sync put the lake (env {S3_URI_ENV})")
     p.add_argument("--database", default="fraudlake",
                    help="Athena/Glue database (default fraudlake)")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -56,7 +55,7 @@ from fraudlake.cli import (
     positive_count_arg,
     run,
 )
-from fraudlake.settings import Settings, mongo_uri_from_env
+from fraudlake.settings import Settings, check_mongo_uri
 
 STATE_NAME = "_export_state.json"
 LOCK_NAME = ".export.lock"
@@ -252,7 +251,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.lookback_seconds >= 0 or args.lookback_seconds == float("inf"):
         raise UsageError(f"--lookback-seconds must be a number >= 0: {args.lookback_seconds}")
     try:
-        mongo_uri_from_env(os.environ.get("MONGO_URI"))
+        check_mongo_uri()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_output_dir(args.filtered_dir, "--filtered-dir")

@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraudlake.atomic import write_text
+from fraudlake.settings import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "FRAUDLAKE_SYNC_CACHE"
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fraudlake" / "sync-md5.json"
+    return user_cache_dir() / "fraudlake" / "sync-md5.json"
 
 
 @dataclass(frozen=True)

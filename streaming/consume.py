@@ -24,7 +24,6 @@ from fraudlake.cli import (
     check_output_dir,
     check_output_file,
     count_arg,
-    env_default,
     positive_count_arg,
     positive_float_arg,
     run,
@@ -51,22 +50,24 @@ def open_flag_store(settings: Settings, mongo_uri: str | None) -> FlagWriter:
     return SqliteFlagStore(settings.local_flags_path)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(settings: Settings | None = None) -> ArgumentParser:
+    s = settings or Settings.from_env()
     p = ArgumentParser(prog="python -m streaming.consume",
                        description="Kafka transactions → rules → lake + flags (+ DLQ).")
-    p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
+    p.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--topic", default=env_default("KAFKA_TOPIC", "transactions"),
-                   help="input topic (env KAFKA_TOPIC; default transactions)")
-    p.add_argument("--dlq-topic", default=env_default("KAFKA_DLQ_TOPIC", "transactions.dlq"),
-                   help="dead-letter topic (env KAFKA_DLQ_TOPIC; default transactions.dlq)")
-    p.add_argument("--group", default=env_default("KAFKA_GROUP_ID", "fraudlake-consumer"),
-                   help="consumer group (env KAFKA_GROUP_ID; default fraudlake-consumer)")
-    p.add_argument("--group-instance-id", default=env_default("KAFKA_GROUP_INSTANCE_ID"),
+    p.add_argument("--topic", default=s.kafka_topic,
+                   help=f"input topic (env KAFKA_TOPIC; default {Settings.kafka_topic})")
+    p.add_argument("--dlq-topic", default=s.kafka_dlq_topic,
+                   help="dead-letter topic (env KAFKA_DLQ_TOPIC; "
+                        f"default {Settings.kafka_dlq_topic})")
+    p.add_argument("--group", default=s.kafka_group_id,
+                   help=f"consumer group (env KAFKA_GROUP_ID; default {Settings.kafka_group_id})")
+    p.add_argument("--group-instance-id", default=s.kafka_group_instance_id,
                    help="static group membership (env KAFKA_GROUP_INSTANCE_ID; unset = dynamic): "
                         "a consumer restarted with the same id gets its partitions back at once "
                         "instead of after the old session times out (10 s); one id per process")
-    p.add_argument("--mongo-uri", default=env_default("MONGO_URI"),
+    p.add_argument("--mongo-uri", default=s.mongo_uri,
                    help="MongoDB URI for flags (env MONGO_URI; unset = local SQLite store at "
                         "env LOCAL_FLAGS_PATH); db/collection from env MONGO_DB/MONGO_COLLECTION; "
                         "credentials/TLS also from env MONGO_USERNAME, MONGO_PASSWORD, "
@@ -76,8 +77,8 @@ def build_parser() -> ArgumentParser:
                         "(e.g. KAFKA_SASL_PASSWORD → sasl.password); transient MongoDB errors are "
                         "retried for env MONGO_RETRY_SECONDS (default 120), Kafka commits and "
                         "DLQ flushes for env KAFKA_RETRY_SECONDS (default 120)")
-    p.add_argument("--lake", type=Path, default=Path(env_default("LAKE_DIR", "storage/lake")),
-                   help="lake root (env LAKE_DIR; default storage/lake)")
+    p.add_argument("--lake", type=Path, default=s.lake_dir,
+                   help=f"lake root (env LAKE_DIR; default {Settings.lake_dir})")
     p.add_argument("--batch-size", type=positive_count_arg, default=20_000,
                    help="max messages per micro-batch (default 20000)")
     p.add_argument("--poll-timeout", type=positive_float_arg, default=0.1,
@@ -88,7 +89,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--metrics-interval", type=positive_float_arg, default=5.0,
                    help="seconds between metrics lines on stderr (default 5)")
     p.add_argument("--metrics-file", type=Path,
-                   default=Path(env_default("CONSUMER_METRICS", "storage/metrics/consumer.json")),
+                   default=s.consumer_metrics_path,
                    help="JSON with the latest lag and counts, rewritten with each metrics line "
                         "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
     add_rule_arguments(p)

@@ -37,7 +37,6 @@ from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     count_arg,
-    env_default,
     non_negative_float_arg,
     positive_count_arg,
     positive_float_arg,
@@ -176,14 +175,15 @@ def _produce_one(producer: Producer, topic: str, key: bytes, value: bytes, cb) -
             producer.poll(0.05)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(settings: Settings | None = None) -> ArgumentParser:
+    s = settings or Settings.from_env()
     p = ArgumentParser(prog="python -m streaming.produce",
                        description="Simulated card transactions → Kafka (JSON, keyed by user).")
-    p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
+    p.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS); SASL/TLS "
                         "settings from env KAFKA_SASL_*, KAFKA_SSL_*, KAFKA_SECURITY_*")
-    p.add_argument("--topic", default=env_default("KAFKA_TOPIC", "transactions"),
-                   help="topic to write (env KAFKA_TOPIC; default transactions)")
+    p.add_argument("--topic", default=s.kafka_topic,
+                   help=f"topic to write (env KAFKA_TOPIC; default {Settings.kafka_topic})")
     p.add_argument("--partitions", type=positive_count_arg, default=4,
                    help="partitions if the topic has to be created (default 4)")
     amount = p.add_mutually_exclusive_group()

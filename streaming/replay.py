@@ -32,7 +32,7 @@ from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
 from lake.layout import resolve_files
-from rules.model import RuleSet, load_rule_set, rule_set_from_cli
+from rules.model import RuleSet, rule_set_from_cli
 from streaming.engine import RuleEngine
 from streaming.pipeline import add_rule_arguments
 
@@ -105,12 +105,6 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         year, month = nxt
 
 
-def load_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.DataFrame:
-    """All events of the files in memory, sorted by (ts, transaction_id)."""
-    parts = list(month_slices(scan_events(files, columns)))
-    return pl.concat(parts) if parts else scan_events(files, columns).head(0).collect()
-
-
 def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = None,
                    batch_rows: int = 200_000) -> Iterator[pl.DataFrame]:
     """Feed ts-sorted events through one fresh engine; yield the ``--flags-out`` columns."""
@@ -120,13 +114,6 @@ def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = No
         for start in range(0, events.height, batch_rows):
             yield engine.process(events.slice(start, batch_rows)).select(columns)
 
-
-def replay(events: pl.DataFrame, rule_set: RuleSet | None = None,
-           batch_rows: int = 200_000) -> pl.DataFrame:
-    """In-memory replay of ts-sorted events (tests, notebooks)."""
-    rule_set = rule_set if rule_set is not None else load_rule_set()
-    parts = list(replay_batches([events], rule_set, batch_rows))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=output_schema(rule_set))
 
 
 class FlagsWriter:

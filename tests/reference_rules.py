@@ -1,4 +1,4 @@
-"""A straightforward pure-Python reference of DESIGN.md's four rules (v1).
+"""A straightforward pure-Python reference of docs/design.md's four rules (v1).
 
 Shared by tests of the SQL rules, the backtest and the stream engine. Deliberately naive: group
 by user, sort by (ts, transaction_id), loop; Decimal compare; ``math`` haversine. No windows,

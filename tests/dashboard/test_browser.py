@@ -76,6 +76,23 @@ def app_url(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         log.close()
 
 
+def download_csv(page, target: Path, attempts: int = 4) -> None:
+    """Click "Download CSV" until a download arrives: a refresh (run_every=1) that lands
+    between rendering the button and the click replaces its file, and that click gets
+    nothing (streamlit logs "Deferred file … not found"); the next click gets the new one."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        try:
+            with page.expect_download(timeout=10_000) as dl:
+                page.get_by_role("button", name="Download CSV").click()
+            dl.value.save_as(target)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+
+
 def test_dashboard_in_chromium(app_url: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -95,15 +112,15 @@ def test_dashboard_in_chromium(app_url: tuple[str, dict[str, str]], tmp_path: Pa
             expect(metrics.filter(has_text="Events / min")).to_contain_text("1.0")
             expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible()
             expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-            time.sleep(2.5)  # a few run_every=1 refreshes: the page must stay intact
-            expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible()
+            deadline = time.monotonic() + 2.5  # a few run_every=1 refreshes: checked all along
+            while time.monotonic() < deadline:
+                expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible()
+                page.wait_for_timeout(250)
             page.screenshot(path=str(out_dir / "dashboard.png"), full_page=True)
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
-            with page.expect_download(timeout=30_000) as dl:
-                page.get_by_role("button", name="Download CSV").click()
             target = tmp_path / "flags.csv"
-            dl.value.save_as(target)
+            download_csv(page, target)
         finally:
             browser.close()
     csv = pl.read_csv(target, infer_schema=False)

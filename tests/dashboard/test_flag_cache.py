@@ -184,7 +184,7 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
         assert source.count(FlagFilter(), 100) == 10
     finally:
         services.down(server)
-    time.sleep(1.0)
+    wait_for(lambda: source._error is not None, "a background sync to fail")
     assert source.count(FlagFilter(), 100) == 10  # still the held flags
     deadline = time.monotonic() + 20
     with pytest.raises(FlagReadError, match="sync failing") as info:
@@ -192,6 +192,13 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
             source.recent(FlagFilter(), 5)
             time.sleep(0.2)
     assert "\n" not in str(info.value)
-    time.sleep(1.0)  # the label flags a lag past 3 sync intervals + 2 s
-    assert "last synced" in source.label
+    # the label flags a lag past 3 sync intervals + 2 s
+    wait_for(lambda: "last synced" in source.label, "the label to show the lag")
     source.close()
+
+
+def wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
+        time.sleep(0.05)

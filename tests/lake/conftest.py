@@ -11,8 +11,8 @@ import boto3
 import pytest
 import s3fs
 
+from fraudlake.settings import SYNC_CACHE_ENV as CACHE_ENV
 from lake.s3 import make_filesystem
-from lake.sync_cache import CACHE_ENV
 
 _DUMMY_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -1,4 +1,4 @@
-"""Hand-built boundary cases of DESIGN.md's rule semantics, for the combined query, the
+"""Hand-built boundary cases of docs/design.md's rule semantics, for the combined query, the
 single-rule query and the pure-Python reference alike."""
 
 from __future__ import annotations

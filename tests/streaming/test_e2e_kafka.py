@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 from _kafka_data import POISON, make_events, read_topic, send
 from confluent_kafka import Consumer, TopicPartition
-from reference_rules import reference_decisions
 
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
 from rules.model import load_rule_set
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import DLQ_REASON_HEADER
+from tests.reference_rules import reference_decisions
 
 
 def _config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:
