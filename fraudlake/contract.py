@@ -55,7 +55,7 @@ RULE_NAMES: tuple[str, ...] = ("high_amount", "high_frequency", "unusual_hour", 
 FLAGGED = "flagged"
 RULE_SCHEMA: dict[str, pl.DataType] = {name: pl.Boolean() for name in (*RULE_NAMES, FLAGGED)}
 
-#: Lake v2: the decision columns, the same whatever the rule set (DESIGN.md "Rule sets (v2)").
+#: Lake v2: the decision columns, the same whatever the rule set (docs/design.md "Rule sets (v2)").
 DECISION_SCHEMA: dict[str, pl.DataType] = {
     "rule_set_id": pl.String(), "score": pl.Float64(), FLAGGED: pl.Boolean(),
     "rules_fired": pl.List(pl.String()),

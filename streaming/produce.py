@@ -7,7 +7,7 @@ its decimal string) so one user's events stay in one partition, in time order. T
 idempotent with acks=all, compressed and lightly lingering; ``--rate`` paces it (0 = as fast as
 possible). Progress and throughput go to stderr.
 
-Simulated time vs wall time (compressed time, DESIGN.md "Live event time"): the ``--count``
+Simulated time vs wall time (compressed time, docs/design.md "Live event time"): the ``--count``
 events are the span of event time they take at the world's realistic density, ending at the
 moment the producer starts; they are sent in event-time order at ``--rate`` (wall clock), so
 event time never runs ahead of the wall clock and the flag rates do not depend on the rate.

@@ -108,7 +108,8 @@ def test_new_york_winter_and_summer_offsets(frame: pl.DataFrame):
 
 
 def _rule_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Reference versions of three rules (docs/design.md semantics) to check what scenarios trigger."""
+    """Reference versions of three rules (docs/design.md semantics) to check what scenarios
+    trigger."""
     r = 6371.0
     f = frame.sort("user_id", "ts", "transaction_id")
     prev = [pl.col(c).shift(1).over("user_id").alias(f"p_{c}") for c in ("lat", "lon", "ts")]

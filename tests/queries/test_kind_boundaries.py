@@ -1,6 +1,7 @@
-"""Hand-built boundary cases of every rule kind (DESIGN.md "Rule sets (v2)"), for the composed SQL
-and the reference alike: at the threshold, at the window edge, equal and even-count medians,
-the lookback edge, NULL and empty devices, quoted list values, scope with a NULL channel."""
+"""Hand-built boundary cases of every rule kind (docs/design.md "Rule sets (v2)"), for the
+composed SQL and the reference alike: at the threshold, at the window edge, equal and even-count
+medians, the lookback edge, NULL and empty devices, quoted list values, scope with a NULL
+channel."""
 
 from __future__ import annotations
 
