@@ -29,9 +29,8 @@ from fraudlake.cli import (
     run,
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
-from rules.model import rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
-from streaming.pipeline import add_rule_arguments
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     args = build_parser().parse_args(argv)
     if not args.bootstrap:
         raise UsageError("no Kafka: pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.metrics_file, "--metrics-file")
     settings = Settings.from_env()

@@ -33,11 +33,12 @@ from fraudlake.cli import (
 from fraudlake.contract import FLAGGED
 from fraudlake.settings import Settings
 from lake.layout import folder_files, month_folders, transactions_dir
-from rules.model import RuleSet, load_rule_set, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet, load_rule_set
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
-from streaming.pipeline import add_rule_arguments, process_batch
+from streaming.pipeline import process_batch
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_rule_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:

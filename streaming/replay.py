@@ -32,9 +32,9 @@ from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
 from lake.layout import resolve_files
-from rules.model import RuleSet, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet
 from streaming.engine import RuleEngine
-from streaming.pipeline import add_rule_arguments
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     t0 = time.perf_counter()
     engine_columns = RuleEngine(rule_set).state_columns
     lazy = scan_events(resolve_files(args.input), engine_columns)

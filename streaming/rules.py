@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, run
 from fraudlake.settings import Settings
+from rules.arguments import add_set_argument
 from rules.model import rule_set_from_cli
 from streaming import rules_control as rc
 
@@ -40,8 +41,7 @@ def build_parser() -> ArgumentParser:
     pub.add_argument("--shadow", action="store_true",
                      help="publish as the shadow set (evaluated beside the active one, never "
                           "alerting) instead of the active set")
-    pub.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
-                     help="override a parameter before publishing (repeatable)")
+    add_set_argument(pub, "override a parameter before publishing (repeatable)")
     sub.add_parser("unshadow", help="stop evaluating a shadow set")
     sub.add_parser("list", help="the active and shadow sets and the recorded switch points")
     show = sub.add_parser("show", help="one rule set, resolved, as JSON")
