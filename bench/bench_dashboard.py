@@ -1,6 +1,6 @@
 """Benchmark one dashboard refresh's data work: cached (what the page does) vs naive uncached.
 
-    .venv/bin/python bench/bench_dashboard.py [--flags 1e6] [--mongo-flags 1e6] [--live 300000]
+    .venv/bin/python -m bench.bench_dashboard [--flags 1e6] [--mongo-flags 1e6] [--live 300000]
                                               [--history storage/historical] [--runs 10]
 
 Data: N flags (default 1M, over the last 24 h) in a SQLite flag store and, when FerretDB can
@@ -32,20 +32,19 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dashboard import baseline, data, lake_queries
+from dashboard.cached_reader import CachedMongoReader
+from dashboard.flag_cache import CacheConfig
+from dashboard.refresh import DashboardConfig, Refresh, load_refresh
+from flagstore.mongo import flag_documents
+from flagstore.protocols import FlagReadError
+from flagstore.query import FlagFilter
+from flagstore.sqlite import SqliteFlagReader, SqliteFlagStore
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
+from fraudlake.settings import Settings
+from lake.layout import data_files, partition_dir, transactions_dir
 
-from dashboard import baseline, data, lake_queries  # noqa: E402
-from dashboard.cached_reader import CachedMongoReader  # noqa: E402
-from dashboard.flag_cache import CacheConfig  # noqa: E402
-from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
-from flagstore.mongo import flag_documents  # noqa: E402
-from flagstore.protocols import FlagReadError  # noqa: E402
-from flagstore.query import FlagFilter  # noqa: E402
-from flagstore.sqlite import SqliteFlagReader, SqliteFlagStore  # noqa: E402
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES  # noqa: E402
-from fraudlake.settings import Settings  # noqa: E402
-from lake.layout import data_files, partition_dir, transactions_dir  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 #: What the page's syncs need beyond flagstore.mongo.INDEXES (range on flagged_at).
 PAGE_INDEXES = (("flagged_at", [("flagged_at", -1)]),)
@@ -335,7 +334,7 @@ def write_results(out: dict, name: str) -> None:
     (res / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "# Dashboard refresh benchmark", "",
-        "`.venv/bin/python bench/bench_dashboard.py` — one refresh's data work "
+        "`.venv/bin/python -m bench.bench_dashboard` — one refresh's data work "
         "(`dashboard.refresh.load_refresh`, what the page calls every second) with warm caches "
         "vs a naive uncached refresh measured in the same run (ratio = naive / cached).", "",
         (f"- flags: {out['flags']:,} (SQLite store); MongoDB: {m['note']}"

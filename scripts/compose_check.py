@@ -23,6 +23,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -88,9 +89,12 @@ def _sent_ids() -> list[str]:
             for msg in client.consume(1000, timeout=10):
                 if msg.error():
                     raise RuntimeError(f"reading {TOPIC}: {msg.error()}")
-                ids.append(json.loads(msg.value())["transaction_id"])
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
+                value, offset, part = msg.value(), msg.offset(), msg.partition()
+                if value is None or offset is None or part is None:
+                    raise RuntimeError(f"reading {TOPIC}: a record without value or position")
+                ids.append(json.loads(value)["transaction_id"])
+                if offset + 1 >= ends[part]:
+                    todo.discard(part)
     finally:
         client.close()
     return ids
@@ -118,7 +122,9 @@ def _lake_ids() -> list[str]:
 def _mongo_flag_ids() -> set[str]:
     if not SETTINGS.mongo_uri:
         raise RuntimeError("MONGO_URI is not set")
-    with MongoClient(SETTINGS.mongo_uri, serverSelectionTimeoutMS=15_000) as client:
+    mongo: MongoClient[dict[str, Any]] = MongoClient(SETTINGS.mongo_uri,
+                                                     serverSelectionTimeoutMS=15_000)
+    with mongo as client:
         coll = client[SETTINGS.mongo_db][SETTINGS.mongo_collection]
         return {doc["_id"] for doc in coll.find({}, {"_id": 1})}
 

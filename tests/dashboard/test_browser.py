@@ -16,9 +16,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
+
+import tests.dashboard._dashdata as _dashdata
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
+import tests.dashboard._dashdata as _dashdata
 from dashboard import baseline, data, lake_queries
 from dashboard.baseline import main as baseline_main
 from flagstore.query import FlagFilter

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
+import tests.dashboard._dashdata as _dashdata
 from dashboard.cached_reader import PAGE_COLUMNS, CachedMongoReader
 from dashboard.filters import build_filter, parse_amount_cents
 from flagstore.protocols import FlagReadError

@@ -6,10 +6,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
+import tests.dashboard._dashdata as _dashdata
 from dashboard import flag_cache
 from dashboard.cached_reader import CachedMongoReader
 from dashboard.flag_cache import CacheConfig

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from _ruleset_data import event, rule_set_of, run_rule_set
-from reference_rules import reference_decisions
+
+from tests.queries._ruleset_data import event, rule_set_of, run_rule_set
+from tests.reference_rules import reference_decisions
 
 
 def fired(events: list[dict], rule: dict, threshold: str = "1") -> list[str]:

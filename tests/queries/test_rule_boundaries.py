@@ -7,8 +7,9 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from _rules_sql import DEFAULT, T0, event, fired, frame, run_sql
-from reference_rules import haversine_km, reference_decisions
+
+from tests.queries._rules_sql import DEFAULT, T0, event, fired, frame, run_sql
+from tests.reference_rules import haversine_km, reference_decisions
 
 
 def both(rule: str) -> list[str]:

@@ -23,13 +23,13 @@ import polars as pl
 import pytest
 from confluent_kafka import KafkaError
 from pymongo import MongoClient
-from reference_rules import reference_decisions
 
 from flagstore.mongo import MongoFlagStore, MongoSinkError, redact
 from fraudlake import services
 from fraudlake.settings import Settings, SettingsError
 from rules.model import load_rule_set
 from streaming.kafka_io import BrokerWatch
+from tests.reference_rules import reference_decisions
 from tests.reliability._faults import expected_rows
 from tests.reliability._outages import run_outage
 from tests.streaming._kafka_data import POISON, make_events

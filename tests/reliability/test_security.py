@@ -18,15 +18,13 @@ import certifi
 import polars as pl
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.append(str(ROOT / "tests" / "streaming"))
-sys.path.append(str(ROOT / "tests" / "dashboard"))
-from _kafka_data import POISON, make_events, send  # noqa: E402
+from dashboard.filters import build_filter
+from flagstore.query import FilterError, FlagFilter, mongo_filter
+from fraudlake.cli import UsageError
+from fraudlake.settings import Settings, mongo_uri_from_env, redact_uri
+from tests.streaming._kafka_data import POISON, make_events, send
 
-from dashboard.filters import build_filter  # noqa: E402
-from flagstore.query import FilterError, FlagFilter, mongo_filter  # noqa: E402
-from fraudlake.cli import UsageError  # noqa: E402
-from fraudlake.settings import Settings, mongo_uri_from_env, redact_uri  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 MONGO_PW = "Mongo-Pw-7f3a9c"
 SASL_PW = "Sasl-Pw-41d2e8"

@@ -11,7 +11,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from _kafka_data import POISON, make_events, read_topic, send
 from confluent_kafka import Consumer, TopicPartition
 
 from flagstore.mongo import MongoFlagStore
@@ -20,6 +19,7 @@ from rules.model import load_rule_set
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import DLQ_REASON_HEADER
 from tests.reference_rules import reference_decisions
+from tests.streaming._kafka_data import POISON, make_events, read_topic, send
 
 
 def _config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _stream_events import random_events
-from reference_rules import reference_flags
 
 import streaming.produce
 from fraudlake.cli import run
@@ -19,6 +17,8 @@ from streaming import demo
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.pipeline import offset_span, process_batch
+from tests.reference_rules import reference_flags
+from tests.streaming._stream_events import random_events
 
 
 def test_process_batch_decodes_decides_and_dead_letters() -> None:
