@@ -1,15 +1,21 @@
-"""The dashboard's filters: widget input parsed into one ``flagstore.query.FlagFilter``.
+"""The dashboard's filters: one frozen value, parsed from widget input, bound into every query.
 
-The filter itself and its translations into SQLite, MongoDB and Polars (always bound, never
-formatted into a query) live in ``flagstore.query``.
+``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
+fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
+typed values (MongoDB), and ``apply`` into a Polars predicate (tests, cross-checks). The three
+agree: a flag passes one exactly when it passes the others.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from flagstore.query import FilterError, FlagFilter
+import polars as pl
+
+from flagstore.schema import ts_text
 from fraudlake.contract import RULE_NAMES
 
 #: Time-range presets shown in the sidebar (label → span back from now; None = all time).
@@ -22,6 +28,55 @@ TIME_RANGES: dict[str, timedelta | None] = {
     "All time": None,
 }
 DEFAULT_TIME_RANGE = "Last hour"
+
+
+
+#: A rule id (DESIGN.md "Rule sets (v2)"): what the rules filter accepts.
+RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def ordered_rules(rules: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """v1 rules in their order, then any other rule ids sorted (one spelling per filter)."""
+    return (*(r for r in RULE_NAMES if r in rules), *sorted({r for r in rules
+                                                             if r not in RULE_NAMES}))
+
+
+class FilterError(ValueError):
+    """A filter input that cannot be used; the message is shown next to the widget."""
+
+
+@dataclass(frozen=True)
+class FlagFilter:
+    """Which flags the table, the CSV and the flag-side aggregates show.
+
+    ``rules``: a flag passes when ANY of these rules fired (empty = no rule filter).
+    Amount bounds are inclusive, in cents (exact; never a float comparison).
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    rules: tuple[str, ...] = ()
+    min_cents: int | None = None
+    max_cents: int | None = None
+    user_id: int | None = None
+    country: str | None = None
+
+    def __post_init__(self) -> None:
+        """Typed values only: whatever builds a filter, nothing but a plain value of the
+        expected type can reach a query (no operator documents, no SQL text)."""
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, datetime):
+                raise FilterError(f"{name} must be a datetime")
+        for name in ("min_cents", "max_cents", "user_id"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int):
+                raise FilterError(f"{name} must be a whole number")
+        if self.country is not None and type(self.country) is not str:
+            raise FilterError("country must be text")
+        if not isinstance(self.rules, tuple) or any(
+                type(r) is not str or not RULE_ID.match(r) for r in self.rules):
+            raise FilterError("rules must be a tuple of rule ids ([a-z][a-z0-9_]*)")
 
 
 def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -50,8 +105,7 @@ def parse_amount_cents(text: str, what: str) -> int | None:
         value = Decimal(t)
     except InvalidOperation:
         raise FilterError(f"{what} must be an amount like 1000.00, got {text!r}") from None
-    exponent = value.as_tuple().exponent  # an int for finite values ('n'/'N'/'F' otherwise)
-    if not value.is_finite() or value < 0 or (isinstance(exponent, int) and exponent < -2):
+    if not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:  # type: ignore[operator]
         raise FilterError(f"{what} must be a non-negative amount with at most 2 decimals")
     if value > Decimal("1000000000"):
         raise FilterError(f"{what} is too large")
@@ -71,14 +125,91 @@ def build_filter(*, time_range: str, now: datetime, rules: list[str] | tuple[str
                  min_amount: str = "", max_amount: str = "", user: str = "",
                  country: str = "") -> FlagFilter:
     """Widget values → FlagFilter; raises FilterError naming the first bad input."""
-    unknown = [r for r in rules if r not in RULE_NAMES]
+    unknown = [r for r in rules if not RULE_ID.match(str(r))]
     if unknown:
-        raise FilterError(f"unknown rule(s): {', '.join(unknown)}")
+        raise FilterError(f"unknown rule(s): {', '.join(map(str, unknown))}")
     since, until = time_bounds(time_range, now)
     lo = parse_amount_cents(min_amount, "min amount")
     hi = parse_amount_cents(max_amount, "max amount")
     if lo is not None and hi is not None and lo > hi:
         raise FilterError("min amount is above max amount")
-    return FlagFilter(since=since, until=until, rules=tuple(r for r in RULE_NAMES if r in rules),
+    return FlagFilter(since=since, until=until, rules=ordered_rules(rules),
                       min_cents=lo, max_cents=hi, user_id=parse_user_id(user),
                       country=parse_country(country))
+
+
+def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
+    """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
+    parts: list[str] = []
+    params: list[object] = []
+    if f.since is not None:
+        parts.append("ts >= ?")
+        params.append(ts_text(f.since))
+    if f.until is not None:
+        parts.append("ts < ?")
+        params.append(ts_text(f.until))
+    if f.rules:  # the store keeps the fired ids as a JSON list (flagstore.schema): an id
+        # matches as its quoted text, bound (instr, not LIKE: '_' in an id is no wildcard)
+        parts.append("(" + " OR ".join("instr(rules_fired, ?) > 0" for _ in f.rules) + ")")
+        params.extend(f'"{r}"' for r in f.rules)
+    if f.min_cents is not None:
+        parts.append("amount_cents >= ?")
+        params.append(f.min_cents)
+    if f.max_cents is not None:
+        parts.append("amount_cents <= ?")
+        params.append(f.max_cents)
+    if f.user_id is not None:
+        parts.append("user_id = ?")
+        params.append(f.user_id)
+    if f.country is not None:
+        parts.append("country = ?")
+        params.append(f.country)
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def mongo_filter(f: FlagFilter) -> dict:
+    """Filter document of typed values for the MongoDB store."""
+    doc: dict = {}
+    ts: dict = {}
+    if f.since is not None:
+        ts["$gte"] = f.since.astimezone(UTC)
+    if f.until is not None:
+        ts["$lt"] = f.until.astimezone(UTC)
+    if ts:
+        doc["ts"] = ts
+    if f.rules:  # rule sets (v2) list the fired ids in rules_fired; a v1 document in rules
+        wanted = {"$in": list(f.rules)}
+        doc["$or"] = [{"rules_fired": wanted},
+                      {"rules_fired": {"$exists": False}, "rules": wanted}]
+    cents: dict = {}
+    if f.min_cents is not None:
+        cents["$gte"] = f.min_cents
+    if f.max_cents is not None:
+        cents["$lte"] = f.max_cents
+    if cents:
+        doc["amount_cents"] = cents
+    if f.user_id is not None:  # plain int/str (FlagFilter checks): never an operator document
+        doc["user_id"] = f.user_id
+    if f.country is not None:
+        doc["country"] = f.country
+    return doc
+
+
+def apply(f: FlagFilter, flags: pl.DataFrame) -> pl.DataFrame:
+    """The same filter over a normalized flags frame (see ``dashboard.sources.FLAG_COLUMNS``)."""
+    pred = pl.lit(True)
+    if f.since is not None:
+        pred &= pl.col("ts") >= f.since
+    if f.until is not None:
+        pred &= pl.col("ts") < f.until
+    if f.rules:
+        pred &= pl.col("rules").list.eval(pl.element().is_in(list(f.rules))).list.any()
+    if f.min_cents is not None:
+        pred &= pl.col("amount_cents") >= f.min_cents
+    if f.max_cents is not None:
+        pred &= pl.col("amount_cents") <= f.max_cents
+    if f.user_id is not None:
+        pred &= pl.col("user_id") == f.user_id
+    if f.country is not None:
+        pred &= pl.col("country") == f.country
+    return flags.filter(pred)

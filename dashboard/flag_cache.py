@@ -12,7 +12,7 @@ each here, i.e. minutes at 1M flags. So the MongoDB source keeps a ``Snapshot``:
   stamps ``flagged_at`` once, at insert (``$setOnInsert``), so this is every document that
   appeared since, provided an insert becomes visible within ``overlap`` of its stamp;
   documents already held (the overlap) are recognised by id and skipped;
-- reads: the filter applied in Polars (the same predicate as ``flagstore.query.apply``,
+- reads: the filter applied in Polars (the same predicate as ``dashboard.filters.apply``,
   which agrees with the MongoDB filter document), newest first by (ts, transaction_id).
 
 The snapshot is a frozen value; ``merge``/``view`` return new values (sources swap them).
@@ -24,16 +24,16 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 import polars as pl
 
-from flagstore.query import FlagFilter, apply
+from dashboard.filters import FlagFilter, apply
 from fraudlake.contract import RULE_NAMES
 from fraudlake.settings import DashboardSettings
 
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
 _MASK = "_rule_mask"  # one bit per RULE_NAMES entry: cheap "any of these rules" filter
+MASK = _MASK
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,14 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class Snapshot:
-    frame: pl.DataFrame  # FLAG_SCHEMA + _rule_mask, ascending by (ts, transaction_id)
+    frame: pl.DataFrame  # FLAG_COLUMNS + _rule_mask, ascending by (ts, transaction_id)
     complete_since: datetime | None  # None: every flag in the store; else every one with ts >= it
     watermark: datetime | None  # newest flagged_at seen
     recent: pl.DataFrame  # (transaction_id, flagged_at) held with flagged_at >= watermark - overlap
 
 
 def _with_mask(flags: pl.DataFrame) -> pl.DataFrame:
-    bits = [pl.col("rules_fired").list.contains(r).cast(pl.UInt8) * (1 << i)
+    bits = [pl.col("rules").list.contains(r).cast(pl.UInt8) * (1 << i)
             for i, r in enumerate(RULE_NAMES)]
     return flags.with_columns(pl.sum_horizontal(bits).cast(pl.UInt8).alias(_MASK))
 
@@ -101,9 +101,9 @@ def cold(chunks: Iterable[pl.DataFrame], empty: pl.DataFrame, max_rows: int,
     marks: list[datetime] = []
     for chunk in chunks:
         parts.append(chunk)
-        mark = cast(datetime | None, chunk["flagged_at"].max())
+        mark = chunk["flagged_at"].max()
         if mark is not None:
-            marks.append(mark)
+            marks.append(mark)  # type: ignore[arg-type]
         rows += chunk.height
         if rows > 2 * max_rows:  # bound memory while streaming an unsorted scan
             kept, since = _trim(pl.concat(parts).sort(ORDER), max_rows, since)
@@ -113,7 +113,8 @@ def cold(chunks: Iterable[pl.DataFrame], empty: pl.DataFrame, max_rows: int,
         held = held.filter(pl.col("ts") >= since)
     frame, since = _trim(_with_mask(held.sort(ORDER)), max_rows, since)
     watermark = max(marks) if marks else None
-    return Snapshot(frame.rechunk(), since, watermark, _recent(held, watermark, overlap))
+    return Snapshot(frame.rechunk(), since, watermark,  # type: ignore[arg-type]
+                    _recent(held, watermark, overlap))  # type: ignore[arg-type]
 
 
 def merge(snap: Snapshot, delta: pl.DataFrame, max_rows: int, overlap: timedelta) -> Snapshot:
@@ -124,10 +125,10 @@ def merge(snap: Snapshot, delta: pl.DataFrame, max_rows: int, overlap: timedelta
     fresh = delta.join(snap.recent, on="transaction_id", how="anti")
     if snap.watermark is None:  # nothing stamped held yet: the sync read everything
         fresh = fresh.join(snap.frame.select("transaction_id"), on="transaction_id", how="anti")
-    newest = cast(datetime | None, delta["flagged_at"].max())
-    watermark = max((d for d in (snap.watermark, newest) if d is not None), default=None)
+    watermark = max((d for d in (snap.watermark, delta["flagged_at"].max()) if d is not None),
+                    default=None)
     recent = _recent(pl.concat([snap.recent, delta.select("transaction_id", "flagged_at")]),
-                     watermark, overlap)
+                     watermark, overlap)  # type: ignore[arg-type]
     if snap.complete_since is not None:  # older than what we hold: left to the store
         fresh = fresh.filter(pl.col("ts") >= snap.complete_since)
     if fresh.is_empty():
@@ -156,7 +157,7 @@ def older(f: FlagFilter, snap: Snapshot) -> FlagFilter:
 
 def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
     """Held flags matching ``f``, ascending: the time range cut by binary search, then one
-    filter pass (rules by bit mask, the rest by ``flagstore.query.apply``)."""
+    filter pass (rules by bit mask, the rest by ``dashboard.filters.apply``)."""
     frame = snap.frame
     if f.since is not None:
         frame = frame.slice(int(frame["ts"].search_sorted(f.since, side="left")))
@@ -165,14 +166,25 @@ def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
     lazy = frame.lazy()
     if f.rules:
         wanted = sum(1 << i for i, r in enumerate(RULE_NAMES) if r in f.rules)
-        lazy = lazy.filter((pl.col(_MASK) & wanted) != 0)
+        pred = (pl.col(_MASK) & wanted) != 0
+        for r in f.rules:  # rule-set ids beyond v1: looked up in the list
+            if r not in RULE_NAMES:
+                pred |= pl.col("rules").list.contains(r)
+        lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
-    return apply(rest, lazy) if rest != FlagFilter() else lazy
+    return apply(rest, lazy) if rest != FlagFilter() else lazy  # type: ignore[arg-type]
 
 
 def matching(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
     """Held flags matching ``f``, ascending by (ts, transaction_id)."""
     return _matching(snap, f).collect().drop(_MASK)
+
+
+def lazy_matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
+    """Held flags matching ``f``, ascending, lazily (the aggregates run over it in place);
+    with the ``_rule_mask`` column (one bit per v1 rule: per-rule counts without exploding
+    the lists, see ``dashboard.aggregates``)."""
+    return _matching(snap, f)
 
 
 def count(snap: Snapshot, f: FlagFilter) -> int:
@@ -181,7 +193,7 @@ def count(snap: Snapshot, f: FlagFilter) -> int:
 
 
 def view(snap: Snapshot, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
-    """Matching flags newest first (at most ``limit``), in ``FLAG_SCHEMA``."""
+    """Matching flags newest first (at most ``limit``), in ``FLAG_COLUMNS``."""
     lazy = _matching(snap, f)
     if limit is not None:
         lazy = lazy.tail(limit)

@@ -143,8 +143,9 @@ class DashboardSettings:
     (``dashboard.flag_cache.CacheConfig``)."""
 
     report_path: Path = Path("storage/reports/backtest.json")  # BACKTEST_REPORT
+    whatif_path: Path = Path("storage/reports/whatif.json")  # WHATIF_REPORT
+    users_file: Path = Path("storage/dashboard/users.txt")  # DASHBOARD_USERS_FILE
     refresh_seconds: float = 1.0  # DASHBOARD_REFRESH_SECONDS
-    window_flags: int = 5_000  # DASHBOARD_WINDOW
     cache_flags: int = 2_000_000  # DASHBOARD_CACHE_FLAGS (0 = no cache)
     sync_overlap_seconds: float = 30.0  # DASHBOARD_SYNC_OVERLAP_S
     sync_seconds: float = 1.0  # DASHBOARD_SYNC_SECONDS
@@ -158,8 +159,9 @@ class DashboardSettings:
             raise SettingsError(f"DASHBOARD_SYNC must be background or inline, got {mode!r}")
         return cls(
             report_path=Path(e.get("BACKTEST_REPORT") or cls.report_path),
+            whatif_path=Path(e.get("WHATIF_REPORT") or cls.whatif_path),
+            users_file=Path(e.get("DASHBOARD_USERS_FILE") or cls.users_file),
             refresh_seconds=_number(e, "DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds),
-            window_flags=int(_number(e, "DASHBOARD_WINDOW", cls.window_flags, whole=True)),
             cache_flags=int(_number(e, "DASHBOARD_CACHE_FLAGS", cls.cache_flags, whole=True,
                                     zero=True)),
             sync_overlap_seconds=_number(e, "DASHBOARD_SYNC_OVERLAP_S",
@@ -187,18 +189,25 @@ def _number(env: Mapping[str, str], name: str, default: float, *, whole: bool = 
 
 #: The local servers' ports (``fraudlake.services``; Kafka's controller listens on port + 1).
 PORT_ENV: dict[str, int] = {"FRAUDLAKE_KAFKA_PORT": 9092, "FRAUDLAKE_MONGO_PORT": 27017,
-                            "FRAUDLAKE_POSTGRES_PORT": 55432}
+                            "FRAUDLAKE_POSTGRES_PORT": 55432, "FRAUDLAKE_TRINO_PORT": 8080}
 FERRETDB_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
 class DevServices:
-    """The local servers of ``python -m fraudlake.services`` (dev, tests, CI)."""
+    """The local servers of ``python -m fraudlake.services`` (dev, tests, CI): Kafka, FerretDB
+    (+ PostgreSQL), Trino; the AWS settings feed Trino's ``s3`` catalog."""
 
     kafka_port: int = PORT_ENV["FRAUDLAKE_KAFKA_PORT"]
     mongo_port: int = PORT_ENV["FRAUDLAKE_MONGO_PORT"]
     postgres_port: int = PORT_ENV["FRAUDLAKE_POSTGRES_PORT"]
     ferretdb_backend: str = "sqlite"  # FRAUDLAKE_FERRETDB_BACKEND: sqlite | postgresql
+    trino_port: int = PORT_ENV["FRAUDLAKE_TRINO_PORT"]
+    trino_root: Path | None = None  # FRAUDLAKE_TRINO_ROOT: what local:/// means (storage/)
+    trino_s3_endpoint: str | None = None  # FRAUDLAKE_TRINO_S3_ENDPOINT: an `s3` catalog
+    aws_region: str = "us-east-1"  # AWS_REGION / AWS_DEFAULT_REGION (the s3 catalog's)
+    aws_access_key_id: str = field(default="", repr=False)  # AWS_ACCESS_KEY_ID
+    aws_secret_access_key: str = field(default="", repr=False)  # AWS_SECRET_ACCESS_KEY
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DevServices:
@@ -209,7 +218,40 @@ class DevServices:
             raise SettingsError(f"FRAUDLAKE_FERRETDB_BACKEND must be sqlite or postgresql, "
                                 f"got {backend!r}")
         return cls(ports["FRAUDLAKE_KAFKA_PORT"], ports["FRAUDLAKE_MONGO_PORT"],
-                   ports["FRAUDLAKE_POSTGRES_PORT"], backend)
+                   ports["FRAUDLAKE_POSTGRES_PORT"], backend,
+                   trino_port=ports["FRAUDLAKE_TRINO_PORT"],
+                   trino_root=_path_or_none(e.get("FRAUDLAKE_TRINO_ROOT")),
+                   trino_s3_endpoint=(e.get("FRAUDLAKE_TRINO_S3_ENDPOINT") or "").strip() or None,
+                   aws_region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
+                   aws_access_key_id=e.get("AWS_ACCESS_KEY_ID", ""),
+                   aws_secret_access_key=e.get("AWS_SECRET_ACCESS_KEY", ""))
+
+
+TRINO_URI_ENV, TRINO_USER_ENV, TRINO_PASSWORD_ENV = "TRINO_URI", "TRINO_USER", "TRINO_PASSWORD"
+TRINO_CATALOG_ENV, TRINO_SCHEMA_ENV = "TRINO_CATALOG", "TRINO_SCHEMA"
+
+
+@dataclass(frozen=True)
+class TrinoSettings:
+    """Where ``--backend trino`` runs (``lake.trino``); the password is never printed."""
+
+    uri: str  # TRINO_URI (default: the local server on FRAUDLAKE_TRINO_PORT)
+    user: str = "fraudlake"  # TRINO_USER
+    password: str | None = field(default=None, repr=False)  # TRINO_PASSWORD
+    catalog: str | None = None  # TRINO_CATALOG (None: by the input's kind)
+    schema: str | None = None  # TRINO_SCHEMA (None: lake.trino's default)
+    s3_endpoint_url: str | None = None  # AWS_ENDPOINT_URL, to list s3:// inputs
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrinoSettings:
+        e = os.environ if env is None else env
+        port = (e.get("FRAUDLAKE_TRINO_PORT") or "").strip() or PORT_ENV["FRAUDLAKE_TRINO_PORT"]
+        return cls(uri=e.get(TRINO_URI_ENV) or f"http://127.0.0.1:{port}",
+                   user=e.get(TRINO_USER_ENV) or cls.user,
+                   password=e.get(TRINO_PASSWORD_ENV) or None,
+                   catalog=e.get(TRINO_CATALOG_ENV) or None,
+                   schema=e.get(TRINO_SCHEMA_ENV) or None,
+                   s3_endpoint_url=e.get(S3_ENDPOINT_ENV) or None)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -235,6 +277,22 @@ def log_level_from_env() -> str:
 def services_cache_from_env(default: Path) -> Path:
     """``FRAUDLAKE_SERVICES_CACHE``: where fetched jars and built binaries are kept."""
     return Path(os.environ.get("FRAUDLAKE_SERVICES_CACHE") or default)
+
+
+def trino_cache_from_env() -> Path:
+    """``FRAUDLAKE_TRINO_CACHE``: where the Trino tarball is unpacked (outside the clone)."""
+    return Path(os.environ.get("FRAUDLAKE_TRINO_CACHE")
+                or Path.home() / ".cache" / "fraudlake" / "trino")
+
+
+def trino_java_home_from_env() -> Path:
+    """``FRAUDLAKE_TRINO_JAVA_HOME``: a JDK >= 24 for Trino's process only."""
+    return Path(os.environ.get("FRAUDLAKE_TRINO_JAVA_HOME") or "/usr/lib/jvm/temurin-25-jdk-amd64")
+
+
+def m2_repository_from_env() -> Path:
+    """``FRAUDLAKE_M2_REPO``: the local Maven repository holding the Trino tarball."""
+    return Path(os.environ.get("FRAUDLAKE_M2_REPO") or Path.home() / ".m2" / "repository")
 
 
 def user_cache_dir() -> Path:

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 SETTINGS = ROOT / "fraudlake" / "settings.py"
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
-#: Read by the code but set by the platform, not by a user of this project.
-NOT_OURS = {"XDG_CACHE_HOME"}
+#: Read by the code but set by the platform, not by a user of this project (``PATH``: extended
+#: for a child process).
+NOT_OURS = {"XDG_CACHE_HOME", "PATH"}
 
 
 def readme_reference() -> str:
@@ -82,8 +83,9 @@ def test_environment_is_read_in_fraudlake_settings_only() -> None:
 def _reads_env(node: ast.AST) -> bool:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         owner = ast.unparse(node.func.value)
-        return (owner == "os.environ" and node.func.attr == "get") or (
-            owner == "os" and node.func.attr == "getenv")
+        name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else ""
+        return ((owner == "os.environ" and node.func.attr == "get") or (
+            owner == "os" and node.func.attr == "getenv")) and name not in NOT_OURS
     return (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
             and ast.unparse(node.value) == "os.environ")
 

@@ -11,12 +11,15 @@ import pytest
 
 import tests.dashboard._dashdata as _dashdata
 from dashboard import flag_cache
-from dashboard.cached_reader import CachedMongoReader
+from dashboard.filters import FlagFilter, apply
 from dashboard.flag_cache import CacheConfig
-from flagstore.protocols import FlagReadError
-from flagstore.query import FlagFilter, apply
-from flagstore.schema import FLAG_SCHEMA, empty_flags
-from flagstore.sqlite import SqliteFlagReader
+from dashboard.sources import (
+    FLAG_COLUMNS,
+    FlagSourceError,
+    MongoFlagSource,
+    SqliteFlagSource,
+    empty_flags,
+)
 
 NOW = _dashdata.NOW
 OVERLAP = timedelta(seconds=30)
@@ -32,10 +35,10 @@ def flags(tmp_path: Path) -> pl.DataFrame:
         _dashdata.events(30, NOW - timedelta(minutes=30), timedelta(0), seed=7),
     ])
     _dashdata.write_flags(tmp_path / "flags.sqlite", live)
-    out = SqliteFlagReader(tmp_path / "flags.sqlite").export(FlagFilter())
+    out = SqliteFlagSource(tmp_path / "flags.sqlite").export(FlagFilter())
     stamps = [NOW + timedelta(seconds=i // 10) for i in range(out.height)]
     return out.sample(fraction=1.0, shuffle=True, seed=3).with_columns(
-        flagged_at=pl.Series(stamps, dtype=FLAG_SCHEMA["flagged_at"]))
+        flagged_at=pl.Series(stamps, dtype=FLAG_COLUMNS["flagged_at"]))
 
 
 def want(flags: pl.DataFrame, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
@@ -97,7 +100,7 @@ def test_syncs_add_only_new_flags_late_ones_too(flags: pl.DataFrame) -> None:
 def test_first_flags_into_an_empty_store_are_taken_once(flags: pl.DataFrame) -> None:
     snap = flag_cache.cold([], empty_flags(), 100, OVERLAP)
     assert snap.frame.is_empty() and snap.watermark is None and snap.complete_since is None
-    unstamped = flags.head(4).with_columns(flagged_at=pl.lit(None, FLAG_SCHEMA["flagged_at"]))
+    unstamped = flags.head(4).with_columns(flagged_at=pl.lit(None, FLAG_COLUMNS["flagged_at"]))
     snap = flag_cache.merge(snap, unstamped, 100, OVERLAP)  # read with no watermark: {}
     snap = flag_cache.merge(snap, unstamped, 100, OVERLAP)
     assert snap.frame.height == 4 and snap.watermark is None
@@ -135,12 +138,12 @@ def test_cached_mongo_source_matches_direct_queries(mongo_uri: str, mongo_db) ->
     flagged = live.filter(pl.col("flagged"))
     sink = MongoFlagStore(mongo_uri, mongo_db.name, "flags", retry_seconds=10)
     sink.upsert(flagged.head(25))
-    direct = CachedMongoReader(mongo_uri, mongo_db.name, "flags", cache=None)
-    inline = CachedMongoReader(mongo_uri, mongo_db.name, "flags",
+    direct = MongoFlagSource(mongo_uri, mongo_db.name, "flags", cache=None)
+    inline = MongoFlagSource(mongo_uri, mongo_db.name, "flags",
                              cache=CacheConfig(background=False, sync_seconds=0))
-    trimmed = CachedMongoReader(mongo_uri, mongo_db.name, "flags",
+    trimmed = MongoFlagSource(mongo_uri, mongo_db.name, "flags",
                               cache=CacheConfig(max_rows=10, background=False, sync_seconds=0))
-    background = CachedMongoReader(mongo_uri, mongo_db.name, "flags",
+    background = MongoFlagSource(mongo_uri, mongo_db.name, "flags",
                                  cache=CacheConfig(sync_seconds=0.2))
     try:
         assert background.count(FlagFilter(), 1000) == 25
@@ -179,7 +182,7 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
         sink = MongoFlagStore(server.address, "lost", "flags", retry_seconds=10)
         sink.upsert(_dashdata.events(30, NOW, timedelta(seconds=5)).filter(pl.col("flagged")))
         sink.close()
-        source = CachedMongoReader(server.address, "lost", "flags", timeout_ms=300,
+        source = MongoFlagSource(server.address, "lost", "flags", timeout_ms=300,
                                  cache=CacheConfig(sync_seconds=0.2, stale_seconds=2.0))
         assert source.count(FlagFilter(), 100) == 10
     finally:
@@ -187,7 +190,7 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
     wait_for(lambda: source._error is not None, "a background sync to fail")
     assert source.count(FlagFilter(), 100) == 10  # still the held flags
     deadline = time.monotonic() + 20
-    with pytest.raises(FlagReadError, match="sync failing") as info:
+    with pytest.raises(FlagSourceError, match="sync failing") as info:
         while time.monotonic() < deadline:
             source.recent(FlagFilter(), 5)
             time.sleep(0.2)
@@ -198,7 +201,9 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
 
 
 def wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` (no sleep-then-assert): fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
