@@ -13,12 +13,12 @@ from __future__ import annotations
 import inspect
 import uuid
 
-import _ruleset_data
 import polars as pl
 import pytest
-import test_kind_boundaries
 from hypothesis import HealthCheck, given, settings
 
+import tests.queries._ruleset_data as _ruleset_data
+import tests.queries.test_kind_boundaries as test_kind_boundaries
 from fraudlake import services
 from lake import trino
 from queries import sql
