@@ -1,6 +1,6 @@
 """Benchmark the what-if (issue 17) against separate backtests, same data, same run.
 
-    .venv/bin/python bench/bench_whatif.py [--input PATH] [--rows 47e6] [--sets default,example]
+    .venv/bin/python -m bench.bench_whatif [--input PATH] [--rows 47e6] [--sets default,example]
         [--baseline-points 11] [--parts ab,sweep,value] [--scale-input PATH] [--only 47m|scale]
 
 Data: --input, else /work/data/history47m, else storage/historical, else a history of --rows
@@ -231,7 +231,7 @@ def markdown(s: dict, argv: str) -> str:
     lines = ["# What-if benchmark (issue 17)", "",
              f"Input: {s.get('input')}; {s.get('cores')} cores shared with other work (load "
              "average before each run recorded); every run a separate process under GNU time.",
-             f"Command: `.venv/bin/python bench/bench_whatif.py {argv}`", ""]
+             f"Command: `.venv/bin/python -m bench.bench_whatif {argv}`", ""]
     for r in s.get("sets", {}).values():
         lines += [f"## {r['rules']} (B: {r['b']}; sweep {r['sweep']}, {r['sweep_points']} "
                   "points)", "", "| run | wall s | cpu s | peak RSS MiB | load before |",

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _backtest_data import synthetic_events, with_extras, write_hive
 
 from batch.backtest import BacktestConfig, run_backtest
 from batch.whatif_evidence import attach_evidence, lookback
@@ -18,6 +17,7 @@ from batch.whatif_run import WhatIfConfig, run_whatif
 from batch.whatif_sweep import parse_sweep
 from queries.staging import ParquetFile, connect, resolve_input
 from rules.model import load_rule_set, parse_rule_set
+from tests.batch._backtest_data import synthetic_events, with_extras, write_hive
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "rules" / "example.toml"
