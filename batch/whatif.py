@@ -111,10 +111,10 @@ class ChunkRows:
         return len(self.ts_us)
 
     def ids(self, idx: np.ndarray) -> pl.Series:
-        return _to_series(self.transaction_id.take(pa.array(idx, pa.int64())), pl.String)
+        return _strings(self.transaction_id.take(pa.array(idx, pa.int64())))
 
     def scenarios(self, idx: np.ndarray) -> pl.Series:
-        return _to_series(self.scenario.take(pa.array(idx, pa.int64())), pl.String)
+        return _strings(self.scenario.take(pa.array(idx, pa.int64())))
 
     def with_scenario(self) -> np.ndarray:
         """Positions of the rows with a fraud scenario (a small share)."""
@@ -172,7 +172,7 @@ def _numpy(table: pa.Table, name: str) -> np.ndarray:
     return (np.concatenate(parts) if len(parts) > 1 else parts[0]).astype(np.int64, copy=False)
 
 
-def _to_series(values: pa.ChunkedArray | pa.Array, dtype: pl.DataType) -> pl.Series:
+def _strings(values: pa.ChunkedArray | pa.Array) -> pl.Series:
     out = pl.from_arrow(values)
     assert isinstance(out, pl.Series)
-    return out.cast(dtype)
+    return out.cast(pl.String)

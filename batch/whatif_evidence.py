@@ -81,7 +81,7 @@ def _files_near(files: Sequence[ParquetFile], times_us: Sequence[int],
     input is not partitioned by month."""
     if any(f.year is None or f.month is None for f in files):
         return None
-    wanted = set()
+    wanted: set[int] = set()
     for t in times_us:
         day = datetime.fromtimestamp(t // 1_000_000, UTC)
         m = day.year * 12 + day.month - 1
