@@ -16,32 +16,37 @@ Writes, below ``--out`` (default ``storage/athena``):
 These are the key layouts ``python -m lake.sync`` produces. Tables are hive-partitioned by
 ``year``/``month`` with partition projection (``month`` folders are zero-padded, ``digits=2``),
 so new partitions are visible at once: no ``MSCK REPAIR TABLE``, no Glue crawler.
+
+DDL cannot bind values, so ``--location`` (bucket naming rules, prefix characters) and
+``--database`` are validated and every name and value in the DDL is quoted (``lake.sql_text``);
+a bad one is one line and exit 2. The output folder is replaced as a whole (temp folder +
+rename, ``lake.folder_write``): on a full disk the previous output stays and nothing is left.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
 from lake.catalog import (
     DEFAULT_YEARS,
     TableSpec,
+    athena_database_ddl,
     athena_ddl,
     athena_type,
     trino_ddl,
     trino_schema_ddl,
 )
+from lake.folder_write import check_replaceable, write_folder
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
 from lake.s3 import S3_URI_ENV, S3Location
+from lake.sql_text import check_identifier, check_location
 
 __all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 
 #: Kept for callers of the Athena module; the table description lives in ``lake.catalog``.
 create_table = athena_ddl
@@ -82,7 +87,7 @@ def render_all(location: S3Location, database: str, years: tuple[int, int] = DEF
     """Every output file (relative path → text), rendered in memory before anything is written."""
     history, live = tables(location, database, years)
     files = {
-        "ddl/00_database.sql": f"CREATE DATABASE IF NOT EXISTS `{database}`;\n",
+        "ddl/00_database.sql": athena_database_ddl(database),
         "ddl/10_history.sql": athena_ddl(history),
         "ddl/20_live.sql": athena_ddl(live),
         # the same tables for a Trino/Starburst hive catalog (run with that catalog selected)
@@ -95,14 +100,14 @@ def render_all(location: S3Location, database: str, years: tuple[int, int] = DEF
     return files
 
 
+#: The top-level entries of the output folder (what an earlier run may have left there).
+OWNED = ("ddl", "trino", "queries")
+
+
 def write_files(out: Path, files: Mapping[str, str]) -> list[Path]:
-    """Write each file atomically (temp name + rename)."""
-    written = []
-    for rel, text in files.items():
-        path = out / rel
-        write_text(path, text)
-        written.append(path)
-    return written
+    """Replace the folder ``out`` with ``files`` at once (temp folder + rename): a failure
+    leaves the previous output as it was and nothing half-written."""
+    return write_folder(out, files, OWNED)
 
 
 def _years(text: str) -> tuple[int, int]:
@@ -134,17 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.location:
         raise UsageError(f"no location: pass --location s3://bucket/prefix or set {S3_URI_ENV}")
     try:
-        location = S3Location.parse(args.location)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if not _IDENT.match(args.database):
-        raise UsageError(f"bad database name {args.database!r} (lowercase letters, digits, _)")
-    check_output_dir(args.out, "--out")
-    files = render_all(location, args.database, _years(args.years), not args.no_queries)
-    try:
-        written = write_files(args.out, files)
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        location = check_location(args.location)
+        database = check_identifier(args.database, "database name (--database)")
+        check_output_dir(args.out, "--out")
+        check_replaceable(args.out, OWNED)
+    except ValueError as exc:  # SqlTextError, FolderInUse
+        raise UsageError(f"{exc}") from None
+    files = render_all(location, database, _years(args.years), not args.no_queries)
+    written = write_files(args.out, files)  # OSError (disk full, read-only): exit 1, one line
     print(f"athena: wrote {len(written)} file(s) under {args.out}", file=sys.stderr)
     return 0
 

@@ -30,6 +30,7 @@ from fraudlake import errors
 from fraudlake.cli import EnvironmentFailure
 from fraudlake.contract import EVENT_SCHEMA
 from lake.catalog import TableSpec, trino_ddl, trino_schema_ddl
+from lake.sql_text import SqlTextError, check_identifier
 from queries.trino_sql import Rendered, to_trino
 
 URI_ENV, USER_ENV, PASSWORD_ENV = "TRINO_URI", "TRINO_USER", "TRINO_PASSWORD"
@@ -239,6 +240,14 @@ def add_backend_args(parser) -> None:
 
 
 def target_from_args(args) -> TrinoTarget | None:
+    """The Trino target of ``--backend trino`` (None for duckdb); catalog and schema must be
+    plain identifiers (they are written into DDL text): InputError (exit 2) otherwise."""
     if getattr(args, "backend", "duckdb") != "trino":
         return None
+    try:
+        if args.trino_catalog:
+            check_identifier(args.trino_catalog, f"Trino catalog (--trino-catalog, {CATALOG_ENV})")
+        check_identifier(args.trino_schema, f"Trino schema (--trino-schema, {SCHEMA_ENV})")
+    except SqlTextError as exc:
+        raise InputError(str(exc)) from None
     return TrinoTarget(catalog=args.trino_catalog, schema=args.trino_schema)

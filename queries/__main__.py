@@ -31,7 +31,7 @@ from lake.trino import TrinoTarget
 from queries import sql
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
-from queries.trino_sql import to_trino
+from queries.trino_sql import check_table, to_trino
 from rules.model import RuleSet, rule_set_from_cli
 
 FORMATS = ("table", "csv", "parquet")
@@ -163,6 +163,8 @@ def _main(argv: Sequence[str] | None) -> int:
                      extra=sql.parse_assignments(args.param), fmt=args.format,
                      out=Path(args.out) if args.out else None, dialect=args.dialect,
                      table=args.table, trino=trino.target_from_args(args))
+        if q.trino is not None and not q.input:
+            check_table(q.table)  # the Trino table read without --input
         if q.dialect != "duckdb":
             text = render(q)
             if q.out:

@@ -70,12 +70,18 @@ def trino_type(dtype: pl.DataType) -> str:
     return simple[dtype]
 
 
+def check_table(table: str) -> str:
+    """``table`` if it is a plain ``[catalog.][schema.]table`` name, else ValueError."""
+    if not _QUALIFIED.match(table):
+        raise ValueError(f"bad table name {table!r}; expected [catalog.]schema.table")
+    return table
+
+
 def staging_sql(table: str, where: str | None = None) -> str:
     """The ``transactions`` relation over ``table`` (DuckDB-parsable text, Trino functions):
     every contract column cast to its type, ``ts`` as a UTC ``timestamp with time zone``.
     ``where`` is an optional filter in the same dialect (``$name`` parameters allowed)."""
-    if not _QUALIFIED.match(table):
-        raise ValueError(f"bad table name {table!r}; expected [catalog.]schema.table")
+    check_table(table)
     cols = []
     for name, dtype in EVENT_SCHEMA.items():
         if isinstance(dtype, pl.Datetime):
