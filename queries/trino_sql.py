@@ -21,8 +21,15 @@ query string composed elsewhere (e.g. from rule-set templates) — for Trino:
 - every ``$name`` becomes a positional ``?``; the ordered names come back beside the SQL, and
   ``positional`` lines the bound values up with them.
 
-Everything else (windows, ``count_if``, ``greatest``/``least``, decimal casts) sqlglot
-transpiles as is. Known difference: the JVM's ``asin``/``sin`` may differ from glibc's in the
+Everything else sqlglot transpiles as is: windows (``RANGE`` frames over integer
+microseconds, ``LAG(x, n) IGNORE NULLS``), ``count_if``, ``greatest``/``least``, decimal casts,
+and the list functions of the rule-set kinds (``queries/kinds``): ``list_contains`` →
+``CONTAINS``, ``cast(x as varchar[])`` → ``CAST(x AS ARRAY(VARCHAR))``, ``unnest``,
+``array_length`` → ``CARDINALITY``. Trino has no exact median; ``amount_vs_history`` builds it
+from a sorted window array, as its DuckDB template does: ``list_sort(list(amount) OVER (… ROWS
+BETWEEN history PRECEDING AND 1 PRECEDING))`` → ``ARRAY_SORT(ARRAY_AGG(amount) OVER (…))``, the
+middle element(s) read by 1-based subscripts that never exceed the array's length, and the
+comparison ``2·amount > ratio·(m1 + m2)`` stays in DECIMAL arithmetic (exact). Known difference: the JVM's ``asin``/``sin`` may differ from glibc's in the
 last bit, so an impossible-travel decision constructed to sit exactly on the ulp of the speed
 limit may differ; random data never lands there.
 """
