@@ -11,7 +11,8 @@ Writes, below ``--out`` (default ``storage/athena``):
   (external_location, partitioned_by, partition_projection_*)``), from the same description
   (``lake.catalog``), for a Trino/Starburst hive catalog
 - ``queries/<kind>/<name>.sql``  each rule/analytics query from ``queries/`` for Athena, with ``?``
-  placeholders; its header lists the execution parameters in order (bind them, never format).
+  placeholders; its header lists the execution parameters in order with their values (bind
+  them, never format) and the rule set (``--rules``/``--set``) of the flags it reads.
 
 These are the key layouts ``python -m lake.sync`` produces. Tables are hive-partitioned by
 ``year``/``month`` with partition projection (``month`` folders are zero-padded, ``digits=2``),
@@ -25,6 +26,7 @@ rename, ``lake.folder_write``): on a full disk the previous output stays and not
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +46,7 @@ from lake.folder_write import check_replaceable, write_folder
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
 from lake.s3 import S3_URI_ENV, S3Location
 from lake.sql_text import check_identifier, check_location
+from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 
 __all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
 
@@ -68,22 +71,37 @@ def query_names() -> list[str]:
     return available()
 
 
-def render_queries(table: str) -> dict[str, str]:
-    """``queries/<kind>/<name>.sql`` → Athena SQL with a header naming its ordered parameters."""
-    from queries.sql import render_athena
+def render_queries(table: str, rule_set: RuleSet | None = None) -> dict[str, str]:
+    """``queries/<kind>/<name>.sql`` → Athena SQL with a header naming its ordered parameters
+    (and the rule set of the flags it reads). The single-rule files (``rules/high_amount`` …)
+    are written only for a rule set that has their rule ids (the default set's)."""
+    from queries import sql as queries_sql
 
+    rs = rule_set or load_rule_set(None)
     out: dict[str, str] = {}
     for full in query_names():
-        sql, params = render_athena(full, table=table)
+        try:
+            values = queries_sql.render_values(full, rs)
+        except queries_sql.QueryError:  # a single-rule file of another rule set's ids
+            continue
+        text, params = queries_sql.render_athena(full, table=table, rule_set=rs)
         header = [f"-- {full}: rendered for Athena (Trino) from queries/{full}.sql",
                   f"-- reads {table}; bind these execution parameters in this order:"]
-        header += [f"--   {i}. {p}" for i, p in enumerate(params, 1)] or ["--   (none)"]
-        out[f"queries/{full}.sql"] = "\n".join(header) + "\n" + sql.strip().rstrip(";") + ";\n"
+        if queries_sql.uses_flags(full):
+            header.insert(1, f"-- rule set {rs.id} ({rs.source})")
+        header += [f"--   {i}. {p} = {_literal(values[p])}" for i, p in enumerate(params, 1)] \
+            or ["--   (none)"]
+        out[f"queries/{full}.sql"] = "\n".join(header) + "\n" + text.strip().rstrip(";") + ";\n"
     return out
 
 
+def _literal(value: object) -> str:
+    """A bound value shown in a comment: JSON, ASCII only (no newline can end the comment)."""
+    return json.dumps(value, default=str, ensure_ascii=True)
+
+
 def render_all(location: S3Location, database: str, years: tuple[int, int] = DEFAULT_YEARS,
-               with_queries: bool = True) -> dict[str, str]:
+               with_queries: bool = True, rule_set: RuleSet | None = None) -> dict[str, str]:
     """Every output file (relative path → text), rendered in memory before anything is written."""
     history, live = tables(location, database, years)
     files = {
@@ -96,7 +114,7 @@ def render_all(location: S3Location, database: str, years: tuple[int, int] = DEF
         "trino/20_live.sql": trino_ddl(live) + ";\n",
     }
     if with_queries:
-        files.update(render_queries(history.qualified))
+        files.update(render_queries(history.qualified, rule_set))
     return files
 
 
@@ -131,6 +149,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--years", default=f"{DEFAULT_YEARS[0]},{DEFAULT_YEARS[1]}",
                    help="partition projection year range FIRST,LAST (default 2000,2100)")
     p.add_argument("--no-queries", action="store_true", help="write only the DDL")
+    p.add_argument("--rules", metavar="PATH",
+                   help="rule set of the rendered flags queries (default: the packaged "
+                        "rules/default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
+                   help="override a rule parameter, weight or the alert threshold (repeatable)")
     return p
 
 
@@ -145,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_replaceable(args.out, OWNED)
     except ValueError as exc:  # SqlTextError, FolderInUse
         raise UsageError(f"{exc}") from None
-    files = render_all(location, database, _years(args.years), not args.no_queries)
+    rule_set = rule_set_from_cli(args.rules, args.set)
+    files = render_all(location, database, _years(args.years), not args.no_queries, rule_set)
     written = write_files(args.out, files)  # OSError (disk full, read-only): exit 1, one line
     print(f"athena: wrote {len(written)} file(s) under {args.out}", file=sys.stderr)
     return 0

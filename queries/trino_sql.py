@@ -29,7 +29,9 @@ and the list functions of the rule-set kinds (``queries/kinds``): ``list_contain
 from a sorted window array, as its DuckDB template does: ``list_sort(list(amount) OVER (… ROWS
 BETWEEN history PRECEDING AND 1 PRECEDING))`` → ``ARRAY_SORT(ARRAY_AGG(amount) OVER (…))``, the
 middle element(s) read by 1-based subscripts that never exceed the array's length, and the
-comparison ``2·amount > ratio·(m1 + m2)`` stays in DECIMAL arithmetic (exact). Known difference: the JVM's ``asin``/``sin`` may differ from glibc's in the
+comparison ``2·amount > ratio·(m1 + m2)`` stays in DECIMAL arithmetic (exact).
+
+Known difference: the JVM's ``asin``/``sin`` may differ from glibc's in the
 last bit, so an impossible-travel decision constructed to sit exactly on the ulp of the speed
 limit may differ; random data never lands there.
 """

@@ -207,3 +207,18 @@ def test_two_rename_fallback_swaps(tmp_path, monkeypatch):
     folder_write._exchange(a, b)
     assert (b / "f").read_text() == "new" and (a / "f").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_rules_choose_the_rendered_flags_and_the_single_rule_files(tmp_path, capsys):
+    out = tmp_path / "athena"
+    assert _run(["--location", "s3://bucket-x/p", "--out", str(out), "--rules",
+                 "rules/example.toml", "--set", "big_amount.threshold=3000"], capsys)[0] == 0
+    flags = (out / "queries" / "rules" / "flags.sql").read_text()
+    assert "-- rule set example-1@" in flags and 'r1_threshold = "3000"' in flags
+    assert sorted(p.name for p in (out / "queries" / "rules").iterdir()) == ["flags.sql"]
+    assert (out / "queries" / "analytics" / "top_flagged_users.sql").exists()
+    assert _run(["--location", "s3://bucket-x/p", "--out", str(out)], capsys)[0] == 0
+    assert (out / "queries" / "rules" / "high_amount.sql").exists()  # the default set's ids
+    code, err = _run(["--location", "s3://bucket-x/p", "--out", str(tmp_path / "b"),
+                      "--set", "nope.threshold=1"], capsys)
+    assert code == 2 and len(err) == 1 and not (tmp_path / "b").exists()
