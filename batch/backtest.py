@@ -300,9 +300,9 @@ def _whatif(args) -> int:
     from batch.whatif_sweep import parse_sweep
     from rules.model import RuleSetError
 
-    if args.engine == "sql":
+    if args.engine == "sql" or args.backend != "duckdb":
         raise UsageError("--compare/--sweep/--value/--speed/--drift run on the fast engine; "
-                         "drop --engine sql")
+                         "drop --engine sql / --backend trino")
     if args.flags_out:
         raise UsageError("--flags-out is not available with what-if options")
     rule_set = rule_set_from_cli(args.rules, args.set)

@@ -114,3 +114,11 @@ def test_names_written_into_trino_sql_are_checked(argv, problem, capsys):
     assert main(["daily_volume", "--backend", "trino", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and problem in err[0]
+
+
+def test_what_if_options_refuse_the_trino_backend(capsys):
+    from batch.backtest import main
+
+    assert main(["--input", "storage", "--backend", "trino", "--value", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--backend trino" in err[0]
