@@ -27,12 +27,14 @@ rename, ``lake.folder_write``): on a full disk the previous output stays and not
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
+from fraudlake.settings import S3_URI_ENV, Settings
 from lake.catalog import (
     DEFAULT_YEARS,
     TableSpec,
@@ -44,9 +46,12 @@ from lake.catalog import (
 )
 from lake.folder_write import check_replaceable, write_folder
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
-from lake.s3 import S3_URI_ENV, S3Location
+from lake.s3 import S3Location
 from lake.sql_text import check_identifier, check_location
-from rules.model import RuleSet, load_rule_set, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet, load_rule_set
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
 
@@ -140,7 +145,7 @@ def _years(text: str) -> tuple[int, int]:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m lake.athena", description=__doc__.split("\n\n")[0])
-    p.add_argument("--location", default=env_default(S3_URI_ENV), metavar="s3://BUCKET/PREFIX",
+    p.add_argument("--location", default=Settings.from_env().s3_uri, metavar="s3://BUCKET/PREFIX",
                    help=f"where lake.sync put the lake (env {S3_URI_ENV})")
     p.add_argument("--database", default="fraudlake",
                    help="Athena/Glue database (default fraudlake)")
@@ -149,11 +154,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--years", default=f"{DEFAULT_YEARS[0]},{DEFAULT_YEARS[1]}",
                    help="partition projection year range FIRST,LAST (default 2000,2100)")
     p.add_argument("--no-queries", action="store_true", help="write only the DDL")
-    p.add_argument("--rules", metavar="PATH",
-                   help="rule set of the rendered flags queries (default: the packaged "
-                        "rules/default.toml)")
-    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
-                   help="override a rule parameter, weight or the alert threshold (repeatable)")
+    add_rule_arguments(p)  # the rule set of the rendered flags queries
     return p
 
 
@@ -168,10 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_replaceable(args.out, OWNED)
     except ValueError as exc:  # SqlTextError, FolderInUse
         raise UsageError(f"{exc}") from None
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     files = render_all(location, database, _years(args.years), not args.no_queries, rule_set)
     written = write_files(args.out, files)  # OSError (disk full, read-only): exit 1, one line
-    print(f"athena: wrote {len(written)} file(s) under {args.out}", file=sys.stderr)
+    log.info("athena: wrote %d file(s) under %s", len(written), args.out)
     return 0
 
 
