@@ -81,7 +81,7 @@ def decided_query(rule_set: RuleSet, rows: bool) -> exp.Expression:
     Rule ids enter only as quoted identifiers built by sqlglot, never as SQL text."""
     flags = exp.Subquery(this=queries_sql.named_flags_tree(rule_set),
                          alias=exp.TableAlias(this=exp.to_identifier("decided")))
-    year = exp.maybe_parse(_YEAR, dialect="duckdb")
+    year: exp.Expression = exp.maybe_parse(_YEAR, dialect="duckdb")
     if rows:
         cols = [year, *(exp.column(c) for c in GROUP_COLUMNS[1:]), exp.column("transaction_id"),
                 *(exp.column(_quoted(r)) for r in rule_set.rule_ids), exp.column("score"),

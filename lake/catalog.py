@@ -62,7 +62,7 @@ def athena_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.Datetime):
         return "timestamp"
     if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array<{athena_type(dtype.inner)}>"
+        return f"array<{athena_type(dtype.inner)}>"  # type: ignore[arg-type]
     simple = {pl.String(): "string", pl.Int64(): "bigint", pl.Int32(): "int",
               pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "float",
               pl.Boolean(): "boolean", pl.Date(): "date"}

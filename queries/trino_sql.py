@@ -70,7 +70,7 @@ def trino_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.Datetime):
         return "timestamp(6)"
     if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array({trino_type(dtype.inner)})"
+        return f"array({trino_type(dtype.inner)})"  # type: ignore[arg-type]
     simple = {pl.String(): "varchar", pl.Int64(): "bigint", pl.Int32(): "integer",
               pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "real",
               pl.Boolean(): "boolean", pl.Date(): "date"}
@@ -145,7 +145,7 @@ def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = Non
     return Rendered(_MARK.sub("?", marked).strip().rstrip(";"), order)
 
 
-def _rewrite(tree: exp.Expression, fn) -> exp.Expression:
+def _rewrite(tree: exp.Expr, fn) -> exp.Expr:
     """Apply ``fn`` to every node, children first (sqlglot's transform does not revisit the
     children of a node it replaced, e.g. the inner ``//`` of ``(a // b) // c``)."""
     for node in list(tree.walk(bfs=False))[::-1]:  # reversed pre-order: children first
