@@ -16,7 +16,6 @@ unpartitioned one. The table's name is derived from its DDL, so a rerun reuses i
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,9 +40,6 @@ from lake.catalog import TableSpec, trino_ddl, trino_schema_ddl
 from lake.sql_text import SqlTextError, check_identifier
 from queries.trino_sql import Rendered, to_trino
 
-# The client logs its retries at INFO ("failed after 3 attempts"); the error raised here says
-# what failed in one line, so its own notes stay below the entry points' INFO level.
-logging.getLogger("trino.client").setLevel(logging.WARNING)
 URI_ENV, USER_ENV, PASSWORD_ENV = TRINO_URI_ENV, TRINO_USER_ENV, TRINO_PASSWORD_ENV
 CATALOG_ENV, SCHEMA_ENV = TRINO_CATALOG_ENV, TRINO_SCHEMA_ENV
 LOCAL_CATALOG, S3_CATALOG, DEFAULT_SCHEMA = "hive", "s3", "fraudlake"
