@@ -27,7 +27,17 @@ import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import access, aggregates, alert_view, baseline, cases, data, lake, views  # noqa: E402
+from dashboard import (  # noqa: E402
+    access,
+    aggregates,
+    alert_view,
+    baseline,
+    cases,
+    data,
+    lake,
+    rule_sets,
+    views,
+)
 from dashboard.filters import (  # noqa: E402
     DEFAULT_TIME_RANGE,
     TIME_RANGES,
@@ -70,6 +80,30 @@ def _cases(cfg: DashboardConfig, source: FlagSource) -> cases.CaseStore:
     if cfg.settings.mongo_uri:
         return cases.MongoCaseStore(source._client, cfg.settings.mongo_db)  # type: ignore[attr-defined]
     return cases.SqliteCaseStore(cfg.settings.local_flags_path)
+
+
+@st.cache_resource
+def _control(bootstrap: str, topic: str, _extra: dict[str, str]) -> rule_sets.ControlWatch:
+    """One control-topic watcher per broker and topic, for all sessions."""
+    return rule_sets.ControlWatch(bootstrap, topic, _extra).start()
+
+
+def in_force(cfg: DashboardConfig, source: FlagSource) -> rule_sets.InForce:
+    """Active/shadow ids from the control topic with Kafka, else the newest flag's set."""
+    s = cfg.settings
+    if not s.kafka_bootstrap_servers:
+        return rule_sets.from_flags(_rule_set_in_force(source))
+    state, error = _control(s.kafka_bootstrap_servers, s.kafka_rules_topic,
+                            dict(s.kafka_extra)).latest()
+    if state is None:
+        raise RuntimeError(error or f"control topic {s.kafka_rules_topic} not read yet")
+    return rule_sets.from_control(state, s.kafka_rules_topic)
+
+
+def _shadow(cfg: DashboardConfig, f: FlagFilter, con) -> pl.DataFrame:
+    """The shadow comparison over the range (empty: no shadow decisions in range)."""
+    rows = rule_sets.shadow_rows(views.lake_files(cfg), f.since, f.until, con)
+    return pl.DataFrame() if rows is None or rows.is_empty() else rule_sets.comparison(rows)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -187,7 +221,10 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
             time_only = f == FlagFilter(since=f.since, until=f.until)
             views.guard("Per-rule hits over time", lambda: views.rule_over_time(
                 table, view.agg.rule_series if time_only else None, chart, view.unit))
-    views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report,
+    forced = views.guard("Rule sets in force", lambda: in_force(cfg, source))
+    if forced is not None:
+        views.rule_sets(forced, views.guard("Shadow comparison", lambda: _shadow(cfg, f, con)))
+    views.guard("What-if", lambda: views.what_if(forced.active if forced else None, report,
                                                  cfg.whatif_path))
 
 
