@@ -52,6 +52,7 @@ from dashboard.refresh import (  # noqa: E402
     flag_view,
     range_start,
     rule_band,
+    rule_hits,
     top_users,
     traffic,
     triage,
@@ -213,14 +214,13 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
         views.queue(tri.queue, tz)
     report = _report_or_none(cfg.report_path)
     if view is not None and chart is not None:
-        table = views.guard("Per-rule monitoring", lambda: rule_band(source, f, view, chart,
-                                                                     report))
-        if table is not None:
+        hits = views.guard("Per-rule monitoring", lambda: rule_hits(cfg, source, f, view, con))
+        table = None if hits is None else rule_band(hits, chart, report)
+        if hits is not None and table is not None:
             views.rule_monitoring(table, tri.confirmed_rules if tri is not None
-                                  else pl.DataFrame())
-            time_only = f == FlagFilter(since=f.since, until=f.until)
+                                  else pl.DataFrame(), hits.origin)
             views.guard("Per-rule hits over time", lambda: views.rule_over_time(
-                table, view.agg.rule_series if time_only else None, chart, view.unit))
+                table, hits.series, chart, view.unit))
     forced = views.guard("Rule sets in force", lambda: in_force(cfg, source))
     if forced is not None:
         views.rule_sets(forced, views.guard("Shadow comparison", lambda: _shadow(cfg, f, con)))

@@ -179,7 +179,8 @@ def queue(q: pl.DataFrame, tz: str) -> None:
         hide_index=True, key="queue", column_config={"amount": MONEY})
 
 
-def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
+def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame, origin: str = "lake"
+                    ) -> None:
     st.subheader("Per-rule monitoring: live vs backtest band")
     if table.is_empty():
         st.info("No rule hits and no backtest figures yet.")
@@ -193,18 +194,18 @@ def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
     if not drift.is_empty():
         st.warning("Drift: " + ", ".join(f"{r} {s.split(': ')[1]}" for r, s in zip(
             drift["rule"], drift["status"], strict=True)))
-    st.caption(f"band = backtest rate ± {monitor.BAND_SIGMAS:g}σ over the live events in range "
-               "(binomial); confirmed precision = analyst verdicts")
+    counted = ("hits = every live event each rule fired on in range (the lake's rules_fired, "
+               "all traffic: the time filter only)" if origin == "lake" else
+               "hits counted from the stored flags (no live lake): a rule that fires below the "
+               "alert threshold is missed")
+    st.caption(f"{counted}; band = backtest rate ± {monitor.BAND_SIGMAS:g}σ over the live "
+               "events in range (binomial); confirmed precision = analyst verdicts")
 
 
-def rule_over_time(table: pl.DataFrame, hits: pl.DataFrame | None, chart_frame: pl.DataFrame,
+def rule_over_time(table: pl.DataFrame, hits: pl.DataFrame, chart_frame: pl.DataFrame,
                    unit: str) -> None:
     """One rule's hits per bucket against the band the backtest predicts; drift marked."""
     if table.is_empty():
-        return
-    if hits is None:
-        st.caption("Per-rule hits over time: clear the rule, amount, user and country filters "
-                   "(the band is about all traffic).")
         return
     rules = table["rule"].to_list()
     drifting = table.filter(pl.col("status").str.contains("drift"))["rule"].to_list()
