@@ -278,6 +278,14 @@ WHERE rule IS NOT NULL
 GROUP BY 1, 2, 3
 """  # noqa: S608 - {fired} is built from constant rule names; every value is bound
 _COLUMNS_SQL = f"SELECT column_name FROM (DESCRIBE SELECT * FROM {_SOURCE})"  # noqa: S608
+
+
+def columns(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None) -> set[str]:
+    """The column names of ``files`` read together (union by name; parquet footers only)."""
+    if not files:
+        return set()
+    con = con or connect()
+    return {r[0] for r in con.execute(_COLUMNS_SQL, _params(files)).fetchall()}
 RULE_MINUTES_SCHEMA: dict[str, pl.DataType] = {
     "bucket": pl.Datetime("us", "UTC"), "rule": pl.String(), "hits": pl.Int64()}
 _RULE_MINUTES: dict[tuple[str, int, int], pl.DataFrame] = {}
@@ -306,7 +314,7 @@ def live_rule_minutes(files: Sequence[Path], con: duckdb.DuckDBPyConnection | No
     if todo:
         con = con or connect()
         params = _params([Path(t) for t in todo])
-        fired = _fired_expr({r[0] for r in con.execute(_COLUMNS_SQL, params).fetchall()})
+        fired = _fired_expr(columns([Path(t) for t in todo], con))
         got = (_frame(con, _RULE_MINUTES_SQL.format(fired=fired), params) if fired
                else pl.DataFrame(schema={"filename": pl.String(), **RULE_MINUTES_SCHEMA}))
         with _BOUNDS_LOCK:

@@ -111,7 +111,6 @@ FROM {lake._SOURCE}
 WHERE shadow_rule_set_id IS NOT NULL
   AND ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)
 """  # noqa: S608 - constant fragments; values bound
-_COLUMNS_SQL = f"SELECT column_name FROM (DESCRIBE SELECT * FROM {lake._SOURCE})"  # noqa: S608
 
 
 def shadow_rows(files: Sequence[Path], since: datetime | None, until: datetime | None,
@@ -123,7 +122,7 @@ def shadow_rows(files: Sequence[Path], since: datetime | None, until: datetime |
         return None
     con = con or lake.connect()
     base = {"files": [str(p) for p in files], "ht": dict(HIVE_TYPES)}
-    have = {r[0] for r in con.execute(_COLUMNS_SQL, base).fetchall()}
+    have = lake.columns(files, con)
     if not {"shadow_rule_set_id", "shadow_flagged", "rule_set_id"} <= have:
         return None
     arrow = con.sql(_SHADOW_SQL, params={**base, "since": since, "until": until}).to_arrow_table()
