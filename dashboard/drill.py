@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dashboard import lake
+from dashboard import lake_queries
 from lake.layout import HIVE_TYPES, month_of
 
 CARD_COLUMNS = ("ts", "transaction_id", "amount", "currency", "merchant_name", "category",
@@ -33,7 +33,7 @@ _NULLS = {"flagged": "BOOLEAN", "rules_fired": "VARCHAR", "score": "DOUBLE",
 _CARD_SQL = f"""
 SELECT ts, transaction_id, amount::DOUBLE AS amount, currency, merchant_name, category, channel,
        city, country, lat, lon, {{decisions}}, is_fraud, $label AS source
-FROM {lake._SOURCE}
+FROM {lake_queries._SOURCE}
 WHERE user_id = $user AND ts <= $until AND ts >= $since
 ORDER BY ts DESC, transaction_id DESC
 LIMIT $limit
@@ -46,10 +46,10 @@ def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
     """The card's transactions up to ``until`` (flagged or not): the live lake over the last
     ``days``, then the history's latest two months before ``until`` (history has no decision
     columns: flagged, rules_fired, score and rule_set_id are null there)."""
-    con = con or lake.connect()
+    con = con or lake_queries.connect()
     since = until - timedelta(days=days)
     parts = []
-    live = lake.files_in_range(live_files, since, until + timedelta(seconds=1))
+    live = lake_queries.files_in_range(live_files, since, until + timedelta(seconds=1))
     if live:
         parts.append(_read(con, live, "live", user_id, since, until, limit))
     hist = _latest_months(history_files, until, 2)
@@ -65,7 +65,7 @@ def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
 
 def _read(con, files, label: str, user_id: int, since, until, limit) -> pl.DataFrame:
     base = {"files": [str(p) for p in files], "ht": dict(HIVE_TYPES)}
-    have = lake.columns(files, con)
+    have = lake_queries.columns(files, con)
     decisions = ", ".join(f"{expr if name in have else f'NULL::{_NULLS[name]}'} AS {name}"
                           for name, expr in _DECISIONS.items())
     sql = _CARD_SQL.format(decisions=decisions)

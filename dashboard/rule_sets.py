@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dashboard import lake
+from dashboard import lake_queries
 from lake.layout import HIVE_TYPES
 
 
@@ -107,7 +107,7 @@ class ControlWatch:
 
 _SHADOW_SQL = f"""
 SELECT rule_set_id, shadow_rule_set_id, flagged, shadow_flagged, is_fraud
-FROM {lake._SOURCE}
+FROM {lake_queries._SOURCE}
 WHERE shadow_rule_set_id IS NOT NULL
   AND ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)
 """  # noqa: S608 - constant fragments; values bound
@@ -117,12 +117,12 @@ def shadow_rows(files: Sequence[Path], since: datetime | None, until: datetime |
                 con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame | None:
     """The range's lake rows with a shadow decision (the columns the comparison reads);
     None when no lake file in range has shadow columns (no shadow set ran)."""
-    files = lake.files_in_range(files, since, until)
+    files = lake_queries.files_in_range(files, since, until)
     if not files:
         return None
-    con = con or lake.connect()
+    con = con or lake_queries.connect()
     base = {"files": [str(p) for p in files], "ht": dict(HIVE_TYPES)}
-    have = lake.columns(files, con)
+    have = lake_queries.columns(files, con)
     if not {"shadow_rule_set_id", "shadow_flagged", "rule_set_id"} <= have:
         return None
     arrow = con.sql(_SHADOW_SQL, params={**base, "since": since, "until": until}).to_arrow_table()
