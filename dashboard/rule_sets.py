@@ -71,9 +71,7 @@ class ControlWatch:
         self._started = False
 
     def _read(self) -> None:
-        reader = self._reader
-        if reader is None:
-            from streaming.rules_control import read_control as reader
+        reader = self._reader or _read_control
         try:
             state = reader(self.bootstrap, self.topic, self.extra, timeout=self.timeout)
         except Exception as exc:  # noqa: BLE001 - shown as one line, retried
@@ -103,6 +101,14 @@ class ControlWatch:
         """(the last state read or None, the last error or None)."""
         with self._lock:
             return self._state, self._error
+
+
+def _read_control(bootstrap: str, topic: str, extra: Mapping[str, str],
+                  timeout: float) -> object:
+    """``streaming.rules_control.read_control`` (imported when first needed: Kafka only)."""
+    from streaming.rules_control import read_control
+
+    return read_control(bootstrap, topic, extra, timeout=timeout)
 
 
 _SHADOW_SQL = f"""
