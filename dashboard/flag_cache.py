@@ -34,6 +34,7 @@ from fraudlake.settings import DashboardSettings
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
 _MASK = "_rule_mask"  # one bit per RULE_NAMES entry: cheap "any of these rules" filter
 MASK = _MASK
+_ROW = "_row"  # a row number while filtering (``view``)
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,19 @@ def older(f: FlagFilter, snap: Snapshot) -> FlagFilter:
     return dataclasses.replace(f, until=until)
 
 
-def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
-    """Held flags matching ``f``, ascending: the time range cut by binary search, then one
-    filter pass (rules by bit mask, the rest by ``dashboard.filters.apply``)."""
+def _sliced(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
+    """The held flags of ``f``'s time range, cut by binary search (ascending; no copy)."""
     frame = snap.frame
     if f.since is not None:
         frame = frame.slice(int(frame["ts"].search_sorted(f.since, side="left")))
     if f.until is not None:
         frame = frame.head(int(frame["ts"].search_sorted(f.until, side="left")))
+    return frame
+
+
+def _filtered(frame: pl.DataFrame, f: FlagFilter) -> pl.LazyFrame:
+    """``frame`` (already cut to the time range) filtered by the rest of ``f`` in one pass:
+    rules by bit mask, the rest by ``dashboard.filters.apply``."""
     lazy = frame.lazy()
     if f.rules:
         wanted = sum(1 << i for i, r in enumerate(RULE_NAMES) if r in f.rules)
@@ -173,6 +179,11 @@ def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
         lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
     return apply(rest, lazy) if rest != FlagFilter() else lazy  # type: ignore[arg-type]
+
+
+def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
+    """Held flags matching ``f``, ascending."""
+    return _filtered(_sliced(snap, f), f)
 
 
 def matching(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
@@ -194,7 +205,10 @@ def count(snap: Snapshot, f: FlagFilter) -> int:
 
 def view(snap: Snapshot, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
     """Matching flags newest first (at most ``limit``), in ``FLAG_COLUMNS``."""
-    lazy = _matching(snap, f)
-    if limit is not None:
-        lazy = lazy.tail(limit)
-    return lazy.collect().reverse().drop(_MASK)
+    if limit is None:
+        return _matching(snap, f).collect().reverse().drop(_MASK)
+    # the filter over the predicate's columns and a row number only, then a gather of the
+    # last ``limit`` rows: no copy of every matching row's text and lists
+    frame = _sliced(snap, f)
+    rows = _filtered(frame.with_row_index(_ROW), f).select(_ROW).tail(limit).collect()[_ROW]
+    return frame[rows].reverse().drop(_MASK)

@@ -46,6 +46,7 @@ from fraudlake.settings import Settings
 from lake.layout import folder_files, month_folders, transactions_dir
 from rules.arguments import add_rule_arguments, rule_set_from_args
 from rules.model import RuleSet, load_rule_set
+from streaming.consume_loop import ConsumeStats, write_metrics
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
@@ -192,21 +193,12 @@ def follow_demo(seed: int, rate: float, lake: Path, flags_db: Path,
                 summary.dead_letters += len(result.dead_letters)
                 for name in summary.flags:
                     summary.flags[name] += int(decided[name].sum())
-            if metrics is not None:
-                write_metrics(metrics, lag=0, events=summary.events, now=now)
+            if metrics is not None:  # the consumer's metrics file (lag 0: nothing waits)
+                write_metrics(metrics, ConsumeStats(
+                    events=summary.events, flags=summary.flags[FLAGGED],
+                    dead_letters=summary.dead_letters, lag=0))
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def write_metrics(path: Path, lag: int, events: int, now: datetime) -> None:
-    """The consumer metrics file the dashboard reads (atomic replace)."""
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"lag": lag, "events": events, "mode": "embedded demo --follow",
-                               "updated_at": now.isoformat()}))
-    tmp.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
