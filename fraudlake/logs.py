@@ -32,12 +32,20 @@ class _Stderr(logging.StreamHandler):
         super().emit(record)
 
 
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    """Other libraries' records only from WARNING up, even when they set their own logger's
+    level (trino.client, werkzeug do): their INFO lines are not this CLI's output."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in OUR_LOGGERS
+
+
 def configure(level: str = "INFO") -> None:
     """Root logging: one stderr handler with ``FORMAT`` at ``level`` (idempotent)."""
     root = logging.getLogger()
     for h in [h for h in root.handlers if isinstance(h, _Stderr)]:
         root.removeHandler(h)
     handler = _Stderr()
+    if level.upper() != "DEBUG":
+        handler.addFilter(_ours_or_warning)
     formatter = logging.Formatter(FORMAT, DATE_FORMAT)
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
