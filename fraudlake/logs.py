@@ -32,10 +32,11 @@ class _Stderr(logging.StreamHandler):
         super().emit(record)
 
 
-def _ours_or_warning(record: logging.LogRecord) -> bool:
-    """Other libraries' records only from WARNING up, even when they set their own logger's
-    level (trino.client, werkzeug do): their INFO lines are not this CLI's output."""
-    return record.levelno >= logging.WARNING or record.name.split(".")[0] in OUR_LOGGERS
+def _only_warnings_from_libraries(record: logging.LogRecord) -> bool:
+    """Other libraries below WARNING stay out even when they set their own logger's level
+    (trino's client sets ``trino`` to INFO on import and logs "failed after 3 attempts")."""
+    ours = record.name.split(".", 1)[0] in OUR_LOGGERS
+    return ours or record.levelno >= logging.WARNING
 
 
 def configure(level: str = "INFO") -> None:
@@ -44,14 +45,15 @@ def configure(level: str = "INFO") -> None:
     for h in [h for h in root.handlers if isinstance(h, _Stderr)]:
         root.removeHandler(h)
     handler = _Stderr()
-    if level.upper() != "DEBUG":
-        handler.addFilter(_ours_or_warning)
     formatter = logging.Formatter(FORMAT, DATE_FORMAT)
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
+    if level.upper() != "DEBUG":
+        handler.addFilter(_only_warnings_from_libraries)
     root.addHandler(handler)
     # our modules at ``level``; other libraries' chatter (botocore, werkzeug…) only from
     # WARNING up, unless DEBUG asks for everything
     root.setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
+
