@@ -74,14 +74,14 @@ def _quoted(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
-def decided_query(rule_set: RuleSet, rows: bool) -> exp.Expression:
+def decided_query(rule_set: RuleSet, rows: bool) -> exp.Expr:
     """A DuckDB-dialect tree over ``transactions``: per (year, is_fraud, fraud_scenario) the row
     count and one ``count_if`` per rule id and ``flagged`` (``rows=False``), or one row per
     transaction with ``year``, the labels and the ``--flags-out`` columns (``rows=True``).
     Rule ids enter only as quoted identifiers built by sqlglot, never as SQL text."""
     flags = exp.Subquery(this=queries_sql.named_flags_tree(rule_set),
                          alias=exp.TableAlias(this=exp.to_identifier("decided")))
-    year: exp.Expression = exp.maybe_parse(_YEAR, dialect="duckdb")
+    year: exp.Expr = exp.maybe_parse(_YEAR, dialect="duckdb")
     if rows:
         cols = [year, *(exp.column(c) for c in GROUP_COLUMNS[1:]), exp.column("transaction_id"),
                 *(exp.column(_quoted(r)) for r in rule_set.rule_ids), exp.column("score"),

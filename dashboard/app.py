@@ -294,7 +294,7 @@ def main() -> None:
         views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
     if source is None:
-        st.error(f"Cannot open the flag store: {views.one_line(open_error)}")
+        st.error(f"Cannot open the flag store: {views.one_line(open_error or Exception())}")
         views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
     store = _cases(cfg, source)

@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import polars as pl
 
@@ -114,8 +115,7 @@ def cold(chunks: Iterable[pl.DataFrame], empty: pl.DataFrame, max_rows: int,
         held = held.filter(pl.col("ts") >= since)
     frame, since = _trim(_with_mask(held.sort(ORDER)), max_rows, since)
     watermark = max(marks) if marks else None
-    return Snapshot(frame.rechunk(), since, watermark,  # type: ignore[arg-type]
-                    _recent(held, watermark, overlap))  # type: ignore[arg-type]
+    return Snapshot(frame.rechunk(), since, watermark, _recent(held, watermark, overlap))
 
 
 def merge(snap: Snapshot, delta: pl.DataFrame, max_rows: int, overlap: timedelta) -> Snapshot:
@@ -126,10 +126,10 @@ def merge(snap: Snapshot, delta: pl.DataFrame, max_rows: int, overlap: timedelta
     fresh = delta.join(snap.recent, on="transaction_id", how="anti")
     if snap.watermark is None:  # nothing stamped held yet: the sync read everything
         fresh = fresh.join(snap.frame.select("transaction_id"), on="transaction_id", how="anti")
-    watermark = max((d for d in (snap.watermark, delta["flagged_at"].max()) if d is not None),
-                    default=None)
+    newest = cast(datetime | None, delta["flagged_at"].max())
+    watermark = max((d for d in (snap.watermark, newest) if d is not None), default=None)
     recent = _recent(pl.concat([snap.recent, delta.select("transaction_id", "flagged_at")]),
-                     watermark, overlap)  # type: ignore[arg-type]
+                     watermark, overlap)
     if snap.complete_since is not None:  # older than what we hold: left to the store
         fresh = fresh.filter(pl.col("ts") >= snap.complete_since)
     if fresh.is_empty():
@@ -178,7 +178,7 @@ def _filtered(frame: pl.DataFrame, f: FlagFilter) -> pl.LazyFrame:
                 pred |= pl.col("rules").list.contains(r)
         lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
-    return apply(rest, lazy) if rest != FlagFilter() else lazy  # type: ignore[arg-type]
+    return apply(rest, lazy) if rest != FlagFilter() else lazy
 
 
 def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:

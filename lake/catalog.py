@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from lake.layout import PARTITION_COLUMNS
 from lake.sql_text import hive_ident, hive_string, trino_ident, trino_string
@@ -55,20 +56,21 @@ class TableSpec:
         return self.location + "/".join(f"{p}=${{{p}}}" for p in PARTITION_COLUMNS) + "/"
 
 
-def athena_type(dtype: pl.DataType) -> str:
+def athena_type(dtype: pl.DataType | DataTypeClass) -> str:
     """The Athena (Hive DDL) type of a contract column."""
-    if isinstance(dtype, pl.Decimal):
-        return f"decimal({dtype.precision},{dtype.scale})"
-    if isinstance(dtype, pl.Datetime):
+    dt: pl.DataType = dtype() if isinstance(dtype, DataTypeClass) else dtype
+    if isinstance(dt, pl.Decimal):
+        return f"decimal({dt.precision},{dt.scale})"
+    if isinstance(dt, pl.Datetime):
         return "timestamp"
-    if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array<{athena_type(dtype.inner)}>"  # type: ignore[arg-type]
+    if isinstance(dt, pl.List):  # lake v2 rules_fired
+        return f"array<{athena_type(dt.inner)}>"
     simple = {pl.String(): "string", pl.Int64(): "bigint", pl.Int32(): "int",
               pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "float",
               pl.Boolean(): "boolean", pl.Date(): "date"}
-    if dtype not in simple:
-        raise ValueError(f"no Athena type for {dtype}")
-    return simple[dtype]
+    if dt not in simple:
+        raise ValueError(f"no Athena type for {dt}")
+    return simple[dt]
 
 
 def athena_properties(t: TableSpec) -> dict[str, str]:

@@ -147,7 +147,7 @@ def run_rendered(con, rendered: Rendered, bound: Mapping[str, object]) -> pa.Tab
     return execute(con, rendered.sql, rendered.values(bound))
 
 
-def run_sql(target: TrinoTarget, sql_text: str | exp.Expression, table: str,
+def run_sql(target: TrinoTarget, sql_text: str | exp.Expr, table: str,
             bound: Mapping[str, object], where: str | None = None, con=None) -> pa.Table:
     """A DuckDB-dialect query (text or sqlglot tree) over ``transactions`` run on Trino over
     ``table``."""

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import sqlglot
+from polars.datatypes import DataTypeClass
 from sqlglot import exp
 
 from fraudlake.contract import EVENT_SCHEMA
@@ -63,20 +64,21 @@ class Rendered:
         return positional(self.order, bound)
 
 
-def trino_type(dtype: pl.DataType) -> str:
+def trino_type(dtype: pl.DataType | DataTypeClass) -> str:
     """The Trino type a contract column is read as (timestamps: zone-less micros)."""
-    if isinstance(dtype, pl.Decimal):
-        return f"decimal({dtype.precision}, {dtype.scale})"
-    if isinstance(dtype, pl.Datetime):
+    dt: pl.DataType = dtype() if isinstance(dtype, DataTypeClass) else dtype
+    if isinstance(dt, pl.Decimal):
+        return f"decimal({dt.precision}, {dt.scale})"
+    if isinstance(dt, pl.Datetime):
         return "timestamp(6)"
-    if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array({trino_type(dtype.inner)})"  # type: ignore[arg-type]
+    if isinstance(dt, pl.List):  # lake v2 rules_fired
+        return f"array({trino_type(dt.inner)})"
     simple = {pl.String(): "varchar", pl.Int64(): "bigint", pl.Int32(): "integer",
               pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "real",
               pl.Boolean(): "boolean", pl.Date(): "date"}
-    if dtype not in simple:
-        raise ValueError(f"no Trino type for {dtype}")
-    return simple[dtype]
+    if dt not in simple:
+        raise ValueError(f"no Trino type for {dt}")
+    return simple[dt]
 
 
 def check_table(table: str) -> str:
@@ -107,7 +109,7 @@ def _epoch_us(value: exp.Expression) -> exp.Expression:
     return exp.cast(exp.func("round", micros), "BIGINT")
 
 
-def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = None,
+def to_trino(sql_text: str | exp.Expr, table: str, where: str | None = None,
              dialect: str = "trino") -> Rendered:
     """``sql_text`` (DuckDB SQL over ``transactions``, ``$name`` parameters; text or an already
     parsed DuckDB-dialect tree, e.g. a composed rule-set query) rendered for Trino (or
@@ -137,7 +139,7 @@ def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = Non
         return node
 
     staged = _rewrite(sqlglot.parse_one(staging_sql(table, where), read="duckdb"), swap)
-    parsed = (sql_text.copy() if isinstance(sql_text, exp.Expression)
+    parsed = (sql_text.copy() if isinstance(sql_text, exp.Expr)
               else sqlglot.parse_one(sql_text, read="duckdb"))
     tree = _rewrite(parsed, swap).transform(stage)
     marked = tree.sql(dialect=dialect, pretty=True)
