@@ -11,6 +11,7 @@ into place at the end: an interrupted or failed run leaves nothing at ``--out``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -27,7 +28,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_not_precious,
+    count_arg,
+    positive_count_arg,
+    run,
+    seed_arg,
+)
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
 from lake.layout import partition_dir
@@ -38,6 +47,8 @@ from simulator.volume import months, rows_per_month
 from simulator.world import build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
+#: What a generated history holds at its top (anything else: not ours to replace).
+_HISTORY_ENTRY = re.compile(r"^(year=\d{4}|\..*|_SUCCESS)$")
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
 # into a usage error instead of an overflow, a huge allocation or a thousand processes)
 MAX_ROWS = 10_000_000_000
@@ -174,6 +185,12 @@ def validate(cfg: HistoryConfig) -> None:
         raise UsageError(f"{cfg.out} already exists (use --overwrite to replace it)")
     if cfg.out.exists() and not cfg.out.is_dir():
         raise UsageError(f"{cfg.out} exists and is not a folder")
+    if cfg.out.exists():
+        check_not_precious(cfg.out, "--out")
+        foreign = next((p for p in cfg.out.iterdir() if not _HISTORY_ENTRY.match(p.name)), None)
+        if foreign is not None:
+            raise UsageError(f"--out {cfg.out}: holds {foreign.name!r}, not a generated history "
+                             "(only year=YYYY folders); refusing to replace it")
 
 
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
@@ -229,7 +246,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         running = _run_tasks(tasks, cfg.workers)
         try:
             with tqdm(total=cfg.rows, unit="rows", unit_scale=True, file=sys.stderr,
-                      disable=not progress, desc="generate") as bar:
+                      disable=None if progress else True, desc="generate") as bar:
                 for res in running:
                     results.append(res)
                     bar.update(res.rows)
@@ -257,7 +274,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", type=Path, default=Settings.from_env().history_dir,
                    help="dataset folder (env HISTORY_DIR, default storage/historical); refused "
                         "if it exists unless --overwrite")
-    p.add_argument("--seed", type=int, default=42, help="random seed; same seed = same bytes")
+    p.add_argument("--seed", type=seed_arg, default=42, help="random seed; same seed = same bytes")
     p.add_argument("--start-year", type=int, default=2000, help="first year (default 2000)")
     p.add_argument("--end-year", type=int, default=2025, help="last year, inclusive (2025)")
     p.add_argument("--users", type=positive_count_arg, default=None,

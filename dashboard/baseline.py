@@ -23,7 +23,14 @@ from pathlib import Path
 import polars as pl
 
 from dashboard import lake
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_disjoint,
+    check_output_dir,
+    env_default,
+    run,
+)
 from fraudlake.settings import Settings
 from lake.layout import data_files
 
@@ -105,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
     check_output_dir(cache_dir, "--cache-dir")
+    check_disjoint(cache_dir, [history], "--cache-dir")
     t0 = time.perf_counter()
-    cache = load_or_build(history, cache_dir, log=lambda m: print(m, file=sys.stderr))
+    # progress note for a person watching; not in logs, where it would precede an error line
+    log = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else (lambda m: None)
+    cache = load_or_build(history, cache_dir, log=log)
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
           f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
     return 0

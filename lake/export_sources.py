@@ -75,6 +75,19 @@ class SqliteSource:
                              "MONGO_URI)")
         self.path = Path(path)
         self.key = f"local:{self.path.resolve()}"
+        self._check()
+
+    def _check(self) -> None:
+        """UsageError unless the file is a SQLite database with a ``flags`` table (checked
+        before any output is created)."""
+        try:
+            con = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True)
+            try:
+                con.execute("SELECT * FROM flags LIMIT 0")
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot read flags from {self.path}: {exc}") from None
 
     def read_since(self, since: datetime | None, chunk_rows: int) -> Iterator[pl.DataFrame]:
         bound = (since or datetime(1, 1, 1, tzinfo=UTC)).astimezone(UTC).strftime(ISO_FORMAT)

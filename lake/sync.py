@@ -158,7 +158,7 @@ def _run_parallel(fs: s3fs.S3FileSystem, files: list[LocalFile], remote: dict[st
                   cache: Md5Cache | None) -> list[Outcome]:
     outcomes: list[Outcome] = []
     bar = tqdm(total=sum(f.size for f in files), unit="B", unit_scale=True, file=sys.stderr,
-               desc="sync", disable=not progress)
+               desc="sync", disable=None if progress else True)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
     try:
         futures = [pool.submit(sync_file, fs, f, remote.get(f.remote), dry_run, cache)

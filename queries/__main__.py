@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing, write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
+from fraudlake.cli import ArgumentParser, UsageError, check_disjoint, check_output_file, run
 from queries import sql
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
@@ -134,6 +134,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError("a query NAME is required (see --list)")
     if args.out:
         check_output_file(args.out, "--out")
+        check_disjoint(args.out, [p for p in (args.input, args.rules) if p], "--out")
     rule_set = rule_set_from_cli(args.rules, args.set)
     try:
         q = QueryRun(name=sql.resolve_name(args.name), input=args.input,

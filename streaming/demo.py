@@ -28,6 +28,7 @@ from fraudlake.cli import (
     check_output_file,
     positive_count_arg,
     run,
+    seed_arg,
 )
 from fraudlake.contract import FLAGGED
 from fraudlake.settings import Settings
@@ -116,7 +117,7 @@ def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,
     sink = LakeSink(lake)
     t0 = time.perf_counter()
     with SqliteFlagStore(flags_db) as store, tqdm(total=count, unit="ev", file=sys.stderr,
-                                                  disable=not progress) as bar:
+                                                  disable=None if progress else True) as bar:
         reset_demo_outputs(lake, store)
         for records in json_records(simulated_frames(count, seed, users, batch)):
             result = process_batch(records, engine)
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m streaming.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=positive_count_arg, default=200_000,
                         help="events to simulate (default 200000; 2e5 style accepted)")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    parser.add_argument("--seed", type=seed_arg, default=7, help="simulator seed (default 7)")
     parser.add_argument("--users", type=positive_count_arg, default=20_000,
                         help="card holders in the simulated world (default 20000)")
     parser.add_argument("--batch", type=positive_count_arg, default=20_000,

@@ -41,6 +41,7 @@ from fraudlake.cli import (
     positive_count_arg,
     positive_float_arg,
     run,
+    seed_arg,
 )
 from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
@@ -139,7 +140,8 @@ def produce(producer: Producer, topic: str, frames: Iterable[pl.DataFrame], *,
     step = max(1, int(rate / 200)) if rate > 0 else 10_000  # 5 ms of events per pacing step
     deadline = time.monotonic() + duration if duration else None
     sent = 0
-    bar = tqdm(total=count, unit="ev", disable=not progress, file=sys.stderr, mininterval=1.0)
+    bar = tqdm(total=count, unit="ev", disable=None if progress else True, file=sys.stderr,
+               mininterval=1.0)
     try:
         for frame in frames:
             keys, values = encode_events(frame)
@@ -192,7 +194,7 @@ def build_parser() -> ArgumentParser:
                         "they take at a realistic density (~1.6 a day per open card), ending "
                         "now, and are sent in event-time order; Kafka's message timestamp is "
                         "the wall-clock send time")
-    p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    p.add_argument("--seed", type=seed_arg, default=7, help="simulator seed (default 7)")
     p.add_argument("--users", type=positive_count_arg, default=10_000,
                    help="cards in the simulated world, open or not (default 10000); more "
                         "cards = a shorter span of event time for the same --count")

@@ -27,7 +27,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fraudlake.atomic import temp_path
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_disjoint,
+    check_output_file,
+    positive_count_arg,
+    run,
+)
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
 from lake.layout import resolve_files
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
@@ -86,19 +93,22 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         raise UsageError(f"--input: null values in core column(s): {', '.join(nulls)}")
     if not bounds["n"].item():
         return
-    lo, hi = bounds["lo"].item(), bounds["hi"].item()
-    year, month = lo.year, lo.month
-    while (year, month) <= (hi.year, hi.month):
-        nxt = (year + month // 12, month % 12 + 1)
+    try:  # only the months that hold events: a year-1 and a year-9999 event are two months
+        present = (lazy.select(pl.col("ts").dt.year().alias("y"), pl.col("ts").dt.month()
+                               .alias("m")).unique().sort("y", "m").collect().rows())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"--input: cannot read Parquet: {_first_line(exc)}") from None
+    for year, month in present:
         start = datetime(year, month, 1, tzinfo=UTC)
-        stop = datetime(*nxt, 1, tzinfo=UTC)
-        part = lazy.filter((pl.col("ts") >= start) & (pl.col("ts") < stop))
+        in_month = pl.col("ts") >= start
+        if (year, month) < (9999, 12):
+            nxt = (year + month // 12, month % 12 + 1)
+            in_month &= pl.col("ts") < datetime(*nxt, 1, tzinfo=UTC)
         try:
-            month_events = part.sort("ts", "transaction_id").collect()
+            month_events = lazy.filter(in_month).sort("ts", "transaction_id").collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise UsageError(f"--input: cannot read Parquet: {_first_line(exc)}") from None
         yield month_events
-        year, month = nxt
 
 
 def load_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.DataFrame:
@@ -188,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
+    check_disjoint(args.flags_out, [p for p in (args.input, args.rules) if p], "--flags-out")
     rule_set = rule_set_from_cli(args.rules, args.set)
     t0 = time.perf_counter()
     engine_columns = RuleEngine(rule_set).state_columns
@@ -198,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = next(months, None)  # reads and checks the input before creating any file
         args.flags_out.parent.mkdir(parents=True, exist_ok=True)
         writer = FlagsWriter(args.flags_out, rule_set)
-        with tqdm(unit="ev", disable=args.quiet, file=sys.stderr) as bar:
+        with tqdm(unit="ev", disable=True if args.quiet else None, file=sys.stderr) as bar:
             for part in replay_batches(
                     chain([first], months) if first is not None else [], rule_set, args.batch_rows):
                 writer.write(part)
