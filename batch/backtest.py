@@ -47,7 +47,7 @@ from batch.hitrates import (
     hit_rates_by_year,
     normalize_counts,
 )
-from fraudlake.atomic import write_text
+from fraudlake.atomic import naming, write_text
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -158,21 +158,29 @@ class _FlagsWriter:
 
     def __enter__(self) -> _FlagsWriter:
         if self.path and self.tmp:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            try:
+                with naming(self.path):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
         return self
 
     def write(self, batch: pa.RecordBatch) -> None:
-        assert self.writer is not None
-        self.writer.write_batch(batch.cast(self.schema))
+        assert self.writer is not None and self.path is not None
+        with naming(self.path):
+            self.writer.write_batch(batch.cast(self.schema))
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.writer is None:
+        if self.writer is None or self.path is None or self.tmp is None:
             return
-        self.writer.close()
-        if exc_type is None and self.path and self.tmp:
-            os.replace(self.tmp, self.path)
-        elif self.tmp:
+        try:
+            with naming(self.path):
+                self.writer.close()
+                if exc_type is None:
+                    os.replace(self.tmp, self.path)
+        finally:
             self.tmp.unlink(missing_ok=True)
 
 

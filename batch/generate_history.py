@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from fraudlake.atomic import naming
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -148,7 +149,9 @@ def write_month(task: MonthTask) -> MonthResult:
     rows = size = files = 0
     for piece, table in enumerate(generate_month(world, task.seed, task.year, task.month,
                                                  task.rows)):
-        size += write_table(table, folder / f"part-{piece:05d}.parquet")
+        path = folder / f"part-{piece:05d}.parquet"
+        with naming(path):
+            size += write_table(table, path)
         files += 1
         rows += table.num_rows
         for item in pc.value_counts(table["fraud_scenario"]).to_pylist():
@@ -222,7 +225,7 @@ def _make_temp(out: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as exc:
-        raise UsageError(f"cannot write next to {out}: {exc.strerror or exc}") from None
+        raise OSError(exc.errno, exc.strerror, str(out.parent)) from None
     return tmp
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard import lake
+from fraudlake.atomic import naming, new_folders, remove_empty
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -78,10 +79,11 @@ def build(files: Sequence[Path], folder: Path) -> None:
     baselines = lake.user_baselines(files, None, con=con).sort("user_id")
     daily = lake.amount_series(files, "day", None, None, con=con)
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir(parents=True)
     try:
-        baselines.write_parquet(tmp / "user_baseline.parquet")
-        daily.write_parquet(tmp / "daily.parquet")
+        with naming(folder):
+            tmp.mkdir(parents=True)
+            baselines.write_parquet(tmp / "user_baseline.parquet")
+            daily.write_parquet(tmp / "daily.parquet")
         if folder.exists():  # built meanwhile by another process: same content
             shutil.rmtree(tmp)
             return
@@ -116,7 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     # progress note for a person watching; not in logs, where it would precede an error line
     log = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else (lambda m: None)
-    cache = load_or_build(history, cache_dir, log=log)
+    fresh = new_folders(cache_dir)
+    try:
+        cache = load_or_build(history, cache_dir, log=log)
+    except BaseException:
+        remove_empty(fresh)
+        raise
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
           f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
     return 0

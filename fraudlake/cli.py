@@ -156,10 +156,15 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, os_error_text(exc)
     if isinstance(exc, MemoryError):
         return EXIT_ENVIRONMENT, "out of memory"
+    if _OS_ERROR.search(str(exc)):  # an engine reporting a disk failure, e.g. "(os error 28)"
+        return EXIT_ENVIRONMENT, one_line(str(exc))
     if _is_bad_data(exc):
         return EXIT_USAGE, f"cannot read the input data: {one_line(str(exc))}"
     return EXIT_ENVIRONMENT, (f"unexpected {type(exc).__name__}: {one_line(str(exc))} "
                               f"(rerun with --debug or {DEBUG_ENV}=1 for the traceback)")
+
+
+_OS_ERROR = re.compile(r"\((?:os error|errno) \d+\)|\[errno \d+\]", re.IGNORECASE)
 
 
 def os_error_text(exc: OSError) -> str:
@@ -244,6 +249,8 @@ def _check_creatable(folder: Path, flag: str, shown: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise UsageError(f"{flag} {shown}: cannot create a folder under {probe}, a file")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:  # the environment, not the argument
+            raise EnvironmentFailure(f"{flag} {shown}: {probe}: Read-only file system")
         raise UsageError(f"{flag} {shown}: folder {probe} is not writable")
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from fraudlake.atomic import replacing
+from fraudlake.atomic import new_folders, remove_empty, replacing
 from fraudlake.cli import (
     ArgumentParser,
     EnvironmentFailure,
@@ -254,13 +254,16 @@ def _main(argv: Sequence[str] | None) -> int:
         for out, flag in ((args.filtered_dir, "--filtered-dir"),
                           (args.exported_dir, "--exported-dir")):
             check_disjoint(out, [source.path], flag)
+    fresh = new_folders(args.filtered_dir, args.exported_dir)
     try:
         res = export_flags(source, args.filtered_dir, args.exported_dir,
                            timedelta(seconds=args.lookback_seconds), args.chunk_rows,
                            progress=not args.no_progress)
     except (UsageError, OSError):
+        remove_empty(fresh, (LOCK_NAME,))
         raise  # one line, exit 2 / the path and the OS error, exit 1 (fraudlake.cli.run)
     except Exception as exc:  # noqa: BLE001 - a server failure: one line, exit 1
+        remove_empty(fresh, (LOCK_NAME,))
         where = "MongoDB" if isinstance(source, MongoSource) else getattr(source, "path", "")
         raise EnvironmentFailure(f"cannot read flags from {where}: {type(exc).__name__}: "
                                  f"{(str(exc).splitlines() or [''])[0]}") from exc

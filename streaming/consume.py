@@ -26,10 +26,12 @@ from fraudlake.cli import (
     positive_count_arg,
     positive_float_arg,
     run,
+    seconds_from_env,
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
 from rules.model import rule_set_from_cli
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
+from streaming.kafka_io import check_kafka, retry_seconds_from_env
 from streaming.pipeline import add_rule_arguments
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
@@ -104,6 +106,8 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
         mongo_uri = mongo_uri_from_env(args.mongo_uri)
     except ValueError as exc:
         raise UsageError(f"--mongo-uri/MONGO_URI: {exc}") from None
+    retry_seconds_from_env()  # a bad KAFKA_RETRY_SECONDS: exit 2 now, not after an outage
+    seconds_from_env("MONGO_RETRY_SECONDS", 120.0)
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
                         rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
@@ -113,6 +117,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
+    check_kafka(cfg.bootstrap, cfg.kafka_extra, min(30.0, retry_seconds_from_env()))
     store = open_flag_store(Settings.from_env(), mongo_uri)
     consumer = StreamConsumer(cfg, store)
     print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "

@@ -12,6 +12,7 @@ outputs always describe this run.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ import polars as pl
 from tqdm import tqdm
 
 from flagstore.sqlite import SqliteFlagStore
+from fraudlake.atomic import os_error
 from fraudlake.cli import (
     ArgumentParser,
     check_output_dir,
@@ -159,8 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
               "embedded; use streaming.produce + streaming.consume for the services",
               file=sys.stderr)
-    summary = run_demo(args.count, args.seed, args.users, args.batch, args.lake,
-                       args.flags_db, rule_set, progress=not args.quiet)
+    try:
+        summary = run_demo(args.count, args.seed, args.users, args.batch, args.lake,
+                           args.flags_db, rule_set, progress=not args.quiet)
+    except Exception as exc:  # a disk failure names the file it hit (one line, exit 1)
+        err = os_error(exc, args.flags_db if isinstance(exc, sqlite3.Error) else args.lake)
+        if err is None or err is exc:
+            raise
+        raise err from exc
     for line in summary.lines(args.lake, args.flags_db):
         print(line)
     return 0

@@ -8,6 +8,7 @@ Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fraudlake.cli import seconds_from_env
+from fraudlake.cli import EnvironmentFailure, UsageError, seconds_from_env
 from streaming.decode import DeadLetter, RawRecord
 
 DLQ_REASON_HEADER = "fraudlake.reason"
@@ -46,6 +47,54 @@ def retry_seconds_from_env(env: Mapping[str, str] | None = None, name: str = KAF
                            default: float = DEFAULT_KAFKA_RETRY_SECONDS) -> float:
     """A retry budget in seconds from the environment; a bad value is a one-line UsageError."""
     return seconds_from_env(name, default, env)
+
+
+class _RateLimit(logging.Filter):
+    """Passes at most one record per librdkafka facility (FAIL, REQTMOUT, …) per period."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self.seconds) < self.seconds:
+                return False
+            self._last[key] = now
+        return True
+
+
+#: librdkafka's own log (set as every client's ``logger``): through Python logging, at most one
+#: line per facility a minute. Outages are told by ``BrokerWatch``; this is the detail.
+RDKAFKA_LOG = logging.getLogger("fraudlake.librdkafka")
+RDKAFKA_LOG.addFilter(_RateLimit(60.0))
+_QUIET_LOG = logging.getLogger("fraudlake.librdkafka.probe")
+_QUIET_LOG.propagate = False
+_QUIET_LOG.addHandler(logging.NullHandler())
+
+
+def check_kafka(bootstrap: str, extra: Mapping[str, str] = {}, timeout: float = 30.0) -> None:
+    """One metadata request before any work: a client setting librdkafka refuses is a
+    ``UsageError`` (exit 2), no broker answering within ``timeout`` an ``EnvironmentFailure``
+    naming the servers and the last connection error (exit 1). Silent while it waits."""
+    errors: list[str] = []
+    try:
+        admin = AdminClient({**extra, "bootstrap.servers": bootstrap, "logger": _QUIET_LOG,
+                             "error_cb": lambda err: errors.append(err.str())})
+    except KafkaException as exc:
+        raise UsageError(f"Kafka client setting: {exc.args[0].str()}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"Kafka client setting: {exc}") from None
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        reason = errors[-1] if errors else exc.args[0].str()
+        raise EnvironmentFailure(f"cannot reach Kafka at {bootstrap}: {reason} "
+                                 f"(waited {timeout:g} s)") from None
 
 
 def _stderr(msg: str) -> None:
@@ -138,6 +187,7 @@ def producer_config(bootstrap: str, extra: Mapping[str, str] = {}, *,
     duplicating or reordering; ``watch`` logs the outage."""
     return {
         **(watch.config() if watch is not None else {}),
+        "logger": RDKAFKA_LOG,
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -157,6 +207,7 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
     ``BrokerWatch("consumer")`` logs broker outages and reconnects unless one is given."""
     return {
         **(watch or BrokerWatch("consumer")).config(),
+        "logger": RDKAFKA_LOG,
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -176,7 +227,7 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
 def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int,
                   extra: Mapping[str, str] = {}, timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (the broker does not auto-create); return them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **extra})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:

@@ -47,10 +47,18 @@ from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
 from simulator import World, build_world, simulate
 from simulator.stream import live_span, rows_per_day
-from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, producer_config
+from streaming.kafka_io import (
+    BrokerWatch,
+    check_kafka,
+    ensure_topics,
+    flush_within,
+    producer_config,
+    retry_seconds_from_env,
+)
 
 MAX_UNPACED_RATE = 1_000_000  # events/s assumed to size an unpaced --duration stream
 MAX_SPAN_DAYS = 5 * 365  # a --duration stream covers at most this much event time
+MIN_RATE, MAX_RATE = 0.001, 10_000_000.0  # a paced --rate (events/s of wall clock)
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 FLUSH_SECONDS = 330.0  # librdkafka's message.timeout.ms (300 s) and a margin
 
@@ -214,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--rate must be >= 0 and --duration > 0")
     if args.users <= 0 or args.partitions <= 0:
         raise UsageError("--users and --partitions must be > 0")
+    if 0 < args.rate < MIN_RATE or args.rate > MAX_RATE:
+        raise UsageError(f"--rate must be 0 (unpaced) or within {MIN_RATE:g}..{MAX_RATE:g} "
+                         f"events/s, got {args.rate:g}")
+    settings = Settings.from_env()
+    check_kafka(args.bootstrap, settings.kafka_extra, min(30.0, retry_seconds_from_env()))
     count = args.count if args.count is not None else (None if args.duration else 100_000)
     end = datetime.now(UTC).replace(microsecond=0)
     if count is None:  # --duration: sized for the rate (unpaced: MAX_UNPACED_RATE), capped
@@ -223,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         total = count
     print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)  # checks too
-    settings = Settings.from_env()
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
                                         compression=args.compression, linger_ms=args.linger_ms,

@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fraudlake.atomic import temp_path
+from fraudlake.atomic import naming, temp_path
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
@@ -148,6 +148,10 @@ class FlagsWriter:
         self._csv = None
 
     def write(self, part: pl.DataFrame) -> None:
+        with naming(self.out):
+            self._write(part)
+
+    def _write(self, part: pl.DataFrame) -> None:
         self.rows += part.height
         for c in self.counts:
             self.counts[c] += int(part[c].sum())
@@ -167,21 +171,27 @@ class FlagsWriter:
     def commit(self) -> None:
         if self.rows == 0:
             self.write(pl.DataFrame(schema=output_schema(self.rule_set)))
-        self._close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.out)
+        with naming(self.out):
+            self._close()
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.out)
 
     def abort(self) -> None:
-        self._close()
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - the first error is the one reported
+            pass
         self.tmp.unlink(missing_ok=True)
 
     def _close(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-            self._pq = None
-        if self._csv is not None:
-            self._csv.close()
+        pq_writer, csv, self._pq, self._csv = self._pq, self._csv, None, None
+        try:
+            if pq_writer is not None:
+                pq_writer.close()
+        finally:
+            if csv is not None:
+                csv.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, env_de
 from fraudlake.settings import Settings
 from rules.model import rule_set_from_cli
 from streaming import rules_control as rc
+from streaming.kafka_io import check_kafka
 
 
 def build_parser() -> ArgumentParser:
@@ -58,6 +59,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout must be within (0, 3600], got {args.timeout}")
     extra = {**Settings.from_env().kafka_extra, "log_level": "0"}
+    check_kafka(args.bootstrap, Settings.from_env().kafka_extra, args.timeout)
     try:
         return _command(args, extra, rule_set if args.command == "publish" else None)
     except (EnvironmentFailure, UsageError):
