@@ -11,7 +11,6 @@ into place at the end: an interrupted or failed run leaves nothing at ``--out``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import sys
@@ -34,6 +33,7 @@ from fraudlake.cli import (
     UsageError,
     check_not_precious,
     count_arg,
+    int_range_arg,
     positive_count_arg,
     run,
     seed_arg,
@@ -48,8 +48,6 @@ from simulator.volume import months, rows_per_month
 from simulator.world import build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
-#: What a generated history holds at its top (anything else: not ours to replace).
-_HISTORY_ENTRY = re.compile(r"^(year=\d{4}|\..*|_SUCCESS)$")
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
 # into a usage error instead of an overflow, a huge allocation or a thousand processes)
 MAX_ROWS = 10_000_000_000
@@ -190,10 +188,6 @@ def validate(cfg: HistoryConfig) -> None:
         raise UsageError(f"{cfg.out} exists and is not a folder")
     if cfg.out.exists():
         check_not_precious(cfg.out, "--out")
-        foreign = next((p for p in cfg.out.iterdir() if not _HISTORY_ENTRY.match(p.name)), None)
-        if foreign is not None:
-            raise UsageError(f"--out {cfg.out}: holds {foreign.name!r}, not a generated history "
-                             "(only year=YYYY folders); refusing to replace it")
 
 
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
@@ -224,7 +218,9 @@ def _make_temp(out: Path) -> Path:
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-    except OSError as exc:
+    except (NotADirectoryError, FileExistsError) as exc:  # a file where a folder must be
+        raise UsageError(f"cannot write next to {out}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the disk: exit 1
         raise OSError(exc.errno, exc.strerror, str(out.parent)) from None
     return tmp
 
@@ -278,8 +274,10 @@ def build_parser() -> ArgumentParser:
                    help="dataset folder (env HISTORY_DIR, default storage/historical); refused "
                         "if it exists unless --overwrite")
     p.add_argument("--seed", type=seed_arg, default=42, help="random seed; same seed = same bytes")
-    p.add_argument("--start-year", type=int, default=2000, help="first year (default 2000)")
-    p.add_argument("--end-year", type=int, default=2025, help="last year, inclusive (2025)")
+    p.add_argument("--start-year", type=int_range_arg(MIN_YEAR, MAX_YEAR), default=2000,
+                   help="first year (default 2000)")
+    p.add_argument("--end-year", type=int_range_arg(MIN_YEAR, MAX_YEAR), default=2025,
+                   help="last year, inclusive (2025)")
     p.add_argument("--users", type=positive_count_arg, default=None,
                    help="number of cards (default: derived from --rows and the years so that "
                         f"an open card pays ~{DENSITY_PER_DAY:g} times a day; printed)")

@@ -38,7 +38,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_float_arg,
+    positive_count_arg,
+    run,
+)
 from lake.layout import (
     TRANSACTIONS,
     LakeFile,
@@ -209,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "there are at least this many (default 8)")
     parser.add_argument("--target-rows", type=positive_count_arg, default=2_000_000,
                         help="at most this many rows per compacted file (default 2e6)")
-    parser.add_argument("--min-age", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--min-age", type=non_negative_float_arg, default=60.0, metavar="SECONDS",
                         help="leave files younger than this alone (default 60): a live "
                              "consumer's newest, not yet committed batches stay separate")
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ from fraudlake.cli import (
     UsageError,
     check_output_file,
     env_default,
+    int_range_arg,
     non_negative_float_arg,
     run,
 )
@@ -186,7 +187,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--endpoint-url", default=env_default(ENDPOINT_ENV),
                    help=f"S3-compatible endpoint instead of AWS (env {ENDPOINT_ENV}); credentials "
                         "always come from the standard AWS chain (env keys, profiles, roles)")
-    p.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
+    p.add_argument("--workers", type=int_range_arg(1, 256), default=8,
+                   help="parallel uploads (default 8)")
     p.add_argument("--settle-seconds", type=non_negative_float_arg, default=10.0,
                    help="skip files modified less than this many seconds ago (default 10)")
     p.add_argument("--dry-run", action="store_true", help="list what would change, upload nothing")

@@ -18,7 +18,14 @@ import json
 import sys
 from collections.abc import Sequence
 
-from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, env_default, run
+from fraudlake.cli import (
+    ArgumentParser,
+    EnvironmentFailure,
+    UsageError,
+    env_default,
+    float_range_arg,
+    run,
+)
 from fraudlake.settings import Settings
 from rules.model import rule_set_from_cli
 from streaming import rules_control as rc
@@ -32,7 +39,8 @@ def build_parser() -> ArgumentParser:
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--topic", default=env_default("KAFKA_RULES_TOPIC", rc.DEFAULT_TOPIC),
                    help=f"control topic (env KAFKA_RULES_TOPIC; default {rc.DEFAULT_TOPIC})")
-    p.add_argument("--timeout", type=float, default=15.0,
+    p.add_argument("--timeout", type=float_range_arg(0, 3600, low_open=True),
+                   default=15.0,
                    help="seconds to wait for the broker (default 15)")
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="validate a rule set file and publish it")
