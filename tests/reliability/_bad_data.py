@@ -22,7 +22,11 @@ def _events(n: int = 40) -> pl.DataFrame:
     sys.path.append(str(Path(__file__).resolve().parents[1] / "streaming"))
     from _kafka_data import make_events
 
-    return make_events(n)
+    events = make_events(n)
+    extra = {"merchant_name": "shop", "category": "grocery", "country": "FR",
+             "card_last4": "1234", "device_id": None}
+    return events.with_columns(
+        [pl.lit(v, pl.String).alias(k) for k, v in extra.items() if k not in events.columns])
 
 
 def scrambled(path: Path) -> None:
