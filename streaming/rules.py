@@ -67,7 +67,11 @@ def _main(argv: Sequence[str] | None) -> int:
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout must be within (0, 3600], got {args.timeout}")
     extra = {**Settings.from_env().kafka_extra, "log_level": "0"}
-    check_kafka(args.bootstrap, Settings.from_env().kafka_extra, args.timeout)
+    try:  # a bad client setting: exit 2; no broker within --timeout: one line, exit 1
+        check_kafka(args.bootstrap, Settings.from_env().kafka_extra, args.timeout)
+    except EnvironmentFailure as exc:
+        raise EnvironmentFailure(f"cannot use Kafka at {args.bootstrap} (topic {args.topic}): "
+                                 f"{str(exc).partition(': ')[2]}") from None
     try:
         return _command(args, extra, rule_set if args.command == "publish" else None)
     except (EnvironmentFailure, UsageError):

@@ -200,7 +200,7 @@ SERVER_CASES = [
     ("streaming.consume", ("--bootstrap", CLOSED, "--timeout", "5", "--lake", "out/lake"), {},
      1, "cannot reach Kafka"),
     ("streaming.rules", ("--bootstrap", CLOSED, "--timeout", "3", "list"), {}, 1,
-     "cannot reach Kafka"),
+     "cannot use Kafka"),
     ("streaming.produce", ("--bootstrap", CLOSED, "--count", "10"),
      {"KAFKA_SECURITY_PROTOCOL": "bogus"}, 2, "security.protocol"),
     ("streaming.consume", ("--bootstrap", CLOSED, "--lake", "out/lake"),
