@@ -80,8 +80,28 @@ def os_error(exc: BaseException, path: Path | str) -> OSError | None:
         m = _ERRNO.search(str(exc))
         code = int(m[1]) if m else None
     if code is None:
+        code = _disk_state(path)  # a writer that hides the errno ("Invalid thrift: transport")
+    if code is None:
         return exc if isinstance(exc, OSError) else None
     return OSError(code, os.strerror(code), str(path))
+
+
+#: A write failing with less free space than this on its disk is taken as "disk full".
+_NEARLY_FULL = 1 << 20
+
+
+def _disk_state(path: Path | str) -> int | None:
+    """ENOSPC / EROFS when the disk of ``path`` is (nearly) full or read-only, else None."""
+    probe = Path(path).parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return errno_codes.EROFS
+    return errno_codes.ENOSPC if st.f_bavail * st.f_frsize < _NEARLY_FULL else None
 
 
 @contextmanager

@@ -35,11 +35,14 @@ class Writer:
     old: str | None = None  # a file under the mount that exists before and must stay intact
     lake: bool = False  # the mount holds a compactable lake (lake.compact)
     atomic: bool = True  # False: the demo writes as it goes (and resets its outputs each run)
+    free_kib: int = 2  # what "full" leaves free
 
 
 WRITERS = [
+    # room for generate's up-front lower bound (25 B/row), not for the data: the disk fills
+    # up in a worker process
     Writer("generate", ("batch.generate_history", "--rows", "30000", "--workers", "2",
-                        "--out", "{T}/h", "--quiet")),
+                        "--out", "{T}/h", "--quiet"), free_kib=800),
     Writer("backtest-flags", ("batch.backtest", "--input", "{I}/events.parquet", "--quiet",
                               "--flags-out", "{T}/f.parquet"), old="f.parquet"),
     Writer("backtest-report", ("batch.backtest", "--input", "{I}/events.parquet", "--quiet",
@@ -107,8 +110,8 @@ def _prepare(w: Writer, mode: str, target: Path, inputs: Path) -> None:
             os.utime(p, (1e9, 1e9))
     if mode == "full":
         free = shutil.disk_usage(target).free
-        with open(target / ".filler", "wb") as fh:  # leave ~2 KiB
-            fh.write(b"\0" * max(0, free - 2048))
+        with open(target / ".filler", "wb") as fh:
+            fh.write(b"\0" * max(0, free - w.free_kib * 1024))
     else:
         subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True,
                        capture_output=True)
@@ -156,3 +159,19 @@ def test_writer_fails_cleanly(w: Writer, mode: str, outcomes) -> None:
     assert REASON[mode] in lines[0], lines[0]
     assert "/" in lines[0].split(REASON[mode])[0], f"no path named: {lines[0]}"
     assert after == before or not w.atomic, "left something behind or changed the old output"
+
+
+def test_generate_refuses_a_disk_too_small_up_front(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount tmpfs")
+    target = tmp_path / "small"
+    _mount(target, 64)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "batch.generate_history", "--rows", "1e5",
+                               "--out", str(target / "h")], cwd=tmp_path, env=_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "needs at least" in proc.stderr, proc.stderr
+        assert list(target.iterdir()) == []
+    finally:
+        _umount(target)
