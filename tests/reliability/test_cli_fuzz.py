@@ -41,10 +41,20 @@ from test_cli_bad_input import (  # noqa: E402
     case,
 )
 
-ENTRY_POINTS = ("batch.generate_history", "batch.backtest", "queries.__main__",
-                "streaming.produce", "streaming.consume", "streaming.rules", "streaming.replay",
-                "streaming.demo", "lake.sync", "lake.compact", "lake.export", "lake.athena",
-                "dashboard.baseline", "fraudlake.services", "simulator.audit")
+
+def _entry_points() -> tuple[str, ...]:
+    """Every module with a ``main(argv)`` and a ``__main__`` guard (as test_cli_bad_input)."""
+    found = []
+    for folder in ("batch", "streaming", "lake", "queries", "dashboard", "fraudlake",
+                   "simulator"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            text = path.read_text()
+            if "def main(argv" in text and '__name__ == "__main__"' in text:
+                found.append(f"{folder}.{path.stem}")
+    return tuple(found)
+
+
+ENTRY_POINTS = _entry_points()
 BAD_NUMBERS = ("nan", "inf", "-inf", "1e400", "-1", "many", "", "0x10")
 
 
