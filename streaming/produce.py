@@ -226,7 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--rate must be 0 (unpaced) or within {MIN_RATE:g}..{MAX_RATE:g} "
                          f"events/s, got {args.rate:g}")
     settings = Settings.from_env()
-    check_kafka(args.bootstrap, settings.kafka_extra, min(30.0, retry_seconds_from_env()))
     count = args.count if args.count is not None else (None if args.duration else 100_000)
     end = datetime.now(UTC).replace(microsecond=0)
     if count is None:  # --duration: sized for the rate (unpaced: MAX_UNPACED_RATE), capped
@@ -235,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            int(per_day * MAX_SPAN_DAYS)))
     else:
         total = count
-    print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)  # checks too
+    stream = describe_stream(args.seed, args.users, total, end)  # checks the world holds it
+    check_kafka(args.bootstrap, settings.kafka_extra, min(30.0, retry_seconds_from_env()))
+    print(stream, file=sys.stderr)
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
                                         compression=args.compression, linger_ms=args.linger_ms,
