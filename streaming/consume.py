@@ -117,8 +117,15 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
-    check_kafka(cfg.bootstrap, cfg.kafka_extra, min(30.0, retry_seconds_from_env()))
-    store = open_flag_store(Settings.from_env(), mongo_uri)
+    # MongoDB first (it has its own retry budget), then Kafka, then the local store: a failed
+    # start leaves no SQLite file behind
+    store = open_flag_store(Settings.from_env(), mongo_uri) if mongo_uri else None
+    try:
+        check_kafka(cfg.bootstrap, cfg.kafka_extra, min(30.0, retry_seconds_from_env()))
+    except BaseException:
+        getattr(store, "close", lambda: None)()
+        raise
+    store = store or open_flag_store(Settings.from_env(), None)
     consumer = StreamConsumer(cfg, store)
     print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
           f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
