@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -41,7 +41,7 @@ from fraudlake.cli import (
 )
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
-from lake.layout import partition_dir
+from lake.layout import data_files, partition_dir
 from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
@@ -191,7 +191,7 @@ def validate(cfg: HistoryConfig) -> None:
         check_not_precious(cfg.out, "--out")
 
 
-def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
+def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order; on any exit before the end the workers are stopped
     (terminated, not awaited) before the caller cleans up."""
     if workers == 1 or len(tasks) == 1:
@@ -273,7 +273,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         rows = sum(r.rows for r in results)
         if rows != cfg.rows:
             raise RuntimeError(f"wrote {rows} rows, expected {cfg.rows}")
-        first = next(tmp.glob("year=*/month=*/part-*.parquet"))
+        first = data_files(tmp)[0]
         check_columns(dict(pl.read_parquet_schema(first)))
         _move_into_place(tmp, cfg.out)
     except BaseException:

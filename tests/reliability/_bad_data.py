@@ -17,10 +17,7 @@ from lake.layout import file_name, partition_dir, to_lake_frame, write_lake_file
 
 
 def _events(n: int = 40) -> pl.DataFrame:
-    import sys
-
-    sys.path.append(str(Path(__file__).resolve().parents[1] / "streaming"))
-    from _kafka_data import make_events
+    from tests.streaming._kafka_data import make_events
 
     events = make_events(n)
     extra = {"merchant_name": "shop", "category": "grocery", "country": "FR",

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.append(str(ROOT / "tests" / "streaming"))
-from _kafka_data import make_events  # noqa: E402
+from tests.reliability._bad_data import lake_with  # noqa: E402
+from tests.streaming._kafka_data import make_events  # noqa: E402
 
 SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "LAKE_DIR", "HISTORY_DIR",
                "LOCAL_FLAGS_PATH", "DASHBOARD_CACHE_DIR", "CONSUMER_METRICS")
@@ -101,9 +101,6 @@ def _prepare(w: Writer, mode: str, target: Path, inputs: Path) -> None:
     if w.old:
         (target / w.old).write_bytes(OLD)
     if w.lake:
-        sys.path.append(str(ROOT / "tests" / "reliability"))
-        from _bad_data import lake_with
-
         shutil.copytree(lake_with(target.parent / f"{target.name}-lake", None, files=6)
                         / "transactions", target / "transactions")
         for p in (target / "transactions").rglob("*"):

@@ -31,9 +31,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.append(str(Path(__file__).resolve().parent))
-import _bad_data  # noqa: E402
-from test_cli_bad_input import (  # noqa: E402
+from tests.reliability import _bad_data  # noqa: E402
+from tests.reliability.test_cli_bad_input import (  # noqa: E402
     SERVICE_ENV,
     _run_in_process,
     _snapshot,

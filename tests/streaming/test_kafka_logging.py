@@ -8,7 +8,7 @@ import pytest
 
 from fraudlake.cli import EnvironmentFailure, UsageError
 from streaming.kafka_io import (
-    RDKAFKA_LOG,
+    KAFKA_LOGGER,
     _RateLimit,
     check_kafka,
     consumer_config,
@@ -17,7 +17,7 @@ from streaming.kafka_io import (
 
 
 def _record(facility: str) -> logging.LogRecord:
-    return logging.LogRecord("fraudlake.librdkafka", logging.ERROR, __file__, 1, "%s [%s] %s",
+    return logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, "%s [%s] %s",
                              (facility, "rdkafka#producer-1", "Connect failed"), None)
 
 
@@ -29,9 +29,9 @@ def test_one_line_per_facility_per_period() -> None:
 
 
 def test_every_client_logs_through_python_logging() -> None:
-    assert producer_config("h:1")["logger"] is RDKAFKA_LOG
-    assert consumer_config("h:1", "g")["logger"] is RDKAFKA_LOG
-    assert any(isinstance(f, _RateLimit) for f in RDKAFKA_LOG.filters)
+    assert producer_config("h:1")["logger"] is KAFKA_LOGGER
+    assert consumer_config("h:1", "g")["logger"] is KAFKA_LOGGER
+    assert any(isinstance(f, _RateLimit) for f in KAFKA_LOGGER.filters)
 
 
 def test_probe_bad_setting_is_usage_error() -> None:
