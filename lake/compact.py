@@ -228,11 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--lake {args.lake}: no {TRANSACTIONS}/ folder there")
     t0 = time.perf_counter()
     r = compact(args.lake, args.min_files, args.target_rows, args.min_age)
-    log.info(f"compacted {r.files_in} files into {r.files_out} ({r.rows:,} rows) in {r.folders} "
-          f"month folders; removed {r.leftovers_removed} leftovers; "
-          f"{time.perf_counter() - t0:.1f} s"
-          + (f"; left {len(r.unreadable)} unreadable file(s) alone: {r.unreadable[0]}"
-             if r.unreadable else ""), file=sys.stderr)
+    log.info("compacted %d files into %d (%s rows) in %d month folders; removed %d leftovers; "
+             "%.1f s%s", r.files_in, r.files_out, f"{r.rows:,}", r.folders, r.leftovers_removed,
+             time.perf_counter() - t0,
+             f"; left {len(r.unreadable)} unreadable file(s) alone: {r.unreadable[0]}"
+             if r.unreadable else "")
     return 0
 
 

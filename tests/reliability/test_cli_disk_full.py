@@ -21,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 from tests.reliability._bad_data import lake_with  # noqa: E402
+from tests.reliability.test_cli_fuzz import message_lines  # noqa: E402
 from tests.streaming._kafka_data import make_events  # noqa: E402
 
 SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "LAKE_DIR", "HISTORY_DIR",
@@ -150,7 +151,7 @@ def outcomes(tmp_path_factory, inputs) -> dict[str, tuple[int, str, dict, dict]]
 @pytest.mark.parametrize("w", WRITERS, ids=[w.name for w in WRITERS])
 def test_writer_fails_cleanly(w: Writer, mode: str, outcomes) -> None:
     code, stderr, before, after = outcomes[f"{w.name}-{mode}"]
-    lines = stderr.strip().splitlines()
+    lines = message_lines(stderr)
     assert code == 1, stderr[-3000:]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
     assert REASON[mode] in lines[0], lines[0]
@@ -168,7 +169,8 @@ def test_generate_refuses_a_disk_too_small_up_front(tmp_path: Path) -> None:
                                "--out", str(target / "h")], cwd=tmp_path, env=_env(),
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1, proc.stderr
-        assert proc.stderr.count("\n") == 1 and "needs at least" in proc.stderr, proc.stderr
+        lines = message_lines(proc.stderr)
+        assert len(lines) == 1 and "needs at least" in lines[0], proc.stderr
         assert list(target.iterdir()) == []
     finally:
         _umount(target)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -55,6 +56,13 @@ def _entry_points() -> tuple[str, ...]:
 
 ENTRY_POINTS = _entry_points()
 BAD_NUMBERS = ("nan", "inf", "-inf", "1e400", "-1", "many", "", "0x10")
+#: A log record on stderr (``fraudlake.logs.FORMAT``): progress, not the one error line.
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (DEBUG|INFO) \S+: ")
+
+
+def message_lines(stderr: str) -> list[str]:
+    """stderr without the DEBUG/INFO log records: the lines a failure may print (one)."""
+    return [line for line in stderr.strip().splitlines() if not _LOG_LINE.match(line)]
 
 
 # --- numbers: every typed flag ----------------------------------------------------------------
@@ -86,7 +94,7 @@ def _typed_actions(parser: argparse.ArgumentParser):
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 yield from _typed_actions(sub)
-        elif action.type is not None and action.type not in (str, Path):
+        elif action.type is not None and action.type not in (str, Path) and not action.choices:
             yield action
 
 
@@ -211,7 +219,7 @@ def data_outcomes(tmp_path_factory) -> dict[str, tuple[int | str, str, bool, flo
 @pytest.mark.parametrize("c", DATA_CASES, ids=[c.id for c in DATA_CASES])
 def test_bad_data_is_refused_or_processed(c: DataCase, data_outcomes) -> None:
     code, err, unchanged, _ = data_outcomes[c.id]
-    lines = err.strip().splitlines()
+    lines = message_lines(err)
     assert code == c.expected(), err[-2000:]
     assert "Traceback" not in err and "Warning" not in err, err[-2000:]
     assert len(lines) <= 1, err[-2000:]  # the error line, or a command's own summary line
@@ -219,7 +227,7 @@ def test_bad_data_is_refused_or_processed(c: DataCase, data_outcomes) -> None:
         assert "error:" in lines[0] and unchanged, (lines, "wrote something")
     if c.module == "lake.compact" and c.kind in ("scrambled", "truncated", "wide_decimal",
                                                  "huge_user_id"):
-        assert "left 1 unreadable file(s) alone" in lines[0], lines
+        assert "left 1 unreadable file(s) alone" in err, err
 
 
 # --- servers away -----------------------------------------------------------------------------
@@ -275,7 +283,7 @@ def server_outcomes(tmp_path_factory):
 def test_servers_away_one_line(i: int, server_outcomes) -> None:
     _, _, _, want, fragment = SERVER_CASES[i]
     code, err, unchanged, seconds = server_outcomes[i]
-    lines = err.strip().splitlines()
+    lines = message_lines(err)
     assert code == want, err[-3000:]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert fragment in lines[0], lines[0]
