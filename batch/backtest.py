@@ -47,10 +47,11 @@ from batch.hitrates import (
     hit_rates_by_year,
     normalize_counts,
 )
-from fraudlake.atomic import write_text
+from fraudlake.atomic import naming, write_text
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
+    check_disjoint,
     check_output_file,
     float_range_arg,
     positive_count_arg,
@@ -112,7 +113,8 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
         else chunked_flags.flag_counts
     total = sum(c.rows for c in chunks) or None
     with _FlagsWriter(cfg.flags_out, cfg.rule_set) as writer, tqdm(
-        total=total, unit="rows", unit_scale=True, file=sys.stderr, disable=not cfg.progress,
+        total=total, unit="rows", unit_scale=True, file=sys.stderr,
+        disable=None if cfg.progress else True,
         desc="backtest",
     ) as bar:
         counts = flag_counts(con, chunks, cfg.rule_set, writer.write if cfg.flags_out else None,
@@ -164,21 +166,29 @@ class _FlagsWriter:
 
     def __enter__(self) -> _FlagsWriter:
         if self.path and self.tmp:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            try:
+                with naming(self.path):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
         return self
 
     def write(self, batch: pa.RecordBatch) -> None:
-        assert self.writer is not None
-        self.writer.write_batch(batch.cast(self.schema))
+        assert self.writer is not None and self.path is not None
+        with naming(self.path):
+            self.writer.write_batch(batch.cast(self.schema))
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.writer is None:
+        if self.writer is None or self.path is None or self.tmp is None:
             return
-        self.writer.close()
-        if exc_type is None and self.path and self.tmp:
-            os.replace(self.tmp, self.path)
-        elif self.tmp:
+        try:
+            with naming(self.path):
+                self.writer.close()
+                if exc_type is None:
+                    os.replace(self.tmp, self.path)
+        finally:
             self.tmp.unlink(missing_ok=True)
 
 
@@ -265,10 +275,10 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
         check_rule_ids(rule_set.rule_ids)
     except CountsError as exc:
         raise UsageError(f"{rule_set.source}: {exc}") from None
-    if args.report:
-        check_output_file(args.report, "--report")
-    if args.flags_out:
-        check_output_file(args.flags_out, "--flags-out")
+    for path, flag in ((args.report, "--report"), (args.flags_out, "--flags-out")):
+        if path:
+            check_output_file(path, flag)
+            check_disjoint(path, _inputs(args), flag)
     return BacktestConfig(
         input=args.input, rule_set=rule_set, by_year=args.by_year,
         report=Path(args.report) if args.report else None,
@@ -288,6 +298,11 @@ def _main(argv: Sequence[str] | None) -> int:
     result = run_backtest(config_from_args(argv))
     print(format_result(result))
     return 0
+
+
+def _inputs(args) -> list[str]:
+    """What the run reads: an output may not be (or contain, or lie inside) any of these."""
+    return [p for p in (args.input, args.rules, args.compare) if p]
 
 
 def _whatif(args) -> int:
@@ -314,6 +329,7 @@ def _whatif(args) -> int:
     for path, flag in ((args.report, "--report"), (args.plot, "--plot")):
         if path:
             check_output_file(path, flag)
+            check_disjoint(path, _inputs(args), flag)
     cfg = WhatIfConfig(input=args.input, rule_set=rule_set, compare=compare, sweeps=sweeps,
                        alert_budget=args.alert_budget, value=args.value, speed=args.speed,
                        drift=args.drift, by_year=args.by_year, chunk_rows=args.chunk_rows,

@@ -27,7 +27,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
+from fraudlake.atomic import naming
+from fraudlake.cli import (
+    ArgumentParser,
+    EnvironmentFailure,
+    UsageError,
+    check_not_precious,
+    count_arg,
+    int_range_arg,
+    positive_count_arg,
+    run,
+    seed_arg,
+)
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
 from lake.layout import data_files, partition_dir
@@ -137,7 +148,9 @@ def write_month(task: MonthTask) -> MonthResult:
     rows = size = files = 0
     for piece, table in enumerate(generate_month(world, task.seed, task.year, task.month,
                                                  task.rows)):
-        size += write_table(table, folder / f"part-{piece:05d}.parquet")
+        path = folder / f"part-{piece:05d}.parquet"
+        with naming(path):
+            size += write_table(table, path)
         files += 1
         rows += table.num_rows
         for item in pc.value_counts(table["fraud_scenario"]).to_pylist():
@@ -174,6 +187,8 @@ def validate(cfg: HistoryConfig) -> None:
         raise UsageError(f"{cfg.out} already exists (use --overwrite to replace it)")
     if cfg.out.exists() and not cfg.out.is_dir():
         raise UsageError(f"{cfg.out} exists and is not a folder")
+    if cfg.out.exists():
+        check_not_precious(cfg.out, "--out")
 
 
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
@@ -204,8 +219,10 @@ def _make_temp(out: Path) -> Path:
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-    except OSError as exc:
+    except (NotADirectoryError, FileExistsError) as exc:  # a file where a folder must be
         raise UsageError(f"cannot write next to {out}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the disk: exit 1
+        raise OSError(exc.errno, exc.strerror, str(out.parent)) from None
     return tmp
 
 
@@ -218,9 +235,27 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+#: A lower bound of the bytes a generated row takes on disk (measured: ~45 at 2e5 rows).
+MIN_BYTES_PER_ROW = 25
+
+
+def check_free_space(cfg: HistoryConfig) -> None:
+    """EnvironmentFailure (exit 1) when the disk of ``--out`` cannot hold even a lower bound
+    of the dataset: found before generating for minutes, not at the end."""
+    probe = cfg.out.parent.resolve()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    need = cfg.rows * MIN_BYTES_PER_ROW
+    if free < need:
+        raise EnvironmentFailure(f"--out {cfg.out}: needs at least {need / 2**20:,.1f} MiB, "
+                                 f"{free / 2**20:,.1f} MiB free on {probe}")
+
+
 def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
     """Write the whole dataset atomically; raises UsageError on bad settings."""
     validate(cfg)
+    check_free_space(cfg)
     started = time.perf_counter()
     tmp = _make_temp(cfg.out)
     try:
@@ -229,7 +264,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         running = _run_tasks(tasks, cfg.workers)
         try:
             with tqdm(total=cfg.rows, unit="rows", unit_scale=True, file=sys.stderr,
-                      disable=not progress, desc="generate") as bar:
+                      disable=None if progress else True, desc="generate") as bar:
                 for res in running:
                     results.append(res)
                     bar.update(res.rows)
@@ -257,9 +292,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", type=Path, default=Settings.from_env().history_dir,
                    help="dataset folder (env HISTORY_DIR, default storage/historical); refused "
                         "if it exists unless --overwrite")
-    p.add_argument("--seed", type=int, default=42, help="random seed; same seed = same bytes")
-    p.add_argument("--start-year", type=int, default=2000, help="first year (default 2000)")
-    p.add_argument("--end-year", type=int, default=2025, help="last year, inclusive (2025)")
+    p.add_argument("--seed", type=seed_arg, default=42, help="random seed; same seed = same bytes")
+    p.add_argument("--start-year", type=int_range_arg(MIN_YEAR, MAX_YEAR), default=2000,
+                   help="first year (default 2000)")
+    p.add_argument("--end-year", type=int_range_arg(MIN_YEAR, MAX_YEAR), default=2025,
+                   help="last year, inclusive (2025)")
     p.add_argument("--users", type=positive_count_arg, default=None,
                    help="number of cards (default: derived from --rows and the years so that "
                         f"an open card pays ~{DENSITY_PER_DAY:g} times a day; printed)")

@@ -137,7 +137,7 @@ def run_backtest(cfg):
     start = time.perf_counter()
     target = cfg.trino or trino.TrinoTarget()
     with _FlagsWriter(cfg.flags_out, cfg.rule_set) as writer, tqdm(
-        unit="rows", unit_scale=True, file=sys.stderr, disable=not cfg.progress,
+        unit="rows", unit_scale=True, file=sys.stderr, disable=None if cfg.progress else True,
         desc="backtest (trino)",
     ) as bar:
         counts, buckets, _ = flag_counts(target, cfg.input, cfg.rule_set, cfg.chunk_rows,

@@ -345,6 +345,7 @@ def mongo_uri_from_env(uri: str | None, env: Mapping[str, str] | None = None) ->
     if not sep or scheme not in ("mongodb", "mongodb+srv"):
         raise ValueError("MONGO_URI must start with mongodb:// or mongodb+srv://")
     hosts, _slash, tail = rest.partition("/")
+    _check_ports(hosts)
     path, _q, query = tail.partition("?")
     if "?" in hosts:  # "mongodb://h?x=1" is not a valid URI; leave it to pymongo to refuse
         return uri
@@ -366,6 +367,14 @@ def mongo_uri_from_env(uri: str | None, env: Mapping[str, str] | None = None) ->
         extra.append("tls=true")  # a CA or client certificate means TLS
     query = "&".join(p for p in (query, *extra) if p)
     return f"{scheme}://{hosts}/{path}" + (f"?{query}" if query else "")
+
+
+def _check_ports(hosts: str) -> None:
+    """ValueError (naming the port, never the URI) for a host port outside 1..65535."""
+    for host in hosts.rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host else ""
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"MONGO_URI port {port[:20]!r} must be a number within 1..65535")
 
 
 def _bool_text(var: str, value: str) -> str:

@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing, write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
+from fraudlake.cli import ArgumentParser, UsageError, check_disjoint, check_output_file, run
 from lake import trino
 from lake.trino import TrinoTarget
 from queries import sql
@@ -153,6 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError("a query NAME is required (see --list)")
     if args.out:
         check_output_file(args.out, "--out")
+        check_disjoint(args.out, [p for p in (args.input, args.rules) if p], "--out")
     rule_set = rule_set_from_args(args)
     try:
         q = QueryRun(name=sql.resolve_name(args.name), input=args.input,

@@ -31,6 +31,7 @@ from fraudlake.cli import (
 from fraudlake.settings import Settings, mongo_uri_from_env
 from rules.arguments import add_rule_arguments, rule_set_from_args
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
+from streaming.kafka_io import check_kafka
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,20 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
-    store = open_flag_store(Settings.from_env(), mongo_uri)
-    store.prepare()  # an unreachable flag store fails here, after its retry budget
+    # MongoDB first (it has its own retry budget), then Kafka, then the local store: a failed
+    # start leaves no SQLite file behind
+    store = open_flag_store(Settings.from_env(), mongo_uri) if mongo_uri else None
+    if store is not None:
+        store.prepare()  # an unreachable flag store fails here, after its retry budget
+    try:
+        check_kafka(cfg.bootstrap, cfg.kafka_extra,
+                    min(30.0, Settings.from_env().kafka_retry_seconds))
+    except BaseException:
+        getattr(store, "close", lambda: None)()
+        raise
+    if store is None:
+        store = open_flag_store(Settings.from_env(), None)
+        store.prepare()
     consumer = StreamConsumer(cfg, store)
     log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
              len(cfg.rule_set.rules))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -32,14 +33,16 @@ import polars as pl
 from tqdm import tqdm
 
 from flagstore.sqlite import SqliteFlagStore
+from fraudlake.atomic import os_error
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     check_output_dir,
     check_output_file,
+    float_range_arg,
     positive_count_arg,
-    positive_float_arg,
     run,
+    seed_arg,
 )
 from fraudlake.contract import FLAGGED
 from fraudlake.settings import Settings
@@ -134,7 +137,7 @@ def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,
     sink = LakeSink(lake)
     t0 = time.perf_counter()
     with SqliteFlagStore(flags_db) as store, tqdm(total=count, unit="ev", file=sys.stderr,
-                                                  disable=not progress) as bar:
+                                                  disable=None if progress else True) as bar:
         reset_demo_outputs(lake, store)
         for records in json_records(simulated_frames(count, seed, users, batch)):
             result = process_batch(records, engine)
@@ -206,11 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m streaming.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=positive_count_arg, default=200_000,
                         help="events to simulate (default 200000; 2e5 style accepted)")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    parser.add_argument("--seed", type=seed_arg, default=7, help="simulator seed (default 7)")
     parser.add_argument("--users", type=positive_count_arg, default=None,
                         help=f"card holders in the simulated world (default {USERS}; not with "
                              "--follow)")
-    parser.add_argument("--rate", type=positive_float_arg, default=None,
+    parser.add_argument("--rate", type=float_range_arg(0.001, 1e7), default=None,
                         help="with --follow: events per wall-clock second on average "
                              f"(default {FOLLOW_RATE:g}); the cards are scaled to it so each "
                              "pays ~1.6 times a day")
@@ -238,20 +241,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not settings.embedded:
         log.warning("KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
                     "embedded; use streaming.produce + streaming.consume for the services")
-    if args.follow:
-        metrics = settings.consumer_metrics_path
-        stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
-        rate = FOLLOW_RATE if args.rate is None else args.rate
-        summary = follow_demo(args.seed, rate, args.lake, args.flags_db, rule_set, metrics,
-                              stop=stopping.is_set, on_start=lambda feed: log.info(
-                                  "following: ~%g events/s (%s cards, event time = now) into %s "
-                                  "and %s (Ctrl-C stops)", rate, f"{feed.cards:,}", args.lake,
-                                  args.flags_db))
-    else:
-        summary = run_demo(args.count, args.seed, args.users or USERS, args.batch, args.lake,
-                           args.flags_db, rule_set, progress=not args.quiet)
+    try:
+        if args.follow:
+            metrics = settings.consumer_metrics_path
+            stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stopping.set())
+            rate = FOLLOW_RATE if args.rate is None else args.rate
+            summary = follow_demo(args.seed, rate, args.lake, args.flags_db, rule_set, metrics,
+                                  stop=stopping.is_set, on_start=lambda feed: log.info(
+                                      "following: ~%g events/s (%s cards, event time = now) "
+                                      "into %s and %s (Ctrl-C stops)", rate,
+                                      f"{feed.cards:,}", args.lake, args.flags_db))
+        else:
+            summary = run_demo(args.count, args.seed, args.users or USERS, args.batch,
+                               args.lake, args.flags_db, rule_set, progress=not args.quiet)
+    except Exception as exc:  # a disk failure names the file it hit (one line, exit 1)
+        err = os_error(exc, args.flags_db if isinstance(exc, sqlite3.Error) else args.lake)
+        if err is None or err is exc:
+            raise
+        raise err from exc
     for line in summary.lines(args.lake, args.flags_db):
         print(line)
     return 0

@@ -28,8 +28,15 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fraudlake.atomic import temp_path
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
+from fraudlake.atomic import naming, temp_path
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    check_disjoint,
+    check_output_file,
+    positive_count_arg,
+    run,
+)
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
 from lake.layout import resolve_files
 from rules.arguments import add_rule_arguments, rule_set_from_args
@@ -90,19 +97,22 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         raise UsageError(f"--input: null values in core column(s): {', '.join(nulls)}")
     if not bounds["n"].item():
         return
-    lo, hi = bounds["lo"].item(), bounds["hi"].item()
-    year, month = lo.year, lo.month
-    while (year, month) <= (hi.year, hi.month):
-        nxt = (year + month // 12, month % 12 + 1)
+    try:  # only the months that hold events: a year-1 and a year-9999 event are two months
+        present = (lazy.select(pl.col("ts").dt.year().alias("y"), pl.col("ts").dt.month()
+                               .alias("m")).unique().sort("y", "m").collect().rows())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"--input: cannot read Parquet: {_first_line(exc)}") from None
+    for year, month in present:
         start = datetime(year, month, 1, tzinfo=UTC)
-        stop = datetime(*nxt, 1, tzinfo=UTC)
-        part = lazy.filter((pl.col("ts") >= start) & (pl.col("ts") < stop))
+        in_month = pl.col("ts") >= start
+        if (year, month) < (9999, 12):
+            nxt = (year + month // 12, month % 12 + 1)
+            in_month &= pl.col("ts") < datetime(*nxt, 1, tzinfo=UTC)
         try:
-            month_events = part.sort("ts", "transaction_id").collect()
+            month_events = lazy.filter(in_month).sort("ts", "transaction_id").collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise UsageError(f"--input: cannot read Parquet: {_first_line(exc)}") from None
         yield month_events
-        year, month = nxt
 
 
 def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = None,
@@ -129,6 +139,10 @@ class FlagsWriter:
         self._csv: BinaryIO | None = None
 
     def write(self, part: pl.DataFrame) -> None:
+        with naming(self.out):
+            self._write(part)
+
+    def _write(self, part: pl.DataFrame) -> None:
         self.rows += part.height
         for c in self.counts:
             self.counts[c] += int(part[c].sum())
@@ -148,21 +162,27 @@ class FlagsWriter:
     def commit(self) -> None:
         if self.rows == 0:
             self.write(pl.DataFrame(schema=output_schema(self.rule_set)))
-        self._close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.out)
+        with naming(self.out):
+            self._close()
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.out)
 
     def abort(self) -> None:
-        self._close()
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - the first error is the one reported
+            pass
         self.tmp.unlink(missing_ok=True)
 
     def _close(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-            self._pq = None
-        if self._csv is not None:
-            self._csv.close()
+        pq_writer, csv, self._pq, self._csv = self._pq, self._csv, None, None
+        try:
+            if pq_writer is not None:
+                pq_writer.close()
+        finally:
+            if csv is not None:
+                csv.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
+    check_disjoint(args.flags_out, [p for p in (args.input, args.rules) if p], "--flags-out")
     rule_set = rule_set_from_args(args)
     t0 = time.perf_counter()
     engine_columns = RuleEngine(rule_set).state_columns
@@ -189,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = next(months, None)  # reads and checks the input before creating any file
         args.flags_out.parent.mkdir(parents=True, exist_ok=True)
         writer = FlagsWriter(args.flags_out, rule_set)
-        with tqdm(unit="ev", disable=args.quiet, file=sys.stderr) as bar:
+        with tqdm(unit="ev", disable=True if args.quiet else None, file=sys.stderr) as bar:
             for part in replay_batches(
                     chain([first], months) if first is not None else [], rule_set, args.batch_rows):
                 writer.write(part)

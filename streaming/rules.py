@@ -18,11 +18,18 @@ import json
 import sys
 from collections.abc import Sequence
 
-from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, run
+from fraudlake.cli import (
+    ArgumentParser,
+    EnvironmentFailure,
+    UsageError,
+    float_range_arg,
+    run,
+)
 from fraudlake.settings import Settings
 from rules.arguments import add_set_argument
 from rules.model import rule_set_from_cli
 from streaming import rules_control as rc
+from streaming.kafka_io import check_kafka
 
 
 def build_parser() -> ArgumentParser:
@@ -33,7 +40,8 @@ def build_parser() -> ArgumentParser:
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--topic", default=settings.kafka_rules_topic,
                    help=f"control topic (env KAFKA_RULES_TOPIC; default {rc.DEFAULT_TOPIC})")
-    p.add_argument("--timeout", type=float, default=15.0,
+    p.add_argument("--timeout", type=float_range_arg(0, 3600, low_open=True),
+                   default=15.0,
                    help="seconds to wait for the broker (default 15)")
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="validate a rule set file and publish it")
@@ -59,6 +67,11 @@ def _main(argv: Sequence[str] | None) -> int:
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout must be within (0, 3600], got {args.timeout}")
     extra = {**Settings.from_env().kafka_extra, "log_level": "0"}
+    try:  # a bad client setting: exit 2; no broker within --timeout: one line, exit 1
+        check_kafka(args.bootstrap, Settings.from_env().kafka_extra, args.timeout)
+    except EnvironmentFailure as exc:
+        raise EnvironmentFailure(f"cannot use Kafka at {args.bootstrap} (topic {args.topic}): "
+                                 f"{str(exc).partition(': ')[2]}") from None
     try:
         return _command(args, extra, rule_set if args.command == "publish" else None)
     except (EnvironmentFailure, UsageError):
