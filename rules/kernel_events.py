@@ -122,8 +122,10 @@ def window_start(user: np.ndarray, ts: np.ndarray, window_us: int) -> np.ndarray
     np.minimum(step, window_us + 1, out=step)
     new_user = user[1:] != user[:-1]
     step[new_user] = window_us + 1
+    if n == 1 or (n - 1) * (window_us + 1) < 2**61:  # every step is <= window + 1
+        return _starts(step, window_us, 0)
     reach = np.cumsum(step, dtype=np.float64)  # approximate compressed times, to cut blocks
-    if n == 1 or reach[-1] < 2.0**61:
+    if reach[-1] < 2.0**61:
         return _starts(step, window_us, 0)
     firsts = np.r_[0, np.flatnonzero(new_user) + 1]
     block = (np.r_[0.0, reach][firsts] // 2.0**60).astype(np.int64)
