@@ -176,11 +176,11 @@ def _next_carry(events: Events, ids: IdParts, keep, context: tuple[str, ...]) ->
     """The rows ``keep`` retains, in row order (= ts order): numeric columns and the string
     columns that matter on context rows (``rules.kernels.context_columns``)."""
     mask = np.zeros(len(events), dtype=bool)
-    mask[events.order[retained(events.user, events.ts, keep)]] = True
+    mask[events.rows_of(np.flatnonzero(retained(events.user, events.ts, keep)))] = True
     rows = np.flatnonzero(mask)
     taken = arrow_int64(rows)
     return _Carry({name: (col.take(taken).combine_chunks() if isinstance(col, pa.ChunkedArray)
-                          else col[rows]) for name, col in events.columns.items()
+                          else np.asarray(col)[rows]) for name, col in events.columns.items()
                    if not isinstance(col, pa.ChunkedArray) or name in context},
                   ids.take(taken))
 

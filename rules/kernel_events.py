@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,7 @@ class Codes:
         return self.names.take(pa.array(picked, pa.int32(), mask=picked < 0)).to_pylist()
 
 
-Column = np.ndarray | pa.Array | pa.ChunkedArray | Codes
+Column: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Codes
 
 
 @dataclass

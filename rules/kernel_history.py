@@ -65,11 +65,12 @@ def _candidates(events: Events, seen: np.ndarray, least: int,
     return cand
 
 
-def _decided(events: Events, fire: np.ndarray, proof: Callable | bool, **kinds: str):
+def _decided(events: Events, fire: np.ndarray, proof: Callable[..., None] | bool,
+             **kinds: str):
     """(row-order hit, evidence) of a sorted-order ``fire``; ``proof(at, rows, out)`` fills the
     evidence columns ``kinds`` of the fired positions ``at`` (rows ``rows``), if wanted."""
     hit = events.to_rows(fire)
-    if not proof:
+    if proof is False or proof is True:  # no evidence wanted (``evidence and proof``)
         return hit, {}
     out = empty_proof(len(hit), **kinds)
     at = np.flatnonzero(fire)

@@ -49,7 +49,7 @@ def impossible_travel(events: Events, rule, scope, evidence: bool):
     possible &= _may_travel(events.sorted("lat"), events.sorted("lon"), radius,
                             np.maximum(speed * hours_all, p["distance_km"]))
     at = np.flatnonzero(possible) + 1  # sorted positions with a predecessor at - 1
-    lat, lon = events.columns["lat"], events.columns["lon"]
+    lat, lon = np.asarray(events.columns["lat"]), np.asarray(events.columns["lon"])
     now, prev = events.rows_of(at), events.rows_of(at - 1)
     hours = hours_all[at - 1]
     km = haversine_km(lat[prev], lon[prev], lat[now], lon[now], radius,
