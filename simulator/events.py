@@ -24,6 +24,8 @@ SCENARIOS: tuple[str, ...] = (
 GENUINE = -1
 CURRENCY = "USD"  # amounts are in the issuer's billing currency
 ID_DIGITS = 10
+_DIGITS4 = (48 + np.arange(10_000)[:, None] // 10 ** np.arange(3, -1, -1) % 10).astype(
+    np.uint8)  # ASCII digits of 0000..9999
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,23 @@ def concat(parts: list[Events]) -> Events:
 
 def sort_events(ev: Events) -> Events:
     """Stable order by ts (ties keep their generation order, which is seeded)."""
-    return ev.take(np.argsort(ev.ts, kind="stable"))
+    return ev.take(stable_order(ev.ts))
+
+
+def stable_order(ts: np.ndarray) -> np.ndarray:
+    """``np.argsort(ts, kind="stable")``, computed as one (SIMD) sort of unique int64 keys
+    ``(ts - min) * n + position`` where they fit (several times faster), else the argsort."""
+    n = len(ts)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    lo = int(ts.min())
+    span = int(ts.max()) - lo
+    if span >= (1 << 62) // n:
+        return np.argsort(ts, kind="stable")
+    keys = (ts - lo) * n
+    keys += np.arange(n, dtype=np.int64)
+    keys.sort()
+    return keys % n
 
 
 def transaction_ids(prefix: str, first_seq: int, n: int) -> pa.Array:
@@ -64,10 +82,17 @@ def transaction_ids(prefix: str, first_seq: int, n: int) -> pa.Array:
     width = len(p) + ID_DIGITS
     buf = np.empty((n, width), dtype=np.uint8)
     buf[:, : len(p)] = p
-    seq = np.arange(first_seq, first_seq + n, dtype=np.int64)
-    for k in range(ID_DIGITS - 1, -1, -1):
-        buf[:, len(p) + k] = 48 + seq % 10
-        seq //= 10
+    # consecutive numbers: the last four digits cycle through "0000".."9999", the others
+    # change once per 10,000 ids (copies of small tables, no per-row arithmetic)
+    start = first_seq % 10_000
+    buf[:, width - 4:] = np.tile(_DIGITS4, (-(-(start + n) // 10_000), 1))[start: start + n]
+    blocks = np.arange(first_seq // 10_000, (first_seq + n - 1) // 10_000 + 1, dtype=np.int64)
+    high = 48 + blocks[:, None] // 10 ** np.arange(ID_DIGITS - 5, -1, -1) % 10
+    rows = np.full(len(blocks), 10_000)
+    if n:
+        rows[0] = min(n, 10_000 - start)
+        rows[-1] = n - rows[:-1].sum() if len(blocks) > 1 else rows[0]
+    buf[:, len(p): width - 4] = np.repeat(high.astype(np.uint8), rows, axis=0)
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
 
