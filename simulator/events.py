@@ -108,14 +108,14 @@ def _dict(index: np.ndarray, pool: pa.Array, valid: np.ndarray | None = None) ->
     )
 
 
-def _devices(code: np.ndarray) -> pa.Array:
-    """Dictionary array of ``dev-<12 hex>`` strings; -1 is null."""
+def _device_pool(code: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """(index, pool of ``dev-<12 hex>`` strings, valid) of device codes; -1 is null."""
     valid = code >= 0
     uniq, inverse = np.unique(code[valid], return_inverse=True)
     index = np.zeros(len(code), dtype=np.int32)
     index[valid] = inverse
     pool = pa.array([f"dev-{c:012x}" for c in uniq.tolist()], type=pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(index, mask=~valid), pool)
+    return index, pool, valid
 
 
 def _decimal(cents: np.ndarray) -> pa.Array:
@@ -125,14 +125,15 @@ def _decimal(cents: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.decimal128(18, 2), len(cents), [None, pa.py_buffer(words)])
 
 
-def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
-             tz: OffsetGrid | None = None) -> pa.Table:
-    """Contract columns (strings dictionary-encoded) of already ts-sorted events."""
+def _parts(world: World, ev: Events, id_prefix: str, first_seq: int,
+           tz: OffsetGrid | None) -> tuple[dict[str, pa.Array], dict[str, tuple]]:
+    """The contract columns of ts-sorted events: plain Arrow arrays, and the string columns
+    as (index, pool, valid) to be looked up (``valid`` None: never null)."""
     n = len(ev)
     c, m = world.cities, world.merchants
     offset = (tz or world.tz).offset_min(c.zone_id[ev.city], ev.ts // 1_000_000)
     fraud = ev.scenario >= 0
-    cols = {
+    plain = {
         "transaction_id": transaction_ids(id_prefix, first_seq, n),
         "user_id": pa.array(world.user_id(ev.user)),
         "ts": pa.array(ev.ts, type=pa.timestamp("us", tz="UTC")),
@@ -141,18 +142,59 @@ def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
         "lon": pa.array(ev.lon),
         "utc_offset_min": pa.array(offset.astype(np.int32)),
         "is_fraud": pa.array(fraud),
-        "fraud_scenario": _dict(np.where(fraud, ev.scenario, 0), pa.array(SCENARIOS), fraud),
-        "currency": _dict(np.zeros(n, dtype=np.int32), pa.array([CURRENCY])),
-        "merchant_id": _dict(ev.merchant, m.merchant_id),
-        "merchant_name": _dict(m.name_id[ev.merchant], m.names),
-        "category": _dict(m.category[ev.merchant], pa.array(world.categories.name)),
-        "channel": _dict(ev.channel, pa.array(CHANNELS)),
-        "city": _dict(ev.city, pa.array(c.name)),
-        "country": _dict(c.country_id[ev.city], pa.array(c.countries)),
-        "card_last4": _dict(world.cards.last4_at(ev.user, ev.ts // 1_000_000), world.last4_pool),
-        "device_id": _devices(ev.device),
     }
-    return pa.table(cols)
+    strings = {
+        "fraud_scenario": (np.where(fraud, ev.scenario, 0), pa.array(SCENARIOS), fraud),
+        "currency": (np.zeros(n, dtype=np.int32), pa.array([CURRENCY]), None),
+        "merchant_id": (ev.merchant, m.merchant_id, None),
+        "merchant_name": (m.name_id[ev.merchant], m.names, None),
+        "category": (m.category[ev.merchant], pa.array(world.categories.name), None),
+        "channel": (ev.channel, pa.array(CHANNELS), None),
+        "city": (ev.city, pa.array(c.name), None),
+        "country": (c.country_id[ev.city], pa.array(c.countries), None),
+        "card_last4": (world.cards.last4_at(ev.user, ev.ts // 1_000_000), world.last4_pool,
+                       None),
+        "device_id": _device_pool(ev.device),
+    }
+    return plain, strings
+
+
+def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
+             tz: OffsetGrid | None = None) -> pa.Table:
+    """Contract columns (strings dictionary-encoded) of already ts-sorted events."""
+    plain, strings = _parts(world, ev, id_prefix, first_seq, tz)
+    index, pool, valid = strings.pop("device_id")  # its pool holds exactly the used devices
+    cols = {**plain, **{k: _dict(*v) for k, v in strings.items()},
+            "device_id": pa.DictionaryArray.from_arrays(pa.array(index, mask=~valid), pool)}
+    return pa.table({k: cols[k] for k in EVENT_SCHEMA})
+
+
+def to_frame(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
+             tz: OffsetGrid | None = None) -> pl.DataFrame:
+    """``to_polars(to_table(...))`` built directly: strings gathered from their pools."""
+    plain, strings = _parts(world, ev, id_prefix, first_seq, tz)
+    cols = {k: pl.from_arrow(v) for k, v in plain.items()}
+    for name, (index, pool, valid) in strings.items():
+        idx = pl.Series(np.asarray(index, dtype=np.uint32))
+        if valid is not None:
+            idx = pl.select(pl.when(pl.Series(valid)).then(idx)).to_series()
+        cols[name] = _pool(pool).gather(idx)
+    return pl.DataFrame([cols[k].alias(k) for k in EVENT_SCHEMA])
+
+
+def _pool(pool: pa.Array) -> pl.Series:
+    """A Polars String series of an Arrow pool; the world's large pools are converted once."""
+    if len(pool) < 1_000:
+        return pl.from_arrow(pool).cast(pl.String)
+    hit = _POOLS.get(id(pool))
+    if hit is None or hit[0] is not pool:  # (the entry holds the pool: its id stays its own)
+        if len(_POOLS) >= 16:
+            _POOLS.clear()
+        hit = _POOLS[id(pool)] = (pool, pl.from_arrow(pool).cast(pl.String))
+    return hit[1]
+
+
+_POOLS: dict[int, tuple[pa.Array, pl.Series]] = {}
 
 
 def to_polars(table: pa.Table) -> pl.DataFrame:
