@@ -283,7 +283,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (atomically, at the end)")
     p.add_argument("--workers", type=count_arg, default=min(os.cpu_count() or 1, 2),
-                   help="processes generating months in parallel (default: up to 2)")
+                   help="months generated in parallel: this process and N-1 worker processes "
+                        "(default: up to 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
