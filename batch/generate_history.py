@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
-from lake.layout import partition_dir
+from lake.layout import data_files, partition_dir
 from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
@@ -178,7 +178,7 @@ def validate(cfg: HistoryConfig) -> None:
         raise UsageError(f"{cfg.out} exists and is not a folder")
 
 
-def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
+def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order. With N workers this process writes months itself beside
     N - 1 worker processes (spawned once, handed the world this process built, so each starts
     in a fraction of a second); on any exit before the end the workers are stopped
@@ -255,7 +255,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         rows = sum(r.rows for r in results)
         if rows != cfg.rows:
             raise RuntimeError(f"wrote {rows} rows, expected {cfg.rows}")
-        first = next(tmp.glob("year=*/month=*/part-*.parquet"))
+        first = data_files(tmp)[0]
         check_columns(dict(pl.read_parquet_schema(first)))
         _move_into_place(tmp, cfg.out)
     except BaseException:

@@ -14,6 +14,7 @@ input or a bad rule file: one line on stderr, exit 2, nothing written.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -30,9 +32,11 @@ from fraudlake.atomic import temp_path
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, positive_count_arg, run
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
 from lake.layout import resolve_files
-from rules.model import RuleSet, load_rule_set, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet
 from streaming.engine import RuleEngine
-from streaming.pipeline import add_rule_arguments
+
+log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
 RULE_SET_KEY = "fraudlake.rule_set_id"
@@ -101,12 +105,6 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         year, month = nxt
 
 
-def load_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.DataFrame:
-    """All events of the files in memory, sorted by (ts, transaction_id)."""
-    parts = list(month_slices(scan_events(files, columns)))
-    return pl.concat(parts) if parts else scan_events(files, columns).head(0).collect()
-
-
 def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = None,
                    batch_rows: int = 200_000) -> Iterator[pl.DataFrame]:
     """Feed ts-sorted events through one fresh engine; yield the ``--flags-out`` columns."""
@@ -116,13 +114,6 @@ def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = No
         for start in range(0, events.height, batch_rows):
             yield engine.process(events.slice(start, batch_rows)).select(columns)
 
-
-def replay(events: pl.DataFrame, rule_set: RuleSet | None = None,
-           batch_rows: int = 200_000) -> pl.DataFrame:
-    """In-memory replay of ts-sorted events (tests, notebooks)."""
-    rule_set = rule_set if rule_set is not None else load_rule_set()
-    parts = list(replay_batches([events], rule_set, batch_rows))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=output_schema(rule_set))
 
 
 class FlagsWriter:
@@ -135,7 +126,7 @@ class FlagsWriter:
         self.counts = dict.fromkeys((*rule_set.rule_ids, FLAGGED), 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
-        self._csv = None
+        self._csv: BinaryIO | None = None
 
     def write(self, part: pl.DataFrame) -> None:
         self.rows += part.height
@@ -188,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     t0 = time.perf_counter()
     engine_columns = RuleEngine(rule_set).state_columns
     lazy = scan_events(resolve_files(args.input), engine_columns)
@@ -209,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.abort()
         raise
     counts = ", ".join(f"{c}={n}" for c, n in writer.counts.items())
-    print(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s with rule set "
-          f"{rule_set.id}: {counts} → {args.flags_out}", file=sys.stderr)
+    log.info("replayed %s events in %.1f s with rule set %s: %s → %s", f"{writer.rows:,}",
+             time.perf_counter() - t0, rule_set.id, counts, args.flags_out)
     return 0
 
 
