@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from fraudlake.contract import CHANNELS, EVENT_SCHEMA
-from simulator.tz import OffsetGrid
+from simulator.tz import OffsetGrid, OffsetTable
 from simulator.world import World
 
 SCENARIOS: tuple[str, ...] = (
@@ -126,7 +126,7 @@ def _decimal(cents: np.ndarray) -> pa.Array:
 
 
 def _parts(world: World, ev: Events, id_prefix: str, first_seq: int,
-           tz: OffsetGrid | None) -> tuple[dict[str, pa.Array], dict[str, tuple]]:
+           tz: OffsetTable | OffsetGrid | None) -> tuple[dict[str, pa.Array], dict[str, tuple]]:
     """The contract columns of ts-sorted events: plain Arrow arrays, and the string columns
     as (index, pool, valid) to be looked up (``valid`` None: never null)."""
     n = len(ev)
@@ -160,7 +160,7 @@ def _parts(world: World, ev: Events, id_prefix: str, first_seq: int,
 
 
 def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
-             tz: OffsetGrid | None = None) -> pa.Table:
+             tz: OffsetTable | OffsetGrid | None = None) -> pa.Table:
     """Contract columns (strings dictionary-encoded) of already ts-sorted events."""
     plain, strings = _parts(world, ev, id_prefix, first_seq, tz)
     index, pool, valid = strings.pop("device_id")  # its pool holds exactly the used devices
@@ -170,10 +170,10 @@ def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
 
 
 def to_frame(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
-             tz: OffsetGrid | None = None) -> pl.DataFrame:
+             tz: OffsetTable | OffsetGrid | None = None) -> pl.DataFrame:
     """``to_polars(to_table(...))`` built directly: strings gathered from their pools."""
     plain, strings = _parts(world, ev, id_prefix, first_seq, tz)
-    cols = {k: pl.from_arrow(v) for k, v in plain.items()}
+    cols = {k: _series(v) for k, v in plain.items()}
     for name, (index, pool, valid) in strings.items():
         idx = pl.Series(np.asarray(index, dtype=np.uint32))
         if valid is not None:
@@ -185,21 +185,28 @@ def to_frame(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
 def _pool(pool: pa.Array) -> pl.Series:
     """A Polars String series of an Arrow pool; the world's large pools are converted once."""
     if len(pool) < 1_000:
-        return pl.from_arrow(pool).cast(pl.String)
+        return _series(pool).cast(pl.String)
     hit = _POOLS.get(id(pool))
     if hit is None or hit[0] is not pool:  # (the entry holds the pool: its id stays its own)
         if len(_POOLS) >= 16:
             _POOLS.clear()
-        hit = _POOLS[id(pool)] = (pool, pl.from_arrow(pool).cast(pl.String))
+        hit = _POOLS[id(pool)] = (pool, _series(pool).cast(pl.String))
     return hit[1]
 
 
 _POOLS: dict[int, tuple[pa.Array, pl.Series]] = {}
 
 
+def _series(array: pa.Array) -> pl.Series:
+    out = pl.from_arrow(array)
+    assert isinstance(out, pl.Series)
+    return out
+
+
 def to_polars(table: pa.Table) -> pl.DataFrame:
     """A contract-typed Polars frame (String columns, Decimal(18,2), Datetime(us, UTC))."""
     df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
     return df.with_columns(
         [pl.col(k).cast(v) for k, v in EVENT_SCHEMA.items() if df.schema[k] != v]
     )
