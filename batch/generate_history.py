@@ -15,8 +15,9 @@ import shutil
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Generator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -46,7 +47,7 @@ from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
 from simulator.volume import months, rows_per_month
-from simulator.world import build_world
+from simulator.world import adopt_world, build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
@@ -156,6 +157,7 @@ def write_month(task: MonthTask) -> MonthResult:
         for item in pc.value_counts(table["fraud_scenario"]).to_pylist():
             if item["values"] is not None:
                 fraud[item["values"]] += item["counts"]
+        del table  # before the next piece is generated: flat memory
     return MonthResult(rows, files, size, fraud)
 
 
@@ -192,21 +194,36 @@ def validate(cfg: HistoryConfig) -> None:
 
 
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
-    """Results in completion order; on any exit before the end the workers are stopped
+    """Results in completion order. With N workers this process writes months itself beside
+    N - 1 worker processes (spawned once, handed the world this process built, so each starts
+    in a fraction of a second); on any exit before the end the workers are stopped
     (terminated, not awaited) before the caller cleans up."""
     if workers == 1 or len(tasks) == 1:
         yield from map(write_month, tasks)
         return
-    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"))
-    futures = [pool.submit(write_month, t) for t in tasks]
+    first = tasks[0]
+    world = build_world(first.seed, first.users, first.start_year, first.end_year)
+    procs = min(workers - 1, len(tasks) - 1)
+    pool = ProcessPoolExecutor(procs, mp_context=get_context("spawn"), initializer=adopt_world,
+                               initargs=(world,))
+    pending = deque(tasks)  # largest first: the pool and this process take from the front
+    running: set[Future[MonthResult]] = set()
     try:
-        for fut in as_completed(futures):
-            yield fut.result()
+        while pending or running:
+            while pending and len(running) < 2 * procs:  # a queued month per worker: no idling
+                running.add(pool.submit(write_month, pending.popleft()))
+            if pending:
+                yield write_month(pending.popleft())
+            else:
+                wait(running, return_when=FIRST_COMPLETED)
+            for fut in [f for f in running if f.done()]:
+                running.discard(fut)
+                yield fut.result()
     except BaseException:
-        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API in 3.11
-        for proc in procs:
+        workers_ = list((getattr(pool, "_processes", None) or {}).values())  # no public API
+        for proc in workers_:
             proc.terminate()
-        for proc in procs:
+        for proc in workers_:
             proc.join(10)
         raise
     finally:
@@ -303,7 +320,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (atomically, at the end)")
     p.add_argument("--workers", type=count_arg, default=min(os.cpu_count() or 1, 2),
-                   help="processes generating months in parallel (default: up to 2)")
+                   help="months generated in parallel: this process and N-1 worker processes "
+                        "(default: up to 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
