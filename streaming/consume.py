@@ -87,6 +87,11 @@ def build_parser() -> ArgumentParser:
                    help="JSON with the latest lag and counts, rewritten with each metrics line "
                         "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
     add_rule_arguments(p)
+    p.add_argument("--rules-topic", default=env_default("KAFKA_RULES_TOPIC"),
+                   help="follow this rule control topic (env KAFKA_RULES_TOPIC; unset = the "
+                        "--rules set is fixed for the run): its active set decides, a newly "
+                        "published one from the next micro-batch, its shadow set runs beside; "
+                        "--rules seeds an empty topic")
     return p
 
 
@@ -107,7 +112,8 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     cfg = ConsumeConfig(args.bootstrap, args.topic, args.dlq_topic, args.group, args.lake,
                         rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
-                        dict(settings.kafka_extra), args.group_instance_id or None)
+                        dict(settings.kafka_extra), args.group_instance_id or None,
+                        args.rules_topic or None)
     return cfg, mongo_uri
 
 
@@ -115,8 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
     store = open_flag_store(Settings.from_env(), mongo_uri)
     consumer = StreamConsumer(cfg, store)
-    print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
-          f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
+    if consumer.control is not None:
+        active = consumer.control.state.current("active")
+        shadow = consumer.control.state.current("shadow")
+        print(f"consume: following {cfg.rules_topic}: active {active.id if active else '?'}"
+              f", shadow {shadow.id if shadow else '(none)'}", file=sys.stderr)
+    else:
+        print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
+              f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
     try:

@@ -44,8 +44,8 @@ from fraudlake.atomic import write_text
 from lake.layout import transactions_dir
 from rules.model import RuleSet, load_rule_set
 from streaming import lake_state
+from streaming.control_watch import ControlWatcher
 from streaming.decode import RawRecord
-from streaming.engine import RuleEngine
 from streaming.kafka_io import (
     COMMIT_REBALANCING,
     DeadLetterProducer,
@@ -58,7 +58,8 @@ from streaming.kafka_io import (
     unpack,
 )
 from streaming.lake_sink import LakeSink
-from streaming.pipeline import process_batch
+from streaming.rule_switch import PartitionRules, process_partition_batch
+from streaming.rules_control import ControlState
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class ConsumeConfig:
     metrics_path: Path | None = None  # JSON {lag, events, flags, dead_letters, updated_at}
     kafka_extra: dict[str, str] = field(default_factory=dict, repr=False)
     group_instance_id: str | None = None  # static membership (consumer only)
+    rules_topic: str | None = None  # the control topic to follow; None = rule_set, fixed
 
 
 @dataclass
@@ -109,7 +111,12 @@ class StreamConsumer:
         self.transactions_dir = transactions_dir(config.lake_dir)
         ensure_topics(config.bootstrap, [config.dlq_topic], 1, config.kafka_extra)
         self.dlq = DeadLetterProducer(config.bootstrap, config.dlq_topic, config.kafka_extra)
-        self.engines: dict[int, RuleEngine] = {}
+        self.engines: dict[int, PartitionRules] = {}  # per owned partition: its rule engines
+        self.control = ControlWatcher(config.bootstrap, config.rules_topic, config.kafka_extra) \
+            if config.rules_topic else None
+        self._fixed = ControlState()  # no control topic: every offset decided by rule_set
+        if self.control is not None:
+            self.control.start(seed=config.rule_set)
         self.stats = ConsumeStats()
         self._latency: deque[np.ndarray] = deque(maxlen=2000)  # ms, per recent batch
         # flags are written on a background thread when the store allows it (MongoDB does;
@@ -138,17 +145,23 @@ class StreamConsumer:
                 committed, _high = consumer.get_watermark_offsets(tp, timeout=30)
             removed = lake_state.discard_uncommitted(self.transactions_dir, tp.topic,
                                                      tp.partition, committed)
-            engine = RuleEngine(self.config.rule_set)
-            history = lake_state.partition_history(self.transactions_dir, tp.topic,
-                                                   tp.partition, committed,
-                                                   engine.state_columns)
-            if history is not None:
-                engine.warm_up(history)
-            self.engines[tp.partition] = engine
+            rules = self._partition_rules(tp.topic, tp.partition)
+            warmed = rules.start(committed)
+            self.engines[tp.partition] = rules
             self._log(f"consume: assigned {tp.topic}[{tp.partition}] at offset {committed}; "
-                      f"state from {0 if history is None else history.height} lake events"
+                      f"state from {warmed} lake events"
                       + (f", removed {len(removed)} uncommitted lake files" if removed else ""))
         self._last_data = time.monotonic()  # a join that took long is not idle time
+
+    def _partition_rules(self, topic: str, partition: int) -> PartitionRules:
+        def history(below: int, columns) -> pl.DataFrame | None:
+            return lake_state.partition_history(self.transactions_dir, topic, partition, below,
+                                                columns)
+        control = self.control
+        return PartitionRules(topic, partition,
+                              (lambda: control.state) if control else (lambda: self._fixed),
+                              history, self.config.rule_set,
+                              control.record if control else None)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.settle()  # commit what is written before the partitions go
@@ -177,7 +190,7 @@ class StreamConsumer:
             engine = self.engines.get(partition)
             if engine is None:  # delivered before/after ownership changed: leave uncommitted
                 continue
-            results.append((partition, recs, process_batch(recs, engine)))
+            results.append((partition, recs, process_partition_batch(recs, engine)))
         done: list[RawRecord] = []
         for partition, recs, res in results:
             self.stats.dead_letters += self.dlq.send(res.dead_letters)
@@ -187,7 +200,7 @@ class StreamConsumer:
             self.stats.events += res.events_with_rules.height
             done.extend(recs)
         flagged = [res.flagged for _, _, res in results if res.flagged.height]
-        frame = pl.concat(flagged, how="vertical_relaxed") if flagged else None
+        frame = pl.concat(flagged, how="diagonal_relaxed") if flagged else None
         self.settle()
         if self._writer is not None:
             flags = self._writer.submit(self._write_flags, frame)
@@ -269,6 +282,8 @@ class StreamConsumer:
                     want = min(want, cfg.max_messages - self.stats.messages)
                     if want <= 0:
                         break
+                if self.control is not None:
+                    self.control.poll()  # a newly published set applies from the next batch
                 records, created, errors = unpack(
                     self.consumer.consume(num_messages=want, timeout=cfg.poll_timeout))
                 for err in errors:
@@ -336,6 +351,8 @@ class StreamConsumer:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
             self.dlq.close()
+            if self.control is not None:
+                self.control.close()
 
 
 #: Exit code when a call into librdkafka blocked past its watchdog (a supervisor restarts us).
