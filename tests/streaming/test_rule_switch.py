@@ -17,8 +17,8 @@ from tests.streaming._kafka_data import make_events
 
 A = load_rule_set()
 # a longer window than A's and a lower amount: its state needs more than A's engine would keep
-B = A.with_overrides(["high_amount.threshold=300", "high_frequency.window_seconds=600",
-                      "high_frequency.count=4"])
+B = A.with_overrides(["high_amount.threshold=300", "high_frequency.window_seconds=3600",
+                      "high_frequency.count=40"])
 
 
 def _events(n: int = 3000) -> pl.DataFrame:
@@ -48,15 +48,15 @@ def _history(events: pl.DataFrame):
 def test_recorded_switches_decide_each_offset_with_state_carried_over() -> None:
     events = _events()
     state = ControlState(sets={A.id: A, B.id: B})
-    for s in [Switch("t", 0, "active", 0, A.id, ""), Switch("t", 0, "active", 1234, B.id, ""),
+    for s in [Switch("t", 0, "active", 0, A.id, ""), Switch("t", 0, "active", 1250, B.id, ""),
               Switch("t", 0, "active", 2100, A.id, "", "2"),
               Switch("t", 0, "shadow", 700, B.id, ""), Switch("t", 0, "shadow", 2500, None, "")]:
         state.add_switch(s)
     rules = PartitionRules("t", 0, lambda: state, _history(events), A)
-    got = _drive(rules, events, 250)  # switches fall inside batches
+    got = _drive(rules, events, 250)  # switches on and inside batch boundaries
     exp_a, exp_b = _expected(events, A), _expected(events, B)
     off = np.arange(events.height)
-    use_b = (off >= 1234) & (off < 2100)
+    use_b = (off >= 1250) & (off < 2100)
     want = pl.concat([exp_a.filter(pl.Series(~use_b)), exp_b.filter(pl.Series(use_b))]) \
         .sort("_offset")
     assert got.select(want.columns).equals(want)
