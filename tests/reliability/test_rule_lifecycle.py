@@ -36,6 +36,7 @@ from test_crash import produce_paced
 
 from rules.model import load_rule_set
 from streaming import rules_control as rc
+from streaming.shadow import compare, scan_lake
 from tests.streaming._kafka_data import make_events, read_topic
 
 PARTITIONS = 4
@@ -172,6 +173,11 @@ def test_a_change_mid_stream_takes_effect_within_2s_on_every_partition(
     assert late.height > 500 and (late["rule_set_id"] == B.id).all()
     assert got.filter(pl.col("rule_set_id") == A.id).height > 500
     assert "state from" in log.read_text() and log.read_text().count("consume: assigned") == 4
+    # the live shadow comparison sees exactly the rows the shadow set decided
+    table = compare(scan_lake(lake))
+    pairs = {(r["rule_set_id"], r["shadow_rule_set_id"]): r["events"]
+             for r in table.iter_rows(named=True)}
+    assert pairs == {(B.id, SHADOW.id): int((got["shadow_id"] == SHADOW.id).sum())}
 
 
 def test_kill9_during_a_change_loses_nothing_and_decides_by_the_log(
