@@ -116,7 +116,8 @@ def merge_chunk(chunk: list[LakeFile]) -> tuple[Path, int]:
     first, last = ranges[0][0], ranges[-1][1]
     head = chunk[0]
     target = head.path.parent / file_name(head.topic, head.partition, first, last, True)
-    df = to_lake_frame(pl.read_parquet([f.path for f in chunk], hive_partitioning=False))
+    df = to_lake_frame(pl.concat([pl.read_parquet(f.path, hive_partitioning=False)
+                                  for f in chunk], how="diagonal_relaxed"))  # ± shadow columns
     write_lake_file(df, target, metadata=ranges_metadata(ranges))
     for f in chunk:
         if f.path != target:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import polars as pl
 
-from fraudlake.contract import LAKE_SCHEMA
+from fraudlake.contract import LAKE_SCHEMA, SHADOW_SCHEMA
 from lake.layout import transactions_dir
 
 PAIR = ["rule_set_id", "shadow_rule_set_id"]
+READ = ("is_fraud", "flagged", "shadow_flagged", *PAIR)
 
 
 def compare(lake: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
@@ -58,14 +59,18 @@ def _ratio(num: str, den: str) -> pl.Expr:
 
 
 def scan_lake(lake_root: Path) -> pl.LazyFrame:
-    """The live lake's rows (files written before shadow columns existed read them as null)."""
+    """The live lake's rows, the columns ``compare`` reads (a file written without shadow
+    columns reads them as null)."""
+    want = {c: t for c, t in {**LAKE_SCHEMA, **SHADOW_SCHEMA}.items() if c in READ}
     files = sorted(p for p in transactions_dir(lake_root).rglob("*.parquet")
                    if not p.name.startswith("."))
-    if not files:
-        return pl.LazyFrame(schema=LAKE_SCHEMA)
-    return pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert",
-                           extra_columns="ignore").select(
-        [pl.col(c) for c in ("is_fraud", "flagged", *PAIR, "shadow_flagged")])
+    frames = []
+    for f in files:
+        lazy = pl.scan_parquet(f, hive_partitioning=False)
+        names = lazy.collect_schema().names()
+        frames.append(lazy.select([pl.col(c).cast(t) if c in names else pl.lit(None, t).alias(c)
+                                   for c, t in want.items()]))
+    return pl.concat(frames) if frames else pl.LazyFrame(schema=want)
 
 
 def format_comparison(table: pl.DataFrame) -> str:

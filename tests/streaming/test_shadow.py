@@ -83,3 +83,30 @@ def test_cli_compare_reads_a_lake_written_with_a_shadow_set(tmp_path: Path) -> N
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120).stdout
     assert f"shadow adds {row['added']:,}" in text and "precision" in text
+
+
+def test_lake_files_with_and_without_shadow_columns_read_and_compact_together(
+        tmp_path: Path) -> None:
+    from lake.compact import merge_chunk
+    from lake.layout import partition_files, transactions_dir
+    from streaming.engine import RuleEngine
+    from streaming.shadow import scan_lake
+
+    a = load_rule_set()
+    b = a.with_overrides(["high_amount.threshold=200"])
+    events = make_events(1000, users=10, seed=6).with_columns(
+        _offset=pl.int_range(1000, dtype=pl.Int64))
+    sink = LakeSink(tmp_path)
+    sink.write(RuleEngine(a).process(events.head(500)), "t", 0, 0, 499)  # no shadow columns
+    state = ControlState(sets={a.id: a, b.id: b})
+    state.add_switch(Switch("t", 0, "shadow", 500, b.id, ""))
+    rules = PartitionRules("t", 0, lambda: state, lambda *_: events.head(500), a)
+    sink.write(rules.decide(events.slice(500), 500), "t", 0, 500, 999)
+    out = compare(scan_lake(tmp_path))
+    assert out.height == 1 and out["events"].item() == 500
+    files = partition_files(transactions_dir(tmp_path), "t", 0)
+    assert len(files) >= 2
+    merge_chunk(files)
+    merged = pl.read_parquet(list(transactions_dir(tmp_path).rglob("*.c.parquet")))
+    assert merged.height == 1000 and merged["shadow_rule_set_id"].null_count() == 500
+    assert compare(scan_lake(tmp_path)).equals(out)
