@@ -7,9 +7,11 @@ safe, overlapping the next batch's decoding) → a synchronous commit of explici
 both sinks hold the batch. A crash anywhere before the commit replays the batch; both sinks are
 idempotent, so each event lands exactly once.
 
-Every partition is decided by one rule set (``ConsumeConfig.rule_set``, ``--rules``); its id
-is on every lake row and flag. Rule state is per partition (the key is the user, so a user
-never changes partition). When a
+Every partition is decided by one rule set (``ConsumeConfig.rule_set``, ``--rules``), or, with
+``ConsumeConfig.rules_topic``, by the sets the rule control topic assigns to its offsets
+(``streaming.rule_switch``: a newly published set applies from the next micro-batch, recorded
+before it decides; a shadow set runs beside); the deciding id is on every lake row and flag.
+Rule state is per partition (the key is the user, so a user never changes partition). When a
 partition is assigned, its engine is rebuilt from the lake (``streaming.lake_state``): files
 at/after the committed offset are leftovers of a consumer that died before committing and are
 removed (they will be rewritten); files before it are every event the partition delivered, and
