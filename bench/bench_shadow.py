@@ -10,7 +10,9 @@ lake on local disk) over all of them from a fresh group, alternating ``without``
   thresholds; ``--shadow-rules`` for another file, e.g. the 13-rule ``rules/example.toml``).
 
 Rates are the consumer's own (its summary line: first poll → last commit); CPU seconds are the
-consumer process's user + system time. Results → bench/results/shadow.md (+ .json).
+consumer process's user + system time (its own work: the ratio of CPU-seconds is the cost of the
+shadow set when the machine is too loaded for rates to show it). Results →
+bench/results/shadow.md (+ .json); with ``--shadow-rules F``: shadow_<F's stem>.md.
 
     .venv/bin/python bench/bench_shadow.py [--events 200000] [--rounds 2] [--shadow-rules F]
 """
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "events": args.events,
         "command": "python bench/bench_shadow.py " + " ".join(argv or sys.argv[1:]),
         "active": active.id, "shadow": shadow.id, "shadow_rules": len(shadow.rules),
-        "runs": runs})
+        "runs": runs}, "shadow" if not args.shadow_rules else
+        f"shadow_{Path(args.shadow_rules).stem}")
     return 0
 
 
@@ -104,7 +107,7 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def write_results(res: dict) -> None:
+def write_results(res: dict, name: str = "shadow") -> None:
     runs = res["runs"]
     without = _mean([r["own_rate"] for r in runs["without"]])
     with_ = _mean([r["own_rate"] for r in runs["with"]])
@@ -112,7 +115,7 @@ def write_results(res: dict) -> None:
     cpu_with = _mean([r["cpu_s"] for r in runs["with"]])
     res["ratio"] = with_ / without
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "shadow.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2))
     rows = "\n".join(f"| {kind} | {r['own_rate']:,.0f} | {r['cpu_s']:.1f} |"
                      for kind in ("without", "with") for r in runs[kind])
     md = f"""# Consumer throughput with a shadow rule set (bench/bench_shadow.py)
@@ -129,12 +132,13 @@ the local SQLite store; lake on local disk.
 | own rate with one shadow set (events/s, mean) | {with_:,.0f} | |
 | with / without | {res["ratio"]:.0%} | ≥ 70 % |
 | consumer CPU-seconds per run, without / with | {cpu_without:.1f} / {cpu_with:.1f} | |
+| CPU-seconds without / with (the throughput ratio on CPU) | {cpu_without / cpu_with:.0%} | |
 
 | run | own rate (events/s) | CPU-s |
 |---|---|---|
 {rows}
 """
-    (RESULTS / "shadow.md").write_text(md)
+    (RESULTS / f"{name}.md").write_text(md)
     print(md)
 
 
