@@ -56,6 +56,7 @@ from fraudlake.cli import (
     positive_count_arg,
     run,
 )
+from lake.trino import TrinoTarget, add_backend_args, target_from_args
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
@@ -77,6 +78,8 @@ class BacktestConfig:
     memory_limit: str | None = None
     progress: bool = True
     engine: str = "auto"
+    backend: str = "duckdb"  # or "trino": batch.trino_backtest
+    trino: TrinoTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,10 @@ class BacktestResult:
 
 def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     """Decide every input transaction, count hits, write the optional outputs."""
+    if cfg.backend == "trino":
+        from batch import trino_backtest
+
+        return trino_backtest.run_backtest(cfg)
     start = time.perf_counter()
     files = resolve_input(cfg.input)
     con = connect(cfg.threads, cfg.memory_limit)
@@ -235,6 +242,7 @@ def build_parser() -> ArgumentParser:
                         "the rule set and the input, else SQL; sql: always the rule set's "
                         "composed SQL in DuckDB (batch.chunked_flags)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_args(p)
     w = p.add_argument_group("what-if (one pass of the fast engine over every variant)")
     w.add_argument("--compare", metavar="B.toml",
                    help="A/B diff: decide this rule set beside --rules (A) and report alerts "
@@ -271,6 +279,7 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
         flags_out=Path(args.flags_out) if args.flags_out else None,
         chunk_rows=args.chunk_rows, threads=args.threads, memory_limit=args.memory_limit,
         progress=not args.quiet, engine=args.engine,
+        backend=args.backend, trino=target_from_args(args),
     )
 
 

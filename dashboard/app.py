@@ -1,13 +1,15 @@
-"""fraudlake live dashboard (Streamlit): live flags joined with lake aggregates.
+"""fraudlake dashboard for fraud analysts (Streamlit): alerts → evidence → verdict.
 
     .venv/bin/streamlit run dashboard/app.py            # http://localhost:8501
 
-Configuration (environment): MONGO_URI / MONGO_DB / MONGO_COLLECTION (flags from MongoDB; unset
-→ the embedded store LOCAL_FLAGS_PATH), LAKE_DIR, HISTORY_DIR, DASHBOARD_CACHE_DIR,
-BACKTEST_REPORT, CONSUMER_METRICS, DASHBOARD_REFRESH_SECONDS (default 1), DASHBOARD_WINDOW.
+Configuration (environment): MONGO_URI / MONGO_DB / MONGO_COLLECTION (flags and cases from
+MongoDB; unset → the embedded store LOCAL_FLAGS_PATH), LAKE_DIR, HISTORY_DIR,
+DASHBOARD_CACHE_DIR, BACKTEST_REPORT, CONSUMER_METRICS, DASHBOARD_REFRESH_SECONDS (default 1),
+DASHBOARD_USERS_FILE (local sign-in; ``st.login`` is used instead when secrets configure it).
 
-Filters live in the sidebar (widget state survives every refresh); the live part is one
-``st.fragment(run_every=…)`` that re-reads data and redraws in place.
+Filters and sign-in live in the sidebar; the live part is one ``st.fragment(run_every=…)`` that
+re-reads and redraws in place; the alert inspector (drill-down + verdict) reruns only when used.
+Every panel survives another panel's failure with a one-line message (``views.guard``).
 """
 
 from __future__ import annotations
@@ -16,39 +18,58 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-import polars as pl
-import streamlit as st
+# `streamlit run dashboard/app.py` puts dashboard/ first on sys.path, where dashboard/lake.py
+# would shadow the top-level `lake` package: import from the repository root instead.
+_HERE, _ROOT = Path(__file__).resolve().parent, str(Path(__file__).resolve().parents[1])
+sys.path[:] = [_ROOT, *(p for p in sys.path if Path(p or ".").resolve() != _HERE and p != _ROOT)]
 
-# `streamlit run dashboard/app.py` puts this folder first on sys.path, where dashboard/lake.py
-# shadows the top-level `lake` package ("'lake' is not a package"): the project's imports below
-# are package-qualified, so take the folder out before them.
-sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file__).resolve().parent]
+import duckdb  # noqa: E402
+import polars as pl  # noqa: E402
+import streamlit as st  # noqa: E402
 
-from dashboard import baseline, data, lake  # noqa: E402
+from dashboard import access, aggregates, alert_view, baseline, cases, data, lake, views  # noqa: E402
 from dashboard.filters import (  # noqa: E402
     DEFAULT_TIME_RANGE,
     TIME_RANGES,
     FilterError,
     FlagFilter,
     build_filter,
+    ordered_rules,
 )
-from dashboard.refresh import DashboardConfig, Refresh, load_refresh  # noqa: E402
-from dashboard.sources import FlagSource, FlagSourceError, open_source  # noqa: E402
+from dashboard.refresh import (  # noqa: E402
+    DashboardConfig,
+    FlagView,
+    flag_view,
+    range_start,
+    rule_band,
+    top_users,
+    traffic,
+    triage,
+)
+from dashboard.refresh import volume as volume_chart  # noqa: E402
+from dashboard.sources import FlagSource, open_source  # noqa: E402
 from fraudlake.contract import RULE_NAMES  # noqa: E402
 
-st.set_page_config(page_title="fraudlake · live fraud flags", layout="wide")
+st.set_page_config(page_title="fraudlake · fraud alerts", layout="wide")
+st.markdown("<style>[data-testid='stAppDeployButton'], .stAppDeployButton {display: none;}"
+            "</style>", unsafe_allow_html=True)
 
 
 @st.cache_resource
 def _source(_cfg: DashboardConfig, key: tuple[str | None, ...]) -> FlagSource:
-    """One source (one MongoClient) per configuration, shared by all sessions."""
+    """One source (one MongoClient, one held snapshot) per configuration, for all sessions."""
     return open_source(_cfg.settings)
 
 
 def _source_key(cfg: DashboardConfig) -> tuple[str | None, ...]:
     s = cfg.settings
     return (s.mongo_uri, s.mongo_db, s.mongo_collection, str(s.local_flags_path))
+
+
+def _cases(cfg: DashboardConfig, source: FlagSource) -> cases.CaseStore:
+    if cfg.settings.mongo_uri:
+        return cases.MongoCaseStore(source._client, cfg.settings.mongo_db)  # type: ignore[attr-defined]
+    return cases.SqliteCaseStore(cfg.settings.local_flags_path)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -71,13 +92,26 @@ def _cached_live_baselines(files, ids) -> pl.DataFrame:
     return _live_baselines(tuple(files), tuple(ids))
 
 
-def sidebar() -> None:
+def rule_options(source: FlagSource | None) -> list[str]:
+    """v1 rules, then every other rule id seen in the held flags (rule sets), then any
+    still selected."""
+    seen: list[str] = []
+    if source is not None:
+        try:
+            seen = aggregates.per_rule_counts(source.matching(FlagFilter()))["rule"].to_list()
+        except Exception:  # noqa: BLE001 - the Flags panel reports the store's problem
+            seen = []
+    chosen = st.session_state.get("rules", [])
+    return list(ordered_rules([*RULE_NAMES, *seen, *chosen]))
+
+
+def sidebar(rules: list[str]) -> None:
     """Filter widgets; their values persist in session_state across refreshes."""
     sb = st.sidebar
     sb.header("Filters")
     sb.selectbox("Time range", list(TIME_RANGES), key="time_range",
                  index=list(TIME_RANGES).index(DEFAULT_TIME_RANGE))
-    sb.multiselect("Rules fired (any of)", list(RULE_NAMES), key="rules")
+    sb.multiselect("Rules fired (any of)", rules, key="rules")
     c1, c2 = sb.columns(2)
     c1.text_input("Min amount", key="min_amount", placeholder="e.g. 100")
     c2.text_input("Max amount", key="max_amount", placeholder="e.g. 5000")
@@ -93,113 +127,146 @@ def current_filter(now: datetime) -> FlagFilter:
                         country=ss.get("country", ""))
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def show_kpis(r: Refresh) -> None:
-    k = r.kpis
-    cols = st.columns(6)
-    cols[0].metric("Events / min", _fmt(k.events_per_min, ",.1f"))
-    cols[1].metric("Flags / min", _fmt(k.flags_per_min, ",.1f"))
-    cols[2].metric("Flag rate", _fmt(k.flag_rate, ".2%"))
-    cols[3].metric("Live precision", _fmt(k.precision, ".1%"),
-                   help=f"fraud among {k.labelled:,} labelled flags in view")
-    cols[4].metric("Consumer lag", "n/a" if k.lag is None else f"{k.lag:,}")
-    cols[5].metric("Flags in view", f"{r.total:,}{'+' if r.capped else ''}")
-
-
-def show_live(source: FlagSource, cfg: DashboardConfig, f: FlagFilter,
-              history: baseline.HistoryCache, history_files: list[Path]) -> None:
+def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
+              f: FlagFilter, history: baseline.HistoryCache, history_files: list[Path]) -> None:
+    """Everything that refreshes every second, panel by panel (``refresh.load_refresh``'s
+    steps, each behind its own guard)."""
     now = datetime.now(UTC)
-    try:
-        r = load_refresh(source, cfg, f, now, history, history_files, _cached_live_baselines)
-    except FlagSourceError as exc:
-        st.error(f"Cannot read flags — {exc}. Check that the store is running; "
-                 "the page retries every refresh.")
-        return
-    except duckdb.Error as exc:
-        st.warning(f"Lake read failed this refresh ({type(exc).__name__}); retrying. "
-                   f"{str(exc).splitlines()[0][:200]}")
-        return
-    show_kpis(r)
-    st.caption(f"as of {now:%Y-%m-%d %H:%M:%S} UTC · flags from {source.label} · "
-               f"KPIs over the last {cfg.kpi_minutes:g} min")
-
-    st.subheader(f"Amount over time (per {r.unit})")
-    if r.chart.is_empty():
-        st.info("No events in this time range yet.")
-    else:
-        st.line_chart(r.chart, x="bucket", y=["all events", "flagged"])
-
-    left, right = st.columns([2, 3])
+    tz = views.local_tz()
+    con = lake.connect()
+    t = views.guard("Live lake (all-traffic KPIs)", lambda: traffic(cfg, now, con))
+    case_frame = views.guard("Cases", store.cases)
+    view: FlagView | None = views.guard("Flags", lambda: flag_view(
+        source, cfg, f, range_start(f, source, history, now, con, views.lake_files(cfg)), now))
+    tri = None
+    if view is not None and case_frame is not None:
+        tri = views.guard("Triage", lambda: triage(source, f, case_frame))
+    newest = view.agg.newest if view is not None else None
+    views.status_line(cfg, t, newest, now, tz, source.label,
+                      "MongoDB mode" if cfg.settings.mongo_uri else "embedded mode")
+    left, right = st.columns(2)
     with left:
-        st.subheader("Top flagged users")
-        if r.top.is_empty():
-            st.info("No flagged users match the filters.")
-        else:
-            st.dataframe(r.top.select(
-                "user_id", "flags", "max_amount", "median_amount", "x_usual", "usual_city",
-                "txn_count", "first_seen", "rules"), hide_index=True, key="top_users")
-            st.caption(f"among the latest {cfg.window_flags:,} matching flags; baseline = "
-                       "history + live lake (usual amount = median)")
+        if t is not None:
+            views.traffic_kpis(t)
     with right:
-        st.subheader("Latest flagged transactions")
-        if r.flags.is_empty():
-            st.info(f"No flags match the filters (or none yet) in {source.label}.")
+        if view is not None:
+            views.flag_kpis(view, case_frame, None if tri is None else tri.confirmed)
+    chart = None
+    if view is not None:
+        chart = views.guard("Chart", lambda: volume_chart(cfg, f, view, history, history_files,
+                                                          con))
+        if chart is not None:
+            views.chart(chart, view.unit, t is not None and t.lake_present)
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        if view is not None:
+            top = views.guard("Usual behaviour of top users", lambda: top_users(
+                cfg, view, history, _cached_live_baselines))
+            views.top_users(top if top is not None else view.agg.top)
+    with c2:
+        if view is not None:
+            views.latest(view.recent, view.agg.total, tz, source.label, source.notice,
+                         case_frame)
+            st.download_button("Download CSV", data=lambda: data.to_csv(source.export(f)),
+                               file_name="fraudlake-flags.csv", mime="text/csv",
+                               key="download_csv", on_click="ignore",
+                               disabled=view.recent.is_empty())
         else:
-            shown = r.flags.head(cfg.table_rows)
-            st.dataframe(data.table_view(shown), hide_index=True, key="latest_flags")
-            st.caption(f"showing {shown.height:,} of {r.total:,}{'+' if r.capped else ''} "
-                       "matching flags, newest first")
-        st.download_button("Download CSV", data=lambda: data.to_csv(source.export(f)),
-                           file_name="fraudlake-flags.csv", mime="text/csv",
-                           key="download_csv", on_click="ignore",
-                           disabled=r.flags.is_empty())
+            notice = getattr(source, "notice", None)
+            if notice:
+                st.warning(notice)
+    if tri is not None:
+        views.queue(tri.queue, tz)
+    report = _report_or_none(cfg.report_path)
+    if view is not None and chart is not None:
+        table = views.guard("Per-rule monitoring", lambda: rule_band(source, f, view, chart,
+                                                                     report))
+        if table is not None:
+            views.rule_monitoring(table, tri.confirmed_rules if tri is not None
+                                  else pl.DataFrame())
+            time_only = f == FlagFilter(since=f.since, until=f.until)
+            views.guard("Per-rule hits over time", lambda: views.rule_over_time(
+                table, view.agg.rule_series if time_only else None, chart, view.unit))
+    views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report,
+                                                 cfg.whatif_path))
 
 
-def show_backtest(path: Path) -> None:
-    st.subheader("Backtest: rule hit rates")
-    report = data.read_report(path)
-    if report is None:
-        st.info(f"No backtest report at {path} yet (run batch.backtest with --report).")
-        return
-    density = (report.get("density") or {}).get("per_card_day")
-    st.caption(f"{report.get('input', '?')} · {report.get('rows', 0):,} rows · "
-               f"{report.get('fraud_rows', 0):,} fraud · generated {report.get('generated_at')}"
-               + (f" · density {density:.2f} transactions per active card per day"
-                  if density is not None else ""))
+def _rule_set_in_force(source: FlagSource) -> str | None:
+    newest = source.recent(FlagFilter(), 1)
+    return newest["rule_set_id"][0] if newest.height else None
+
+
+def _report_or_none(path: Path) -> dict | None:
+    try:
+        return data.read_report(path)
+    except data.ReportError:
+        return None
+
+
+def show_inspector(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
+                   f: FlagFilter, user: str | None, history_files: list[Path]) -> None:
+    """Drill-down + verdict for one alert (reruns only when used)."""
+    st.header("Inspect an alert")
+    case_frame = views.guard("Cases", store.cases)
+    options: list[str] = []
+    if case_frame is not None:
+        q = views.guard("Triage queue", lambda: triage(source, f, case_frame, 200).queue)
+        options = [] if q is None else q["transaction_id"].to_list()
     c1, c2 = st.columns(2)
-    c1.dataframe(data.rule_table(report), hide_index=True, key="rule_table")
-    c2.dataframe(data.scenario_table(report), hide_index=True, key="scenario_table")
+    picked = c1.selectbox("From the queue (highest score first)", options, index=None,
+                          key="inspect_pick", placeholder="choose an alert")
+    typed = c2.text_input("…or a transaction id", key="inspect_id").strip()
+    txid = typed or picked
+    if not txid:
+        st.caption("Choose an alert to see its evidence, the card's transactions and its "
+                   "verdict.")
+        return
+    flag = views.guard("Flag", lambda: source.detail(txid))
+    if flag is None:
+        st.info(f"No flag {txid!r} in {source.label}.")
+        return
+    tz = views.local_tz()
+    alert_view.card_and_evidence(flag, views.lake_files(cfg), history_files, tz)
+    current = None
+    if case_frame is not None:
+        row = case_frame.filter(pl.col("transaction_id") == txid)
+        current = row.row(0, named=True) if row.height else None
+    views.guard("Verdict", lambda: alert_view.triage_form(store, txid, user, current))
 
 
 def main() -> None:
-    st.title("fraudlake · live fraud flags")
-    sidebar()
+    st.title("fraudlake · fraud alerts")
     try:
         cfg = DashboardConfig.from_env()
     except ValueError as exc:
-        st.error(f"Bad dashboard configuration in the environment: {exc}")
+        sidebar(list(RULE_NAMES))
+        st.error(f"Bad dashboard configuration in the environment: {views.one_line(exc)}")
         return
+    try:
+        source: FlagSource | None = _source(cfg, _source_key(cfg))
+        open_error = None
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed MONGO_URI: a message, no trace
+        source, open_error = None, exc
+    sidebar(rule_options(source))
+    user = access.sign_in_box()
     try:
         f = current_filter(datetime.now(UTC))
     except FilterError as exc:
         st.sidebar.error(str(exc))
         st.warning(f"Fix the filter to see data: {exc}")
-        show_backtest(cfg.report_path)
+        views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
-    try:
-        source = _source(cfg, _source_key(cfg))
-    except Exception as exc:  # noqa: BLE001 - e.g. a malformed MONGO_URI: a message, no trace
-        st.error(f"Cannot open the flag store: {str(exc).splitlines()[0]}")
+    if source is None:
+        st.error(f"Cannot open the flag store: {views.one_line(open_error)}")
+        views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
+    store = _cases(cfg, source)
     key, files = _history_key(str(cfg.settings.history_dir))
     try:
         history = (baseline.empty_cache() if not files else
                    _history(str(cfg.settings.history_dir), str(cfg.cache_dir), key))
     except (duckdb.Error, OSError) as exc:
-        st.warning(f"History baselines unavailable: {str(exc).splitlines()[0][:200]}")
+        st.warning(f"History baselines unavailable — {views.one_line(exc)}")
         history = baseline.empty_cache()
 
     @st.fragment(run_every=cfg.refresh_seconds)
@@ -208,10 +275,11 @@ def main() -> None:
             live_filter = current_filter(datetime.now(UTC))
         except FilterError:
             live_filter = f
-        show_live(source, cfg, live_filter, history, files)
+        show_live(source, store, cfg, live_filter, history, files)
 
     live()
-    show_backtest(cfg.report_path)
+    show_inspector(source, store, cfg, f, user, files)
+    views.guard("Backtest", lambda: views.backtest(cfg.report_path))
 
 
 main()

@@ -30,7 +30,9 @@ DEFAULT_CACHE = CacheConfig()
 class MongoFlagSource:
     """Reads ``fraud.flags``; thread-safe (one instance serves every page session)."""
 
-    _PROJECTION = {name: 1 for name in FLAG_COLUMNS if name != "transaction_id"}
+    _PROJECTION = {**{name: 1 for name in FLAG_COLUMNS if name != "transaction_id"},
+                   "rules_fired": 1}
+    notice: str | None = None
     _CHUNK = 50_000  # documents per frame while loading
 
     def __init__(self, uri: str, db: str = "fraud", collection: str = "flags",
@@ -115,6 +117,23 @@ class MongoFlagSource:
         if flag_cache.covers(snap, f):
             return got
         return pl.concat([got, self._find(flag_cache.older(f, snap))])
+
+    def matching(self, f: FlagFilter) -> pl.LazyFrame:
+        if self.cache is None:
+            return self._find(f).lazy()
+        snap = self.snapshot()
+        held = flag_cache.lazy_matching(snap, f)
+        if flag_cache.covers(snap, f):
+            return held
+        return pl.concat([self._find(flag_cache.older(f, snap)).reverse().lazy(), held])
+
+    def detail(self, transaction_id: str) -> dict | None:
+        """The stored flag document (evidence included), ``_id`` as ``transaction_id``."""
+        doc = self._guard("find", lambda: self.collection.find_one({"_id": str(transaction_id)}))
+        if doc is None:
+            return None
+        doc["transaction_id"] = doc.pop("_id")
+        return doc
 
     # --- the cache -------------------------------------------------------------------------
 
@@ -243,7 +262,10 @@ def _from_documents(docs: list[dict]) -> pl.DataFrame:
         return empty_flags()
     data: dict[str, pl.Series] = {}
     for name, dtype in FLAG_COLUMNS.items():
-        values = [d.get("_id" if name == "transaction_id" else name) for d in docs]
+        if name == "rules":  # rule sets v2 call it rules_fired
+            values = [d.get("rules_fired", d.get("rules")) for d in docs]
+        else:
+            values = [d.get("_id" if name == "transaction_id" else name) for d in docs]
         if name in ("ts", "flagged_at"):
             data[name] = pl.Series(name, [_millis(v) for v in values], pl.Int64())
         elif name == "rules":
@@ -259,4 +281,5 @@ def _from_documents(docs: list[dict]) -> pl.DataFrame:
           for c in ("ts", "flagged_at")),
         pl.col("amount").cast(pl.Decimal(18, 2)),
         split.cast(FLAG_COLUMNS["rules"]),
-    ).select(list(FLAG_COLUMNS))
+    ).with_columns(pl.col("score").fill_null(pl.col("rules").list.len().cast(pl.Float64))
+                   ).select(list(FLAG_COLUMNS))

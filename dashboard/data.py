@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,64 +20,8 @@ from fraudlake.contract import RULE_NAMES
 UNITS: dict[str, str] = {"minute": "1m", "hour": "1h", "day": "1d", "month": "1mo"}
 
 
-@dataclass(frozen=True)
-class Kpis:
-    events_per_min: float | None  # live lake, last window
-    flags_per_min: float | None  # flagged events in the live lake, last window
-    flag_rate: float | None  # flagged / events in the live lake, last window
-    precision: float | None  # is_fraud among labelled flags in view
-    labelled: int
-    lag: int | None
-
-
-def choose_unit(span: timedelta) -> str:
-    """A bucket size giving at most a few hundred points over ``span``."""
-    if span <= timedelta(hours=3):
-        return "minute"
-    if span <= timedelta(days=7):
-        return "hour"
-    if span <= timedelta(days=400):
-        return "day"
-    return "month"
-
-
-def live_precision(flags: pl.DataFrame) -> tuple[float | None, int]:
-    """(fraud among labelled flags, number labelled); None when nothing is labelled."""
-    labelled = flags.filter(pl.col("is_fraud").is_not_null())
-    if labelled.is_empty():
-        return None, 0
-    return float(labelled["is_fraud"].cast(pl.Float64).mean()), labelled.height  # type: ignore[arg-type]
-
-
-def kpis(window_minutes: float, lake_events: int, lake_flagged: int,
-         flags_in_view: pl.DataFrame, lag: int | None) -> Kpis:
-    """Rates come from the live lake (every event + its rule columns: one cheap scan, and the
-    same events the flag store holds); precision from the flags in view."""
-    precision, labelled = live_precision(flags_in_view)
-    return Kpis(
-        events_per_min=lake_events / window_minutes,
-        flags_per_min=lake_flagged / window_minutes,
-        flag_rate=(lake_flagged / lake_events) if lake_events else None,
-        precision=precision, labelled=labelled, lag=lag,
-    )
-
-
-def top_users(flags: pl.DataFrame, n: int = 10) -> pl.DataFrame:
-    """Users with the most flags in ``flags``: count, amounts, rules, last flag."""
-    if flags.is_empty():
-        return pl.DataFrame(schema={"user_id": pl.Int64(), "flags": pl.UInt32(),
-                                    "flagged_amount": pl.Float64(), "max_amount": pl.Float64(),
-                                    "rules": pl.String(), "last_flag": pl.Datetime("us", "UTC")})
-    return (
-        flags.group_by("user_id")
-        .agg(pl.len().alias("flags"),
-             pl.col("amount").cast(pl.Float64).sum().alias("flagged_amount"),
-             pl.col("amount").cast(pl.Float64).max().alias("max_amount"),
-             pl.col("rules").explode().drop_nulls().unique().sort().str.join(", ").alias("rules"),
-             pl.col("ts").max().alias("last_flag"))
-        .sort(["flags", "last_flag", "user_id"], descending=[True, True, False])
-        .head(n)
-    )
+class ReportError(ValueError):
+    """The backtest report exists but cannot be used; the message is one line."""
 
 
 def merge_baselines(history: pl.DataFrame, live: pl.DataFrame) -> pl.DataFrame:
@@ -107,18 +50,6 @@ def with_baselines(top: pl.DataFrame, baselines: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def flag_series(flags: pl.DataFrame, unit: str) -> pl.DataFrame:
-    """Flagged events and amount per bucket."""
-    if flags.is_empty():
-        return pl.DataFrame(schema=SERIES_SCHEMA)
-    return (
-        flags.group_by(pl.col("ts").dt.truncate(UNITS[unit]).alias("bucket"))
-        .agg(pl.len().cast(pl.Int64).alias("events"),
-             pl.col("amount").cast(pl.Float64).sum().alias("amount"))
-        .sort("bucket").cast(SERIES_SCHEMA).select(list(SERIES_SCHEMA))  # type: ignore[arg-type]
-    )
-
-
 def rebucket(series: pl.DataFrame, unit: str, since: datetime | None,
              until: datetime | None = None) -> pl.DataFrame:
     """Restrict a series to [since, until) and sum it into ``unit`` buckets."""
@@ -132,49 +63,156 @@ def rebucket(series: pl.DataFrame, unit: str, since: datetime | None,
             .cast(SERIES_SCHEMA))  # type: ignore[arg-type]
 
 
-def chart_frame(all_events: list[pl.DataFrame], flagged: pl.DataFrame) -> pl.DataFrame:
-    """Wide frame for the line chart: bucket, 'all events' amount, 'flagged' amount."""
-    parts = [s.select(list(SERIES_SCHEMA)) for s in all_events if not s.is_empty()]
-    lake_side = (pl.concat(parts).group_by("bucket").agg(pl.col("amount").sum())
-                 if parts else pl.DataFrame(schema={"bucket": SERIES_SCHEMA["bucket"],
-                                                    "amount": pl.Float64()}))
-    out = (lake_side.rename({"amount": "all events"})
-           .join(flagged.select("bucket", pl.col("amount").alias("flagged")), on="bucket",
-                 how="full", coalesce=True)
-           .sort("bucket").fill_null(0.0))
-    return out
+def table_view(flags: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
+    """What the flag tables show: amount as a number (sorts as one), times in ``tz``."""
+    ts = pl.col("ts") if tz is None else pl.col("ts").dt.convert_time_zone(tz)
+    cols = [ts, "transaction_id", "user_id", pl.col("amount").cast(pl.Float64), "currency",
+            pl.col("score"), "merchant_name", "category", "channel", "city", "country",
+            pl.col("rules").list.join(", "), "rule_set_id", "is_fraud", "fraud_scenario"]
+    if "status" in flags.columns:
+        cols.insert(2, "status")
+    return flags.select(cols)
 
 
-def table_view(flags: pl.DataFrame) -> pl.DataFrame:
-    """What the 'latest flagged' table shows (and the CSV holds), newest first."""
+def csv_view(flags: pl.DataFrame) -> pl.DataFrame:
+    """What the CSV holds: exact amounts as text, UTC times, no analyst data."""
     return flags.select(
         "ts", "transaction_id", "user_id", pl.col("amount").cast(pl.String), "currency",
-        "merchant_name", "category", "channel", "city", "country",
-        pl.col("rules").list.join(", "), "is_fraud", "fraud_scenario",
+        "score", "merchant_name", "category", "channel", "city", "country",
+        pl.col("rules").list.join(", "), "rule_set_id", "is_fraud", "fraud_scenario",
     )
 
 
 def to_csv(flags: pl.DataFrame) -> bytes:
     """Exactly these rows as CSV (UTF-8, ISO-8601 UTC timestamps, exact amounts)."""
     buf = io.BytesIO()
-    table_view(flags).write_csv(buf, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ")
+    csv_view(flags).write_csv(buf, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ")
     return buf.getvalue()
 
 
 def read_report(path: Path) -> dict | None:
-    """The backtest report, or None when absent/unreadable."""
+    """The backtest report; None when absent; ``ReportError`` (one line) when unusable."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        text = Path(path).read_text()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ReportError(f"cannot read the backtest report {path}: {exc.strerror}") from exc
+    try:
+        report = json.loads(text)
+    except ValueError as exc:
+        raise ReportError(f"backtest report {path} is not valid JSON "
+                          f"({str(exc).splitlines()[0][:120]})") from exc
+    if not isinstance(report, dict) or not isinstance(report.get("rules"), dict) or not all(
+            isinstance(v, dict) for v in report["rules"].values()):
+        raise ReportError(f"backtest report {path} has no per-rule figures "
+                          "(expected an object with 'rules': {rule: {...}})")
+    return report
+
+
+def read_whatif(path: Path) -> dict | None:
+    """A what-if report (``batch.backtest --compare/--sweep``, saved as JSON): None when absent;
+    ``ReportError`` when it is not one."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"what-if report {path} is unreadable "
+                          f"({str(exc).splitlines()[0][:120]})") from exc
+    if not isinstance(report, dict) or not any(k in report for k in ("sweep", "flips", "b")):
+        raise ReportError(f"what-if report {path} has no A/B diff or sweep")
+    return report
+
+
+def sweep_points(report: dict) -> pl.DataFrame:
+    """One row per sweep point: alerts/day, precision, recall, on the frontier or not."""
+    sweep = report.get("sweep") or {}
+    frontier = set(sweep.get("frontier") or [])
+    rows = [{"point": str(p.get("point")), "rule_set_id": p.get("rule_set_id"),
+             "alerts_per_day": p.get("alerts_per_day"), "precision": p.get("precision"),
+             "recall": p.get("recall"), "frontier": p.get("point") in frontier}
+            for p in sweep.get("points") or [] if isinstance(p, dict)]
+    schema = {"point": pl.String(), "rule_set_id": pl.String(), "alerts_per_day": pl.Float64(),
+              "precision": pl.Float64(), "recall": pl.Float64(), "frontier": pl.Boolean()}
+    return pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+
+
+def flips(report: dict) -> pl.DataFrame:
+    """Per rule: decisions B gains and loses against A."""
+    rows = [{"rule": r, "gained": int(v.get("gained") or 0), "lost": int(v.get("lost") or 0)}
+            for r, v in (report.get("flips") or {}).items() if isinstance(v, dict)]
+    return pl.DataFrame(rows, schema={"rule": pl.String(), "gained": pl.Int64(),
+                                      "lost": pl.Int64()}, orient="row")
+
+
+def report_params(report: dict) -> pl.DataFrame:
+    """The backtest's parameters, one row each, as text: the rule-set id and file, the alert
+    threshold, then each rule's kind, weight and parameters (``rule_set`` of a rule-set
+    report) or the v1 ``params``. Unset options (null scope) are left out."""
+    rows = []
+    for key in ("rule_set_id", "rule_set_source", "rules_file"):
+        if report.get(key) is not None:
+            rows.append({"parameter": key, "value": str(report[key])})
+    rule_set = report.get("rule_set")
+    if isinstance(rule_set, dict):
+        if rule_set.get("alert_threshold") is not None:
+            rows.append({"parameter": "alert_threshold", "value": str(rule_set["alert_threshold"])})
+        for rule in rule_set.get("rules") or []:
+            if not isinstance(rule, dict):
+                continue
+            rid = rule.get("id", "?")
+            for name, value in rule.items():
+                if name != "id" and value is not None:
+                    rows.append({"parameter": f"{rid}.{name}", "value": _text(value)})
+    params = report.get("params") or {}
+    if isinstance(params, dict):
+        for name, value in sorted(_flatten(params).items()):
+            rows.append({"parameter": name, "value": str(value)})
+    return pl.DataFrame(rows, schema={"parameter": pl.String(), "value": pl.String()})
+
+
+def _text(value: object) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def variants(report: dict) -> pl.DataFrame:
+    """A what-if report's A and B side by side: rule set, alerts, precision, recall, alerts/day."""
+    rows = []
+    for key in ("a", "b"):
+        v = report.get(key)
+        if not isinstance(v, dict):
+            continue
+        flagged = ((v.get("rules") or {}).get("flagged") or {})
+        rows.append({"variant": key.upper(), "rule_set_id": v.get("rule_set_id"),
+                     "rule_set_source": v.get("rule_set_source"),
+                     "alerts": flagged.get("flagged"), "precision": flagged.get("precision"),
+                     "recall": flagged.get("recall"),
+                     "alerts_per_day": (v.get("alerts_per_day") or {}).get("mean")})
+    return pl.DataFrame(rows, schema={
+        "variant": pl.String(), "rule_set_id": pl.String(), "rule_set_source": pl.String(),
+        "alerts": pl.Int64(), "precision": pl.Float64(), "recall": pl.Float64(),
+        "alerts_per_day": pl.Float64()}, orient="row", strict=False)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
 
 
 def rule_table(report: dict) -> pl.DataFrame:
     """One row per rule (then ``flagged``): flagged, flag rate, precision, recall."""
     rows = []
     rules = report.get("rules") or {}
-    order = [r for r in (*RULE_NAMES, "flagged") if r in rules] + \
-            [r for r in rules if r not in RULE_NAMES and r != "flagged"]
+    order = [r for r in RULE_NAMES if r in rules] + \
+            [r for r in rules if r not in RULE_NAMES and r != "flagged"] + \
+            [r for r in ("flagged",) if r in rules]
     for name in order:
         r = rules[name] or {}
         rows.append({"rule": name, "flagged": r.get("flagged"), "flag_rate": r.get("flag_rate"),
@@ -187,7 +225,9 @@ def rule_table(report: dict) -> pl.DataFrame:
 def scenario_table(report: dict) -> pl.DataFrame:
     """Recall per fraud scenario (rows) and rule (columns)."""
     rules = report.get("rules") or {}
-    names = [r for r in (*RULE_NAMES, "flagged") if r in rules]
+    names = [r for r in RULE_NAMES if r in rules] + \
+            [r for r in rules if r not in RULE_NAMES and r != "flagged"] + \
+            [r for r in ("flagged",) if r in rules]
     scenarios = sorted({s for r in names for s in (rules[r] or {}).get("recall_by_scenario") or {}})
     data: dict[str, list] = {"scenario": scenarios}
     for r in names:

@@ -8,6 +8,7 @@ agree: a flag passes one exactly when it passes the others.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -28,6 +29,16 @@ TIME_RANGES: dict[str, timedelta | None] = {
 DEFAULT_TIME_RANGE = "Last hour"
 
 TS_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # how the SQLite store writes ts (sorts like time)
+
+
+#: A rule id (DESIGN.md "Rule sets (v2)"): what the rules filter accepts.
+RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def ordered_rules(rules: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """v1 rules in their order, then any other rule ids sorted (one spelling per filter)."""
+    return (*(r for r in RULE_NAMES if r in rules), *sorted({r for r in rules
+                                                             if r not in RULE_NAMES}))
 
 
 class FilterError(ValueError):
@@ -63,8 +74,9 @@ class FlagFilter:
                 raise FilterError(f"{name} must be a whole number")
         if self.country is not None and type(self.country) is not str:
             raise FilterError("country must be text")
-        if not isinstance(self.rules, tuple) or any(r not in RULE_NAMES for r in self.rules):
-            raise FilterError(f"rules must be a tuple of {', '.join(RULE_NAMES)}")
+        if not isinstance(self.rules, tuple) or any(
+                type(r) is not str or not RULE_ID.match(r) for r in self.rules):
+            raise FilterError("rules must be a tuple of rule ids ([a-z][a-z0-9_]*)")
 
 
 def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -113,15 +125,15 @@ def build_filter(*, time_range: str, now: datetime, rules: list[str] | tuple[str
                  min_amount: str = "", max_amount: str = "", user: str = "",
                  country: str = "") -> FlagFilter:
     """Widget values → FlagFilter; raises FilterError naming the first bad input."""
-    unknown = [r for r in rules if r not in RULE_NAMES]
+    unknown = [r for r in rules if not RULE_ID.match(str(r))]
     if unknown:
-        raise FilterError(f"unknown rule(s): {', '.join(unknown)}")
+        raise FilterError(f"unknown rule(s): {', '.join(map(str, unknown))}")
     since, until = time_bounds(time_range, now)
     lo = parse_amount_cents(min_amount, "min amount")
     hi = parse_amount_cents(max_amount, "max amount")
     if lo is not None and hi is not None and lo > hi:
         raise FilterError("min amount is above max amount")
-    return FlagFilter(since=since, until=until, rules=tuple(r for r in RULE_NAMES if r in rules),
+    return FlagFilter(since=since, until=until, rules=ordered_rules(rules),
                       min_cents=lo, max_cents=hi, user_id=parse_user_id(user),
                       country=parse_country(country))
 
@@ -140,8 +152,14 @@ def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
     if f.until is not None:
         parts.append("ts < ?")
         params.append(ts_text(f.until))
-    if f.rules:  # rule names come from RULE_NAMES (checked), used as column identifiers
-        parts.append("(" + " OR ".join(f"{r} = 1" for r in RULE_NAMES if r in f.rules) + ")")
+    if f.rules:  # v1 rule names (RULE_NAMES) are columns; any other id is matched, bound,
+        # in the JSON list of fired rules
+        ors = [f"{r} = 1" for r in RULE_NAMES if r in f.rules]
+        for r in f.rules:
+            if r not in RULE_NAMES:
+                ors.append("rules LIKE ?")
+                params.append(f'%"{r}"%')
+        parts.append("(" + " OR ".join(ors) + ")")
     if f.min_cents is not None:
         parts.append("amount_cents >= ?")
         params.append(f.min_cents)
@@ -167,8 +185,10 @@ def mongo_filter(f: FlagFilter) -> dict:
         ts["$lt"] = f.until.astimezone(UTC)
     if ts:
         doc["ts"] = ts
-    if f.rules:
-        doc["rules"] = {"$in": list(f.rules)}
+    if f.rules:  # rule sets (v2) list the fired ids in rules_fired; a v1 document in rules
+        wanted = {"$in": list(f.rules)}
+        doc["$or"] = [{"rules_fired": wanted},
+                      {"rules_fired": {"$exists": False}, "rules": wanted}]
     cents: dict = {}
     if f.min_cents is not None:
         cents["$gte"] = f.min_cents

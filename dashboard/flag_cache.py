@@ -33,6 +33,7 @@ from fraudlake.contract import RULE_NAMES
 
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
 _MASK = "_rule_mask"  # one bit per RULE_NAMES entry: cheap "any of these rules" filter
+MASK = _MASK
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,11 @@ def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
     lazy = frame.lazy()
     if f.rules:
         wanted = sum(1 << i for i, r in enumerate(RULE_NAMES) if r in f.rules)
-        lazy = lazy.filter((pl.col(_MASK) & wanted) != 0)
+        pred = (pl.col(_MASK) & wanted) != 0
+        for r in f.rules:  # rule-set ids beyond v1: looked up in the list
+            if r not in RULE_NAMES:
+                pred |= pl.col("rules").list.contains(r)
+        lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
     return apply(rest, lazy) if rest != FlagFilter() else lazy  # type: ignore[arg-type]
 
@@ -177,6 +182,13 @@ def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
 def matching(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
     """Held flags matching ``f``, ascending by (ts, transaction_id)."""
     return _matching(snap, f).collect().drop(_MASK)
+
+
+def lazy_matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
+    """Held flags matching ``f``, ascending, lazily (the aggregates run over it in place);
+    with the ``_rule_mask`` column (one bit per v1 rule: per-rule counts without exploding
+    the lists, see ``dashboard.aggregates``)."""
+    return _matching(snap, f)
 
 
 def count(snap: Snapshot, f: FlagFilter) -> int:

@@ -61,6 +61,7 @@ WHERE ts >= $since
 """  # noqa: S608 - constant fragments only; every value is a bound parameter
 
 MIN_TS_SQL = f"SELECT min(ts) FROM {_SOURCE}"  # noqa: S608 - constant
+MAX_TS_SQL = f"SELECT max(ts) FROM {_SOURCE}"  # noqa: S608 - constant
 
 
 _DB: duckdb.DuckDBPyConnection | None = None
@@ -157,3 +158,112 @@ def min_ts(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
         return None
     con = con or connect()
     return con.execute(MIN_TS_SQL, _params(files)).fetchall()[0][0]
+
+
+def max_ts(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+           ) -> datetime | None:
+    if not files:
+        return None
+    con = con or connect()
+    return con.execute(MAX_TS_SQL, _params(files)).fetchall()[0][0]
+
+
+BOUNDS_SQL = """
+SELECT filename, min(ts) AS lo, max(ts) AS hi
+FROM read_parquet($files, hive_partitioning=true, union_by_name=true, hive_types=$ht,
+                  filename=true)
+GROUP BY filename
+"""  # noqa: S608 - constant fragments only; every value is a bound parameter
+
+_BOUNDS: dict[tuple[str, int, int], tuple[datetime | None, datetime | None]] = {}
+_BOUNDS_LOCK = threading.Lock()
+
+
+def _versions(files: Sequence[Path]) -> dict[str, tuple[str, int, int]]:
+    keys = {}
+    for p in files:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        keys[str(p)] = (str(p), st.st_size, st.st_mtime_ns)
+    return keys
+
+
+def file_bounds(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+                ) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """path → (oldest, newest) event time; each file read once per version (path, size,
+    mtime), so a refresh reads only the files written since the last one."""
+    keys = _versions(files)
+    with _BOUNDS_LOCK:
+        todo = [path for path, k in keys.items() if k not in _BOUNDS]
+    if todo:
+        con = con or connect()
+        rows = con.execute(BOUNDS_SQL, _params([Path(t) for t in todo])).fetchall()
+        with _BOUNDS_LOCK:
+            if len(_BOUNDS) > 100_000:
+                _BOUNDS.clear()
+            for name, lo, hi in rows:
+                if name in keys:
+                    _BOUNDS[keys[name]] = (lo, hi)
+    with _BOUNDS_LOCK:
+        return {path: _BOUNDS.get(k, (None, None)) for path, k in keys.items()}
+
+
+def ts_bounds(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+              ) -> tuple[datetime | None, datetime | None]:
+    """(oldest, newest) event time over ``files``."""
+    got = file_bounds(files, con).values()
+    los = [lo for lo, _ in got if lo is not None]
+    his = [hi for _, hi in got if hi is not None]
+    return (min(los) if los else None), (max(his) if his else None)
+
+
+def files_since(files: Sequence[Path], since: datetime,
+                con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
+    """The files holding an event at or after ``since`` (by their memoized bounds)."""
+    bounds = file_bounds(files, con)
+    return [p for p in files if (hi := bounds.get(str(p), (None, None))[1]) is not None
+            and hi >= since]
+
+
+MINUTES_SQL = """
+SELECT filename, date_trunc('minute', ts) AS bucket, count(*)::BIGINT AS events,
+       count_if(flagged)::BIGINT AS flagged, sum(amount)::DOUBLE AS amount
+FROM read_parquet($files, hive_partitioning=true, union_by_name=true, hive_types=$ht,
+                  filename=true)
+GROUP BY 1, 2
+"""  # noqa: S608 - constant fragments only; every value is a bound parameter
+MINUTES_SCHEMA: dict[str, pl.DataType] = {
+    "bucket": pl.Datetime("us", "UTC"), "events": pl.Int64(), "flagged": pl.Int64(),
+    "amount": pl.Float64()}
+_MINUTES: dict[tuple[str, int, int], pl.DataFrame] = {}
+
+
+def live_minutes(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+                 ) -> pl.DataFrame:
+    """Events, flagged events and amount per minute over the live lake's ``files`` (which
+    carry ``flagged``). Each file is aggregated once per version (path, size, mtime): a
+    refresh reads only the files written since the last one (the live lake only grows, and a
+    compaction writes new files)."""
+    keys = _versions(files)
+    with _BOUNDS_LOCK:
+        todo = [path for path, k in keys.items() if k not in _MINUTES]
+    if todo:
+        con = con or connect()
+        got = _frame(con, MINUTES_SQL, _params([Path(t) for t in todo]))
+        with _BOUNDS_LOCK:
+            if len(_MINUTES) > 100_000:
+                _MINUTES.clear()
+            for (name,), part in got.partition_by("filename", as_dict=True).items():
+                if name in keys:
+                    _MINUTES[keys[str(name)]] = part.drop("filename").cast(
+                        MINUTES_SCHEMA).select(list(MINUTES_SCHEMA))  # type: ignore[arg-type]
+            for t in todo:  # a file with no rows
+                _MINUTES.setdefault(keys[t], pl.DataFrame(schema=MINUTES_SCHEMA))
+    with _BOUNDS_LOCK:
+        parts = [_MINUTES[k] for k in keys.values() if k in _MINUTES]
+    if not parts:
+        return pl.DataFrame(schema=MINUTES_SCHEMA)
+    return (pl.concat(parts).group_by("bucket").agg(pl.col("events", "flagged", "amount").sum())
+            .sort("bucket"))

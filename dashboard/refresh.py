@@ -1,8 +1,10 @@
-"""One refresh of the live page: every read and aggregate it needs, as one frozen value.
+"""One refresh of the live page: every read and aggregate it needs, panel by panel.
 
-``load_refresh`` is what the page calls every second (and what ``bench/bench_dashboard.py``
-times). Its reads are bounded: the live lake's month folders in range, the flag store's latest
-``window_flags`` matching flags, bounded counts, and the cached history aggregates.
+The page calls the pieces separately (``traffic``, ``flag_view``, ``volume``, ``top_users``) so
+one failing read costs one panel a one-line message, never the page; ``load_refresh`` runs them
+all (what ``bench/bench_dashboard.py`` times). Flag aggregates cover every matching flag of the
+chosen range (held in the page process, see ``dashboard.sources``); lake reads are bounded to the
+month folders in range; the history comes from its cache.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
-from dashboard import data, lake
+from dashboard import aggregates, cases, data, lake, monitor
+from dashboard.aggregates import FlagAggregates
 from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
 from dashboard.filters import FlagFilter
 from dashboard.sources import FlagSource
@@ -31,10 +35,9 @@ class DashboardConfig:
     cache_dir: Path = DEFAULT_CACHE_DIR
     report_path: Path = Path("storage/reports/backtest.json")
     metrics_path: Path = Path("storage/metrics/consumer.json")
+    whatif_path: Path = Path("storage/reports/whatif.json")
     refresh_seconds: float = 1.0
-    window_flags: int = 5_000  # latest matching flags behind top users / chart / precision
     table_rows: int = 200
-    count_cap: int = 10_000  # "10,000+": counting 200k matches costs ~400 ms in SQLite
     kpi_minutes: float = 5.0
 
     @classmethod
@@ -45,63 +48,187 @@ class DashboardConfig:
             cache_dir=Path(e.get("DASHBOARD_CACHE_DIR", str(DEFAULT_CACHE_DIR))),
             report_path=Path(e.get("BACKTEST_REPORT", str(cls.report_path))),
             metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.metrics_path))),
+            whatif_path=Path(e.get("WHATIF_REPORT", str(cls.whatif_path))),
             refresh_seconds=float(e.get("DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds)),
-            window_flags=int(e.get("DASHBOARD_WINDOW", cls.window_flags)),
         )
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """All traffic in the live lake over the last ``minutes`` (not filtered)."""
+
+    events: int
+    flagged: int
+    minutes: float
+    newest: datetime | None  # the newest event time in the live lake (freshness)
+    lake_present: bool
+
+
+@dataclass(frozen=True)
+class FlagView:
+    recent: pl.DataFrame  # the latest matching flags, newest first (the table)
+    agg: FlagAggregates  # over EVERY matching flag
+    unit: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Triage:
+    queue: pl.DataFrame  # open/escalated alerts among the matching flags, by score
+    confirmed_rules: pl.DataFrame  # per rule: analyst-confirmed precision
+    confirmed: float | None  # overall, among the matching flags
 
 
 @dataclass(frozen=True)
 class Refresh:
     now: datetime
-    kpis: data.Kpis
-    flags: pl.DataFrame  # latest matching flags, newest first (≤ window_flags)
-    total: int  # matching flags, counted up to count_cap
-    capped: bool
-    top: pl.DataFrame  # top flagged users + baselines
-    chart: pl.DataFrame  # bucket, all events, flagged
-    unit: str
+    traffic: Traffic
+    view: FlagView
+    top: pl.DataFrame
+    chart: pl.DataFrame
+    triage: Triage
+    rules: pl.DataFrame  # per-rule monitor (monitor.SCHEMA)
 
 
 LiveBaselines = Callable[[Sequence[Path], Sequence[int]], pl.DataFrame]
 
 
-def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
-                 history: HistoryCache, history_files: Sequence[Path],
-                 live_baselines: LiveBaselines = lake.user_baselines) -> Refresh:
-    """All the data of one refresh. Raises FlagSourceError / duckdb.Error on read failures."""
-    live_files = data_files(cfg.settings.lake_transactions_dir)
-    con = lake.connect()
-    since_kpi = now - timedelta(minutes=cfg.kpi_minutes)
-    events, flagged = lake.window_counts(live_files, since_kpi, con=con)
-    flags = source.recent(f, cfg.window_flags)
-    total = flags.height if flags.height < cfg.window_flags else source.count(f, cfg.count_cap)
-    kpis = data.kpis(cfg.kpi_minutes, events, flagged, flags,
-                     data.read_lag(cfg.metrics_path, now))
-
-    top = data.top_users(flags, 10)
-    ids = top["user_id"].to_list()
-    hist_b = history.baselines.filter(pl.col("user_id").is_in(ids))
-    top = data.with_baselines(top, data.merge_baselines(hist_b, live_baselines(live_files, ids)))
-
-    start = f.since or _earliest(history, live_files, flags, now, con)
-    unit = data.choose_unit((f.until or now) - start)
-    series = [lake.amount_series(live_files, unit, f.since, f.until, con=con)]
-    if unit in ("day", "month"):
-        series.append(data.rebucket(history.daily, unit, f.since, f.until))
-    else:
-        series.append(lake.amount_series(history_files, unit, f.since, f.until, con=con))
-    chart = data.chart_frame(series, data.flag_series(flags, unit))
-    return Refresh(now, kpis, flags, total, total >= cfg.count_cap, top, chart, unit)
+def traffic(cfg: DashboardConfig, now: datetime,
+            con: duckdb.DuckDBPyConnection | None = None) -> Traffic:
+    """Events and flagged events in the live lake over the last ``kpi_minutes``."""
+    files = data_files(cfg.settings.lake_transactions_dir)
+    con = con or lake.connect()
+    since = now - timedelta(minutes=cfg.kpi_minutes)
+    events, flagged = lake.window_counts(lake.files_since(files, since, con), since, con=con)
+    newest = lake.ts_bounds(files, con=con)[1]
+    return Traffic(events, flagged, cfg.kpi_minutes, newest, bool(files))
 
 
-def _earliest(history: HistoryCache, live_files: Sequence[Path], flags: pl.DataFrame,
-              now: datetime, con) -> datetime:
+def range_start(f: FlagFilter, source: FlagSource, history: HistoryCache, now: datetime,
+                con: duckdb.DuckDBPyConnection | None = None, live_files=None) -> datetime:
+    """Where the time axis starts: the filter's ``since``, else the oldest data anywhere."""
+    if f.since is not None:
+        return f.since
     candidates = [now - timedelta(hours=1)]
     if not history.daily.is_empty():
         candidates.append(history.daily["bucket"].min())  # type: ignore[arg-type]
-    live_min = lake.min_ts(live_files, con=con)
-    if live_min is not None:
-        candidates.append(live_min)
-    if not flags.is_empty():
-        candidates.append(flags["ts"].min())  # type: ignore[arg-type]
+    if live_files:
+        live_min = lake.ts_bounds(live_files, con=con)[0]
+        if live_min is not None:
+            candidates.append(live_min)
+    oldest = source.matching(FlagFilter()).select(pl.col("ts").min()).collect().item()
+    if oldest is not None:
+        candidates.append(oldest)
     return min(candidates)
+
+
+def flag_view(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, start: datetime,
+              now: datetime) -> FlagView:
+    """The table (latest matching flags) and the aggregates over every matching flag."""
+    end = f.until or now
+    unit = aggregates.choose_unit(end - start)
+    agg = aggregates.flag_aggregates(source.matching(f), unit)
+    return FlagView(source.recent(f, cfg.table_rows), agg, unit, start, end)
+
+
+def volume(cfg: DashboardConfig, f: FlagFilter, view: FlagView, history: HistoryCache,
+           history_files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+           ) -> pl.DataFrame:
+    """The chart: flagged (store) + live events (lake) + history events, zero-filled."""
+    con = con or lake.connect()
+    live_files = data_files(cfg.settings.lake_transactions_dir)
+    unit = view.unit
+    live = live_series(live_files, unit, f.since, f.until, con) if live_files else None
+    if unit in ("day", "month"):
+        hist = data.rebucket(history.daily, unit, f.since, f.until)
+    else:
+        hist = lake.amount_series(history_files, unit, f.since, f.until, con=con)
+    axis = aggregates.bucket_range(view.start, view.end, unit)
+    return aggregates.chart_frame(axis, live, view.agg.series, hist)
+
+
+def live_series(files: Sequence[Path], unit: str, since: datetime | None,
+                until: datetime | None, con: duckdb.DuckDBPyConnection | None = None
+                ) -> pl.DataFrame:
+    """Live events per ``unit`` bucket from the per-file minute counts (``lake.live_minutes``):
+    the buckets that overlap [since, until) — whole minutes at the edges."""
+    minutes = lake.live_minutes(files, con)
+    if since is not None:
+        minutes = minutes.filter(pl.col("bucket") >= since.replace(second=0, microsecond=0))
+    if until is not None:
+        minutes = minutes.filter(pl.col("bucket") < until)
+    step = aggregates.STEP_US[unit]
+    out = (minutes.group_by(((pl.col("bucket").dt.epoch("us") // step) * step)
+                            .cast(pl.Datetime("us", "UTC")).alias("bucket"))
+           .agg(pl.col("events", "amount").sum()).sort("bucket"))
+    if unit == "month":
+        out = (out.group_by(pl.col("bucket").dt.truncate("1mo"))
+               .agg(pl.col("events", "amount").sum()).sort("bucket"))
+    return out.cast(lake.SERIES_SCHEMA).select(list(lake.SERIES_SCHEMA))  # type: ignore[arg-type]
+
+
+def top_users(cfg: DashboardConfig, view: FlagView, history: HistoryCache,
+              live_baselines: LiveBaselines = lake.user_baselines) -> pl.DataFrame:
+    """Top flagged users (over every matching flag) + their usual behaviour."""
+    top = view.agg.top
+    ids = top["user_id"].to_list()
+    live_files = data_files(cfg.settings.lake_transactions_dir)
+    hist_b = history.baselines.filter(pl.col("user_id").is_in(ids))
+    return data.with_baselines(top, data.merge_baselines(hist_b, live_baselines(live_files, ids)))
+
+
+def triage(source: FlagSource, f: FlagFilter, case_frame: pl.DataFrame, n: int = 50) -> Triage:
+    """The queue (open/escalated among the matching flags, by score then newest) and the
+    analysts' confirmed precision."""
+    matching = source.matching(f)
+    decided = case_frame.filter(pl.col("status").is_in(["fraud", "legitimate"])).select(
+        "transaction_id")
+    queue = cases.with_status(
+        best_first(matching, n + decided.height).join(decided, on="transaction_id", how="anti")
+        .head(n), case_frame)
+    return Triage(queue, cases.confirmed_precision(matching, case_frame),
+                  cases.overall_confirmed(matching, case_frame))
+
+
+def best_first(flags: pl.LazyFrame, n: int) -> pl.DataFrame:
+    """The ``n`` highest-scored flags, newest first within a score. ``flags`` is ascending by
+    (ts, transaction_id), so within one score the newest are its tail: no sort of the whole
+    range (a full two-key sort of 1M held flags costs ~300 ms; this ~10 ms a score level)."""
+    scores = flags.select(pl.col("score").unique()).collect()["score"].sort(descending=True)
+    parts: list[pl.DataFrame] = []
+    got = 0
+    for score in scores:
+        part = flags.filter(pl.col("score") == score).tail(n - got).collect().reverse()
+        parts.append(part)
+        got += part.height
+        if got >= n:
+            break
+    return pl.concat(parts) if parts else flags.head(0).collect()
+
+
+def rule_band(source: FlagSource, f: FlagFilter, view: FlagView, chart: pl.DataFrame,
+              report: dict | None) -> pl.DataFrame:
+    """Per-rule live hits over the range (all traffic: time filter only) vs the backtest."""
+    time_only = FlagFilter(since=f.since, until=f.until)
+    per_rule = (view.agg.per_rule if f == time_only
+                else aggregates.per_rule_counts(source.matching(time_only)))
+    live = chart.filter(pl.col("series") == "live events")["events"].sum()
+    return monitor.rule_monitor(per_rule, int(live or 0), report)
+
+
+def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
+                 history: HistoryCache, history_files: Sequence[Path],
+                 live_baselines: LiveBaselines = lake.user_baselines,
+                 case_frame: pl.DataFrame | None = None, report: dict | None = None) -> Refresh:
+    """All the data of one refresh (what the page computes every second, panel by panel).
+    Raises FlagSourceError / duckdb.Error on read failures."""
+    con = lake.connect()
+    t = traffic(cfg, now, con)
+    live_files = data_files(cfg.settings.lake_transactions_dir)
+    start = range_start(f, source, history, now, con, live_files)
+    view = flag_view(source, cfg, f, start, now)
+    chart = volume(cfg, f, view, history, history_files, con)
+    case_frame = pl.DataFrame(schema=cases.CASE_COLUMNS) if case_frame is None else case_frame
+    return Refresh(now, t, view, top_users(cfg, view, history, live_baselines), chart,
+                   triage(source, f, case_frame), rule_band(source, f, view, chart, report))

@@ -153,3 +153,186 @@ def pg_database(port: int, name: str) -> str:
     if proc.returncode != 0 and "already exists" not in proc.stderr:
         raise ServiceError(f"createdb {name} failed: {proc.stderr.strip()[-300:]}")
     return name
+
+
+# --- Trino (single node, hive catalog over the local lake) -----------------------------------
+
+TRINO_VERSION = "476"
+TRINO_ARTIFACT = f"io.trino:trino-server:{TRINO_VERSION}:tar.gz"
+#: Unpacked Trino lives OUTSIDE the clone so a fresh clone (CI) starts warm.
+TRINO_CACHE = Path(os.environ.get("FRAUDLAKE_TRINO_CACHE",
+                                  Path.home() / ".cache" / "fraudlake" / "trino"))
+#: Trino 476 needs Java >= 24; only Trino's process gets this JAVA_HOME.
+TRINO_JAVA_HOME = Path(os.environ.get("FRAUDLAKE_TRINO_JAVA_HOME",
+                                      "/usr/lib/jvm/temurin-25-jdk-amd64"))
+TRINO_MIN_JAVA = 24
+#: The hive catalog's file metastore, below the lake root (hidden from the project's globs).
+TRINO_METASTORE = ".trino-metastore"
+_M2 = Path(os.environ.get("FRAUDLAKE_M2_REPO", Path.home() / ".m2" / "repository"))
+
+
+def trino_tarball() -> Path:
+    """The server tarball in the local Maven repository (``mvn dependency:get`` on first use)."""
+    tarball = (_M2 / "io" / "trino" / "trino-server" / TRINO_VERSION
+               / f"trino-server-{TRINO_VERSION}.tar.gz")
+    if not tarball.exists():
+        print(f"services: fetching {TRINO_ARTIFACT} (821 MB) with mvn (first start only)…",
+              file=sys.stderr)
+        _run_tool(["mvn", "-q", "-B", "dependency:get", f"-Dartifact={TRINO_ARTIFACT}",
+                   "-Dtransitive=false"], f"mvn dependency:get {TRINO_ARTIFACT}", Path.home())
+    if not tarball.exists():
+        raise ServiceError(f"mvn reported success but {tarball} is missing")
+    return tarball
+
+
+def trino_home() -> Path:
+    """The unpacked server (``<cache>/trino-server-476``). Idempotent and atomic: the tarball is
+    unpacked into a temporary folder renamed into place when complete, under a lock."""
+    import fcntl
+
+    home = TRINO_CACHE / f"trino-server-{TRINO_VERSION}"
+    if (home / ".complete").exists():
+        return home
+    TRINO_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(TRINO_CACHE / ".unpack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / ".complete").exists():
+            return home
+        tarball = trino_tarball()
+        for stale in TRINO_CACHE.glob(".unpack-*"):  # left by a start killed mid-unpack
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = TRINO_CACHE / f".unpack-{os.getpid()}"
+        tmp.mkdir()
+        print(f"services: unpacking {tarball.name} into {TRINO_CACHE} (first start only)…",
+              file=sys.stderr)
+        _run_tool(["tar", "-xzf", str(tarball), "-C", str(tmp)], f"tar -xzf {tarball}", tmp)
+        unpacked = tmp / f"trino-server-{TRINO_VERSION}"
+        # start-up loads every plugin folder: give Trino only the hive connector
+        hive_only = unpacked / "plugin-hive"
+        hive_only.mkdir()
+        (hive_only / "hive").symlink_to(Path("..") / "plugin" / "hive")  # survives the rename
+        (unpacked / ".complete").touch()
+        shutil.rmtree(home, ignore_errors=True)  # a partial copy from an older layout
+        os.rename(unpacked, home)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return home
+
+
+def _java_version(home: Path) -> int:
+    """The feature version in a JDK's ``release`` file (0 when unreadable)."""
+    try:
+        for line in (home / "release").read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                return int(line.split("=", 1)[1].strip('"').split(".")[0])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def trino_java_home() -> Path:
+    """FRAUDLAKE_TRINO_JAVA_HOME (default the Temurin 25 JDK), else the newest JDK >= 24 under
+    /usr/lib/jvm; ServiceError when there is none."""
+    if (TRINO_JAVA_HOME / "bin" / "java").exists():
+        return TRINO_JAVA_HOME
+    found = [(v, h) for h in Path("/usr/lib/jvm").glob("*")
+             if (v := _java_version(h)) >= TRINO_MIN_JAVA and (h / "bin" / "java").exists()]
+    if not found:
+        raise ServiceError(f"Trino needs Java >= {TRINO_MIN_JAVA}: {TRINO_JAVA_HOME} not found "
+                           "and none under /usr/lib/jvm (set FRAUDLAKE_TRINO_JAVA_HOME)")
+    return max(found)[1]
+
+
+def _properties(path: Path, values: dict[str, object], private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{k}={v}\n" for k, v in values.items())
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    if private:
+        tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+def hive_catalog_properties(root: Path, metastore: str) -> dict[str, object]:
+    """The ``hive`` catalog over the local lake ``root`` (``local:///x`` = ``root/x``)."""
+    return {
+        "connector.name": "hive",
+        "hive.metastore": "file",
+        "hive.metastore.catalog.dir": metastore,
+        "fs.native-local.enabled": "true",
+        "local.location": str(root),
+        **HIVE_COMMON,
+    }
+
+
+#: Settings every hive catalog of the project shares (local and S3).
+HIVE_COMMON: dict[str, object] = {
+    # the rules compare microseconds; the default reads timestamps as milliseconds
+    "hive.timestamp-precision": "MICROSECONDS",
+    # Athena's behaviour for a projected partition without a folder: empty, not an error
+    "hive.ignore-absent-partitions": "true",
+    # an unpartitioned input folder may hold files in sub-folders
+    "hive.recursive-directories": "true",
+    "hive.non-managed-table-writes-enabled": "false",
+}
+
+
+def s3_catalog_properties(endpoint: str, region: str, access_key: str, secret_key: str,
+                          root: Path) -> dict[str, object]:
+    """A hive catalog over S3 (e.g. moto on loopback); its file metastore stays local, below
+    ``root`` (``.trino-metastore-s3``). Holds credentials: written with mode 600, never logged.
+    """
+    return {
+        "connector.name": "hive",
+        "hive.metastore": "file",
+        "hive.metastore.catalog.dir": f"local:///{TRINO_METASTORE}-s3",
+        "fs.native-s3.enabled": "true",
+        "fs.native-local.enabled": "true",
+        "local.location": str(root),
+        "s3.endpoint": endpoint,
+        "s3.region": region,
+        "s3.path-style-access": "true",
+        "s3.aws-access-key": access_key,
+        "s3.aws-secret-key": secret_key,
+        **HIVE_COMMON,
+    }
+
+
+def trino_command(port: int, base: Path, root: Path,
+                  s3: dict[str, object] | None = None) -> list[str]:
+    """A single-node Trino on ``port`` (coordinator + worker) with catalog ``hive`` over the
+    local lake ``root`` and, when ``s3`` is given, catalog ``s3``; config and data in ``base``.
+    Runs in the foreground (``launcher run``) with JAVA_HOME set for this process only."""
+    home = trino_home()
+    java_home = trino_java_home()
+    etc, data = base / f"etc-{port}", base / f"data-{port}"
+    for d in (data / "spill", root / TRINO_METASTORE, root / f"{TRINO_METASTORE}-s3"):
+        d.mkdir(parents=True, exist_ok=True)
+    # the launcher refuses to start over a pid file a killed server left behind; this
+    # project tracks the process itself (and reuses a server that answers on the port)
+    (data / "var" / "run" / "launcher.pid").unlink(missing_ok=True)
+    _properties(etc / "node.properties", {
+        "node.environment": "fraudlake", "node.id": f"fraudlake-{port}",
+        "node.data-dir": data})
+    (etc / "jvm.config").write_text("\n".join([
+        "-server", "-Xmx2G", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
+        "-Djdk.attach.allowAttachSelf=true", "-XX:+EnableDynamicAgentLoading",
+        "-Duser.timezone=UTC", "-Dfile.encoding=UTF-8"]) + "\n")
+    _properties(etc / "config.properties", {
+        "coordinator": "true", "node-scheduler.include-coordinator": "true",
+        "http-server.http.port": port, "discovery.uri": f"http://{HOST}:{port}",
+        "plugin.dir": home / "plugin-hive",
+        "catalog.management": "dynamic",
+        "query.max-memory": "1GB", "query.max-memory-per-node": "1GB",
+        "spill-enabled": "true", "spiller-spill-path": data / "spill",
+    })
+    _properties(etc / "log.properties", {"io.trino": "WARN"})
+    catalogs = etc / "catalog"
+    for old in catalogs.glob("*.properties"):
+        old.unlink()
+    _properties(catalogs / "hive.properties",
+                hive_catalog_properties(root, f"local:///{TRINO_METASTORE}"))
+    if s3 is not None:
+        _properties(catalogs / "s3.properties", s3, private=True)
+    return ["env", f"JAVA_HOME={java_home}",
+            f"PATH={java_home / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            str(home / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}"]

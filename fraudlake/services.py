@@ -1,4 +1,5 @@
-"""Start, stop and check the dev/test servers: Kafka 4 (KRaft, JDK) and FerretDB (MongoDB wire).
+"""Start, stop and check the dev/test servers: Kafka 4 (KRaft, JDK), FerretDB (MongoDB wire)
+and Trino 476 (single node, the engine Athena runs).
 
 How each is fetched, built and launched: ``fraudlake.server_builds``. FerretDB stores its
 data in SQLite files (default) or, with
@@ -6,9 +7,13 @@ data in SQLite files (default) or, with
 PostgreSQL binaries, ``initdb`` once, port ``FRAUDLAKE_POSTGRES_PORT``, default 55432; one
 database per FerretDB port) that ``up mongo`` starts first and ``down mongo`` stops after it.
 Jars, binaries, data and logs live under ``services/.cache/`` so a second start is fast.
+Trino (port ``FRAUDLAKE_TRINO_PORT``, default 8080) has a ``hive`` catalog over the local lake
+``FRAUDLAKE_TRINO_ROOT`` (default the repo's ``storage/``) and, when
+``FRAUDLAKE_TRINO_S3_ENDPOINT`` is set, an ``s3`` catalog there (AWS keys from the env); its
+tarball is unpacked once into ``~/.cache/fraudlake/trino`` (outside the clone).
 Starting is idempotent: if something already answers on the port, it is reused, not restarted.
 
-    python -m fraudlake.services up|down|status [kafka|mongo|all]
+    python -m fraudlake.services up|down|status [kafka|mongo|trino|all]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from fraudlake.cli import ArgumentParser, UsageError, positive_float_arg, run
 from fraudlake.server_builds import (
     CACHE_DIR,
     HOST,
+    ROOT,
     ServiceError,
     ferretdb_command,
     kafka_command,
@@ -36,16 +42,19 @@ from fraudlake.server_builds import (
     pg_tool,
     pg_user,
     postgres_command,
+    s3_catalog_properties,
+    trino_command,
 )
 
 #: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
-PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT")
+PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT",
+            "FRAUDLAKE_TRINO_PORT")
 
 @dataclass(frozen=True)
 class Server:
     """Where one server lives on this machine."""
 
-    name: str  # "kafka", "mongo" or "postgres"
+    name: str  # "kafka", "mongo", "postgres" or "trino"
     port: int
     pid_file: Path
     log_file: Path
@@ -56,6 +65,8 @@ class Server:
             return f"{HOST}:{self.port}"
         if self.name == "postgres":
             return f"postgres://postgres@{HOST}:{self.port}/"
+        if self.name == "trino":
+            return f"http://{HOST}:{self.port}"
         return f"mongodb://{HOST}:{self.port}/"
 
 
@@ -84,6 +95,28 @@ def postgres_server(port: int | None = None) -> Server:
     port = port or int(os.environ.get("FRAUDLAKE_POSTGRES_PORT", "55432"))
     d = CACHE_DIR / "postgres"
     return Server("postgres", port, d / f"postgres-{port}.pid", d / f"postgres-{port}.log")
+
+
+def trino_server(port: int | None = None) -> Server:
+    port = port or int(os.environ.get("FRAUDLAKE_TRINO_PORT", "8080"))
+    d = CACHE_DIR / "trino"
+    return Server("trino", port, d / f"trino-{port}.pid", d / f"trino-{port}.log")
+
+
+def trino_root() -> Path:
+    """The local lake Trino's ``hive`` catalog serves (``local:///x`` = ``<root>/x``)."""
+    return Path(os.environ.get("FRAUDLAKE_TRINO_ROOT") or ROOT / "storage").resolve()
+
+
+def _trino_s3() -> dict[str, object] | None:
+    """The ``s3`` catalog's settings from the env, or None when no endpoint is set."""
+    endpoint = os.environ.get("FRAUDLAKE_TRINO_S3_ENDPOINT", "").strip()
+    if not endpoint:
+        return None
+    return s3_catalog_properties(
+        endpoint, os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1", os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", ""), trino_root())
 
 
 BACKENDS = ("sqlite", "postgresql")
@@ -117,6 +150,8 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
             return subprocess.run([str(pg_tool("pg_isready")), "-q", "-h", HOST,
                                    "-p", str(server.port), "-t", str(max(1, int(timeout)))],
                                   check=False, capture_output=True).returncode == 0
+        if server.name == "trino":
+            return _trino_started(server, timeout)
         if server.name == "kafka":
             from confluent_kafka.admin import AdminClient
 
@@ -131,6 +166,15 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
         return False
+
+
+def _trino_started(server: Server, timeout: float) -> bool:
+    """Trino answers ``/v1/info`` with ``"starting": false`` once it takes queries."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.address}/v1/info", timeout=timeout) as resp:
+        return json.load(resp).get("starting") is False
 
 
 # --- start / stop ----------------------------------------------------------------------------
@@ -180,6 +224,8 @@ def _command(server: Server) -> list[str]:
         return kafka_command(server.port, base)
     if server.name == "postgres":
         return postgres_command(server.port, data)
+    if server.name == "trino":
+        return trino_command(server.port, base, trino_root(), _trino_s3())
     url = None
     if ferretdb_backend() == "postgresql":
         pg = postgres_server()
@@ -215,9 +261,9 @@ def down(server: Server, timeout: float = 30.0) -> bool:
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
+    while (_alive(pid) or _group_alive(pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the whole group: Trino's launcher may end before its JVM
+    if _alive(pid) or _group_alive(pid):
         _signal_group(pid, signal.SIGKILL)
     server.pid_file.unlink(missing_ok=True)
     return True
@@ -244,6 +290,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is left in process group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)  # started with start_new_session: pgid == pid
@@ -260,13 +318,16 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 # --- CLI -------------------------------------------------------------------------------------
 
-def servers(which: str) -> list[Server]:
+def servers(which: str, action: str = "status") -> list[Server]:
     """The servers behind a CLI name; with the postgresql backend, mongo includes PostgreSQL
-    (after FerretDB, so ``down`` stops FerretDB first)."""
+    (after FerretDB, so ``down`` stops FerretDB first). ``up all`` starts Kafka and MongoDB;
+    Trino (2 GB heap) only on ``up trino``; ``down all`` and ``status all`` include it."""
     mongo = [mongo_server()]
     if ferretdb_backend() == "postgresql":
         mongo.append(postgres_server())
-    return {"kafka": [kafka_server()], "mongo": mongo, "all": [kafka_server(), *mongo]}[which]
+    every = [kafka_server(), *mongo] + ([] if action == "up" else [trino_server()])
+    return {"kafka": [kafka_server()], "mongo": mongo, "trino": [trino_server()],
+            "all": every}[which]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,12 +335,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("action", choices=("up", "down", "status"),
                         help="up: fetch/build if needed, start, wait until ready; down: stop what "
                              "this project started; status: say what answers")
-    parser.add_argument("which", nargs="?", default="all", choices=("kafka", "mongo", "all"),
+    parser.add_argument("which", nargs="?", default="all",
+                        choices=("kafka", "mongo", "trino", "all"),
                         help="which server (default all). Ports: env FRAUDLAKE_KAFKA_PORT "
                              "(9092; controller = port+1) and FRAUDLAKE_MONGO_PORT (27017). "
                              "FerretDB's storage: env FRAUDLAKE_FERRETDB_BACKEND=sqlite "
                              "(default) or postgresql (a private PostgreSQL on "
-                             "FRAUDLAKE_POSTGRES_PORT, 55432, started and stopped with mongo)")
+                             "FRAUDLAKE_POSTGRES_PORT, 55432, started and stopped with mongo). "
+                             "Trino: FRAUDLAKE_TRINO_PORT (8080), FRAUDLAKE_TRINO_ROOT (the lake "
+                             "its hive catalog serves, default storage/), "
+                             "FRAUDLAKE_TRINO_S3_ENDPOINT (adds catalog s3); up all = kafka + "
+                             "mongo")
     parser.add_argument("--timeout", type=positive_float_arg, default=120.0,
                         help="seconds to wait for readiness (default 120)")
     args = parser.parse_args(argv)
@@ -288,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value and not (value.isdigit() and 0 < int(value) < 65535):
             raise UsageError(f"{name} must be a port number (1-65534): {value!r}")
     try:
-        chosen = servers(args.which)
+        chosen = servers(args.which, args.action)
     except ServiceError as exc:
         print(f"services: {exc}", file=sys.stderr)
         return 2

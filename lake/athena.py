@@ -7,6 +7,9 @@ Writes, below ``--out`` (default ``storage/athena``):
 - ``ddl/00_database.sql``  ``CREATE DATABASE IF NOT EXISTS``
 - ``ddl/10_history.sql``   ``<db>.history`` over ``<location>/historical/`` (event columns)
 - ``ddl/20_live.sql``      ``<db>.live`` over ``<location>/lake/transactions/`` (+ rule columns)
+- ``trino/*.sql``           the same schema and tables as Trino DDL (``CREATE TABLE … WITH
+  (external_location, partitioned_by, partition_projection_*)``), from the same description
+  (``lake.catalog``), for a Trino/Starburst hive catalog
 - ``queries/<kind>/<name>.sql``  each rule/analytics query from ``queries/`` for Athena, with ``?``
   placeholders; its header lists the execution parameters in order (bind them, never format).
 
@@ -20,69 +23,28 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-
-import polars as pl
 
 from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
-from lake.layout import HISTORY_REMOTE, LIVE_REMOTE, PARTITION_COLUMNS
+from lake.catalog import (
+    DEFAULT_YEARS,
+    TableSpec,
+    athena_ddl,
+    athena_type,
+    trino_ddl,
+    trino_schema_ddl,
+)
+from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
 from lake.s3 import S3_URI_ENV, S3Location
 
-DEFAULT_YEARS = (2000, 2100)
+__all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
+
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 
-
-@dataclass(frozen=True)
-class TableSpec:
-    database: str
-    name: str
-    columns: Mapping[str, pl.DataType]
-    location: str  # s3://…/ ending in "/"
-    years: tuple[int, int] = DEFAULT_YEARS
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.database}.{self.name}"
-
-
-def athena_type(dtype: pl.DataType) -> str:
-    """The Athena (Hive DDL) type of a contract column."""
-    if isinstance(dtype, pl.Decimal):
-        return f"decimal({dtype.precision},{dtype.scale})"
-    if isinstance(dtype, pl.Datetime):
-        return "timestamp"
-    if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array<{athena_type(dtype.inner)}>"
-    simple = {pl.String(): "string", pl.Int64(): "bigint", pl.Int32(): "int",
-              pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "float",
-              pl.Boolean(): "boolean", pl.Date(): "date"}
-    if dtype not in simple:
-        raise ValueError(f"no Athena type for {dtype}")
-    return simple[dtype]
-
-
-def create_table(t: TableSpec) -> str:
-    """``CREATE EXTERNAL TABLE`` with year/month partition projection."""
-    cols = ",\n".join(f"  `{name}` {athena_type(dtype)}" for name, dtype in t.columns.items())
-    parts = ", ".join(f"`{p}` int" for p in PARTITION_COLUMNS)
-    template = t.location + "/".join(f"{p}=${{{p}}}" for p in PARTITION_COLUMNS) + "/"
-    props = {
-        "projection.enabled": "true",
-        "projection.year.type": "integer",
-        "projection.year.range": f"{t.years[0]},{t.years[1]}",
-        "projection.year.digits": "4",
-        "projection.month.type": "integer",
-        "projection.month.range": "1,12",
-        "projection.month.digits": "2",
-        "storage.location.template": template,
-    }
-    tblprops = ",\n".join(f"  '{k}'='{v}'" for k, v in props.items())
-    return (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{t.database}`.`{t.name}` (\n{cols}\n)\n"
-            f"PARTITIONED BY ({parts})\nSTORED AS PARQUET\nLOCATION '{t.location}'\n"
-            f"TBLPROPERTIES (\n{tblprops}\n);\n")
+#: Kept for callers of the Athena module; the table description lives in ``lake.catalog``.
+create_table = athena_ddl
 
 
 def tables(location: S3Location, database: str,
@@ -121,8 +83,12 @@ def render_all(location: S3Location, database: str, years: tuple[int, int] = DEF
     history, live = tables(location, database, years)
     files = {
         "ddl/00_database.sql": f"CREATE DATABASE IF NOT EXISTS `{database}`;\n",
-        "ddl/10_history.sql": create_table(history),
-        "ddl/20_live.sql": create_table(live),
+        "ddl/10_history.sql": athena_ddl(history),
+        "ddl/20_live.sql": athena_ddl(live),
+        # the same tables for a Trino/Starburst hive catalog (run with that catalog selected)
+        "trino/00_schema.sql": trino_schema_ddl(database) + ";\n",
+        "trino/10_history.sql": trino_ddl(history) + ";\n",
+        "trino/20_live.sql": trino_ddl(live) + ";\n",
     }
     if with_queries:
         files.update(render_queries(history.qualified))

@@ -5,6 +5,7 @@
     python -m queries flags --rules rules/example.toml --dialect athena
     python -m queries top_flagged_users --input storage/lake/transactions --param top_n=5
     python -m queries daily_volume --dialect athena --table fraudlake.live
+    python -m queries flags --input storage/historical --backend trino   # same SQL on Trino
     python -m queries --list
 """
 
@@ -25,9 +26,12 @@ import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing, write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
+from lake import trino
+from lake.trino import TrinoTarget
 from queries import sql
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
+from queries.trino_sql import to_trino
 from rules.model import RuleSet, rule_set_from_cli
 
 FORMATS = ("table", "csv", "parquet")
@@ -43,21 +47,37 @@ class QueryRun:
     out: Path | None = None
     dialect: str = "duckdb"
     table: str = sql.DEFAULT_ATHENA_TABLE
+    trino: TrinoTarget | None = None  # set: run on Trino (--backend trino)
 
 
 def run_query(q: QueryRun) -> pa.Table:
-    """The query's result over ``q.input`` (DuckDB, parameters bound)."""
+    """The query's result over ``q.input`` (DuckDB or Trino, parameters bound)."""
+    table = run_on_trino(q, q.trino) if q.trino is not None else run_on_duckdb(q)
+    if sql.uses_flags(q.name):  # Parquet key-value metadata names the rule set
+        table = table.replace_schema_metadata({RULE_SET_METADATA: q.rule_set.id})
+    return table
+
+
+def run_on_duckdb(q: QueryRun) -> pa.Table:
     if not q.input:
         raise UsageError("--input is required (except with --dialect athena or --list)")
     con = connect()
     open_source(con, resolve_input(q.input))
     try:
-        table = sql.execute(con, q.name, q.rule_set, q.extra)
+        return sql.execute(con, q.name, q.rule_set, q.extra)
     except duckdb.Error as exc:
         raise UsageError(f"query {q.name} failed: {str(exc).splitlines()[0]}") from None
-    if sql.uses_flags(q.name):  # Parquet key-value metadata names the rule set
-        table = table.replace_schema_metadata({RULE_SET_METADATA: q.rule_set.id})
-    return table
+
+
+def run_on_trino(q: QueryRun, target: TrinoTarget) -> pa.Table:
+    """The same query on Trino, over ``--input`` (made a table) or else over ``--table``."""
+    tree = sql.render_tree(q.name, q.rule_set)
+    bound = sql.render_values(q.name, q.rule_set, q.extra)
+    if q.input:
+        con, table = trino.open_input(target, q.input)
+    else:
+        con, table = target.connect(), q.table
+    return trino.run_rendered(con, to_trino(tree, table), bound)
 
 
 def render(q: QueryRun) -> str:
@@ -121,7 +141,9 @@ def build_parser() -> ArgumentParser:
                    help="duckdb runs the query; athena/trino print it rendered for that engine "
                         "with ? placeholders and the ordered parameter list")
     p.add_argument("--table", default=sql.DEFAULT_ATHENA_TABLE,
-                   help="Athena table the rendered SQL reads (default %(default)s)")
+                   help="Athena table the rendered SQL reads, and the Trino table read by "
+                        "--backend trino without --input (default %(default)s)")
+    trino.add_backend_args(p)
     return p
 
 
@@ -140,7 +162,7 @@ def _main(argv: Sequence[str] | None) -> int:
                      rule_set=rule_set,
                      extra=sql.parse_assignments(args.param), fmt=args.format,
                      out=Path(args.out) if args.out else None, dialect=args.dialect,
-                     table=args.table)
+                     table=args.table, trino=trino.target_from_args(args))
         if q.dialect != "duckdb":
             text = render(q)
             if q.out:

@@ -34,7 +34,6 @@ DEFAULT_ATHENA_TABLE = "fraudlake.history"
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _DEFAULT = re.compile(r"^--\s*param:\s*([A-Za-z_]\w*)\s*=\s*(\S+)\s*$", re.MULTILINE)
 _READS_FLAGS = re.compile(r"\bfrom\s+flags\b", re.IGNORECASE)
-_MARK = re.compile(r"__flparam_([A-Za-z0-9_]+)__")
 
 
 class QueryError(ValueError):
@@ -214,26 +213,14 @@ def render_tree(name: str, rule_set: RuleSet | None = None) -> exp.Expression:
 
 def render_athena(name: str, table: str = DEFAULT_ATHENA_TABLE, dialect: str = "athena",
                   rule_set: RuleSet | None = None) -> tuple[str, list[str]]:
-    """(Athena/Trino SQL with ``?`` placeholders over ``table``, ordered parameter names)."""
-    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)?", table):
-        raise QueryError(f"bad table name {table!r}; expected db.table")
-    target = exp.to_table(table)
+    """(Athena/Trino SQL with ``?`` placeholders over ``table``, ordered parameter names);
+    see ``queries.trino_sql`` for what changes between the dialects."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*){1,2}", table):
+        raise QueryError(f"bad table name {table!r}; expected [catalog.]db.table")
+    from queries.trino_sql import to_trino
 
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder) and node.this:
-            return exp.var(f"__flparam_{node.this}__")
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
-            # DuckDB's epoch microseconds; Trino has to_unixtime (seconds, double)
-            seconds = exp.func("to_unixtime", *node.expressions)
-            return exp.cast(exp.Mul(this=seconds, expression=exp.Literal.number(1_000_000)),
-                            "BIGINT")
-        if isinstance(node, exp.Table) and node.name == "transactions" and not node.db:
-            return target.copy().as_(node.alias) if node.alias else target.copy()
-        return node
-
-    marked = render_tree(name, rule_set).transform(swap).sql(dialect=dialect, pretty=True)
-    order = _MARK.findall(marked)
-    return _MARK.sub("?", marked), order
+    rendered = to_trino(render_tree(name, rule_set), table, dialect=dialect)
+    return rendered.sql, list(rendered.order)
 
 
 def render_values(name: str, rule_set: RuleSet | None = None,

@@ -8,14 +8,24 @@ consumer (``streaming.pipeline.process_batch``), then written to the hive-partit
 (``flagstore.sqlite``). Offsets are positions in the simulated stream of topic ``demo``,
 partition 0; a run starts by removing what an earlier demo run wrote for that topic, so the
 outputs always describe this run.
+
+``--follow`` instead runs until stopped (Ctrl-C / SIGTERM) as a live feed for the dashboard:
+about ``--rate`` events per wall-clock second with event time = now (``streaming.live_feed``:
+the cards are scaled to the rate so the density stays realistic), decided and written about
+once a second, APPENDED after what earlier runs wrote (offsets continue, nothing is removed);
+it rewrites the consumer metrics file (env CONSUMER_METRICS) with the embedded lag each batch.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -24,9 +34,11 @@ from tqdm import tqdm
 from flagstore.sqlite import SqliteFlagStore
 from fraudlake.cli import (
     ArgumentParser,
+    UsageError,
     check_output_dir,
     check_output_file,
     positive_count_arg,
+    positive_float_arg,
     run,
 )
 from fraudlake.contract import FLAGGED
@@ -36,10 +48,13 @@ from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
+from streaming.live_feed import LiveFeed
 from streaming.pipeline import add_rule_arguments, process_batch
 
 TOPIC = "demo"
 PARTITION = 0
+USERS = 20_000  # cards of a batch run
+FOLLOW_RATE = 5.0  # events per wall-clock second of --follow (~720k cards)
 
 
 @dataclass
@@ -133,14 +148,78 @@ def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,
     return summary
 
 
+def next_offset(lake: Path) -> int:
+    """The first demo-topic offset no lake file covers yet (``--follow`` appends after it)."""
+    last = -1
+    for folder in month_folders(transactions_dir(lake)):
+        for f in folder_files(folder):
+            if f.topic == TOPIC and f.partition == PARTITION:
+                last = max(last, f.last)
+    return last + 1
+
+
+def follow_demo(seed: int, rate: float, lake: Path, flags_db: Path,
+                rule_set: RuleSet | None, metrics: Path | None, tick: float = 1.0,
+                stop: Callable[[], bool] = lambda: False,
+                on_start: Callable[[LiveFeed], None] = lambda _feed: None) -> DemoSummary:
+    """The embedded live feed: events due by the wall clock, decided and appended every
+    ``tick`` seconds until ``stop()`` says so (checked between batches: a batch in hand is
+    always written to both the lake and the flag store)."""
+    engine = RuleEngine(rule_set if rule_set is not None else load_rule_set())
+    summary = DemoSummary(flags=dict.fromkeys((*engine.rule_ids, FLAGGED), 0),
+                          rule_set_id=engine.rule_set_id)
+    sink = LakeSink(lake)
+    feed = LiveFeed(seed, rate)
+    on_start(feed)
+    offset = next_offset(lake)
+    t0 = time.perf_counter()
+    with SqliteFlagStore(flags_db) as store:
+        while not stop():
+            time.sleep(tick)
+            now = datetime.now(UTC)
+            due = feed.due(now)
+            if not due.is_empty():
+                records = next(json_records(iter([due]), offset))
+                offset += len(records)
+                result = process_batch(records, engine)
+                decided = result.events_with_rules
+                summary.lake_files.update(sink.write(decided, TOPIC, PARTITION,
+                                                     records[0].offset, records[-1].offset))
+                store.upsert(result.flagged)
+                summary.events += decided.height
+                summary.dead_letters += len(result.dead_letters)
+                for name in summary.flags:
+                    summary.flags[name] += int(decided[name].sum())
+            if metrics is not None:
+                write_metrics(metrics, lag=0, events=summary.events, now=now)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def write_metrics(path: Path, lag: int, events: int, now: datetime) -> None:
+    """The consumer metrics file the dashboard reads (atomic replace)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"lag": lag, "events": events, "mode": "embedded demo --follow",
+                               "updated_at": now.isoformat()}))
+    tmp.replace(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     parser = ArgumentParser(prog="python -m streaming.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=positive_count_arg, default=200_000,
                         help="events to simulate (default 200000; 2e5 style accepted)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
-    parser.add_argument("--users", type=positive_count_arg, default=20_000,
-                        help="card holders in the simulated world (default 20000)")
+    parser.add_argument("--users", type=positive_count_arg, default=None,
+                        help=f"card holders in the simulated world (default {USERS}; not with "
+                             "--follow)")
+    parser.add_argument("--rate", type=positive_float_arg, default=None,
+                        help="with --follow: events per wall-clock second on average "
+                             f"(default {FOLLOW_RATE:g}); the cards are scaled to it so each "
+                             "pays ~1.6 times a day")
     parser.add_argument("--batch", type=positive_count_arg, default=20_000,
                         help="micro-batch size, like one consumer poll (default 20000)")
     parser.add_argument("--lake", type=Path, default=settings.lake_dir,
@@ -150,16 +229,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"default {settings.local_flags_path})")
     add_rule_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--follow", action="store_true",
+                        help="run as a live feed until stopped: --rate events per wall-clock "
+                             "second (default 20 here), appended to earlier runs' outputs")
     args = parser.parse_args(argv)
     rule_set = rule_set_from_cli(args.rules, args.set)
+    if args.follow and args.users is not None:
+        raise UsageError("--follow scales the cards to --rate (a realistic density): "
+                         "leave out --users")
+    if not args.follow and args.rate is not None:
+        raise UsageError("--rate needs --follow (a batch run sends as fast as it can)")
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:
         print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
               "embedded; use streaming.produce + streaming.consume for the services",
               file=sys.stderr)
-    summary = run_demo(args.count, args.seed, args.users, args.batch, args.lake,
-                       args.flags_db, rule_set, progress=not args.quiet)
+    if args.follow:
+        metrics = Path(os.environ.get("CONSUMER_METRICS", "storage/metrics/consumer.json"))
+        stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
+        rate = FOLLOW_RATE if args.rate is None else args.rate
+        summary = follow_demo(args.seed, rate, args.lake, args.flags_db, rule_set, metrics,
+                              stop=stopping.is_set, on_start=lambda feed: print(
+                                  f"following: ~{rate:g} events/s ({feed.cards:,} cards, event "
+                                  f"time = now) into {args.lake} and {args.flags_db} "
+                                  "(Ctrl-C stops)", file=sys.stderr))
+    else:
+        summary = run_demo(args.count, args.seed, args.users or USERS, args.batch, args.lake,
+                           args.flags_db, rule_set, progress=not args.quiet)
     for line in summary.lines(args.lake, args.flags_db):
         print(line)
     return 0

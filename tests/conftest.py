@@ -1,4 +1,5 @@
-"""Session fixtures for the real servers: Kafka 4 (KRaft) and FerretDB (MongoDB wire protocol).
+"""Session fixtures for the real servers: Kafka 4 (KRaft), FerretDB (MongoDB wire protocol)
+and Trino 476 (``trino_uri``).
 
 The servers start once per session, only when a test asks for them (``kafka_bootstrap`` /
 ``mongo_uri``), and stop at session end if this session started them (a server already running
@@ -16,7 +17,7 @@ import pytest
 from fraudlake import services
 
 SERVICE_FIXTURES = {"kafka_bootstrap", "mongo_uri", "tmp_topic", "make_topic", "mongo_db",
-                    "mongo_collection"}
+                    "mongo_collection", "trino_uri"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,6 +48,13 @@ def kafka_bootstrap() -> Iterator[str]:
 def mongo_uri() -> Iterator[str]:
     """``mongodb://…`` of a running FerretDB (started for this session if needed)."""
     yield from _serve(services.mongo_server())
+
+
+@pytest.fixture(scope="session")
+def trino_uri() -> Iterator[str]:
+    """``http://…`` of a running single-node Trino whose ``hive`` catalog serves
+    ``services.trino_root()`` (started for this session if needed)."""
+    yield from _serve(services.trino_server())
 
 
 def unique_name(prefix: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -10,11 +11,14 @@ import polars as pl
 
 from dashboard.filters import FlagFilter
 from flagstore.sqlite import SqliteFlagStore
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES, RULE_SCHEMA
+from fraudlake.contract import DECISION_SCHEMA, LAKE_SCHEMA, RULE_NAMES
 from lake.layout import partition_dir
 
 CITIES = ("Berlin", "Paris", "Madrid")
 COUNTRIES = ("DE", "FR", "ES")
+
+#: The rule set the test flags were decided by (lake v2 and the flag store record it).
+RULE_SET_ID = "default-1@0789644e74d5"
 
 #: The flag tests' clock, and the filters every flag source must answer alike.
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -34,7 +38,8 @@ FILTERS = [
 
 def events(n: int, start: datetime, step: timedelta, users: int = 5, seed: int = 0
            ) -> pl.DataFrame:
-    """``n`` lake rows from ``start`` every ``step``; every 3rd event flagged by a rule."""
+    """``n`` lake (v2) rows from ``start`` every ``step``; every 3rd event flagged by a rule
+    (``rules_fired``), each flagged one with its evidence (the flag store keeps it)."""
     rows = []
     for i in range(n):
         k = i + seed
@@ -49,11 +54,34 @@ def events(n: int, start: datetime, step: timedelta, users: int = 5, seed: int =
             "currency": "EUR", "merchant_id": f"m{k % 7}", "merchant_name": f"Shop {k % 7}",
             "category": "5411", "channel": "pos", "city": CITIES[u % 3],
             "country": COUNTRIES[u % 3], "card_last4": "1234", "device_id": None,
-            **{r: r == flagged_rule for r in RULE_NAMES}, "flagged": flagged_rule is not None,
-            "rule_set_id": "default-1", "score": 1.0 if flagged_rule else 0.0,
+            "flagged": flagged_rule is not None,
+            "rule_set_id": RULE_SET_ID, "score": 1.0 if flagged_rule else 0.0,
             "rules_fired": [flagged_rule] if flagged_rule else [],
+            "evidence": json.dumps({flagged_rule: evidence(flagged_rule, CITIES[u % 3])})
+            if flagged_rule else None,
         })
-    return pl.DataFrame(rows, schema={**LAKE_SCHEMA, **RULE_SCHEMA})
+    return pl.DataFrame(rows, schema={**LAKE_SCHEMA, "evidence": pl.String()})
+
+
+def evidence(rule: str, city: str) -> dict:
+    """``EVIDENCE[rule]``, an impossible-travel jump ending in the event's ``city``."""
+    ev = dict(EVIDENCE[rule])
+    if "to_city" in ev:
+        ev["to_city"] = city
+        ev["text"] = ev["text"].replace("Berlin", city)
+    return ev
+
+
+#: What the rule-set engine records for each v1 rule's kind (``streaming.evidence``).
+EVIDENCE = {
+    "high_amount": {"amount": "1500.25", "threshold": "1000.00", "text": "1500.25 > 1000.00"},
+    "high_frequency": {"n": 5, "window_seconds": 60, "text": "5 in 60 s"},
+    "unusual_hour": {"local_time": "03:12", "start_hour": 0, "end_hour": 5,
+                     "text": "local time 03:12"},
+    "geo_mismatch": {"from_city": "Lisbon", "to_city": "Berlin", "from_lat": 38.72,
+                     "from_lon": -9.14, "km": 2311.9, "minutes": 12.0, "kmh": 11560,
+                     "text": "Lisbon → Berlin: 2,312 km in 12.0 min = 11,560 km/h"},
+}
 
 
 def write_lake(root: Path, df: pl.DataFrame, name: str = "part-0.parquet",
@@ -63,9 +91,9 @@ def write_lake(root: Path, df: pl.DataFrame, name: str = "part-0.parquet",
     for (y, m), part in keyed.group_by(["_y", "_m"]):
         folder = root / partition_dir(int(y), int(m))  # type: ignore[arg-type]
         folder.mkdir(parents=True, exist_ok=True)
-        out = part.drop("_y", "_m")
+        out = part.drop("_y", "_m", "evidence", strict=False)
         if not with_rules:
-            out = out.drop(*RULE_NAMES, "flagged")
+            out = out.drop(*DECISION_SCHEMA)
         out.write_parquet(folder / name)
 
 
@@ -93,4 +121,6 @@ def build_world(tmp: Path, now: datetime | None = None, live_events: int = 60
         "DASHBOARD_CACHE_DIR": str(tmp / "cache"),
         "BACKTEST_REPORT": str(tmp / "backtest.json"),
         "CONSUMER_METRICS": str(tmp / "consumer.json"),
+        "DASHBOARD_USERS_FILE": str(tmp / "users.txt"),
+        "WHATIF_REPORT": str(tmp / "whatif.json"),
     }

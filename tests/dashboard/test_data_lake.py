@@ -12,9 +12,10 @@ import _dashdata
 import polars as pl
 import pytest
 
-from dashboard import baseline, data, lake
+from dashboard import aggregates, baseline, data, lake
 from dashboard.baseline import main as baseline_main
 from dashboard.filters import FlagFilter
+from dashboard.flag_cache import CacheConfig
 from dashboard.sources import SqliteFlagSource
 from fraudlake.cli import run
 from lake.layout import data_files
@@ -28,20 +29,33 @@ def flags_frame() -> pl.DataFrame:
 
 
 def test_choose_unit() -> None:
-    assert data.choose_unit(timedelta(hours=1)) == "minute"
-    assert data.choose_unit(timedelta(days=1)) == "hour"
-    assert data.choose_unit(timedelta(days=30)) == "day"
-    assert data.choose_unit(timedelta(days=9000)) == "month"
+    assert aggregates.choose_unit(timedelta(hours=1)) == "minute"
+    assert aggregates.choose_unit(timedelta(days=1)) == "hour"
+    assert aggregates.choose_unit(timedelta(days=7)) == "hour"
+    assert aggregates.choose_unit(timedelta(days=30)) == "day"
+    assert aggregates.choose_unit(timedelta(days=9000)) == "month"
 
 
-def test_kpis_and_precision(tmp_path: Path) -> None:
-    _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
-    flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
-    k = data.kpis(5.0, lake_events=100, lake_flagged=25, flags_in_view=flags, lag=7)
-    assert (k.events_per_min, k.flags_per_min, k.flag_rate, k.lag) == (20.0, 5.0, 0.25, 7)
-    assert k.labelled == 10 and k.precision == 0.5
-    empty = data.kpis(5.0, 0, 0, flags.head(0), None)
-    assert empty.flag_rate is None and empty.precision is None
+def test_aggregates_cover_every_flag(tmp_path: Path) -> None:
+    """Counts, series, top users and precision over all 6,000 flags (no window)."""
+    live = _dashdata.events(18_000, NOW - timedelta(hours=20), timedelta(seconds=4))
+    flags = _dashdata.write_flags(tmp_path / "f.sqlite", live)
+    assert flags.height == 6_000
+    source = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig())
+    agg = aggregates.flag_aggregates(source.matching(FlagFilter()), "hour")
+    assert agg.total == 6_000
+    assert int(agg.series["flags"].sum()) == 6_000 and agg.series.height == 20
+    assert agg.labelled == 6_000 and agg.precision == 0.5
+    assert int(agg.top["flags"].sum()) == 6_000  # 5 users, all in the top 10
+    assert dict(agg.per_rule.select("rule", "flags").iter_rows()) == {
+        r: 1_500 for r in ("geo_mismatch", "high_amount", "high_frequency", "unusual_hour")}
+    since = NOW - timedelta(hours=2)
+    part = aggregates.flag_aggregates(source.matching(FlagFilter(since=since)), "minute")
+    assert part.total == flags.filter(pl.col("ts") >= since).height
+    axis = aggregates.bucket_range(since, NOW, "minute")
+    chart = aggregates.chart_frame(axis, None, part.series, None)
+    assert chart["series"].unique().to_list() == ["flagged (live)"]  # no lake: no events line
+    assert chart.height == 121 and int(chart["events"].sum()) == part.total
 
 
 def test_top_users_with_baselines(tmp_path: Path) -> None:
@@ -49,7 +63,7 @@ def test_top_users_with_baselines(tmp_path: Path) -> None:
     flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
     extra = flags.filter(pl.col("user_id") == 2).with_columns(
         pl.col("transaction_id") + "x", pl.col("ts") + timedelta(hours=1))
-    top = data.top_users(pl.concat([flags, extra]), n=3)
+    top = aggregates.flag_aggregates(pl.concat([flags, extra]).lazy(), "hour", top_n=3).top
     assert top["user_id"][0] == 2 and top["flags"][0] == 4
     assert top.height == 3
     hist = pl.DataFrame({"user_id": [2], "txn_count": [100], "median_amount": [50.0],
@@ -70,7 +84,10 @@ def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
     _dashdata.write_flags(tmp_path / "f.sqlite", _dashdata.events(30, NOW, timedelta(seconds=1)))
     flags = SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())
     csv = pl.read_csv(data.to_csv(flags), infer_schema=False)
-    assert csv.columns == data.table_view(flags).columns
+    assert csv.columns == data.csv_view(flags).columns
+    shown = data.table_view(flags)
+    assert shown.schema["amount"] == pl.Float64  # sorts as a number on the page
+    assert shown.sort("amount", descending=True)["amount"][0] == float(max(flags["amount"]))
     assert [Decimal(a) for a in csv["amount"]] == flags["amount"].to_list()
     assert csv["ts"][0].endswith("Z")
     assert csv["rules"].to_list() == flags["rules"].list.join(", ").to_list()
@@ -78,6 +95,17 @@ def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
 
 def test_report_tables_and_lag(tmp_path: Path) -> None:
     assert data.read_report(tmp_path / "missing.json") is None
+    bad = tmp_path / "bad.json"
+    for text in ("{not json", '{"rules": [1, 2]}', '[]', '{"rules": {"x": 3}}'):
+        bad.write_text(text)
+        with pytest.raises(data.ReportError, match="backtest report"):
+            data.read_report(bad)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"rule_set_id": "default-1@abc", "rules": {},
+                                "params": {"high_amount": {"threshold": "1000.00"}}}))
+    params = data.report_params(data.read_report(good))  # type: ignore[arg-type]
+    assert params.rows() == [("rule_set_id", "default-1@abc"),
+                             ("high_amount.threshold", "1000.00")]
     report = {"rules": {"flagged": {"flagged": 3, "recall_by_scenario": {"b": 0.5}},
                         "high_amount": {"flagged": 2, "precision": 1.0,
                                         "recall_by_scenario": {"a": 0.1}}}}
@@ -141,3 +169,82 @@ def test_baseline_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                           "--cache-dir", str(tmp_path / "c")]) == 0
     assert "5 users" in capsys.readouterr().out
     assert os.listdir(tmp_path / "c")
+
+
+@pytest.mark.parametrize("unit", ["minute", "hour", "day", "month"])
+def test_aggregates_fast_paths_agree_with_the_plain_computation(tmp_path: Path,
+                                                                 unit: str) -> None:
+    """The bit-mask per-rule counts, integer buckets, months summed from days and bincount
+    leaders give what a plain group-by over the lists gives (v2 rule ids included)."""
+    import sqlite3
+
+    live = _dashdata.events(3_000, NOW - timedelta(days=70), timedelta(minutes=31), users=40)
+    _dashdata.write_flags(tmp_path / "f.sqlite", live)
+    with sqlite3.connect(tmp_path / "f.sqlite") as conn:
+        conn.execute("""UPDATE flags SET rules = '["high_amount","new_device"]'
+                        WHERE rowid % 7 = 0 AND high_amount = 1""")
+    held = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig())
+    fast = aggregates.flag_aggregates(held.matching(FlagFilter()), unit)
+    plain_frame = held.export(FlagFilter()).lazy()
+    plain = aggregates.flag_aggregates(plain_frame, unit)  # no mask: lists exploded
+    assert fast.per_rule.equals(plain.per_rule)
+    assert "new_device" in fast.per_rule["rule"].to_list()
+    assert fast.rule_series.sort("rule", "bucket").equals(plain.rule_series.sort("rule", "bucket"))
+    truncate = {"minute": "1m", "hour": "1h", "day": "1d", "month": "1mo"}[unit]
+    expect = (plain_frame.group_by(pl.col("ts").dt.truncate(truncate).alias("bucket"))
+              .agg(pl.len().cast(pl.Int64).alias("flags")).sort("bucket").collect())
+    assert fast.series.select("bucket", "flags").equals(expect)
+    counts = plain_frame.group_by("user_id").agg(pl.len().alias("flags"),
+                                                 pl.col("ts").max().alias("last")).sort(
+        ["flags", "last", "user_id"], descending=[True, True, False]).head(10).collect()
+    assert fast.top["user_id"].to_list() == counts["user_id"].to_list()
+
+
+@pytest.mark.parametrize("unit", ["minute", "hour", "day", "month"])
+def test_live_series_from_memoized_minutes_equals_duckdb(tmp_path: Path, unit: str) -> None:
+    from dashboard.refresh import live_series
+    from lake.layout import data_files
+
+    live = _dashdata.events(400, NOW - timedelta(days=40), timedelta(hours=2, seconds=17))
+    _dashdata.write_lake(tmp_path, live)
+    _dashdata.write_lake(tmp_path, live.head(50).with_columns(
+        pl.col("transaction_id") + "b"), name="part-1.parquet")
+    files = data_files(tmp_path)
+    since = NOW - timedelta(days=20, seconds=30)  # on a whole minute: both sides agree
+    since = since.replace(second=0)
+    got = live_series(files, unit, since, None)
+    want = lake.amount_series(files, unit, since, None)
+    assert got.select("bucket", "events").equals(want.select("bucket", "events"))
+    assert got["amount"].sum() == pytest.approx(want["amount"].sum())
+    assert lake.ts_bounds(files) == (live["ts"].min(), live["ts"].max())
+    assert lake.files_since(files, NOW) == []
+
+
+def test_report_params_and_variants_of_real_backtest_reports(tmp_path: Path) -> None:
+    """Reports written by main's ``batch.backtest`` (a rule set; --compare) read as tables."""
+    from batch.backtest import main as backtest
+
+    hist = tmp_path / "historical"
+    _dashdata.write_lake(hist, _dashdata.events(300, datetime(2025, 3, 1, tzinfo=UTC),
+                                                timedelta(minutes=20)), with_rules=False)
+    plain, ab = tmp_path / "bt.json", tmp_path / "ab.json"
+    assert backtest(["--input", str(hist), "--report", str(plain)]) == 0
+    example = Path(__file__).resolve().parents[2] / "rules" / "example.toml"
+    assert backtest(["--input", str(hist), "--compare", str(example),
+                     "--report", str(ab)]) == 0
+    params = dict(data.report_params(data.read_report(plain)).rows())  # type: ignore[arg-type]
+    assert params["rule_set_id"].startswith("default-1@")
+    assert params["high_amount.kind"] == "amount_over"
+    assert params["high_amount.threshold"] == "1000"
+    assert params["high_frequency.window_seconds"] == "60"
+    assert "high_amount.channels" not in params  # unset scope left out
+    report = data.read_whatif(ab)
+    assert report is not None
+    v = data.variants(report)
+    assert v["variant"].to_list() == ["A", "B"]
+    assert v["rule_set_id"][0] == params["rule_set_id"]
+    assert v["rule_set_id"][1].startswith("example")
+    raw = json.loads(ab.read_text())
+    fl = data.flips(report)
+    assert fl["rule"].to_list() == list(raw["flips"])
+    assert fl["gained"].to_list() == [v["gained"] for v in raw["flips"].values()]

@@ -41,7 +41,7 @@ def test_build_filter_parses_and_rejects() -> None:
     assert build_filter(time_range="All time", now=NOW, rules=[]) == FlagFilter()
     for kwargs, word in [({"user": "4x"}, "user id"), ({"min_amount": "abc"}, "min amount"),
                          ({"min_amount": "5", "max_amount": "4"}, "above"),
-                         ({"country": "D3"}, "country"), ({"rules": ["nope"]}, "rule"),
+                         ({"country": "D3"}, "country"), ({"rules": ["No pe"]}, "rule"),
                          ({"max_amount": "1.234"}, "2 decimals")]:
         with pytest.raises(FilterError, match=word):
             build_filter(time_range="Last hour", now=NOW, **{"rules": [], **kwargs})
@@ -53,7 +53,9 @@ def test_user_input_is_bound_never_formatted() -> None:
     where, params = sql_where(FlagFilter(country=evil, user_id=7))
     assert where == " WHERE user_id = ? AND country = ?" and params == [7, evil]
     assert mongo_filter(FlagFilter(user_id=7, rules=("high_amount",))) == {
-        "rules": {"$in": ["high_amount"]}, "user_id": 7}
+        "$or": [{"rules_fired": {"$in": ["high_amount"]}},
+                {"rules_fired": {"$exists": False}, "rules": {"$in": ["high_amount"]}}],
+        "user_id": 7}
 
 
 @pytest.mark.parametrize("f", FILTERS)
@@ -109,5 +111,49 @@ def test_mongo_source_matches_sqlite(mongo_uri: str, mongo_db, store) -> None:
             assert got.drop("flagged_at").equals(want.drop("flagged_at")), f
             assert mongo.count(f, 1000) == want.height
         assert mongo.count(FlagFilter(), 5) == 5
+    finally:
+        mongo.close()
+
+
+def test_rule_set_ids_beyond_v1_filter_alike(tmp_path: Path) -> None:
+    """A rule-set rule id that is no v1 column: bound into SQLite, looked up in the list in
+    the page's cache, and the same rows either way."""
+    from dashboard.flag_cache import CacheConfig
+
+    live = _dashdata.events(30, NOW - timedelta(minutes=30), timedelta(minutes=1))
+    _dashdata.write_flags(tmp_path / "f.sqlite", live)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "f.sqlite") as conn:  # two flags also fired a v2 rule
+        conn.execute("""UPDATE flags SET rules = '["high_amount","new_device"]'
+                        WHERE rowid IN (1, 3)""")
+    f = build_filter(time_range="All time", now=NOW, rules=["new_device"])
+    assert f.rules == ("new_device",)
+    where, params = sql_where(f)
+    assert where == " WHERE (rules LIKE ?)" and params == ['%"new_device"%']
+    plain = SqliteFlagSource(tmp_path / "f.sqlite").export(f)
+    held = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig()).export(f)
+    assert plain.height == 2 and held.equals(plain)
+    assert apply(f, SqliteFlagSource(tmp_path / "f.sqlite").export(FlagFilter())).height == 2
+
+
+def test_mongo_rule_filter_reads_rules_fired(mongo_uri: str, mongo_db) -> None:
+    """On the real FerretDB the rule filter matches a rule set's ``rules_fired`` (whatever an
+    older ``rules`` field says) and, for a v1 document without ``rules_fired``, its ``rules``."""
+    from datetime import UTC, datetime
+
+    base = {"ts": datetime(2026, 1, 1, tzinfo=UTC), "user_id": 1, "amount": "5.00",
+            "amount_cents": 500, "score": 1.0}
+    mongo_db["flags"].insert_many([
+        {"_id": "v2-hit", **base, "rules_fired": ["new_device"], "rules": []},
+        {"_id": "v2-miss", **base, "rules_fired": ["high_amount"], "rules": ["new_device"]},
+        {"_id": "v1-hit", **base, "rules": ["new_device"]},
+        {"_id": "v1-miss", **base, "rules": ["high_amount"]},
+    ])
+    mongo = MongoFlagSource(mongo_uri, mongo_db.name, "flags", cache=None)
+    try:
+        got = mongo.recent(FlagFilter(rules=("new_device",)), 10)
+        assert sorted(got["transaction_id"]) == ["v1-hit", "v2-hit"]
+        assert mongo.count(FlagFilter(rules=("new_device",)), 10) == 2
     finally:
         mongo.close()

@@ -26,7 +26,8 @@ def test_backend_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [s.name for s in services.servers("mongo")] == ["mongo"]
     monkeypatch.setenv("FRAUDLAKE_FERRETDB_BACKEND", "postgresql")
     monkeypatch.setenv("FRAUDLAKE_POSTGRES_PORT", "55999")
-    assert [s.name for s in services.servers("all")] == ["kafka", "mongo", "postgres"]
+    assert [s.name for s in services.servers("all", "up")] == ["kafka", "mongo", "postgres"]
+    assert [s.name for s in services.servers("all")] == ["kafka", "mongo", "postgres", "trino"]
     assert services.postgres_server().address == "postgres://postgres@127.0.0.1:55999/"
     monkeypatch.setenv("FRAUDLAKE_FERRETDB_BACKEND", "mysql")
     with pytest.raises(services.ServiceError, match="sqlite or postgresql"):

@@ -52,7 +52,8 @@ def ddl() -> dict[str, str]:
 
 
 def test_database_and_two_external_tables(ddl):
-    assert sorted(ddl) == ["ddl/00_database.sql", "ddl/10_history.sql", "ddl/20_live.sql"]
+    assert sorted(ddl) == ["ddl/00_database.sql", "ddl/10_history.sql", "ddl/20_live.sql",
+                           "trino/00_schema.sql", "trino/10_history.sql", "trino/20_live.sql"]
     db = _parse(ddl["ddl/00_database.sql"])
     assert isinstance(db, exp.Create) and db.args["kind"] == "DATABASE" and db.this.name == \
         "fraudlake"

@@ -1,0 +1,120 @@
+"""One description of the lake's tables, rendered as Athena DDL and as Trino DDL.
+
+A ``TableSpec`` names a table, its contract columns, where its files are, whether they sit in
+hive ``year=YYYY/month=MM`` folders and the years partition projection spans. From it:
+
+- ``athena_ddl``: Athena's Hive DDL — ``CREATE EXTERNAL TABLE … PARTITIONED BY … STORED AS
+  PARQUET LOCATION … TBLPROPERTIES ('projection.*', 'storage.location.template')``;
+- ``trino_ddl``: what a Trino hive catalog accepts for the same table — ``CREATE TABLE … WITH
+  (external_location, format='PARQUET', partitioned_by=ARRAY['year','month'],
+  partition_projection_*)`` with the partition columns last and the projection as column
+  properties. Trino stores these under Athena's own ``projection.*`` keys, so one table serves
+  both engines' readers.
+
+Partition folders are zero-padded (``month=03``), hence ``digits`` 4 and 2. With projection, new
+partitions are visible at once (no ``MSCK REPAIR``/``sync_partition_metadata``) and a month
+without a folder reads as empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from lake.layout import PARTITION_COLUMNS
+from queries.trino_sql import trino_type
+
+DEFAULT_YEARS = (2000, 2100)
+#: Projection of each partition column: (range given the years, digits).
+_MONTHS = (1, 12)
+_DIGITS = {"year": 4, "month": 2}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    database: str  # Athena database = Trino schema
+    name: str
+    columns: Mapping[str, pl.DataType]
+    location: str  # folder URI ending in "/": s3://…/ or (Trino) local:///…/
+    years: tuple[int, int] = DEFAULT_YEARS
+    partitioned: bool = True  # files in year=YYYY/month=MM folders
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.database}.{self.name}"
+
+    def projection(self) -> dict[str, tuple[int, int]]:
+        """Integer range projected for each partition column."""
+        return {"year": self.years, "month": _MONTHS}
+
+    @property
+    def location_template(self) -> str:
+        return self.location + "/".join(f"{p}=${{{p}}}" for p in PARTITION_COLUMNS) + "/"
+
+
+def athena_type(dtype: pl.DataType) -> str:
+    """The Athena (Hive DDL) type of a contract column."""
+    if isinstance(dtype, pl.Decimal):
+        return f"decimal({dtype.precision},{dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    if isinstance(dtype, pl.List):  # lake v2 rules_fired
+        return f"array<{athena_type(dtype.inner)}>"
+    simple = {pl.String(): "string", pl.Int64(): "bigint", pl.Int32(): "int",
+              pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "float",
+              pl.Boolean(): "boolean", pl.Date(): "date"}
+    if dtype not in simple:
+        raise ValueError(f"no Athena type for {dtype}")
+    return simple[dtype]
+
+
+def athena_properties(t: TableSpec) -> dict[str, str]:
+    """TBLPROPERTIES of the Athena table: partition projection over the year/month folders."""
+    if not t.partitioned:
+        return {}
+    props = {"projection.enabled": "true"}
+    for col, (lo, hi) in t.projection().items():
+        props |= {f"projection.{col}.type": "integer", f"projection.{col}.range": f"{lo},{hi}",
+                  f"projection.{col}.digits": str(_DIGITS[col])}
+    return props | {"storage.location.template": t.location_template}
+
+
+def athena_ddl(t: TableSpec) -> str:
+    """``CREATE EXTERNAL TABLE`` (Hive DDL) with year/month partition projection."""
+    cols = ",\n".join(f"  `{name}` {athena_type(dtype)}" for name, dtype in t.columns.items())
+    text = f"CREATE EXTERNAL TABLE IF NOT EXISTS `{t.database}`.`{t.name}` (\n{cols}\n)\n"
+    if t.partitioned:
+        text += "PARTITIONED BY (" + ", ".join(f"`{p}` int" for p in PARTITION_COLUMNS) + ")\n"
+    text += f"STORED AS PARQUET\nLOCATION '{t.location}'\n"
+    props = athena_properties(t)
+    if props:
+        text += "TBLPROPERTIES (\n" + ",\n".join(f"  '{k}'='{v}'" for k, v in props.items())
+        text += "\n)"
+    return text + ";\n"
+
+
+def trino_ddl(t: TableSpec, catalog: str | None = None) -> str:
+    """``CREATE TABLE`` for a Trino hive catalog (no trailing ``;``: Trino's client refuses it).
+    """
+    name = ".".join(f'"{p}"' for p in (catalog, t.database, t.name) if p)
+    cols = [f'  "{c}" {trino_type(dtype)}' for c, dtype in t.columns.items()]
+    props = [f"external_location = '{t.location}'", "format = 'PARQUET'"]
+    if t.partitioned:
+        for col, (lo, hi) in t.projection().items():
+            cols.append(f"  \"{col}\" integer WITH (partition_projection_type = 'integer', "
+                        f"partition_projection_range = ARRAY['{lo}', '{hi}'], "
+                        f"partition_projection_digits = {_DIGITS[col]})")
+        parts = ", ".join(f"'{p}'" for p in PARTITION_COLUMNS)
+        props += [f"partitioned_by = ARRAY[{parts}]", "partition_projection_enabled = true",
+                  f"partition_projection_location_template = '{t.location_template}'"]
+    return (f"CREATE TABLE IF NOT EXISTS {name} (\n" + ",\n".join(cols) + "\n)\nWITH (\n  "
+            + ",\n  ".join(props) + "\n)")
+
+
+def trino_schema_ddl(database: str, catalog: str | None = None,
+                     location: str | None = None) -> str:
+    name = ".".join(f'"{p}"' for p in (catalog, database) if p)
+    return f"CREATE SCHEMA IF NOT EXISTS {name}" + (
+        f" WITH (location = '{location}')" if location else "")
