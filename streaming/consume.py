@@ -149,10 +149,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     resumes from the last commit."""
     from flagstore.mongo import MongoSinkError
     from streaming.kafka_io import KafkaStageError
+    from streaming.rule_switch import RuleSwitchError
 
     try:
         return run(main, argv)
-    except (KafkaStageError, MongoSinkError) as exc:
+    except (KafkaStageError, MongoSinkError, RuleSwitchError) as exc:
         print(f"python -m streaming.consume: error: {exc}", file=sys.stderr)
         return 1
 

@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from rules.model import RuleSet
 from streaming import rules_control as rc
+from streaming.kafka_io import KafkaStageError
 
 
 class ControlWatcher:
@@ -29,6 +30,16 @@ class ControlWatcher:
         self._producer: Producer | None = None
 
     def start(self, seed: RuleSet | None, timeout: float = 30.0) -> rc.ControlState:
+        """Read the topic to its end (seeding it first if it has no active set); a broker
+        that fails is a ``KafkaStageError`` naming the topic."""
+        try:
+            return self._start(seed, timeout)
+        except KafkaStageError:
+            raise
+        except Exception as exc:  # librdkafka / broker errors: the environment failed
+            raise KafkaStageError(f"rule control topic {self.topic!r}: {exc}") from None
+
+    def _start(self, seed: RuleSet | None, timeout: float) -> rc.ControlState:
         rc.ensure_control_topic(self.bootstrap, self.topic, self.extra, timeout)
         self._consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": f"rules-watch-{uuid.uuid4().hex}",
@@ -49,8 +60,8 @@ class ControlWatcher:
         deadline = time.monotonic() + timeout
         while self._position() < high:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"control topic {self.topic!r}: not read to its end "
-                                   f"within {timeout:g} s")
+                raise KafkaStageError(f"control topic {self.topic!r}: not read to its end "
+                                      f"within {timeout:g} s")
             self._fold(self._consumer.consume(500, timeout=0.2))
 
     def _position(self) -> int:
@@ -68,7 +79,7 @@ class ControlWatcher:
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF and err.fatal():
-                    raise RuntimeError(f"control topic {self.topic!r}: {err.str()}")
+                    raise KafkaStageError(f"control topic {self.topic!r}: {err.str()}")
                 continue
             if m.value() is not None:
                 rc.apply_record(self.state, m.value())
@@ -84,7 +95,7 @@ class ControlWatcher:
         self._producer.produce(self.topic, key=key, value=value,
                                on_delivery=lambda err, _m: err and errors.append(err.str()))
         if self._producer.flush(timeout) or errors:
-            raise RuntimeError(f"control topic {self.topic!r}: switch record not acknowledged"
+            raise KafkaStageError(f"control topic {self.topic!r}: switch record not acknowledged"
                                + (f": {errors[0]}" if errors else f" within {timeout:g} s"))
 
     def close(self) -> None:
