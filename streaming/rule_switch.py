@@ -11,10 +11,12 @@ control topic's pointer for a role names another set than the one in force at ``
 ``switch:<topic>:<p>:<role>:<a>`` record is written (and acknowledged) BEFORE ``a`` is decided.
 Two writers for one pointer publication: the first record wins (``ControlState.add_switch``).
 
-A new set's engine is built fresh and warmed up with every earlier event of the partition
-(``history``: the lake below the batch in the consumer, the events seen so far in a replay)
-plus the batch's rows before the switch, so per-user state carries over the change (a
-velocity window does not reset) and a new kind or a longer horizon has its full state.
+A new set's engine starts from the running engine's state when that holds all it needs
+(``covers``: same or fewer columns, horizon, history length); otherwise (a new kind, column or
+a longer horizon) it is warmed up with every earlier event of the partition (``history``: the
+lake below the batch in the consumer, the events seen so far in a replay) plus the batch's rows
+before the switch. Either way per-user state carries over the change (a velocity window does
+not reset) and the decisions equal those of one engine of the new set over the whole stream.
 """
 
 from __future__ import annotations
@@ -152,10 +154,11 @@ class PartitionRules:
             return None, 0
         if engine is not None and engine.rule_set_id == set_id:
             return engine, 0
-        engine = RuleEngine(self._rule_set(set_id))
-        past = [self.history(first_offset, engine.state_columns)]
-        if before is not None and before.height:
-            past.append(before)
+        old, engine = engine, RuleEngine(self._rule_set(set_id))
+        if old is not None and covers(old, engine):  # carry the state over: no lake read
+            past = [old.state_frame()]
+        else:  # a new kind, column or a longer horizon: every earlier event
+            past = [self.history(first_offset, engine.state_columns), before]
         frames = [f.select(engine.state_columns) for f in past if f is not None and f.height]
         rows = sum(f.height for f in frames)
         if frames:
@@ -171,6 +174,17 @@ class PartitionRules:
             raise RuleSwitchError(f"control topic: no rule set record for {set_id} "
                                   f"({self.topic}[{self.partition}])")
         return rs
+
+
+def covers(old: RuleEngine, new: RuleEngine) -> bool:
+    """Whether ``old``'s state holds every row and column ``new`` would keep (its columns, a
+    horizon, last-k and idle time at least as long, no column it needs beyond the event
+    itself blanked), so ``new`` can start from it instead of from the lake."""
+    history_cols = set(new.value_columns) - set(new.list_only)
+    return (set(new.value_columns) <= set(old.value_columns)
+            and not history_cols & set(old.list_only)
+            and new.horizon_us <= old.horizon_us and new.last_k <= old.last_k
+            and new.idle_us <= old.idle_us)
 
 
 def process_partition_batch(records: Sequence[RawRecord], rules: PartitionRules) -> BatchResult:

@@ -52,7 +52,14 @@ def test_recorded_switches_decide_each_offset_with_state_carried_over() -> None:
               Switch("t", 0, "active", 2100, A.id, "", "2"),
               Switch("t", 0, "shadow", 700, B.id, ""), Switch("t", 0, "shadow", 2500, None, "")]:
         state.add_switch(s)
-    rules = PartitionRules("t", 0, lambda: state, _history(events), A)
+    calls: list[int] = []
+    lake = _history(events)
+
+    def history(below: int, columns):
+        calls.append(below)
+        return lake(below, columns)
+
+    rules = PartitionRules("t", 0, lambda: state, history, A)
     got = _drive(rules, events, 250)  # switches on and inside batch boundaries
     exp_a, exp_b = _expected(events, A), _expected(events, B)
     off = np.arange(events.height)
@@ -74,6 +81,9 @@ def test_recorded_switches_decide_each_offset_with_state_carried_over() -> None:
     # the sets really differ on this data, so the test can fail
     assert not exp_a.filter(pl.Series(use_b))["flagged"].equals(
         exp_b.filter(pl.Series(use_b))["flagged"])
+    # A → B (a longer window) reads the history; B → A starts from B's state (no read)
+    # (calls: the first offset of the batch: A at 0, shadow B in 500.., B at 1250)
+    assert calls == [0, 500, 1250]
 
 
 def test_a_published_pointer_is_recorded_before_the_batch_is_decided() -> None:
