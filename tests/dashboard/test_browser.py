@@ -33,6 +33,14 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                        "(apt-get install -y chromium)")
 
 
+@pytest.fixture(autouse=True)
+def _patient_expect() -> None:
+    """Assertions wait up to 30 s: a loaded 2-core machine renders a table late, not wrongly."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+
+
 def free_port() -> int:
     lo, hi = (int(x) for x in os.environ.get("DASHBOARD_TEST_PORTS", "8600-8699").split("-"))
     for port in range(lo, hi + 1):
