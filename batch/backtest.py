@@ -59,6 +59,7 @@ from fraudlake.cli import (
 from lake.trino import TrinoTarget, add_backend_args, target_from_args
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
+from rules.arguments import add_rule_arguments, rule_set_from_args
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
@@ -219,12 +220,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m batch.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True,
                    help="Parquet file, folder (recursive, hive or not) or glob")
-    p.add_argument("--rules", metavar="PATH",
-                   help="rule set TOML file (default: the packaged rules/default.toml)")
-    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
-                   help="override a rule parameter, weight or the alert threshold for a what-if "
-                        "run (repeatable), e.g. high_amount.threshold=2500, "
-                        "high_amount.weight=0.5, alert_threshold=2")
+    add_rule_arguments(p)
     p.add_argument("--by-year", action="store_true", help="add a breakdown per UTC year")
     p.add_argument("--report", nargs="?", const=str(DEFAULT_REPORT), metavar="PATH",
                    help=f"write the report as JSON (no PATH: {DEFAULT_REPORT})")
@@ -264,7 +260,7 @@ def build_parser() -> ArgumentParser:
 
 def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
     args = build_parser().parse_args(argv)
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     try:
         check_rule_ids(rule_set.rule_ids)
     except CountsError as exc:
@@ -305,7 +301,7 @@ def _whatif(args) -> int:
                          "drop --engine sql")
     if args.flags_out:
         raise UsageError("--flags-out is not available with what-if options")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     compare = rule_set_from_cli(args.compare, args.set) if args.compare else None
     try:
         sweeps = tuple(parse_sweep(s, rule_set) for s in args.sweep)

@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from fraudlake.cli import ArgumentParser, UsageError, count_arg, positive_count_arg, run
 from fraudlake.contract import check_columns
 from fraudlake.settings import Settings
-from lake.layout import partition_dir
+from lake.layout import data_files, partition_dir
 from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
@@ -176,7 +176,7 @@ def validate(cfg: HistoryConfig) -> None:
         raise UsageError(f"{cfg.out} exists and is not a folder")
 
 
-def _run_tasks(tasks: list[MonthTask], workers: int) -> Iterator[MonthResult]:
+def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order; on any exit before the end the workers are stopped
     (terminated, not awaited) before the caller cleans up."""
     if workers == 1 or len(tasks) == 1:
@@ -238,7 +238,7 @@ def generate_history(cfg: HistoryConfig, progress: bool = True) -> Summary:
         rows = sum(r.rows for r in results)
         if rows != cfg.rows:
             raise RuntimeError(f"wrote {rows} rows, expected {cfg.rows}")
-        first = next(tmp.glob("year=*/month=*/part-*.parquet"))
+        first = data_files(tmp)[0]
         check_columns(dict(pl.read_parquet_schema(first)))
         _move_into_place(tmp, cfg.out)
     except BaseException:

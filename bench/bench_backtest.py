@@ -1,6 +1,6 @@
 """Benchmark `python -m batch.backtest` against a naive one-big-window run, same data, same run.
 
-    .venv/bin/python bench/bench_backtest.py [--input storage/historical] [--rows 2e6]
+    .venv/bin/python -m bench.bench_backtest [--input storage/historical] [--rows 2e6]
         [--repeat 1] [--flags-out] [--skip-naive] [--sql-chunked]
 
 Data: --input, else storage/historical (the 47M-row history), else storage/hist_small, else a
@@ -124,7 +124,7 @@ def write_results(best: dict, runs: dict, described: str, args: argparse.Namespa
         "",
         f"Input: {described} ({ours['rows']:,} rows); flags-out: {args.flags_out}; "
         f"{os.cpu_count()} cores shared with other work (load average recorded per run).",
-        "Command: `.venv/bin/python bench/bench_backtest.py"
+        "Command: `.venv/bin/python -m bench.bench_backtest"
         + (f" --input {args.input}" if args.input else "")
         + (" --flags-out" if args.flags_out else "")
         + (f" --rules {args.rules}" if args.rules else "")

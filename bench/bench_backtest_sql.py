@@ -1,6 +1,6 @@
 """Benchmark the SQL engine of `python -m batch.backtest` on rule sets against the v1 SQL engine.
 
-    .venv/bin/python bench/bench_backtest_sql.py --input storage/historical [--v1-rev 4bccc15]
+    .venv/bin/python -m bench.bench_backtest_sql --input storage/historical [--v1-rev 4bccc15]
         [--example]
 
 Same data, same run, each a separate process under GNU time (wall, CPU, peak RSS), with
@@ -78,7 +78,7 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> None:
     lines = ["# Backtest, SQL engine: composed rule sets vs the v1 SQL", "",
              f"Input: {args.input} ({runs[0]['rows']:,} rows); {os.cpu_count()} cores shared "
              "with other work (load average before each run recorded).",
-             f"Command: `.venv/bin/python bench/bench_backtest_sql.py --input {args.input}"
+             f"Command: `.venv/bin/python -m bench.bench_backtest_sql --input {args.input}"
              + (" --example" if args.example else "") + "`", "",
              "| variant | wall s | cpu s | peak RSS MiB | load before |",
              "|---|---:|---:|---:|---:|"]

@@ -1,6 +1,6 @@
 """Benchmark one dashboard refresh's data work: cached (what the page does) vs naive uncached.
 
-    .venv/bin/python bench/bench_dashboard.py [--flags 1e6] [--mongo-flags 1e6] [--live 300000]
+    .venv/bin/python -m bench.bench_dashboard [--flags 1e6] [--mongo-flags 1e6] [--live 300000]
                                               [--history storage/historical] [--runs 10]
 
 Data: N flags (default 1M, over the last 24 h) in a SQLite flag store and, when FerretDB can
@@ -34,13 +34,10 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from dashboard import aggregates, baseline, cases, data, lake  # noqa: E402
-from dashboard.filters import FlagFilter  # noqa: E402
-from dashboard.flag_cache import CacheConfig  # noqa: E402
-from dashboard.refresh import (  # noqa: E402
+from dashboard import aggregates, baseline, cases, data, lake_queries
+from dashboard.filters import FlagFilter
+from dashboard.flag_cache import CacheConfig
+from dashboard.refresh import (
     DashboardConfig,
     Refresh,
     flag_view,
@@ -49,12 +46,14 @@ from dashboard.refresh import (  # noqa: E402
     traffic,
     triage,
 )
-from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource  # noqa: E402
-from flagstore.mongo import flag_documents  # noqa: E402
-from flagstore.sqlite import SqliteFlagStore  # noqa: E402
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES  # noqa: E402
-from fraudlake.settings import Settings  # noqa: E402
-from lake.layout import data_files, partition_dir, transactions_dir  # noqa: E402
+from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource
+from flagstore.mongo import flag_documents
+from flagstore.sqlite import SqliteFlagStore
+from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
+from fraudlake.settings import Settings
+from lake.layout import data_files, partition_dir, transactions_dir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: What the page's syncs need beyond flagstore.mongo.INDEXES (range on flagged_at).
 PAGE_INDEXES = (("flagged_at", [("flagged_at", -1)]),)
@@ -132,13 +131,13 @@ def naive_refresh(path: Path, cfg: DashboardConfig, f: FlagFilter, now: datetime
     source = SqliteFlagSource(path)  # no cache: SQL every call
     live_files = data_files(cfg.settings.lake_transactions_dir)
     all_files = [*history_files, *live_files]
-    con = lake.connect()
+    con = lake_queries.connect()
     t = traffic(cfg, now, con)
     start = f.since or (now - timedelta(days=365 * 26))
     view = flag_view(source, cfg, f, start, now)
-    base = lake.user_baselines(all_files, view.agg.top["user_id"].to_list(), con=con)
+    base = lake_queries.user_baselines(all_files, view.agg.top["user_id"].to_list(), con=con)
     top = data.with_baselines(view.agg.top, base)
-    series = lake.amount_series(all_files, view.unit, f.since, None, con=con)
+    series = lake_queries.amount_series(all_files, view.unit, f.since, None, con=con)
     chart = aggregates.chart_frame(aggregates.bucket_range(start, now, view.unit), series,
                                    view.agg.series, None)
     case_frame = pl.DataFrame(schema=cases.CASE_COLUMNS)
@@ -303,7 +302,7 @@ def main() -> int:
     def live_baselines(files, ids):
         k = (tuple(files), tuple(ids))
         if k not in memo:
-            memo[k] = lake.user_baselines(files, ids)
+            memo[k] = lake_queries.user_baselines(files, ids)
         return memo[k]
 
     filters = {
@@ -357,7 +356,7 @@ def write_results(out: dict, name: str) -> None:
     (res / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "# Dashboard refresh benchmark", "",
-        "`.venv/bin/python bench/bench_dashboard.py` — one refresh's data work "
+        "`.venv/bin/python -m bench.bench_dashboard` — one refresh's data work "
         "(`dashboard.refresh.load_refresh`, what the page calls every second) with warm caches "
         "vs a naive uncached refresh measured in the same run (ratio = naive / cached).", "",
         (f"- flags: {out['flags']:,} (SQLite store); MongoDB: {m['note']}"

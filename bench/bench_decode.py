@@ -1,6 +1,6 @@
 """Decoding throughput: the vectorised ``decode_batch`` vs per-record ``json.loads`` + checks.
 
-``.venv/bin/python bench/bench_decode.py [--events 200000]``
+``.venv/bin/python -m bench.bench_decode [--events 200000]``
 
 Records are the JSON the producer sends (``streaming.produce.encode_events``) for generated
 events. Measured in this process: clean batches, and batches with 1% poison (which take the
@@ -23,16 +23,15 @@ from pathlib import Path
 
 import polars as pl
 
-_ROOT = Path(__file__).parents[1]
-sys.path[:0] = [str(_ROOT), str(_ROOT / "tests/streaming"), str(_ROOT / "tests/reliability")]
-from _poison import POISON as POISON_KINDS  # noqa: E402
-from _poison import mix  # noqa: E402
-from _stream_events import random_events  # noqa: E402
+from fraudlake.cli import ArgumentParser, positive_count_arg
+from fraudlake.contract import EVENT_SCHEMA
+from streaming.decode import RawRecord, decode_batch
+from streaming.produce import encode_events
+from tests.reliability._poison import POISON as POISON_KINDS
+from tests.reliability._poison import mix
+from tests.streaming._stream_events import random_events
 
-from fraudlake.cli import ArgumentParser, positive_count_arg  # noqa: E402
-from fraudlake.contract import EVENT_SCHEMA  # noqa: E402
-from streaming.decode import RawRecord, decode_batch  # noqa: E402
-from streaming.produce import encode_events  # noqa: E402
+_ROOT = Path(__file__).parents[1]
 
 RESULTS = Path(__file__).parent / "results"
 POISON = [b"not json", b'{"user_id": true}', b'{"lat": NaN}', b"[1]"]
@@ -71,7 +70,8 @@ def measure(fn, batches: list[list[RawRecord]]) -> tuple[float, int, int]:
 
 
 def main() -> int:
-    parser = ArgumentParser(prog="bench/bench_decode.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m bench.bench_decode",
+                            description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=positive_count_arg, default=200_000)
     parser.add_argument("--batch", type=positive_count_arg, default=20_000)
     parser.add_argument("--repeat", type=positive_count_arg, default=3,
@@ -114,7 +114,7 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     lines = [
         "# Decoding throughput", "",
-        f"`.venv/bin/python bench/bench_decode.py` — {args.events:,} producer-encoded JSON "
+        f"`.venv/bin/python -m bench.bench_decode` — {args.events:,} producer-encoded JSON "
         f"records in batches of {args.batch:,}; same process, same records; best of "
         f"{args.repeat} interleaved rounds per input; valid/invalid counts checked equal "
         "between the two decoders (for the catalogue mixes: dead letters = poison inserted).",

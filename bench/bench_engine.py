@@ -1,6 +1,6 @@
 """Rule engine throughput: the vectorised micro-batch engine vs a per-event Python loop.
 
-``.venv/bin/python bench/bench_engine.py [--events 400000] [--users 50000] [--batch 20000]``
+``.venv/bin/python -m bench.bench_engine [--events 400000] [--users 50000] [--batch 20000]``
 
 Both engines run in this process on the same generated events (many ties and bursts; the
 test generator) cut into the same micro-batches; their decisions are checked equal, then
@@ -20,13 +20,11 @@ from pathlib import Path
 
 import polars as pl
 
-sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parents[1] / "tests/streaming")]
-from _stream_events import random_events  # noqa: E402
-
-from fraudlake.cli import ArgumentParser, positive_count_arg  # noqa: E402
-from fraudlake.contract import FLAGGED, RULE_NAMES  # noqa: E402
-from queries.params import DEFAULT_PARAMS, RuleParams  # noqa: E402
-from streaming.engine import RuleEngine  # noqa: E402
+from fraudlake.cli import ArgumentParser, positive_count_arg
+from fraudlake.contract import FLAGGED, RULE_NAMES
+from queries.params import DEFAULT_PARAMS, RuleParams
+from streaming.engine import RuleEngine
+from tests.streaming._stream_events import random_events
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -85,7 +83,8 @@ def timed(engine, batches: list[pl.DataFrame]) -> tuple[float, pl.DataFrame]:
 
 
 def main() -> int:
-    parser = ArgumentParser(prog="bench/bench_engine.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m bench.bench_engine",
+                            description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=positive_count_arg, default=400_000)
     parser.add_argument("--users", type=positive_count_arg, default=50_000)
     parser.add_argument("--batch", type=positive_count_arg, nargs="+",
@@ -143,7 +142,7 @@ def write_results(args, runs: list[dict], df: pl.DataFrame, big: list[dict]) -> 
         json.dumps({"meta": meta, "runs": runs, "large_state": big}, indent=2))
     lines = [
         "# Rule engine throughput", "",
-        f"`.venv/bin/python bench/bench_engine.py` — {args.events:,} generated events, "
+        f"`.venv/bin/python -m bench.bench_engine` — {args.events:,} generated events, "
         f"{args.users:,} users, one hour of event time with many ties and bursts "
         f"(flags per rule: {flags}). Same process, same micro-batches; decisions checked equal.",
         "The machine (2 cores) is shared with other work while this runs (load average "

@@ -1,6 +1,6 @@
 """What FerretDB 1.24 pushes down to its storage, and what the page's queries cost there.
 
-    .venv/bin/python bench/bench_ferretdb_pushdown.py [--docs 1e5] [--backends sqlite,postgresql]
+    .venv/bin/python -m bench.bench_ferretdb_pushdown [--docs 1e5] [--backends sqlite,postgresql]
 
 For each backend: a FerretDB of its own (free port; PostgreSQL through fraudlake.services),
 ``--docs`` flag documents with the sink's indexes + flagged_at, then each query the dashboard
@@ -20,14 +20,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pymongo import MongoClient
+
+from bench.bench_dashboard import events, write_mongo
+from fraudlake import services
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_dashboard import events, write_mongo  # noqa: E402
-from pymongo import MongoClient  # noqa: E402
-
-from fraudlake import services  # noqa: E402
 
 
 def free_port() -> int:
@@ -90,7 +88,7 @@ def main() -> int:
     res = ROOT / "bench" / "results"
     (res / "ferretdb_pushdown.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = ["# FerretDB 1.24: pushdown and the cost of the page's queries", "",
-             "`.venv/bin/python bench/bench_ferretdb_pushdown.py` — one run per query, "
+             "`.venv/bin/python -m bench.bench_ferretdb_pushdown` — one run per query, "
              f"{out['docs']:,} flag documents with the sink's indexes + flagged_at. The "
              "pushdown columns are FerretDB's own explain output. Baseline = `_id` lookup. "
              "2 shared cores, other work running: noisy.", ""]

@@ -1,8 +1,8 @@
 """Benchmark ``python -m batch.generate_history`` against a seed-style Faker-per-row baseline.
 
-    .venv/bin/python bench/bench_generate.py                         # 4.7e6 and 47e6 rows
-    .venv/bin/python bench/bench_generate.py --rows 4.7e6 47e6 470e6 # scaling (470M: ~18 GB)
-    .venv/bin/python bench/bench_generate.py --rows 5e6              # quicker
+    .venv/bin/python -m bench.bench_generate                         # 4.7e6 and 47e6 rows
+    .venv/bin/python -m bench.bench_generate --rows 4.7e6 47e6 470e6 # scaling (470M: ~18 GB)
+    .venv/bin/python -m bench.bench_generate --rows 5e6              # quicker
 
 Runs the generator as a subprocess once per ``--rows`` (wall time, CPU time of the process
 tree, peak RSS summed over its process tree sampled every 50 ms; each output is deleted right
@@ -26,10 +26,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fraudlake.cli import ArgumentParser, count_arg
 
-from fraudlake.cli import ArgumentParser, count_arg  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -152,7 +151,7 @@ def report(gens: list[dict], base: dict, live: dict, workers: int) -> str:
         f"(load average before the first run {small['load_before']:.2f}, after the last "
         f"{load[0]:.2f}; the machine is shared with other jobs, so wall times are noisy — CPU "
         "time is the steadier figure).",
-        "Command: `.venv/bin/python bench/bench_generate.py --rows "
+        "Command: `.venv/bin/python -m bench.bench_generate --rows "
         f"{' '.join(str(g['rows']) for g in gens)} --workers {workers}`", "",
         "| what | rows | wall s | CPU s | rows/s (wall) | wall s per row vs smallest | "
         "CPU s per row vs smallest | peak RSS (tree) |",

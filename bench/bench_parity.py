@@ -9,7 +9,7 @@
 4. Per transaction: the rules that fired, the score and flagged must be identical in all three;
    the count of transactions decided differently is reported (target 0).
 
-    .venv/bin/python bench/bench_parity.py [--events 1e6] [--rules rules/example.toml]
+    .venv/bin/python -m bench.bench_parity [--events 1e6] [--rules rules/example.toml]
 
 Writes bench/results/parity.md (+ .json).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,21 +27,19 @@ from pathlib import Path
 
 import polars as pl
 
+from bench.bench_stream import consume_cmd, events, preproduce
+from fraudlake import services
+from fraudlake.cli import ArgumentParser, count_arg
+from rules.model import load_rule_set
+from tests.streaming._parity import differences, from_flags, from_lake, run_backtest, run_replay
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "streaming")]
-
-from _parity import differences, from_flags, from_lake, run_backtest, run_replay  # noqa: E402
-from bench_stream import consume_cmd, events, preproduce  # noqa: E402
-
-from fraudlake import services  # noqa: E402
-from fraudlake.cli import ArgumentParser, count_arg  # noqa: E402
-from rules.model import load_rule_set  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="bench/bench_parity.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m bench.bench_parity", description=__doc__.split("\n")[0])
     p.add_argument("--events", type=count_arg, default=1_000_000)
     p.add_argument("--rules", type=Path, default=ROOT / "rules" / "example.toml")
     args = p.parse_args(argv)

@@ -14,7 +14,7 @@ consumer process's user + system time (its own work: the ratio of CPU-seconds is
 shadow set when the machine is too loaded for rates to show it). Results →
 bench/results/shadow.md (+ .json); with ``--shadow-rules F``: shadow_<F's stem>.md.
 
-    .venv/bin/python bench/bench_shadow.py [--events 200000] [--rounds 2] [--shadow-rules F]
+    .venv/bin/python -m bench.bench_shadow [--events 200000] [--rounds 2] [--shadow-rules F]
 """
 
 from __future__ import annotations
@@ -30,16 +30,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.bench_stream import consume_cmd, events, preproduce
+from fraudlake import services
+from fraudlake.cli import ArgumentParser, count_arg
+from rules.model import load_rule_set, rule_set_from_cli
+from streaming import rules_control as rc
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_stream import consume_cmd, events, preproduce  # noqa: E402
-
-from fraudlake import services  # noqa: E402
-from fraudlake.cli import ArgumentParser, count_arg  # noqa: E402
-from rules.model import load_rule_set, rule_set_from_cli  # noqa: E402
-from streaming import rules_control as rc  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SHADOW_OVERRIDES = ["high_amount.threshold=500", "high_frequency.count=4",
@@ -68,7 +65,7 @@ def run_consumer(bootstrap: str, topic: str, control: str, n: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="bench/bench_shadow.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m bench.bench_shadow", description=__doc__.split("\n")[0])
     p.add_argument("--events", type=count_arg, default=200_000, help="events per run")
     p.add_argument("--rounds", type=count_arg, default=2, help="pairs of runs (ABBA order)")
     p.add_argument("--shadow-rules", help="shadow rule set file (default: rules/default.toml "
@@ -96,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results({
         "when": datetime.now(UTC).isoformat(timespec="seconds"), "data": data,
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "events": args.events,
-        "command": "python bench/bench_shadow.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m bench.bench_shadow " + " ".join(argv or sys.argv[1:]),
         "active": active.id, "shadow": shadow.id, "shadow_rules": len(shadow.rules),
         "runs": runs}, "shadow" if not args.shadow_rules else
         f"shadow_{Path(args.shadow_rules).stem}")
@@ -118,7 +115,7 @@ def write_results(res: dict, name: str = "shadow") -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2))
     rows = "\n".join(f"| {kind} | {r['own_rate']:,.0f} | {r['cpu_s']:.1f} |"
                      for kind in ("without", "with") for r in runs[kind])
-    md = f"""# Consumer throughput with a shadow rule set (bench/bench_shadow.py)
+    md = f"""# Consumer throughput with a shadow rule set (python -m bench.bench_shadow)
 
 Run {res["when"]} on {os.cpu_count()} cores shared with the broker and other work (load
 average {res["load"]}): absolute figures are noisy, the ratio (same run, same topic, ABBA

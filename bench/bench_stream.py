@@ -14,7 +14,7 @@
    events; the consumer measures, per event, Kafka CreateTime → batch in both sinks and
    committed (≥ flag visible). p50/p99 → bench/results/stream.md (+ .json).
 
-    .venv/bin/python bench/bench_stream.py [--events 1e6] [--rate 5000] [--seconds 30]
+    .venv/bin/python -m bench.bench_stream [--events 1e6] [--rate 5000] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ import polars as pl
 from confluent_kafka import Consumer, Producer
 from pymongo import MongoClient
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fraudlake import services
+from fraudlake.cli import ArgumentParser, count_arg
+from streaming.kafka_io import ensure_topics, producer_config
+from streaming.produce import produce
 
-from fraudlake import services  # noqa: E402
-from fraudlake.cli import ArgumentParser, count_arg  # noqa: E402
-from streaming.kafka_io import ensure_topics, producer_config  # noqa: E402
-from streaming.produce import produce  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -233,7 +232,7 @@ Consumer's summary: `{lt["consumer_summary"]}`.
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="bench/bench_stream.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m bench.bench_stream", description=__doc__.split("\n")[0])
     p.add_argument("--events", type=count_arg, default=1_000_000,
                    help="events for the throughput run")
     p.add_argument("--rate", type=float, default=5000.0, help="latency run rate (events/s)")
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results({"when": datetime.now(UTC).isoformat(timespec="seconds"), "data": data,
                    "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "produce": pp,
                    "throughput_sqlite": tps,
-                   "command": "python bench/bench_stream.py " + " ".join(argv or sys.argv[1:]),
+                   "command": "python -m bench.bench_stream " + " ".join(argv or sys.argv[1:]),
                    "throughput": tp, "throughput_rich": tr, "throughput_rich_sqlite": trs,
                    "raw": raw, "baseline": base,
                    "latency": lt})

@@ -1,6 +1,6 @@
 """Benchmark lake.sync against a naive re-upload, both on a moto S3 server on loopback.
 
-    .venv/bin/python bench/bench_sync.py [--input DIR] [--files 300] [--file-kib 512]
+    .venv/bin/python -m bench.bench_sync [--input DIR] [--files 300] [--file-kib 512]
 
 Without --input it writes a synthetic hive-partitioned folder (random bytes, like Parquet
 parts). Baseline, measured in the same run: the seed-style "upload everything every time"
@@ -25,12 +25,11 @@ from pathlib import Path
 
 import boto3
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lake.s3 import S3Location, make_filesystem
+from lake.sync import sync
+from lake.sync_cache import Md5Cache
 
-from lake.s3 import S3Location, make_filesystem  # noqa: E402
-from lake.sync import sync  # noqa: E402
-from lake.sync_cache import Md5Cache  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic(root: Path, files: int, kib: int) -> Path:
@@ -121,7 +120,7 @@ def main() -> int:
     (out / "sync.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [
         "# lake.sync benchmark", "",
-        f"`.venv/bin/python bench/bench_sync.py` — {res['files']} files, {res['mib']} MiB, moto "
+        f"`.venv/bin/python -m bench.bench_sync` — {res['files']} files, {res['mib']} MiB, moto "
         "S3 server in-process on loopback, 2 shared cores (noisy; moto is CPU-bound, real S3 is "
         "latency-bound).", "",
         "| run | seconds | vs naive |", "|---|---|---|",

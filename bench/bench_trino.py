@@ -1,6 +1,6 @@
 """Benchmark the backtest on Trino (`--backend trino`) beside DuckDB's, same data, same run.
 
-    .venv/bin/python bench/bench_trino.py [--input storage/bench_trino_history] [--rows 47e6]
+    .venv/bin/python -m bench.bench_trino [--input storage/bench_trino_history] [--rows 47e6]
         [--chunk-rows 4e6]
 
 Data: --input (a folder below the Trino lake root, FRAUDLAKE_TRINO_ROOT, default storage/), else
@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
 
@@ -112,7 +111,7 @@ def write(path: Path, args: argparse.Namespace, runs: list[dict], agree: bool) -
         f"Run {now} on 2 cores shared with other work (load average before each run recorded). "
         f"Input: {path.name} ({duck['rows']:,} rows). Trino 476, one node, 2 GB heap, "
         f"user buckets of {args.chunk_rows} rows.",
-        f"Command: `.venv/bin/python bench/bench_trino.py --chunk-rows {args.chunk_rows}`", "",
+        f"Command: `.venv/bin/python -m bench.bench_trino --chunk-rows {args.chunk_rows}`", "",
         "| backend | wall s | client CPU s | Trino CPU s | client peak RSS MiB | load before |",
         "|---|---:|---:|---:|---:|---:|",
     ]

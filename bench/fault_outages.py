@@ -1,6 +1,6 @@
 """Fault scenarios "broker restart" and "mongo outage" at a given size, for ``bench/faults.py``.
 
-    .venv/bin/python bench/fault_outages.py [--events 200000] [--only broker,mongo]
+    .venv/bin/python -m bench.fault_outages [--events 200000] [--only broker,mongo]
         [--down-broker 8] [--down-mongo 12]
 
 Each function runs ``tests/reliability/_outages.run_outage`` on a DEDICATED server it starts on
@@ -44,15 +44,14 @@ from pathlib import Path
 import polars as pl
 from pymongo import MongoClient
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fraudlake import services
+from fraudlake.cli import ArgumentParser, count_arg, positive_float_arg, run
+from streaming.engine import RuleEngine
+from tests.reliability._faults import DECISION_COLUMNS
+from tests.reliability._outages import OutageResult, run_outage
+from tests.streaming._kafka_data import POISON
 
-from fraudlake import services  # noqa: E402
-from fraudlake.cli import ArgumentParser, count_arg, positive_float_arg, run  # noqa: E402
-from streaming.engine import RuleEngine  # noqa: E402
-from tests.reliability._faults import DECISION_COLUMNS  # noqa: E402
-from tests.reliability._outages import OutageResult, run_outage  # noqa: E402
-from tests.streaming._kafka_data import POISON  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 KEYS = ("scenario", "events", "lost", "duplicated", "recovery_s", "notes")
@@ -128,7 +127,7 @@ def mongo_outage(events: int, workdir: Path, down_s: float = 12.0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="bench/fault_outages.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m bench.fault_outages", description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=count_arg, default=200_000,
                    help="events per scenario (default 200000)")
     p.add_argument("--only", default="broker,mongo",
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if "mongo" in only:
             rows.append(mongo_outage(args.events, Path(tmp) / "mongo", args.down_mongo))
             print(rows[-1])
-    write_results(rows, " ".join(["python bench/fault_outages.py", *(argv or sys.argv[1:])]))
+    write_results(rows, " ".join(["python -m bench.fault_outages", *(argv or sys.argv[1:])]))
     return 0
 
 

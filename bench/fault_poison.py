@@ -15,7 +15,7 @@ FerretDB) over the real broker until every message is handled, and returns the r
 * ``notes``: ``"N poison → M in DLQ"`` (M counts DLQ messages whose reason matches the kind
   sent and whose position headers point at a poison message), decisions differing, throughput.
 
-Standalone: ``.venv/bin/python bench/fault_poison.py --events 200000`` prints the row (servers
+Standalone: ``.venv/bin/python -m bench.fault_poison --events 200000`` prints the row (servers
 from ``FRAUDLAKE_KAFKA_PORT`` / ``FRAUDLAKE_MONGO_PORT``, started if needed and then stopped).
 """
 
@@ -29,24 +29,22 @@ import uuid
 from pathlib import Path
 
 import polars as pl
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from pymongo import MongoClient
+
+from flagstore.mongo import MongoFlagStore
+from fraudlake import services
+from fraudlake.cli import ArgumentParser, positive_count_arg
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from streaming.engine import RuleEngine
+from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config
+from streaming.produce import encode_events, simulated_events
+from tests.reliability._faults import audit, lake_rows, mongo_flags
+from tests.reliability._poison import POISON, mix
+from tests.streaming._kafka_data import read_topic
 
 _ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(_ROOT), str(_ROOT / "tests/reliability"), str(_ROOT / "tests/streaming")]
-
-from _faults import audit, lake_rows, mongo_flags  # noqa: E402
-from _kafka_data import read_topic  # noqa: E402
-from _poison import POISON, mix  # noqa: E402
-from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from pymongo import MongoClient  # noqa: E402
-
-from flagstore.mongo import MongoFlagStore  # noqa: E402
-from fraudlake import services  # noqa: E402
-from fraudlake.cli import ArgumentParser, positive_count_arg  # noqa: E402
-from streaming.consume_loop import ConsumeConfig, StreamConsumer  # noqa: E402
-from streaming.engine import RuleEngine  # noqa: E402
-from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config  # noqa: E402
-from streaming.produce import encode_events, simulated_events  # noqa: E402
 
 FRACTION = 0.01
 PARTITIONS = 4
@@ -142,7 +140,8 @@ def _rule_columns() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="bench/fault_poison.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m bench.fault_poison",
+                            description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=positive_count_arg, default=50_000,
                         help="valid events (default 50000); 1%% poison is added")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Fault benchmark: the live consumer under crashes, restarts and rebalances, at size.
 
-    .venv/bin/python bench/faults.py [--events 200000] [--kills 10] [--only kill9,sigterm,...]
+    .venv/bin/python -m bench.faults [--events 200000] [--kills 10] [--only kill9,sigterm,...]
 
 One topic (4 partitions) is filled once with ``--events`` simulator events (``simulator``, a
 realistic flag rate). Every scenario then reads that same topic with its own consumer group,
@@ -56,14 +56,11 @@ import polars as pl
 from confluent_kafka import Producer
 from pymongo import MongoClient
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from fraudlake import services  # noqa: E402
-from fraudlake.cli import ArgumentParser, count_arg, run  # noqa: E402
-from streaming.kafka_io import ensure_topics, producer_config  # noqa: E402
-from streaming.produce import produce  # noqa: E402
-from tests.reliability._faults import (  # noqa: E402
+from fraudlake import services
+from fraudlake.cli import ArgumentParser, count_arg, run
+from streaming.kafka_io import ensure_topics, producer_config
+from streaming.produce import produce
+from tests.reliability._faults import (
     Offsets,
     audit,
     consume_cmd,
@@ -74,6 +71,8 @@ from tests.reliability._faults import (  # noqa: E402
     start,
     wait_resumed,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 4
@@ -345,7 +344,7 @@ def _bench(kafka: str, mongo: str, events: int, kills: int, batch_size: int, onl
             MongoClient(mongo).drop_database(db)
     meta = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "command": "python bench/faults.py " + " ".join(sys.argv[1:]),
+            "command": "python -m bench.faults " + " ".join(sys.argv[1:]),
             "events": events, "produce_s": produce_s, "baseline_s": base_s,
             "batch_size": batch_size,
             "skipped": skipped_note(only)}
@@ -358,7 +357,7 @@ def skipped_note(only: set[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="bench/faults.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=count_arg, default=200_000,
                    help="events in the topic (default 200000)")
     p.add_argument("--kills", type=count_arg, default=10,

@@ -18,8 +18,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-# `streamlit run dashboard/app.py` puts dashboard/ first on sys.path, where dashboard/lake.py
-# would shadow the top-level `lake` package: import from the repository root instead.
+# `streamlit run dashboard/app.py` puts dashboard/ first on sys.path, where a module of this
+# folder could shadow a top-level package: import from the repository root instead.
 _HERE, _ROOT = Path(__file__).resolve().parent, str(Path(__file__).resolve().parents[1])
 sys.path[:] = [_ROOT, *(p for p in sys.path if Path(p or ".").resolve() != _HERE and p != _ROOT)]
 
@@ -27,7 +27,16 @@ import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import access, aggregates, alert_view, baseline, cases, data, lake, views  # noqa: E402
+from dashboard import (  # noqa: E402
+    access,
+    aggregates,
+    alert_view,
+    baseline,
+    cases,
+    data,
+    lake_queries,
+    views,
+)
 from dashboard.filters import (  # noqa: E402
     DEFAULT_TIME_RANGE,
     TIME_RANGES,
@@ -85,7 +94,7 @@ def _history(history_dir: str, cache_dir: str, key: str) -> baseline.HistoryCach
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=64)
 def _live_baselines(files: tuple[Path, ...], ids: tuple[int, ...]) -> pl.DataFrame:
-    return lake.user_baselines(files, ids)
+    return lake_queries.user_baselines(files, ids)
 
 
 def _cached_live_baselines(files, ids) -> pl.DataFrame:
@@ -133,7 +142,7 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
     steps, each behind its own guard)."""
     now = datetime.now(UTC)
     tz = views.local_tz()
-    con = lake.connect()
+    con = lake_queries.connect()
     t = views.guard("Live lake (all-traffic KPIs)", lambda: traffic(cfg, now, con))
     case_frame = views.guard("Cases", store.cases)
     view: FlagView | None = views.guard("Flags", lambda: flag_view(

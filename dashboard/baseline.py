@@ -12,22 +12,24 @@ Build it ahead of time (else the page builds it on first load):
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from dashboard import lake
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
+from dashboard import lake_queries
+from fraudlake.atomic import temp_path
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
 from fraudlake.settings import Settings
-from lake.layout import data_files
+from lake.layout import data_files, month_folders
 
-DEFAULT_CACHE_DIR = Path("storage/cache/dashboard")
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Settings.history_cache_dir
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,18 @@ class HistoryCache:
 
     key: str
     files: int
-    baselines: pl.DataFrame  # lake.BASELINE_SCHEMA, one row per user
-    daily: pl.DataFrame  # lake.SERIES_SCHEMA, one row per day
+    baselines: pl.DataFrame  # lake_queries.BASELINE_SCHEMA, one row per user
+    daily: pl.DataFrame  # lake_queries.SERIES_SCHEMA, one row per day
 
 
 def empty_cache() -> HistoryCache:
-    return HistoryCache("none", 0, pl.DataFrame(schema=lake.BASELINE_SCHEMA),
-                        pl.DataFrame(schema=lake.SERIES_SCHEMA))
+    return HistoryCache("none", 0, pl.DataFrame(schema=lake_queries.BASELINE_SCHEMA),
+                        pl.DataFrame(schema=lake_queries.SERIES_SCHEMA))
 
 
 def history_key(history_dir: Path) -> tuple[str, list[Path]]:
     files = data_files(history_dir)
-    return lake.fingerprint(files), files
+    return lake_queries.fingerprint(files), files
 
 
 def load_or_build(history_dir: Path, cache_dir: Path,
@@ -67,10 +69,10 @@ def load_or_build(history_dir: Path, cache_dir: Path,
 
 def build(files: Sequence[Path], folder: Path) -> None:
     """Aggregate ``files`` into ``folder`` atomically (temp folder + rename)."""
-    con = lake.connect()
-    baselines = lake.user_baselines(files, None, con=con).sort("user_id")
-    daily = lake.amount_series(files, "day", None, None, con=con)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    con = lake_queries.connect()
+    baselines = lake_queries.user_baselines(files, None, con=con).sort("user_id")
+    daily = lake_queries.amount_series(files, "day", None, None, con=con)
+    tmp = temp_path(folder)
     tmp.mkdir(parents=True)
     try:
         baselines.write_parquet(tmp / "user_baseline.parquet")
@@ -91,22 +93,23 @@ def _remove_stale(cache_dir: Path, keep: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.from_env()
     p = ArgumentParser(prog="python -m dashboard.baseline",
                        description="Build the dashboard's cache of history aggregates.")
-    p.add_argument("--history-dir", default=env_default("HISTORY_DIR"),
+    p.add_argument("--history-dir", type=Path, default=settings.history_dir,
                    help="history root (env HISTORY_DIR; default storage/historical)")
-    p.add_argument("--cache-dir", default=env_default("DASHBOARD_CACHE_DIR"),
+    p.add_argument("--cache-dir", type=Path, default=settings.history_cache_dir,
                    help=f"cache folder (env DASHBOARD_CACHE_DIR; default {DEFAULT_CACHE_DIR})")
     args = p.parse_args(argv)
-    history = Path(args.history_dir) if args.history_dir else Settings.from_env().history_dir
+    history = args.history_dir
     if not history.is_dir():
         raise UsageError(f"history dir not found: {history}")
-    if not any(history.glob("year=*/month=*/*.parquet")):
+    if not any(data_files(month) for month in month_folders(history)):
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
-    cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    cache_dir = args.cache_dir
     check_output_dir(cache_dir, "--cache-dir")
     t0 = time.perf_counter()
-    cache = load_or_build(history, cache_dir, log=lambda m: print(m, file=sys.stderr))
+    cache = load_or_build(history, cache_dir, log=log.info)
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
           f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
     return 0

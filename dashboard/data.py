@@ -1,7 +1,7 @@
 """Pure aggregation behind the page: frames and filter values in, frames and numbers out.
 
 No I/O except ``read_report`` / ``read_lag`` (small JSON files). Flag frames follow
-``dashboard.sources.FLAG_COLUMNS``; series and baselines follow ``dashboard.lake``.
+``dashboard.sources.FLAG_COLUMNS``; series and baselines follow ``dashboard.lake_queries``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.lake import BASELINE_SCHEMA, SERIES_SCHEMA
+from dashboard.lake_queries import BASELINE_SCHEMA, SERIES_SCHEMA
 from fraudlake.contract import RULE_NAMES
 
 #: DuckDB date_trunc unit → Polars truncate interval.

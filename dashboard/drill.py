@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dashboard import lake
+from dashboard import lake_queries
 from lake.layout import HIVE_TYPES, month_of
 
 CARD_COLUMNS = ("ts", "transaction_id", "amount", "currency", "merchant_name", "category",
@@ -33,12 +33,12 @@ _NULLS = {"flagged": "BOOLEAN", "rules_fired": "VARCHAR", "score": "DOUBLE",
 _CARD_SQL = f"""
 SELECT ts, transaction_id, amount::DOUBLE AS amount, currency, merchant_name, category, channel,
        city, country, lat, lon, {{decisions}}, is_fraud, $label AS source
-FROM {lake._SOURCE}
+FROM {lake_queries._SOURCE}
 WHERE user_id = $user AND ts <= $until AND ts >= $since
 ORDER BY ts DESC, transaction_id DESC
 LIMIT $limit
 """  # noqa: S608 - constant fragments; values bound
-_COLUMNS_SQL = f"SELECT column_name FROM (DESCRIBE SELECT * FROM {lake._SOURCE})"  # noqa: S608
+_COLUMNS_SQL = f"SELECT column_name FROM (DESCRIBE SELECT * FROM {lake_queries._SOURCE})"  # noqa: S608
 
 
 def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
@@ -47,10 +47,10 @@ def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
     """The card's transactions up to ``until`` (flagged or not): the live lake over the last
     ``days``, then the history's latest two months before ``until`` (history has no decision
     columns: flagged, rules_fired, score and rule_set_id are null there)."""
-    con = con or lake.connect()
+    con = con or lake_queries.connect()
     since = until - timedelta(days=days)
     parts = []
-    live = lake.files_in_range(live_files, since, until + timedelta(seconds=1))
+    live = lake_queries.files_in_range(live_files, since, until + timedelta(seconds=1))
     if live:
         parts.append(_read(con, live, "live", user_id, since, until, limit))
     hist = _latest_months(history_files, until, 2)

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
+from flagstore.schema import ts_text
 from fraudlake.contract import RULE_NAMES
 
 #: Time-range presets shown in the sidebar (label → span back from now; None = all time).
@@ -28,7 +29,6 @@ TIME_RANGES: dict[str, timedelta | None] = {
 }
 DEFAULT_TIME_RANGE = "Last hour"
 
-TS_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # how the SQLite store writes ts (sorts like time)
 
 
 #: A rule id (DESIGN.md "Rule sets (v2)"): what the rules filter accepts.
@@ -138,10 +138,6 @@ def build_filter(*, time_range: str, now: datetime, rules: list[str] | tuple[str
                       country=parse_country(country))
 
 
-def ts_text(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime(TS_TEXT)
-
-
 def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
     """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
     parts: list[str] = []
@@ -152,14 +148,10 @@ def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
     if f.until is not None:
         parts.append("ts < ?")
         params.append(ts_text(f.until))
-    if f.rules:  # v1 rule names (RULE_NAMES) are columns; any other id is matched, bound,
-        # in the JSON list of fired rules
-        ors = [f"{r} = 1" for r in RULE_NAMES if r in f.rules]
-        for r in f.rules:
-            if r not in RULE_NAMES:
-                ors.append("rules LIKE ?")
-                params.append(f'%"{r}"%')
-        parts.append("(" + " OR ".join(ors) + ")")
+    if f.rules:  # the store keeps the fired ids as a JSON list (flagstore.schema): an id
+        # matches as its quoted text, bound (instr, not LIKE: '_' in an id is no wildcard)
+        parts.append("(" + " OR ".join("instr(rules_fired, ?) > 0" for _ in f.rules) + ")")
+        params.extend(f'"{r}"' for r in f.rules)
     if f.min_cents is not None:
         parts.append("amount_cents >= ?")
         params.append(f.min_cents)

@@ -21,7 +21,6 @@ The snapshot is a frozen value; ``merge``/``view`` return new values (sources sw
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ import polars as pl
 
 from dashboard.filters import FlagFilter, apply
 from fraudlake.contract import RULE_NAMES
+from fraudlake.settings import DashboardSettings
 
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
 _MASK = "_rule_mask"  # one bit per RULE_NAMES entry: cheap "any of these rules" filter
@@ -40,9 +40,10 @@ MASK = _MASK
 class CacheConfig:
     """How the page's flag cache behaves (environment: see ``from_env``)."""
 
-    max_rows: int = 2_000_000  # flags held in memory (~250 B each)
-    overlap: timedelta = timedelta(seconds=30)  # re-read window behind the newest flagged_at
-    sync_seconds: float = 1.0  # at most one sync per this many seconds
+    max_rows: int = DashboardSettings.cache_flags  # flags held in memory (~250 B each)
+    #: re-read window behind the newest flagged_at
+    overlap: timedelta = timedelta(seconds=DashboardSettings.sync_overlap_seconds)
+    sync_seconds: float = DashboardSettings.sync_seconds  # at most one sync per this many s
     background: bool = True  # sync in a thread: reads never wait for the store
     stale_seconds: float = 60.0  # without a successful sync for this long, reads fail
 
@@ -50,14 +51,9 @@ class CacheConfig:
     def from_env(cls, env: dict[str, str] | None = None) -> CacheConfig:
         """DASHBOARD_CACHE_FLAGS (max rows, 0 = no cache: query the store every refresh),
         DASHBOARD_SYNC_OVERLAP_S, DASHBOARD_SYNC_SECONDS, DASHBOARD_SYNC=background|inline."""
-        e = dict(os.environ) if env is None else env
-        mode = e.get("DASHBOARD_SYNC", "background")
-        if mode not in ("background", "inline"):
-            raise ValueError(f"DASHBOARD_SYNC must be background or inline, got {mode!r}")
-        return cls(max_rows=int(e.get("DASHBOARD_CACHE_FLAGS", cls.max_rows)),
-                   overlap=timedelta(seconds=float(e.get("DASHBOARD_SYNC_OVERLAP_S", 30))),
-                   sync_seconds=float(e.get("DASHBOARD_SYNC_SECONDS", cls.sync_seconds)),
-                   background=mode == "background")
+        d = DashboardSettings.from_env(env)
+        return cls(max_rows=d.cache_flags, overlap=timedelta(seconds=d.sync_overlap_seconds),
+                   sync_seconds=d.sync_seconds, background=d.sync_mode == "background")
 
 
 @dataclass(frozen=True)

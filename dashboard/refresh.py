@@ -9,7 +9,6 @@ month folders in range; the history comes from its cache.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,12 +17,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dashboard import aggregates, cases, data, lake, monitor
+from dashboard import aggregates, cases, data, lake_queries, monitor
 from dashboard.aggregates import FlagAggregates
-from dashboard.baseline import DEFAULT_CACHE_DIR, HistoryCache
+from dashboard.baseline import HistoryCache
 from dashboard.filters import FlagFilter
 from dashboard.sources import FlagSource
-from fraudlake.settings import Settings
+from fraudlake.settings import DashboardSettings, Settings
 from lake.layout import data_files
 
 
@@ -32,25 +31,20 @@ class DashboardConfig:
     """The page's configuration, read from the environment once."""
 
     settings: Settings = field(default_factory=Settings)
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    report_path: Path = Path("storage/reports/backtest.json")
-    metrics_path: Path = Path("storage/metrics/consumer.json")
-    whatif_path: Path = Path("storage/reports/whatif.json")
-    refresh_seconds: float = 1.0
+    cache_dir: Path = Settings.history_cache_dir
+    report_path: Path = DashboardSettings.report_path
+    metrics_path: Path = Settings.consumer_metrics_path
+    whatif_path: Path = DashboardSettings.whatif_path
+    refresh_seconds: float = DashboardSettings.refresh_seconds
     table_rows: int = 200
     kpi_minutes: float = 5.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> DashboardConfig:
-        e = dict(os.environ) if env is None else env
-        return cls(
-            settings=Settings.from_env(e),
-            cache_dir=Path(e.get("DASHBOARD_CACHE_DIR", str(DEFAULT_CACHE_DIR))),
-            report_path=Path(e.get("BACKTEST_REPORT", str(cls.report_path))),
-            metrics_path=Path(e.get("CONSUMER_METRICS", str(cls.metrics_path))),
-            whatif_path=Path(e.get("WHATIF_REPORT", str(cls.whatif_path))),
-            refresh_seconds=float(e.get("DASHBOARD_REFRESH_SECONDS", cls.refresh_seconds)),
-        )
+        settings, page = Settings.from_env(env), DashboardSettings.from_env(env)
+        return cls(settings=settings, cache_dir=settings.history_cache_dir,
+                   report_path=page.report_path, metrics_path=settings.consumer_metrics_path,
+                   whatif_path=page.whatif_path, refresh_seconds=page.refresh_seconds)
 
 
 @dataclass(frozen=True)
@@ -98,10 +92,11 @@ def traffic(cfg: DashboardConfig, now: datetime,
             con: duckdb.DuckDBPyConnection | None = None) -> Traffic:
     """Events and flagged events in the live lake over the last ``kpi_minutes``."""
     files = data_files(cfg.settings.lake_transactions_dir)
-    con = con or lake.connect()
+    con = con or lake_queries.connect()
     since = now - timedelta(minutes=cfg.kpi_minutes)
-    events, flagged = lake.window_counts(lake.files_since(files, since, con), since, con=con)
-    newest = lake.ts_bounds(files, con=con)[1]
+    recent = lake_queries.files_since(files, since, con)
+    events, flagged = lake_queries.window_counts(recent, since, con=con)
+    newest = lake_queries.ts_bounds(files, con=con)[1]
     return Traffic(events, flagged, cfg.kpi_minutes, newest, bool(files))
 
 
@@ -114,7 +109,7 @@ def range_start(f: FlagFilter, source: FlagSource, history: HistoryCache, now: d
     if not history.daily.is_empty():
         candidates.append(history.daily["bucket"].min())  # type: ignore[arg-type]
     if live_files:
-        live_min = lake.ts_bounds(live_files, con=con)[0]
+        live_min = lake_queries.ts_bounds(live_files, con=con)[0]
         if live_min is not None:
             candidates.append(live_min)
     oldest = source.matching(FlagFilter()).select(pl.col("ts").min()).collect().item()
@@ -136,14 +131,14 @@ def volume(cfg: DashboardConfig, f: FlagFilter, view: FlagView, history: History
            history_files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
            ) -> pl.DataFrame:
     """The chart: flagged (store) + live events (lake) + history events, zero-filled."""
-    con = con or lake.connect()
+    con = con or lake_queries.connect()
     live_files = data_files(cfg.settings.lake_transactions_dir)
     unit = view.unit
     live = live_series(live_files, unit, f.since, f.until, con) if live_files else None
     if unit in ("day", "month"):
         hist = data.rebucket(history.daily, unit, f.since, f.until)
     else:
-        hist = lake.amount_series(history_files, unit, f.since, f.until, con=con)
+        hist = lake_queries.amount_series(history_files, unit, f.since, f.until, con=con)
     axis = aggregates.bucket_range(view.start, view.end, unit)
     return aggregates.chart_frame(axis, live, view.agg.series, hist)
 
@@ -151,9 +146,10 @@ def volume(cfg: DashboardConfig, f: FlagFilter, view: FlagView, history: History
 def live_series(files: Sequence[Path], unit: str, since: datetime | None,
                 until: datetime | None, con: duckdb.DuckDBPyConnection | None = None
                 ) -> pl.DataFrame:
-    """Live events per ``unit`` bucket from the per-file minute counts (``lake.live_minutes``):
-    the buckets that overlap [since, until) — whole minutes at the edges."""
-    minutes = lake.live_minutes(files, con)
+    """Live events per ``unit`` bucket from the per-file minute counts
+    (``lake_queries.live_minutes``): the buckets that overlap [since, until) — whole minutes at
+    the edges."""
+    minutes = lake_queries.live_minutes(files, con)
     if since is not None:
         minutes = minutes.filter(pl.col("bucket") >= since.replace(second=0, microsecond=0))
     if until is not None:
@@ -165,11 +161,11 @@ def live_series(files: Sequence[Path], unit: str, since: datetime | None,
     if unit == "month":
         out = (out.group_by(pl.col("bucket").dt.truncate("1mo"))
                .agg(pl.col("events", "amount").sum()).sort("bucket"))
-    return out.cast(lake.SERIES_SCHEMA).select(list(lake.SERIES_SCHEMA))  # type: ignore[arg-type]
+    return out.cast(lake_queries.SERIES_SCHEMA).select(list(lake_queries.SERIES_SCHEMA))  # type: ignore[arg-type]
 
 
 def top_users(cfg: DashboardConfig, view: FlagView, history: HistoryCache,
-              live_baselines: LiveBaselines = lake.user_baselines) -> pl.DataFrame:
+              live_baselines: LiveBaselines = lake_queries.user_baselines) -> pl.DataFrame:
     """Top flagged users (over every matching flag) + their usual behaviour."""
     top = view.agg.top
     ids = top["user_id"].to_list()
@@ -219,11 +215,11 @@ def rule_band(source: FlagSource, f: FlagFilter, view: FlagView, chart: pl.DataF
 
 def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
                  history: HistoryCache, history_files: Sequence[Path],
-                 live_baselines: LiveBaselines = lake.user_baselines,
+                 live_baselines: LiveBaselines = lake_queries.user_baselines,
                  case_frame: pl.DataFrame | None = None, report: dict | None = None) -> Refresh:
     """All the data of one refresh (what the page computes every second, panel by panel).
     Raises FlagSourceError / duckdb.Error on read failures."""
-    con = lake.connect()
+    con = lake_queries.connect()
     t = traffic(cfg, now, con)
     live_files = data_files(cfg.settings.lake_transactions_dir)
     start = range_start(f, source, history, now, con, live_files)

@@ -83,7 +83,8 @@ class SqliteFlagSource:
     """
 
     _BASE = ("transaction_id", "ts", "user_id", "amount", "amount_cents", "currency",
-             "merchant_name", "category", "channel", "city", "country", "rules", "is_fraud",
+             "merchant_name", "category", "channel", "city", "country",
+             "rules_fired AS rules", "is_fraud",
              "fraud_scenario", "flagged_at")
     _CHUNK = 100_000
     COUNT_SECONDS = 30.0  # how often a full count checks for deleted rows (max(rowid): always)

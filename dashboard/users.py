@@ -23,17 +23,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fraudlake.cli import ArgumentParser, UsageError, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, run
+from fraudlake.settings import DashboardSettings
 
-DEFAULT_USERS_FILE = Path("storage/dashboard/users.txt")
+DEFAULT_USERS_FILE = DashboardSettings.users_file
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 N, R, P = 2**14, 8, 1  # scrypt cost: ~50 ms a check here
 MIN_PASSWORD = 8
 
 
 def users_path(env: dict[str, str] | None = None) -> Path:
-    e = os.environ if env is None else env
-    return Path(e.get("DASHBOARD_USERS_FILE") or DEFAULT_USERS_FILE)
+    return DashboardSettings.from_env(env).users_file
 
 
 def hash_password(password: str, salt: bytes | None = None, n: int = N, r: int = R,
@@ -97,7 +97,7 @@ def add_user(path: Path, name: str, password: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m dashboard.users",
                        description="Manage the dashboard's local users file.")
-    p.add_argument("--file", type=Path, default=env_default("DASHBOARD_USERS_FILE"),
+    p.add_argument("--file", type=Path, default=users_path(),
                    help=f"users file (env DASHBOARD_USERS_FILE; default {DEFAULT_USERS_FILE})")
     sub = p.add_subparsers(dest="cmd", required=True)
     add = sub.add_parser("add", help="add a user or set their password")
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="read the password from the first line of stdin")
     sub.add_parser("list", help="list user names")
     args = p.parse_args(argv)
-    path = Path(args.file) if args.file else DEFAULT_USERS_FILE
+    path = args.file
     if args.cmd == "list":
         for name in sorted(read_users(path)):
             print(name)

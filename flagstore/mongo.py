@@ -1,7 +1,9 @@
-"""MongoDB flag store: one ``bulk_write`` of idempotent upserts per micro-batch.
+"""The MongoDB (or FerretDB) flag store: ``MongoFlagStore`` writes, ``MongoFlagReader`` reads.
 
-Same protocol as ``flagstore.sqlite.FlagStore`` (``upsert(flagged) -> int``). One document
-per flagged transaction, ``_id = transaction_id``, written with ``insert_many(ordered=False)``.
+``MongoFlagStore`` is a ``flagstore.protocols.FlagWriter``: one document per flagged
+transaction (``flag_documents``: the ``FLAG_SCHEMA`` fields, ``_id = transaction_id``, ``ts`` and
+``flagged_at`` as BSON datetimes, ``amount`` exact text, ``evidence`` a sub-document), written
+with ``insert_many(ordered=False)``.
 A replay (after a crash, a rebalance, a broker restart) finds its documents already there
 (duplicate key) and leaves them as they are: the same Kafka message decided by the same
 deterministic rules gives the same document, and ``flagged_at`` keeps the first write. With
@@ -13,43 +15,49 @@ string plus integer cents (FerretDB has no Decimal128 guarantee).
 
 Outages: transient errors (connection lost, server selection timeout, retryable write errors)
 are retried with exponential backoff (0.1 s doubling to 5 s) for up to ``retry_seconds`` —
-env ``MONGO_RETRY_SECONDS``, default 120 s; keep it below the consumer's
-``max.poll.interval.ms`` (300 s) — logging ``mongo sink: … retrying`` and, once a write goes
-through again, ``mongo sink: recovered after Xs``; after the budget a ``MongoSinkError`` says
-how long it tried. One attempt can take up to the 5 s server-selection timeout (60 s socket
-timeout for a server that hangs mid-request), so the bound is budget + one attempt. Anything
-else fails fast naming the collection. Log lines and errors never carry the URI (it may hold
-a password): only the database.collection and the error's type or (redacted) text.
+``Settings.mongo_retry_seconds`` (env ``MONGO_RETRY_SECONDS``), default 120 s; keep it below
+the consumer's ``max.poll.interval.ms`` (300 s) — logging ``mongo sink: … retrying`` and, once
+a write goes through again, ``mongo sink: recovered after Xs``; after the budget a
+``MongoSinkError`` says how long it tried. One attempt can take up to the 5 s server-selection
+timeout (60 s socket timeout for a server that hangs mid-request), so the bound is budget + one
+attempt. Anything else fails fast naming the collection. Log lines and errors never carry the
+URI (it may hold a password): only the database.collection and the error's type or (redacted)
+text.
+
+``MongoFlagReader`` is a ``flagstore.protocols.FlagReader`` querying the collection directly
+with find/sort/limit, ``count_documents`` and projections only (what FerretDB supports); the
+dashboard holds its flags in the page on top of it (``dashboard.cached_reader``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
 
 import polars as pl
 from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
-from flagstore.sqlite import fired_list
-from fraudlake.cli import seconds_from_env
+from flagstore.protocols import FlagReadError
+from flagstore.query import FlagFilter, mongo_filter
+from flagstore.schema import FLAG_SCHEMA, flag_frame, from_records
+from fraudlake.settings import DEFAULT_RETRY_SECONDS, MONGO_RETRY_ENV
 
-DOC_FIELDS: tuple[str, ...] = (
-    "transaction_id", "user_id", "ts", "amount", "amount_cents", "currency", "merchant_id",
-    "merchant_name", "category", "channel", "city", "country", "lat", "lon", "utc_offset_min",
-    "is_fraud", "fraud_scenario", "rule_set_id", "rules_fired", "score", "rules", "source",
-)
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Indexes behind the dashboard's queries (newest flags, one user's flags, by rule, by amount).
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("ts_desc", [("ts", DESCENDING)]),
     ("user_ts", [("user_id", ASCENDING), ("ts", DESCENDING)]),
-    ("rules", [("rules", ASCENDING)]),
+    ("rules_fired", [("rules_fired", ASCENDING)]),
     ("amount_cents", [("amount_cents", DESCENDING)]),
     ("flagged_at", [("flagged_at", DESCENDING)]),  # the dashboard's incremental updates
 )
@@ -57,8 +65,6 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
 
 DUPLICATE_KEY = 11000
 CHUNK = 5_000  # documents per request
-MONGO_RETRY_ENV = "MONGO_RETRY_SECONDS"
-DEFAULT_RETRY_SECONDS = 120.0
 _CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^@/\s]*@", re.IGNORECASE)
 
 
@@ -67,46 +73,23 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
-def retry_seconds_from_env(env: Mapping[str, str] | None = None) -> float:
-    """The retry budget from env ``MONGO_RETRY_SECONDS`` (default 120); a bad value is a
-    one-line ``UsageError``."""
-    return seconds_from_env(MONGO_RETRY_ENV, DEFAULT_RETRY_SECONDS, env)
-
-
 class MongoSinkError(RuntimeError):
     """Writing flags to MongoDB failed terminally (or transient errors outlasted the retries)."""
 
 
 def flag_documents(flagged: pl.DataFrame) -> list[dict]:
-    """Flagged events (``RuleEngine.process`` output) → MongoDB flag documents (without
-    flagged_at): contract columns, ``rule_set_id``, ``rules_fired`` (ids, file order),
-    ``score``, ``evidence`` ({rule_id: {...}}, see ``streaming.evidence``) and ``rules`` (the
-    same ids as ``rules_fired``, kept for readers of v1 documents)."""
+    """Flagged decided events → MongoDB flag documents (``FLAG_SCHEMA`` without
+    ``flagged_at``, which the insert stamps; ``_id = transaction_id``)."""
     if flagged.is_empty():
         return []
-    cols = flagged.columns
-    exprs: list[pl.Expr] = [
-        pl.col("transaction_id").alias("_id"),
-        pl.col("amount").cast(pl.String).alias("amount"),
-        (pl.col("amount").cast(pl.Decimal(20, 2)) * 100).cast(pl.Int64).alias("amount_cents"),
-        fired_list(cols).alias("rules"),
-        fired_list(cols).alias("rules_fired"),
-    ]
-    if {"_topic", "_partition", "_offset"} <= set(cols):
-        exprs.append(pl.format("{}:{}:{}", "_topic", "_partition", "_offset").alias("source"))
-    else:
-        exprs.append(pl.lit(None, pl.String).alias("source"))
-    derived = {"amount", "amount_cents", "rules", "rules_fired", "source"}
-    keep = [pl.col(c) for c in DOC_FIELDS if c in cols and c not in derived]
-    missing = [pl.lit(None).alias(c) for c in DOC_FIELDS if c not in cols and c not in derived]
-    evidence = (flagged["evidence"].to_list() if "evidence" in cols
-                else [None] * flagged.height)
-    docs = flagged.select(*exprs, *keep, *missing).to_dicts()
-    for d, ev in zip(docs, evidence, strict=True):
-        ts = d["ts"]  # pymongo stores aware datetimes as UTC; make the tz explicit and exact
-        if ts is not None:
-            d["ts"] = ts.astimezone(UTC)
-        d["evidence"] = json.loads(ev) if ev else {}
+    frame = flag_frame(flagged).drop("flagged_at")
+    docs = frame.with_columns(pl.col("transaction_id").alias("_id"),
+                              pl.col("amount").cast(pl.String)).to_dicts()
+    for d in docs:  # pymongo stores aware datetimes as UTC; make the tz explicit and exact
+        if d["ts"] is not None:
+            d["ts"] = d["ts"].astimezone(UTC)
+        if d["evidence"] is not None:
+            d["evidence"] = json.loads(d["evidence"])
     return docs
 
 
@@ -126,31 +109,36 @@ def is_transient(exc: PyMongoError) -> bool:
 
 
 class MongoFlagStore:
-    """``FlagStore`` over a MongoDB (or FerretDB) collection."""
+    """``FlagWriter`` over a MongoDB (or FerretDB) collection. The client connects lazily; the
+    indexes are created (with retries) on the first write or by ``ensure_indexes``."""
 
     thread_safe = True  # pymongo clients may be used from a background writer thread
 
     def __init__(self, uri: str, db: str = "fraud", collection: str = "flags", *,
-                 retry_seconds: float | None = None, max_delay: float = 5.0,
-                 log: Callable[[str], None] | None = None,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS, max_delay: float = 5.0,
                  rewrite_replays: bool = False) -> None:
         self._client: MongoClient = MongoClient(uri, tz_aware=True,
                                                 serverSelectionTimeoutMS=5_000,
                                                 connectTimeoutMS=5_000, socketTimeoutMS=60_000)
         self.collection: Collection = self._client[db][collection]
-        self.retry_seconds = (retry_seconds_from_env() if retry_seconds is None
-                              else retry_seconds)
+        self.retry_seconds = retry_seconds
         self.max_delay = max_delay
         self.rewrite_replays = rewrite_replays
         self.replayed = 0  # documents found already written (a replay)
         self.retries = 0
         self.outages = 0  # outages that ended in a recovery
-        self._log = log or (lambda msg: print(msg, file=sys.stderr))
-        self._with_retry("create indexes", self.ensure_indexes)
+        self._indexed = False
+
+    def prepare(self) -> None:
+        self.ensure_indexes()
 
     def ensure_indexes(self) -> None:
-        for name, keys in INDEXES:
-            self.collection.create_index(keys, name=name)
+        """Create the dashboard's indexes (retrying transient errors like a write)."""
+        def create() -> None:
+            for name, keys in INDEXES:
+                self.collection.create_index(keys, name=name)
+        self._with_retry("create indexes", create)
+        self._indexed = True
 
     def upsert(self, flagged: pl.DataFrame) -> int:
         """Upsert every row of ``flagged``; returns the number of documents written.
@@ -159,18 +147,23 @@ class MongoFlagStore:
         key: a replay, or a retry of a request cut off mid-way) are left as they are, or, with
         ``rewrite_replays``, upserted (``$set``) keeping their flagged_at.
         """
+        if not self._indexed:
+            self.ensure_indexes()
         docs = flag_documents(flagged)
         now = datetime.now(UTC)
         for lo in range(0, len(docs), CHUNK):  # short requests: a retry resends little
             chunk = docs[lo:lo + CHUNK]
             existing = self._with_retry(f"insert of {len(chunk)} flags",
-                                        lambda c=chunk: self._insert_new(c, datetime.now(UTC)))
+                                        partial(self._insert_new_now, chunk))
             self.replayed += len(existing)
             if existing and self.rewrite_replays:
                 ops = upsert_ops(existing, now)
                 self._with_retry(f"bulk_write of {len(ops)} replayed flags",
-                                 lambda o=ops: self.collection.bulk_write(o, ordered=False))
+                                 partial(self.collection.bulk_write, ops, ordered=False))
         return len(docs)
+
+    def _insert_new_now(self, docs: list[dict]) -> list[dict]:
+        return self._insert_new(docs, datetime.now(UTC))
 
     def _insert_new(self, docs: list[dict], now: datetime) -> list[dict]:
         """Insert the documents stamped ``flagged_at=now``; return those whose _id already
@@ -185,7 +178,7 @@ class MongoFlagStore:
                 raise
             return [docs[e["index"]] for e in errors]
 
-    def _with_retry(self, what: str, action: Callable[[], object]) -> object:
+    def _with_retry(self, what: str, action: Callable[[], T]) -> T:
         t0 = time.monotonic()
         deadline = t0 + self.retry_seconds
         delay, failures = 0.1, 0
@@ -205,17 +198,102 @@ class MongoFlagStore:
                         f"{redact(str(exc))[:200]}") from None
                 failures += 1
                 self.retries += 1
-                self._log(f"mongo sink: {target}: {what}: server unreachable or transient "
-                          f"error ({type(exc).__name__}); retrying in {delay:.1f}s "
-                          f"({time.monotonic() - t0:.0f}s of {self.retry_seconds:.0f}s)")
+                log.warning("mongo sink: %s: %s: server unreachable or transient error (%s); "
+                            "retrying in %.1fs (%.0fs of %.0fs)", target, what,
+                            type(exc).__name__, delay, time.monotonic() - t0,
+                            self.retry_seconds)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_delay)
                 continue
             if failures:
                 self.outages += 1
-                self._log(f"mongo sink: {target}: recovered after "
-                          f"{time.monotonic() - t0:.1f}s ({failures} retries)")
+                log.warning("mongo sink: %s: recovered after %.1fs (%d retries)", target,
+                            time.monotonic() - t0, failures)
             return result
 
     def close(self) -> None:
         self._client.close()
+
+
+class MongoFlagReader:
+    """``FlagReader`` over a MongoDB/FerretDB flags collection, queried on every call;
+    thread-safe. ``columns`` limits what is fetched (the others read as null)."""
+
+    _CHUNK = 50_000  # documents per frame while reading
+
+    def __init__(self, uri: str, db: str = "fraud", collection: str = "flags", *,
+                 timeout_ms: int = 2_000, columns: tuple[str, ...] = tuple(FLAG_SCHEMA)) -> None:
+        from bson.codec_options import CodecOptions, DatetimeConversion
+
+        given = uri.lower()  # timeouts written in the URI win over these defaults
+        opts: dict[str, Any] = {k: v for k, v in {"serverSelectionTimeoutMS": timeout_ms,
+                                  "connectTimeoutMS": timeout_ms,
+                                  "socketTimeoutMS": 600_000}.items() if k.lower() not in given}
+        self.client: MongoClient = MongoClient(uri, tz_aware=True, **opts)
+        self.collection: Collection = self.client[db][collection]
+        # datetimes as integer ms: converting datetime objects costs ~5 µs each
+        self.docs: Collection = self.collection.with_options(codec_options=CodecOptions(
+            tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_MS))
+        self.projection = {c: 1 for c in columns if c != "transaction_id"} | {"rules": 1}
+        self.label = f"MongoDB {db}.{collection}"
+        self.key = f"mongo:{db}.{collection}"
+
+    def guard(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action``; a MongoDB error becomes a one-line ``FlagReadError``."""
+        try:
+            return action()
+        except PyMongoError as exc:
+            raise FlagReadError(f"{self.label}: {what} failed: {one_line(exc)}") from exc
+
+    def find(self, query: dict, sort: list[tuple[str, int]] | None = None,
+             limit: int = 0, batch_size: int = 10_000) -> Iterator[pl.DataFrame]:
+        """The documents of one query as ``FLAG_SCHEMA`` frames of at most ``_CHUNK`` rows."""
+        cursor = self.docs.find(query, self.projection, sort=sort, limit=int(limit),
+                                batch_size=batch_size)
+        try:
+            batch: list[dict] = []
+            for doc in cursor:
+                batch.append(doc)
+                if len(batch) >= self._CHUNK:
+                    yield from_records(batch)
+                    batch = []
+            if batch:
+                yield from_records(batch)
+        finally:
+            cursor.close()
+
+    def _frame(self, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
+        def run() -> pl.DataFrame:
+            found = self.find(mongo_filter(f), sort=[("ts", -1), ("_id", -1)], limit=limit or 0)
+            return pl.concat([from_records([]), *found])
+        return self.guard("find" if limit else "export", run)
+
+    def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
+        return self._frame(f, limit)
+
+    def count(self, f: FlagFilter, cap: int) -> int:
+        return int(self.guard("count", lambda: self.collection.count_documents(
+            mongo_filter(f), limit=int(cap))))
+
+    def export(self, f: FlagFilter) -> pl.DataFrame:
+        return self._frame(f)
+
+    def read_since(self, since: datetime | None, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        query = {} if since is None else {"flagged_at": {"$gte": since}}
+        buffer = from_records([])
+        for frame in self.find(query, sort=[("flagged_at", 1), ("_id", 1)],
+                               batch_size=min(10_000, chunk_rows)):
+            buffer = pl.concat([buffer, frame])
+            while buffer.height >= chunk_rows:
+                yield buffer.head(chunk_rows)
+                buffer = buffer.slice(chunk_rows)
+        if buffer.height:
+            yield buffer
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def one_line(exc: Exception) -> str:
+    """A pymongo error's first line, without the topology description."""
+    return redact(str(exc).split("\n")[0].split(", Timeout:")[0])

@@ -1,48 +1,49 @@
-"""Flag stores: where flagged transactions go. ``FlagStore`` protocol + the embedded SQLite one.
+"""The embedded flag store (no MongoDB): one SQLite table ``flags``, writer and reader.
 
-``SqliteFlagStore(path)`` is the local store of embedded mode (no MongoDB): one table ``flags``
-keyed by ``transaction_id`` (PRIMARY KEY) and written with ``INSERT … ON CONFLICT DO UPDATE``,
-so a replay updates rows and never duplicates them (``flagged_at`` keeps the first write).
-WAL journal mode lets the dashboard read while the consumer writes. Timestamps are ISO-8601
-UTC text with microseconds (``2024-03-01T08:00:00.000000Z``), which sorts like time; amounts are
-exact text (``"1234.56"``) plus integer cents for range queries.
+``SqliteFlagStore(path)`` (a ``FlagWriter``) keeps one row per ``FLAG_SCHEMA`` flag keyed by
+``transaction_id`` (PRIMARY KEY), written with ``INSERT … ON CONFLICT DO UPDATE``, so a replay
+updates rows and never duplicates them (``flagged_at`` keeps the first write). WAL journal mode
+lets readers read while the consumer writes. Timestamps are ``TS_TEXT``, which sorts like time;
+amounts exact text plus integer cents for range queries; ``rules_fired`` JSON text (filtered
+with ``json_each``); ``evidence`` JSON text.
 
-The MongoDB store (``flagstore.mongo.MongoFlagStore``) follows the same protocol and builds
-its documents with ``flagstore.mongo.flag_documents``.
+``SqliteFlagReader(path)`` (a ``FlagReader``) opens the file read-only, one connection per call:
+cheap, thread-safe under Streamlit, and it sees a store that appears after it was made. A
+missing file or table reads as no flags yet.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import polars as pl
 
-from fraudlake.contract import RULE_NAMES
+from flagstore.protocols import FlagReadError
+from flagstore.query import FlagFilter, sql_where
+from flagstore.schema import FLAG_SCHEMA, TS_TEXT, flag_frame, from_records, ts_text
 
 
-class FlagStore(Protocol):
-    def upsert(self, flagged: pl.DataFrame) -> int:
-        """Store flagged events (contract + rule columns); return how many rows were sent."""
-        ...
+class FlagStoreSchemaError(RuntimeError):
+    """The SQLite file holds a ``flags`` table of an older layout."""
 
 
-#: SQLite column → type. ``rules`` is the JSON list of the rule ids that fired; the 0/1 columns
-#: named after the v1 rules are kept for the dashboard's filters (1 when that id fired).
-COLUMNS: dict[str, str] = {
-    "transaction_id": "TEXT PRIMARY KEY", "user_id": "INTEGER NOT NULL", "ts": "TEXT NOT NULL",
-    "amount": "TEXT NOT NULL", "amount_cents": "INTEGER NOT NULL", "currency": "TEXT",
-    "merchant_id": "TEXT", "merchant_name": "TEXT", "category": "TEXT", "channel": "TEXT",
-    "city": "TEXT", "country": "TEXT", "lat": "REAL", "lon": "REAL", "utc_offset_min": "INTEGER",
-    "is_fraud": "INTEGER", "fraud_scenario": "TEXT", "rules": "TEXT NOT NULL",
-    **{name: "INTEGER NOT NULL" for name in RULE_NAMES},
-    "flagged_at": "TEXT NOT NULL", "source": "TEXT",
-    "rule_set_id": "TEXT", "score": "REAL", "evidence": "TEXT",  # evidence: JSON text
-}
+def _sqlite_type(name: str, dtype: pl.DataType) -> str:
+    if name == "transaction_id":
+        return "TEXT PRIMARY KEY"
+    kind = ("INTEGER" if dtype.is_integer() or dtype == pl.Boolean() else
+            "REAL" if dtype.is_float() else "TEXT")
+    required = name in ("user_id", "ts", "amount", "amount_cents", "rules_fired", "flagged_at")
+    return f"{kind} NOT NULL" if required else kind
+
+
+#: SQLite column → type, one per ``FLAG_SCHEMA`` column.
+COLUMNS: dict[str, str] = {name: _sqlite_type(name, t) for name, t in FLAG_SCHEMA.items()}
 INDEXES: dict[str, str] = {
     "flags_ts": "ts", "flags_user_ts": "user_id, ts", "flags_amount_cents": "amount_cents",
+    "flags_flagged_at": "flagged_at, transaction_id",
 }
 # Built once from the constant column names above; every value is a bound ``?`` parameter.
 UPSERT_SQL = (
@@ -50,47 +51,31 @@ UPSERT_SQL = (
     "ON CONFLICT(transaction_id) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in COLUMNS if n not in ("transaction_id", "flagged_at"))
 )
-TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
+SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM flags"  # noqa: S608 - constant names
 
 
-def fired_list(columns: list[str]) -> pl.Expr:
-    """The ids of the rules that fired: ``rules_fired`` (engine output), or for a frame with
-    v1 rule columns only, the names of those that are true."""
-    if "rules_fired" in columns:
-        return pl.col("rules_fired").cast(pl.List(pl.String))
-    fired = [pl.when(pl.col(r)).then(pl.lit(r)) for r in RULE_NAMES if r in columns]
-    return (pl.concat_list(fired).list.drop_nulls() if fired
-            else pl.lit([], pl.List(pl.String)))
+def sqlite_rows(flags: pl.DataFrame) -> list[tuple]:
+    """A ``FLAG_SCHEMA`` frame → rows in ``COLUMNS`` order, typed for SQLite (pure)."""
+    return flags.select(
+        *(pl.col(c).dt.strftime(TS_TEXT) if c in ("ts", "flagged_at") else
+          pl.col(c).cast(pl.String) if c == "amount" else
+          pl.col(c).cast(pl.Int64) if c == "is_fraud" else
+          _json_ids(c) if c == "rules_fired" else
+          pl.col(c) for c in COLUMNS)
+    ).rows()
 
 
-def flag_rows(flagged: pl.DataFrame, flagged_at: datetime) -> pl.DataFrame:
-    """Flagged events → one row per ``COLUMNS`` entry, typed for SQLite (pure)."""
-    cols = flagged.columns
-    fired = fired_list(cols)
-    quoted = fired.list.eval(pl.format('"{}"', pl.element()))  # ids: JSON-safe as is
-    source = (pl.format("{}:{}:{}", "_topic", "_partition", "_offset")
-              if {"_topic", "_partition", "_offset"} <= set(cols) else pl.lit(None, pl.String))
-    derived = {
-        "ts": pl.col("ts").dt.convert_time_zone("UTC").dt.strftime(TS_FORMAT),
-        "amount": pl.col("amount").cast(pl.String),
-        "amount_cents": (pl.col("amount").cast(pl.Decimal(20, 2)) * 100).cast(pl.Int64),
-        "rules": pl.format("[{}]", quoted.list.join(",")),
-        "flagged_at": pl.lit(flagged_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
-        "source": source,
-        "is_fraud": pl.col("is_fraud").cast(pl.Int64) if "is_fraud" in cols else None,
-        **{r: fired.list.contains(r).cast(pl.Int64) for r in RULE_NAMES},
-    }
-    exprs = []
-    for name in COLUMNS:
-        expr = derived.get(name)
-        if expr is None:
-            expr = pl.col(name) if name in cols else pl.lit(None)
-        exprs.append(expr.alias(name))
-    return flagged.select(exprs)
+def _json_ids(col: str) -> pl.Expr:
+    """A list of rule ids as JSON text; ids are ``[a-z][a-z0-9_]*``, JSON-safe unquoted."""
+    quoted = pl.col(col).list.eval(pl.format('"{}"', pl.element()))
+    return pl.format("[{}]", quoted.list.join(","))
 
 
 class SqliteFlagStore:
-    """Embedded flag store (see the module docstring). One connection; not thread-safe."""
+    """``FlagWriter`` into the embedded store (see the module docstring). One connection;
+    not thread-safe."""
+
+    thread_safe = False
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -104,21 +89,31 @@ class SqliteFlagStore:
         body = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         with self.conn:
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS flags ({body})")
-            have = {row[1] for row in self.conn.execute("PRAGMA table_info(flags)")}
-            for name in COLUMNS:  # a store written before rule sets (v1) gains their columns
-                if name not in have:
-                    self.conn.execute(f"ALTER TABLE flags ADD COLUMN {name} {COLUMNS[name]}")
+            have = [r[1] for r in self.conn.execute("PRAGMA table_info(flags)")]
+            if have != list(COLUMNS):
+                raise FlagStoreSchemaError(
+                    f"{self.path}: table flags has an older layout; move the file away "
+                    "(or point LOCAL_FLAGS_PATH elsewhere) and the store starts afresh")
             for name, cols in INDEXES.items():
                 self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON flags ({cols})")
+
+    def prepare(self) -> None:
+        """Nothing to reach: the file and its table are made by the constructor."""
 
     def upsert(self, flagged: pl.DataFrame) -> int:
         """Insert or update flagged rows by transaction_id in one transaction."""
         if flagged.is_empty():
             return 0
-        rows = flag_rows(flagged, datetime.now(UTC)).rows()
+        rows = sqlite_rows(flag_frame(flagged, datetime.now(UTC)))
         with self.conn:
             self.conn.executemany(UPSERT_SQL, rows)
         return len(rows)
+
+    def delete_source_prefix(self, prefix: str) -> None:
+        """Remove the flags whose ``source`` starts with ``prefix`` (the demo's reset)."""
+        with self.conn:
+            self.conn.execute("DELETE FROM flags WHERE substr(source, 1, ?) = ?",
+                              (len(prefix), prefix))
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM flags").fetchone()[0])
@@ -133,12 +128,67 @@ class SqliteFlagStore:
         self.close()
 
 
-def flag_documents(flagged: pl.DataFrame) -> list[dict]:
-    """MongoDB flag documents (``_id = transaction_id``, ts as datetime, ``rules`` list).
+class SqliteFlagReader:
+    """``FlagReader`` over the embedded store, read-only (see the module docstring)."""
 
-    One implementation for both stores' callers: delegates to ``flagstore.mongo``
-    (imported lazily so the embedded mode never needs pymongo loaded).
-    """
-    from flagstore.mongo import flag_documents as build
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.label = f"local store {self.path}"
+        self.key = f"local:{self.path.resolve()}"
 
-    return build(flagged)
+    def _connect(self) -> sqlite3.Connection | None:
+        if not self.path.exists():
+            return None
+        try:
+            return sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=2.0)
+        except sqlite3.Error as exc:
+            raise FlagReadError(f"cannot open {self.label}: {exc}") from exc
+
+    def _rows(self, sql: str, params: list[object]) -> Iterator[list[dict]]:
+        """Rows of ``sql`` as dicts, a chunk at a time ([] when there is no store yet)."""
+        conn = self._connect()
+        if conn is None:
+            return
+        try:
+            cur = conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            while rows := cur.fetchmany(50_000):
+                yield [dict(zip(names, r, strict=True)) for r in rows]
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise FlagReadError(f"cannot read {self.label}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _frame(self, sql: str, params: list[object]) -> pl.DataFrame:
+        return pl.concat([from_records([]), *(from_records(c) for c in self._rows(sql, params))])
+
+    def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
+        where, params = sql_where(f)
+        sql = f"{SELECT_SQL}{where} ORDER BY ts DESC, transaction_id DESC LIMIT ?"
+        return self._frame(sql, [*params, int(limit)])
+
+    def count(self, f: FlagFilter, cap: int) -> int:
+        where, params = sql_where(f)
+        sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM flags{where} LIMIT ?)"  # noqa: S608 - fixed fragments, values bound
+        chunks = list(self._rows(sql, [*params, int(cap)]))
+        return int(chunks[0][0]["n"]) if chunks else 0
+
+    def export(self, f: FlagFilter) -> pl.DataFrame:
+        where, params = sql_where(f)
+        return self._frame(f"{SELECT_SQL}{where} ORDER BY ts DESC, transaction_id DESC", params)
+
+    def read_since(self, since: datetime | None, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        bound = ts_text(since or datetime(1, 1, 1, tzinfo=UTC))
+        sql = f"{SELECT_SQL} WHERE flagged_at >= ? ORDER BY flagged_at, transaction_id"
+        buffer: list[dict] = []
+        for chunk in self._rows(sql, [bound]):
+            buffer += chunk
+            while len(buffer) >= chunk_rows:
+                yield from_records(buffer[:chunk_rows])
+                buffer = buffer[chunk_rows:]
+        if buffer:
+            yield from_records(buffer)
+
+    def close(self) -> None:
+        """Nothing held open between calls."""

@@ -14,14 +14,18 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from argparse import SUPPRESS
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from fraudlake.errors import InputError
+from fraudlake.logs import LEVELS
+from fraudlake.logs import configure as configure_logging
+from fraudlake.settings import DEBUG_ENV, LOG_LEVEL_ENV, debug_from_env, log_level_from_env
 
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
-DEBUG_ENV = "FRAUDLAKE_DEBUG"
 _MAX_MESSAGE = 400
 
 
@@ -30,15 +34,28 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports errors as one line and exit code 2 (no usage dump)."""
+    """argparse that reports errors as one line and exit code 2 (no usage dump), and gives
+    every entry point ``--log-level``: logging is configured once the arguments are parsed."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser (same class) must not overwrite the value given
+        # before the subcommand with its own default
+        self.add_argument("--log-level", type=str.upper, choices=LEVELS, default=SUPPRESS,
+                          help=f"log level (env {LOG_LEVEL_ENV}; default INFO)")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # typeshed overloads it on the namespace type; one signature suffices here
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        level = getattr(parsed, "log_level", None) or log_level_from_env()
+        if level.upper() not in LEVELS:
+            self.error(f"{LOG_LEVEL_ENV}={level!r}: not one of {', '.join(LEVELS)}")
+        configure_logging(level)
+        return parsed, rest
+
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def env_default(name: str, default: str | None = None) -> str | None:
-    """Default for a flag that falls back to an environment variable."""
-    return os.environ.get(name, default)
 
 
 _COUNT = re.compile(r"^[0-9][0-9_]*(\.[0-9]+)?([eE][+]?[0-9]+)?$")
@@ -126,7 +143,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 
 
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return debug_from_env()
 
 
 def _say(message: str) -> None:
@@ -236,21 +253,6 @@ def _check_creatable(folder: Path, flag: str, shown: Path) -> None:
         raise UsageError(f"{flag} {shown}: cannot create a folder under {probe}, a file")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {shown}: folder {probe} is not writable")
-
-
-def seconds_from_env(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
-    """A duration in seconds from env ``name`` (unset/blank = ``default``); anything but a
-    finite number > 0 is a one-line ``UsageError`` naming the variable."""
-    text = (os.environ if env is None else env).get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name}={text!r}: not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{name}={text!r}: must be a finite number of seconds > 0")
-    return value
 
 
 def check_disjoint(output: Path | str, inputs: Sequence[Path | str], flag: str) -> None:

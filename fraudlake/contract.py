@@ -55,7 +55,7 @@ RULE_NAMES: tuple[str, ...] = ("high_amount", "high_frequency", "unusual_hour", 
 FLAGGED = "flagged"
 RULE_SCHEMA: dict[str, pl.DataType] = {name: pl.Boolean() for name in (*RULE_NAMES, FLAGGED)}
 
-#: Lake v2: the decision columns, the same whatever the rule set (DESIGN.md "Rule sets (v2)").
+#: Lake v2: the decision columns, the same whatever the rule set (docs/design.md "Rule sets (v2)").
 DECISION_SCHEMA: dict[str, pl.DataType] = {
     "rule_set_id": pl.String(), "score": pl.Float64(), FLAGGED: pl.Boolean(),
     "rules_fired": pl.List(pl.String()),
@@ -74,7 +74,6 @@ LAKE_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **DECISION_SCHEMA}
 CHANNELS: tuple[str, ...] = ("pos", "online", "atm")
 
 # Validity bounds for a single event (live input outside them goes to the DLQ).
-MIN_AMOUNT = Decimal("0.00")
 MAX_AMOUNT = Decimal("1000000.00")
 MIN_TS = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SECONDS = 24 * 3600  # an event more than a day ahead of the wall clock is invalid

@@ -10,17 +10,27 @@ Each ``*_command`` returns the argv of the server process; none of them starts i
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from string import Template
+from typing import Any
+
+from fraudlake.settings import (
+    m2_repository_from_env,
+    services_cache_from_env,
+    trino_cache_from_env,
+    trino_java_home_from_env,
+)
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = ROOT / "services"
-CACHE_DIR = Path(os.environ.get("FRAUDLAKE_SERVICES_CACHE", SERVICES_DIR / ".cache"))
+CACHE_DIR = services_cache_from_env(SERVICES_DIR / ".cache")
 HOST = "127.0.0.1"
 
 
@@ -47,7 +57,7 @@ def kafka_libs() -> Path:
     stamp = libs / ".complete"
     if stamp.exists() and stamp.stat().st_mtime >= pom.stat().st_mtime:
         return libs
-    print("services: fetching Kafka jars with mvn (first start only)…", file=sys.stderr)
+    log.info("services: fetching Kafka jars with mvn (first start only)…")
     cmd = ["mvn", "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime",
            f"-DoutputDirectory={libs}"]
     _run_tool(cmd, "mvn dependency:copy-dependencies (services/kafka/pom.xml)", pom.parent)
@@ -91,7 +101,7 @@ def ferretdb_binary() -> Path:
     newest = max(p.stat().st_mtime for p in src.iterdir() if p.is_file())
     if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
-    print("services: building FerretDB with go build (first start only)…", file=sys.stderr)
+    log.info("services: building FerretDB with go build (first start only)…")
     env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     go = shutil.which("go") or "/usr/local/go/bin/go"  # the Go tarball's place, often off PATH
     _run_tool([go, "build", "-o", str(binary), "."], "go build (services/ferretdb)", src, env)
@@ -121,7 +131,7 @@ def pg_tool(name: str) -> Path:
     return versions[-1]
 
 
-def pg_user() -> dict[str, str]:
+def pg_user() -> dict[str, Any]:
     """PostgreSQL refuses to run as root: run its tools as the 'postgres' user then."""
     return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 
@@ -160,15 +170,13 @@ def pg_database(port: int, name: str) -> str:
 TRINO_VERSION = "476"
 TRINO_ARTIFACT = f"io.trino:trino-server:{TRINO_VERSION}:tar.gz"
 #: Unpacked Trino lives OUTSIDE the clone so a fresh clone (CI) starts warm.
-TRINO_CACHE = Path(os.environ.get("FRAUDLAKE_TRINO_CACHE",
-                                  Path.home() / ".cache" / "fraudlake" / "trino"))
+TRINO_CACHE = trino_cache_from_env()
 #: Trino 476 needs Java >= 24; only Trino's process gets this JAVA_HOME.
-TRINO_JAVA_HOME = Path(os.environ.get("FRAUDLAKE_TRINO_JAVA_HOME",
-                                      "/usr/lib/jvm/temurin-25-jdk-amd64"))
+TRINO_JAVA_HOME = trino_java_home_from_env()
 TRINO_MIN_JAVA = 24
 #: The hive catalog's file metastore, below the lake root (hidden from the project's globs).
 TRINO_METASTORE = ".trino-metastore"
-_M2 = Path(os.environ.get("FRAUDLAKE_M2_REPO", Path.home() / ".m2" / "repository"))
+_M2 = m2_repository_from_env()
 
 
 def trino_tarball() -> Path:
@@ -176,8 +184,7 @@ def trino_tarball() -> Path:
     tarball = (_M2 / "io" / "trino" / "trino-server" / TRINO_VERSION
                / f"trino-server-{TRINO_VERSION}.tar.gz")
     if not tarball.exists():
-        print(f"services: fetching {TRINO_ARTIFACT} (821 MB) with mvn (first start only)…",
-              file=sys.stderr)
+        log.info("services: fetching %s (821 MB) with mvn (first start only)…", TRINO_ARTIFACT)
         _run_tool(["mvn", "-q", "-B", "dependency:get", f"-Dartifact={TRINO_ARTIFACT}",
                    "-Dtransitive=false"], f"mvn dependency:get {TRINO_ARTIFACT}", Path.home())
     if not tarball.exists():
@@ -203,8 +210,7 @@ def trino_home() -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         tmp = TRINO_CACHE / f".unpack-{os.getpid()}"
         tmp.mkdir()
-        print(f"services: unpacking {tarball.name} into {TRINO_CACHE} (first start only)…",
-              file=sys.stderr)
+        log.info("services: unpacking %s into %s (first start only)…", tarball.name, TRINO_CACHE)
         _run_tool(["tar", "-xzf", str(tarball), "-C", str(tmp)], f"tar -xzf {tarball}", tmp)
         unpacked = tmp / f"trino-server-{TRINO_VERSION}"
         # start-up loads every plugin folder: give Trino only the hive connector

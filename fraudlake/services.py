@@ -19,18 +19,25 @@ Starting is idempotent: if something already answers on the port, it is reused, 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fraudlake.cli import ArgumentParser, UsageError, positive_float_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    EnvironmentFailure,
+    UsageError,
+    positive_float_arg,
+    run,
+)
 from fraudlake.server_builds import (
     CACHE_DIR,
     HOST,
@@ -45,10 +52,10 @@ from fraudlake.server_builds import (
     s3_catalog_properties,
     trino_command,
 )
+from fraudlake.settings import FERRETDB_BACKENDS, DevServices, SettingsError
 
-#: Environment variables holding server ports (Kafka also uses port + 1 for its controller).
-PORT_ENV = ("FRAUDLAKE_KAFKA_PORT", "FRAUDLAKE_MONGO_PORT", "FRAUDLAKE_POSTGRES_PORT",
-            "FRAUDLAKE_TRINO_PORT")
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Server:
@@ -80,55 +87,52 @@ class Started:
 
 
 def kafka_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_KAFKA_PORT", "9092"))
+    port = port or DevServices.from_env().kafka_port
     d = CACHE_DIR / "kafka"
     return Server("kafka", port, d / f"kafka-{port}.pid", d / f"kafka-{port}.log")
 
 
 def mongo_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_MONGO_PORT", "27017"))
+    port = port or DevServices.from_env().mongo_port
     d = CACHE_DIR / "ferretdb"
     return Server("mongo", port, d / f"ferretdb-{port}.pid", d / f"ferretdb-{port}.log")
 
 
 def postgres_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_POSTGRES_PORT", "55432"))
+    port = port or DevServices.from_env().postgres_port
     d = CACHE_DIR / "postgres"
     return Server("postgres", port, d / f"postgres-{port}.pid", d / f"postgres-{port}.log")
 
 
 def trino_server(port: int | None = None) -> Server:
-    port = port or int(os.environ.get("FRAUDLAKE_TRINO_PORT", "8080"))
+    port = port or DevServices.from_env().trino_port
     d = CACHE_DIR / "trino"
     return Server("trino", port, d / f"trino-{port}.pid", d / f"trino-{port}.log")
 
 
 def trino_root() -> Path:
     """The local lake Trino's ``hive`` catalog serves (``local:///x`` = ``<root>/x``)."""
-    return Path(os.environ.get("FRAUDLAKE_TRINO_ROOT") or ROOT / "storage").resolve()
+    return (DevServices.from_env().trino_root or ROOT / "storage").resolve()
 
 
 def _trino_s3() -> dict[str, object] | None:
     """The ``s3`` catalog's settings from the env, or None when no endpoint is set."""
-    endpoint = os.environ.get("FRAUDLAKE_TRINO_S3_ENDPOINT", "").strip()
-    if not endpoint:
+    dev = DevServices.from_env()
+    if not dev.trino_s3_endpoint:
         return None
-    return s3_catalog_properties(
-        endpoint, os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1", os.environ.get("AWS_ACCESS_KEY_ID", ""),
-        os.environ.get("AWS_SECRET_ACCESS_KEY", ""), trino_root())
+    return s3_catalog_properties(dev.trino_s3_endpoint, dev.aws_region, dev.aws_access_key_id,
+                                 dev.aws_secret_access_key, trino_root())
 
 
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = FERRETDB_BACKENDS
 
 
 def ferretdb_backend() -> str:
     """FerretDB's storage: env FRAUDLAKE_FERRETDB_BACKEND, sqlite (default) or postgresql."""
-    backend = os.environ.get("FRAUDLAKE_FERRETDB_BACKEND", "sqlite").strip() or "sqlite"
-    if backend not in BACKENDS:
-        raise ServiceError(f"FRAUDLAKE_FERRETDB_BACKEND must be sqlite or postgresql, "
-                           f"got {backend!r}")
-    return backend
+    try:
+        return DevServices.from_env().ferretdb_backend
+    except SettingsError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 # --- readiness -------------------------------------------------------------------------------
@@ -161,7 +165,9 @@ def is_ready(server: Server, timeout: float = 5.0) -> bool:
             from pymongo import MongoClient
 
             ms = int(timeout * 1000)
-            with MongoClient(server.address, serverSelectionTimeoutMS=ms) as client:
+            client: MongoClient[dict[str, Any]] = MongoClient(server.address,
+                                                              serverSelectionTimeoutMS=ms)
+            with client:
                 client.admin.command("ping")
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -211,8 +217,7 @@ def up(server: Server, timeout: float = 120.0) -> Started:
                 raise
             aside = data.with_name(f"{data.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
             data.rename(aside)
-            print(f"services: FerretDB did not start; moved its data to {aside}, retrying",
-                  file=sys.stderr)
+            log.warning("services: FerretDB did not start; moved its data to %s, retrying", aside)
             return _start(server, timeout)
 
 
@@ -349,22 +354,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=positive_float_arg, default=120.0,
                         help="seconds to wait for readiness (default 120)")
     args = parser.parse_args(argv)
-    for name in PORT_ENV:
-        value = os.environ.get(name, "").strip()
-        if value and not (value.isdigit() and 0 < int(value) < 65535):
-            raise UsageError(f"{name} must be a port number (1-65534): {value!r}")
+    DevServices.from_env()  # a bad port or backend: one line naming the variable, exit 2
     try:
         chosen = servers(args.which, args.action)
     except ServiceError as exc:
-        print(f"services: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     for server in chosen:
         if args.action == "up":
             try:
                 res = up(server, timeout=args.timeout)
             except ServiceError as exc:
-                print(f"services: {exc}", file=sys.stderr)
-                return 1
+                raise EnvironmentFailure(str(exc)) from None
             how = "started" if res.started else "already running"
             print(f"{server.name}: {how} at {server.address} (log {server.log_file})")
         elif args.action == "down":

@@ -20,14 +20,16 @@ so new partitions are visible at once: no ``MSCK REPAIR TABLE``, no Glue crawler
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fraudlake.atomic import write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, env_default, run
+from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
+from fraudlake.settings import S3_URI_ENV, Settings
 from lake.catalog import (
     DEFAULT_YEARS,
     TableSpec,
@@ -37,7 +39,9 @@ from lake.catalog import (
     trino_schema_ddl,
 )
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
-from lake.s3 import S3_URI_ENV, S3Location
+from lake.s3 import S3Location
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
 
@@ -117,7 +121,7 @@ def _years(text: str) -> tuple[int, int]:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m lake.athena", description=__doc__.split("\n\n")[0])
-    p.add_argument("--location", default=env_default(S3_URI_ENV), metavar="s3://BUCKET/PREFIX",
+    p.add_argument("--location", default=Settings.from_env().s3_uri, metavar="s3://BUCKET/PREFIX",
                    help=f"where lake.sync put the lake (env {S3_URI_ENV})")
     p.add_argument("--database", default="fraudlake",
                    help="Athena/Glue database (default fraudlake)")
@@ -145,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = write_files(args.out, files)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(f"athena: wrote {len(written)} file(s) under {args.out}", file=sys.stderr)
+    log.info("athena: wrote %d file(s) under %s", len(written), args.out)
     return 0
 
 

@@ -27,6 +27,7 @@ Running beside a live sink is safe: the sink never writes offsets a folder alrea
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +54,8 @@ from lake.layout import (
     transactions_dir,
     write_lake_file,
 )
+
+log = logging.getLogger(__name__)
 
 STALE_TMP_SECONDS = 3600
 
@@ -165,9 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--lake {args.lake}: no {TRANSACTIONS}/ folder there")
     t0 = time.perf_counter()
     r = compact(args.lake, args.min_files, args.target_rows, args.min_age)
-    print(f"compacted {r.files_in} files into {r.files_out} ({r.rows:,} rows) in {r.folders} "
+    log.info(f"compacted {r.files_in} files into {r.files_out} ({r.rows:,} rows) in {r.folders} "
           f"month folders; removed {r.leftovers_removed} leftovers; "
-          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

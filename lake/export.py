@@ -30,27 +30,32 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
+from pymongo.errors import ConfigurationError
 from tqdm import tqdm
 
+from flagstore.mongo import MongoFlagReader
+from flagstore.protocols import FlagReader
+from flagstore.schema import TS_TEXT, ts_text
+from flagstore.sqlite import SqliteFlagReader
 from fraudlake.atomic import replacing
 from fraudlake.cli import (
     ArgumentParser,
+    EnvironmentFailure,
     UsageError,
     check_output_dir,
     positive_count_arg,
     run,
 )
-from fraudlake.settings import Settings, mongo_uri_from_env
-from lake.export_sources import FlagSource, MongoSource, SqliteSource
+from fraudlake.settings import Settings, check_mongo_uri
 
 STATE_NAME = "_export_state.json"
 LOCK_NAME = ".export.lock"
@@ -90,19 +95,14 @@ def advance(state: ExportState, frame: pl.DataFrame, lookback: timedelta,
     """The state after ``frame`` was exported as ``file_name`` (pure)."""
     if frame.is_empty():
         return replace(state, last_file=max(file_name, state.last_file or ""))
-    top = frame["flagged_at"].max()
+    top = cast(datetime, frame["flagged_at"].max())
     mark = top if state.watermark is None else max(state.watermark, top)
-    pairs = [(iso(ts), tid) for ts, tid in
+    pairs = [(ts_text(ts), tid) for ts, tid in
              frame.select("flagged_at", "transaction_id").iter_rows()]
-    floor = iso(mark - lookback)
+    floor = ts_text(mark - lookback)
     recent = tuple(sorted(p for p in {*state.recent, *pairs} if p[0] >= floor))
     return replace(state, watermark=mark, recent=recent, rows=state.rows + frame.height,
                    last_file=max(file_name, state.last_file or ""))
-
-
-def iso(ts: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text (sorts like time, unlike ``isoformat()``)."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def load_state(path: Path) -> ExportState:
@@ -119,7 +119,7 @@ def load_state(path: Path) -> ExportState:
 
 def save_state(path: Path, state: ExportState) -> None:
     data = {"source": state.source, "rows": state.rows, "last_file": state.last_file,
-            "watermark": iso(state.watermark) if state.watermark else None,
+            "watermark": ts_text(state.watermark) if state.watermark else None,
             "recent": [list(p) for p in state.recent]}
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
 
@@ -129,8 +129,13 @@ def _atomic(path: Path, write) -> None:
         write(tmp)
 
 
+def csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """CSV holds no lists: ``rules_fired`` as comma-separated ids (pure)."""
+    return frame.with_columns(pl.col("rules_fired").list.join(","))
+
+
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
-    _atomic(path, lambda tmp: frame.write_csv(tmp, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ"))
+    _atomic(path, lambda tmp: csv_frame(frame).write_csv(tmp, datetime_format=TS_TEXT))
 
 
 def write_pair(frame: pl.DataFrame, parquet: Path, csv: Path) -> None:
@@ -170,7 +175,7 @@ def export_lock(filtered: Path) -> Iterator[None]:
         yield
 
 
-def export_flags(source: FlagSource, filtered: Path, exported: Path,
+def export_flags(source: FlagReader, filtered: Path, exported: Path,
                  lookback: timedelta = DEFAULT_LOOKBACK, chunk_rows: int = DEFAULT_CHUNK,
                  progress: bool = False) -> ExportResult:
     """Export the flags ``source`` holds that no earlier export wrote (see the module doc)."""
@@ -205,13 +210,20 @@ def export_flags(source: FlagSource, filtered: Path, exported: Path,
                         recovered)
 
 
-def open_source(kind: str | None, settings: Settings) -> FlagSource:
+def open_source(kind: str | None, settings: Settings) -> FlagReader:
     kind = kind or ("mongo" if settings.mongo_uri else "local")
     if kind == "mongo":
         if not settings.mongo_uri:
             raise UsageError("--source mongo needs MONGO_URI")
-        return MongoSource(settings.mongo_uri, settings.mongo_db, settings.mongo_collection)
-    return SqliteSource(settings.local_flags_path)
+        try:
+            return MongoFlagReader(settings.mongo_uri, settings.mongo_db,
+                                   settings.mongo_collection, timeout_ms=10_000)
+        except ConfigurationError as exc:
+            raise UsageError(f"bad MONGO_URI: {exc}") from exc
+    if not settings.local_flags_path.is_file():
+        raise UsageError(f"local flag store not found: {settings.local_flags_path} (set "
+                         "LOCAL_FLAGS_PATH or MONGO_URI)")
+    return SqliteFlagReader(settings.local_flags_path)
 
 
 def build_parser() -> ArgumentParser:
@@ -239,7 +251,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.lookback_seconds >= 0 or args.lookback_seconds == float("inf"):
         raise UsageError(f"--lookback-seconds must be a number >= 0: {args.lookback_seconds}")
     try:
-        mongo_uri_from_env(os.environ.get("MONGO_URI"))
+        check_mongo_uri()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_output_dir(args.filtered_dir, "--filtered-dir")
@@ -249,15 +261,12 @@ def _main(argv: Sequence[str] | None) -> int:
         res = export_flags(source, args.filtered_dir, args.exported_dir,
                            timedelta(seconds=args.lookback_seconds), args.chunk_rows,
                            progress=not args.no_progress)
+    except (UsageError, EnvironmentFailure):
+        raise
     except Exception as exc:  # noqa: BLE001 - server/IO failures: one line, exit 1
-        if isinstance(exc, UsageError):
-            raise
-        print(f"lake.export: error: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-              file=sys.stderr)
-        return 1
+        raise EnvironmentFailure(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        if isinstance(source, MongoSource):
-            source.close()
+        source.close()
     if res.recovered:
         print(f"recovered {res.recovered} file(s) from an interrupted export")
     names = sorted({res.parquet[0].stem, res.parquet[-1].stem}) if res.rows else []

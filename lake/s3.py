@@ -8,16 +8,10 @@ Ceph …) instead of AWS.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import s3fs
-
-#: Env var holding the default destination, e.g. ``s3://my-bucket/fraudlake``.
-S3_URI_ENV = "FRAUDLAKE_S3_URI"
-#: Standard AWS SDK env var for a custom endpoint (also honoured by botocore itself).
-ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 
 
 @dataclass(frozen=True)
@@ -60,27 +54,13 @@ def _valid_bucket(name: str) -> bool:
         and name[-1].isalnum()
 
 
-@dataclass(frozen=True)
-class S3Settings:
-    """Where synced data goes. Secrets are not held here: the AWS chain supplies them."""
-
-    uri: str | None = None
-    endpoint_url: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
-        e = os.environ if env is None else env
-        return cls(uri=e.get(S3_URI_ENV) or None, endpoint_url=e.get(ENDPOINT_ENV) or None)
-
-
-def make_filesystem(endpoint_url: str | None = None, **kwargs: object) -> s3fs.S3FileSystem:
+def make_filesystem(endpoint_url: str | None = None, **kwargs: Any) -> s3fs.S3FileSystem:
     """A fresh (uncached) s3fs filesystem using the default AWS credential chain.
 
     ``kwargs`` go to ``S3FileSystem`` (e.g. ``max_concurrency``); tests may pass ``key``/``secret``.
     """
-    client_kwargs: dict[str, object] = dict(kwargs.pop("client_kwargs", None) or {})  # type: ignore[call-overload]
+    options: dict[str, Any] = dict(kwargs)
+    client_kwargs: dict[str, Any] = dict(options.pop("client_kwargs", None) or {})
     if endpoint_url:
         client_kwargs["endpoint_url"] = endpoint_url
-    return s3fs.S3FileSystem(
-        client_kwargs=client_kwargs, skip_instance_cache=True, **kwargs  # type: ignore[arg-type]
-    )
+    return s3fs.S3FileSystem(client_kwargs=client_kwargs, skip_instance_cache=True, **options)

@@ -22,6 +22,7 @@ Remote objects with no local file (e.g. after compaction) are only deleted with 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -37,14 +38,15 @@ from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     check_output_file,
-    env_default,
     non_negative_float_arg,
     run,
 )
-from fraudlake.settings import Settings
+from fraudlake.settings import S3_ENDPOINT_ENV as ENDPOINT_ENV
+from fraudlake.settings import S3_URI_ENV, Settings
+from fraudlake.settings import SYNC_CACHE_ENV as CACHE_ENV
 from lake.layout import remote_name
-from lake.s3 import ENDPOINT_ENV, S3_URI_ENV, S3Location, make_filesystem
-from lake.sync_cache import CACHE_ENV, Md5Cache, default_path
+from lake.s3 import S3Location, make_filesystem
+from lake.sync_cache import Md5Cache, default_path
 from lake.sync_files import (  # noqa: F401 - re-exported: the public API of lake.sync
     MD5_META,
     LocalFile,
@@ -56,6 +58,8 @@ from lake.sync_files import (  # noqa: F401 - re-exported: the public API of lak
     scan_source,
     sync_file,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,9 @@ def build_parser() -> ArgumentParser:
                    help="local folder to sync, repeatable; its folder name becomes the key prefix "
                         f"(default: {settings.history_dir} and {settings.lake_dir}, from env "
                         "HISTORY_DIR / LAKE_DIR, those that exist)")
-    p.add_argument("--dest", default=env_default(S3_URI_ENV), metavar="s3://BUCKET/PREFIX",
+    p.add_argument("--dest", default=settings.s3_uri, metavar="s3://BUCKET/PREFIX",
                    help=f"destination (env {S3_URI_ENV})")
-    p.add_argument("--endpoint-url", default=env_default(ENDPOINT_ENV),
+    p.add_argument("--endpoint-url", default=settings.s3_endpoint_url,
                    help=f"S3-compatible endpoint instead of AWS (env {ENDPOINT_ENV}); credentials "
                         "always come from the standard AWS chain (env keys, profiles, roles)")
     p.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
@@ -192,7 +196,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would change, upload nothing")
     p.add_argument("--delete", action="store_true",
                    help="delete remote objects whose local file is gone (e.g. after compaction)")
-    p.add_argument("--hash-cache", type=Path, default=env_default(CACHE_ENV),
+    p.add_argument("--hash-cache", type=Path, default=settings.sync_hash_cache,
                    help="file remembering local MD5s by (size, mtime, inode) so unchanged files "
                         f"are not re-read (env {CACHE_ENV}; default {default_path()})")
     p.add_argument("--no-hash-cache", action="store_true", help="hash every file every run")
@@ -227,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for remote in report.remote_only if args.delete else ():
             print(f"would delete s3://{remote}")
     for line in report.failed:
-        print(f"failed: s3://{line}", file=sys.stderr)
-    print(report.summary(), file=sys.stderr)
+        log.error("failed: s3://%s", line)
+    log.info("%s", report.summary())
     return 1 if report.failed else 0
 
 

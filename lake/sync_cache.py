@@ -9,21 +9,23 @@ optimisation: a missing, unreadable or unwritable cache file just means files ge
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE_ENV = "FRAUDLAKE_SYNC_CACHE"
+from fraudlake.atomic import write_text
+from fraudlake.settings import user_cache_dir
+
+log = logging.getLogger(__name__)
+
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fraudlake" / "sync-md5.json"
+    return user_cache_dir() / "fraudlake" / "sync-md5.json"
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,7 @@ class Md5Cache:
         prefixes = tuple(str(r).rstrip("/") + "/" for r in roots)
         kept = {k: v for k, v in self._old.items() if not k.startswith(prefixes)}
         kept.update(self._seen)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(kept, separators=(",", ":")))
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(kept, separators=(",", ":")))
         except OSError as exc:
-            print(f"sync: warning: hash cache not saved ({self.path}: {exc.strerror or exc})",
-                  file=sys.stderr)
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            log.warning("sync: hash cache not saved (%s: %s)", self.path, exc.strerror or exc)

@@ -16,7 +16,6 @@ unpartitioned one. The table's name is derived from its DDL, so a rerun reuses i
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,11 +28,19 @@ from sqlglot import exp
 from fraudlake import errors
 from fraudlake.cli import EnvironmentFailure
 from fraudlake.contract import EVENT_SCHEMA
+from fraudlake.settings import (
+    TRINO_CATALOG_ENV,
+    TRINO_PASSWORD_ENV,
+    TRINO_SCHEMA_ENV,
+    TRINO_URI_ENV,
+    TRINO_USER_ENV,
+    TrinoSettings,
+)
 from lake.catalog import TableSpec, trino_ddl, trino_schema_ddl
 from queries.trino_sql import Rendered, to_trino
 
-URI_ENV, USER_ENV, PASSWORD_ENV = "TRINO_URI", "TRINO_USER", "TRINO_PASSWORD"
-CATALOG_ENV, SCHEMA_ENV = "TRINO_CATALOG", "TRINO_SCHEMA"
+URI_ENV, USER_ENV, PASSWORD_ENV = TRINO_URI_ENV, TRINO_USER_ENV, TRINO_PASSWORD_ENV
+CATALOG_ENV, SCHEMA_ENV = TRINO_CATALOG_ENV, TRINO_SCHEMA_ENV
 LOCAL_CATALOG, S3_CATALOG, DEFAULT_SCHEMA = "hive", "s3", "fraudlake"
 BACKENDS = ("duckdb", "trino")
 
@@ -47,8 +54,7 @@ class InputError(errors.InputError):
 
 
 def default_uri() -> str:
-    return os.environ.get(URI_ENV) or (
-        f"http://127.0.0.1:{os.environ.get('FRAUDLAKE_TRINO_PORT') or 8080}")
+    return TrinoSettings.from_env().uri
 
 
 def lake_root() -> Path:
@@ -65,9 +71,9 @@ class TrinoTarget:
     uri: str = field(default_factory=default_uri)
     catalog: str | None = None
     schema: str = DEFAULT_SCHEMA
-    user: str = field(default_factory=lambda: os.environ.get(USER_ENV) or "fraudlake")
+    user: str = field(default_factory=lambda: TrinoSettings.from_env().user)
     timezone: str | None = None  # the session time zone (None: the server's)
-    password: str | None = field(default_factory=lambda: os.environ.get(PASSWORD_ENV),
+    password: str | None = field(default_factory=lambda: TrinoSettings.from_env().password,
                                  repr=False)
 
     def catalog_for(self, location: str) -> str:
@@ -194,7 +200,7 @@ def list_input_files(text: str) -> list[str]:
     if text.startswith("s3://"):
         from lake.s3 import make_filesystem
 
-        fs = make_filesystem(os.environ.get("AWS_ENDPOINT_URL") or None)
+        fs = make_filesystem(TrinoSettings.from_env().s3_endpoint_url)
         found = fs.find(text)
         return ["s3://" + p for p in found if p.endswith(".parquet")
                 and not Path(p).name.startswith((".", "_"))]
@@ -230,10 +236,11 @@ def add_backend_args(parser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="duckdb",
                         help="duckdb (default): run here; trino: run the same SQL on Trino "
                              f"(env {URI_ENV}, {USER_ENV}, {PASSWORD_ENV})")
-    parser.add_argument("--trino-catalog", default=os.environ.get(CATALOG_ENV),
+    settings = TrinoSettings.from_env()
+    parser.add_argument("--trino-catalog", default=settings.catalog,
                         help=f"Trino catalog (env {CATALOG_ENV}; default {LOCAL_CATALOG} for a "
                              f"local --input, {S3_CATALOG} for s3://)")
-    parser.add_argument("--trino-schema", default=os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA,
+    parser.add_argument("--trino-schema", default=settings.schema or DEFAULT_SCHEMA,
                         help=f"Trino schema for the input tables (env {SCHEMA_ENV}, "
                              f"default {DEFAULT_SCHEMA})")
 

@@ -10,7 +10,6 @@ and reused, so the notebooks run anywhere.
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,10 +17,11 @@ from pathlib import Path
 import duckdb
 
 from batch.generate_history import HistoryConfig, generate_history
+from fraudlake.settings import NOTEBOOK_DATA_ENV, Settings
 from lake.layout import HISTORY_NAME, LAKE_NAME, transactions_dir
 from queries.staging import connect, open_source, resolve_input
 
-DATA_ENV = "FRAUDLAKE_NOTEBOOK_DATA"
+DATA_ENV = NOTEBOOK_DATA_ENV
 SAMPLE_ROWS = 150_000
 SAMPLE_LIVE_EVENTS = 10_000
 _DONE = ".sample-complete"
@@ -29,11 +29,10 @@ _DONE = ".sample-complete"
 
 def data_root() -> Path:
     """The storage root the notebooks read (see the module docstring)."""
-    given = os.environ.get(DATA_ENV)
-    if given:
-        root = Path(given)
+    root = Settings.from_env().notebook_data
+    if root is not None:
         if not (root / "historical").is_dir():
-            raise FileNotFoundError(f"{DATA_ENV}={given}: no historical/ folder there")
+            raise FileNotFoundError(f"{DATA_ENV}={root}: no historical/ folder there")
         return root
     return ensure_sample(Path(tempfile.gettempdir()) / "fraudlake-notebook-sample")
 

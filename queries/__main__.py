@@ -32,7 +32,8 @@ from queries import sql
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
 from queries.trino_sql import to_trino
-from rules.model import RuleSet, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet
 
 FORMATS = ("table", "csv", "parquet")
 
@@ -127,11 +128,7 @@ def build_parser() -> ArgumentParser:
                    "analytics/daily_volume (see --list)")
     p.add_argument("--list", action="store_true", help="list the query names and exit")
     p.add_argument("--input", help="Parquet file, folder (recursive, hive or not) or glob")
-    p.add_argument("--rules", metavar="PATH",
-                   help="rule set TOML file (default: the packaged rules/default.toml)")
-    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
-                   help="override a rule parameter (repeatable), e.g. high_amount.threshold=2500, "
-                        "high_amount.weight=0.5, alert_threshold=2")
+    add_rule_arguments(p)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a query parameter that is not a rule parameter, e.g. top_n=5")
     p.add_argument("--format", choices=FORMATS, default="table",
@@ -156,7 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError("a query NAME is required (see --list)")
     if args.out:
         check_output_file(args.out, "--out")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     try:
         q = QueryRun(name=sql.resolve_name(args.name), input=args.input,
                      rule_set=rule_set,
@@ -173,10 +170,10 @@ def _main(argv: Sequence[str] | None) -> int:
         sql.check(q.name, q.rule_set, q.extra)  # parameter errors before any I/O
     except ValueError as exc:  # QueryError
         raise UsageError(str(exc)) from None
-    text = write_result(run_query(q), q.fmt, q.out)
-    if text is not None:
+    result = write_result(run_query(q), q.fmt, q.out)
+    if result is not None:
         try:
-            print(text)
+            print(result)
         except BrokenPipeError:  # e.g. piped into `head`
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     return 0

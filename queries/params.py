@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class RuleParams:
 
     def with_overrides(self, assignments: Iterable[str]) -> RuleParams:
         """Apply ``rule.param=value`` strings; ValueError names a bad one."""
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(self)}
         for text in assignments:
             key, sep, raw = text.partition("=")

@@ -143,9 +143,9 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
 
 
 def _parse_value(raw: str) -> object:
-    for cast in (int, float):
+    for convert in (int, float):
         try:
-            return cast(raw)
+            return convert(raw)
         except ValueError:
             pass
     return raw

@@ -17,13 +17,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from fraudlake.cli import UsageError
 from fraudlake.contract import (
     EVENT_SCHEMA,
     REQUIRED_COLUMNS,
     ContractError,
     check_columns,
 )
+from fraudlake.errors import InputError
 from lake.layout import month_of, resolve_files
 
 #: DuckDB spelling of each contract column's type (the staging view casts to these).
@@ -71,7 +71,7 @@ def connect(threads: int | None = None,
 
 def _checked_size(text: str) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", text.strip(), re.IGNORECASE):
-        raise UsageError(f"bad memory limit {text!r} (e.g. 2GiB, 1500MB)")
+        raise InputError(f"bad memory limit {text!r} (e.g. 2GiB, 1500MB)")
     return text.strip()
 
 
@@ -81,13 +81,13 @@ def open_source(
 ) -> list[str]:
     """Register ``files`` as view ``source`` (raw) and ``view`` (staged); return raw columns.
 
-    UsageError when the files cannot be read or a core column is missing or mistyped.
+    InputError when the files cannot be read or a core column is missing or mistyped.
     """
     try:
         rel = con.read_parquet([f.path for f in files], union_by_name=True)
         schema = rel.limit(0).pl().schema
     except (duckdb.Error, OSError) as exc:
-        raise UsageError(f"cannot read Parquet input: {_first_line(exc)}") from None
+        raise InputError(f"cannot read Parquet input: {_first_line(exc)}") from None
     check_schema(schema)
     rel.create_view(source, replace=True)
     if view:
@@ -99,7 +99,7 @@ def check_schema(schema: pl.Schema) -> None:
     try:
         check_columns(dict(schema), REQUIRED_COLUMNS)
     except ContractError as exc:
-        raise UsageError(str(exc)) from None
+        raise InputError(str(exc)) from None
 
 
 def staging_sql(present: Iterable[str], source: str = "source") -> str:
@@ -118,11 +118,3 @@ def staging_sql(present: Iterable[str], source: str = "source") -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def open_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, source: str = "source",
-               view: str = "transactions") -> None:
-    """Register an in-memory frame as ``source`` and its staged view (tests, small inputs)."""
-    check_schema(frame.schema)
-    con.register(source, frame.to_arrow())
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {staging_sql(frame.columns, source)}")

@@ -16,12 +16,14 @@ when the lake or the flags differ from what was sent.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -29,12 +31,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
-TOPIC = os.environ.get("KAFKA_TOPIC", "transactions")
-GROUP = os.environ.get("KAFKA_GROUP_ID", "fraudlake-consumer")
-STORAGE = Path(os.environ.get("LAKE_DIR", "/app/storage/lake")).parent
-LAKE = Path(os.environ.get("LAKE_DIR", "/app/storage/lake")) / "transactions"
-HISTORY = Path(os.environ.get("HISTORY_DIR", "/app/storage/historical"))
+from fraudlake.logs import configure as configure_logging
+from fraudlake.settings import Settings
+
+#: The stack's settings (fraudlake.settings), with the container's paths and broker as defaults.
+SETTINGS = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+                              "LAKE_DIR": "/app/storage/lake",
+                              "HISTORY_DIR": "/app/storage/historical", **os.environ})
+BOOTSTRAP = SETTINGS.kafka_bootstrap_servers or "kafka:9092"
+TOPIC = SETTINGS.kafka_topic
+GROUP = SETTINGS.kafka_group_id
+STORAGE = SETTINGS.lake_dir.parent
+LAKE = SETTINGS.lake_transactions_dir
+HISTORY = SETTINGS.history_dir
+log = logging.getLogger("compose_check")
 
 
 def _partitions(client: Consumer) -> list[TopicPartition]:
@@ -79,9 +89,12 @@ def _sent_ids() -> list[str]:
             for msg in client.consume(1000, timeout=10):
                 if msg.error():
                     raise RuntimeError(f"reading {TOPIC}: {msg.error()}")
-                ids.append(json.loads(msg.value())["transaction_id"])
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
+                value, offset, part = msg.value(), msg.offset(), msg.partition()
+                if value is None or offset is None or part is None:
+                    raise RuntimeError(f"reading {TOPIC}: a record without value or position")
+                ids.append(json.loads(value)["transaction_id"])
+                if offset + 1 >= ends[part]:
+                    todo.discard(part)
     finally:
         client.close()
     return ids
@@ -107,13 +120,12 @@ def _lake_ids() -> list[str]:
 
 
 def _mongo_flag_ids() -> set[str]:
-    uri = os.environ["MONGO_URI"]
-    mechanism = os.environ.get("MONGO_AUTH_MECHANISM", "").strip()
-    if mechanism and "authmechanism=" not in uri.lower():
-        uri += ("&" if "?" in uri else "?") + f"authMechanism={mechanism}"
-    with MongoClient(uri, serverSelectionTimeoutMS=15_000) as client:
-        coll = client[os.environ.get("MONGO_DB", "fraud")][os.environ.get("MONGO_COLLECTION",
-                                                                           "flags")]
+    if not SETTINGS.mongo_uri:
+        raise RuntimeError("MONGO_URI is not set")
+    mongo: MongoClient[dict[str, Any]] = MongoClient(SETTINGS.mongo_uri,
+                                                     serverSelectionTimeoutMS=15_000)
+    with mongo as client:
+        coll = client[SETTINGS.mongo_db][SETTINGS.mongo_collection]
         return {doc["_id"] for doc in coll.find({}, {"_id": 1})}
 
 
@@ -159,14 +171,15 @@ COMMANDS = {"group": group, "lag": lag, "lake": lake, "verify": verify, "history
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging("INFO")
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in COMMANDS:
-        print(f"usage: compose_check.py {'|'.join(COMMANDS)}", file=sys.stderr)
+        log.error("usage: compose_check.py %s", "|".join(COMMANDS))
         return 2
     try:
         result = COMMANDS[args[0]]()
     except Exception as exc:  # one line for the calling script, which shows it and fails
-        print(f"compose_check {args[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        log.error("compose_check %s: %s: %s", args[0], type(exc).__name__, exc)
         return 1
     print(json.dumps(result, sort_keys=True))
     return 0 if result.get("ok", True) else 1

@@ -10,58 +10,63 @@ the group. ``--max-messages`` / ``--timeout`` bound a run (tests, benchmarks). A
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flagstore.protocols import FlagWriter
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     check_output_dir,
     check_output_file,
     count_arg,
-    env_default,
     positive_count_arg,
     positive_float_arg,
     run,
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
-from rules.model import rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
-from streaming.pipeline import add_rule_arguments
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConsumeConfig", "ConsumeStats", "StreamConsumer", "main", "open_flag_store"]
 
 
-def open_flag_store(settings: Settings, mongo_uri: str | None):
+def open_flag_store(settings: Settings, mongo_uri: str | None) -> FlagWriter:
     """MongoDB when a URI is given, else the local SQLite store (embedded mode)."""
     if mongo_uri:
         from flagstore.mongo import MongoFlagStore
 
-        return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection)
+        return MongoFlagStore(mongo_uri, settings.mongo_db, settings.mongo_collection,
+                              retry_seconds=settings.mongo_retry_seconds)
     from flagstore.sqlite import SqliteFlagStore
 
     return SqliteFlagStore(settings.local_flags_path)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(settings: Settings | None = None) -> ArgumentParser:
+    s = settings or Settings.from_env()
     p = ArgumentParser(prog="python -m streaming.consume",
                        description="Kafka transactions → rules → lake + flags (+ DLQ).")
-    p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
+    p.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--topic", default=env_default("KAFKA_TOPIC", "transactions"),
-                   help="input topic (env KAFKA_TOPIC; default transactions)")
-    p.add_argument("--dlq-topic", default=env_default("KAFKA_DLQ_TOPIC", "transactions.dlq"),
-                   help="dead-letter topic (env KAFKA_DLQ_TOPIC; default transactions.dlq)")
-    p.add_argument("--group", default=env_default("KAFKA_GROUP_ID", "fraudlake-consumer"),
-                   help="consumer group (env KAFKA_GROUP_ID; default fraudlake-consumer)")
-    p.add_argument("--group-instance-id", default=env_default("KAFKA_GROUP_INSTANCE_ID"),
+    p.add_argument("--topic", default=s.kafka_topic,
+                   help=f"input topic (env KAFKA_TOPIC; default {Settings.kafka_topic})")
+    p.add_argument("--dlq-topic", default=s.kafka_dlq_topic,
+                   help="dead-letter topic (env KAFKA_DLQ_TOPIC; "
+                        f"default {Settings.kafka_dlq_topic})")
+    p.add_argument("--group", default=s.kafka_group_id,
+                   help=f"consumer group (env KAFKA_GROUP_ID; default {Settings.kafka_group_id})")
+    p.add_argument("--group-instance-id", default=s.kafka_group_instance_id,
                    help="static group membership (env KAFKA_GROUP_INSTANCE_ID; unset = dynamic): "
                         "a consumer restarted with the same id gets its partitions back at once "
                         "instead of after the old session times out (10 s); one id per process")
-    p.add_argument("--mongo-uri", default=env_default("MONGO_URI"),
+    p.add_argument("--mongo-uri", default=s.mongo_uri,
                    help="MongoDB URI for flags (env MONGO_URI; unset = local SQLite store at "
                         "env LOCAL_FLAGS_PATH); db/collection from env MONGO_DB/MONGO_COLLECTION; "
                         "credentials/TLS also from env MONGO_USERNAME, MONGO_PASSWORD, "
@@ -71,8 +76,8 @@ def build_parser() -> ArgumentParser:
                         "(e.g. KAFKA_SASL_PASSWORD → sasl.password); transient MongoDB errors are "
                         "retried for env MONGO_RETRY_SECONDS (default 120), Kafka commits and "
                         "DLQ flushes for env KAFKA_RETRY_SECONDS (default 120)")
-    p.add_argument("--lake", type=Path, default=Path(env_default("LAKE_DIR", "storage/lake")),
-                   help="lake root (env LAKE_DIR; default storage/lake)")
+    p.add_argument("--lake", type=Path, default=s.lake_dir,
+                   help=f"lake root (env LAKE_DIR; default {Settings.lake_dir})")
     p.add_argument("--batch-size", type=positive_count_arg, default=20_000,
                    help="max messages per micro-batch (default 20000)")
     p.add_argument("--poll-timeout", type=positive_float_arg, default=0.1,
@@ -83,11 +88,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--metrics-interval", type=positive_float_arg, default=5.0,
                    help="seconds between metrics lines on stderr (default 5)")
     p.add_argument("--metrics-file", type=Path,
-                   default=Path(env_default("CONSUMER_METRICS", "storage/metrics/consumer.json")),
+                   default=s.consumer_metrics_path,
                    help="JSON with the latest lag and counts, rewritten with each metrics line "
                         "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
     add_rule_arguments(p)
-    p.add_argument("--rules-topic", default=env_default("KAFKA_RULES_TOPIC"),
+    p.add_argument("--rules-topic", default=s.kafka_rules_topic,
                    help="follow this rule control topic (env KAFKA_RULES_TOPIC; unset = the "
                         "--rules set is fixed for the run): its active set decides, a newly "
                         "published one from the next micro-batch, its shadow set runs beside; "
@@ -99,7 +104,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
     args = build_parser().parse_args(argv)
     if not args.bootstrap:
         raise UsageError("no Kafka: pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     check_output_dir(args.lake, "--lake")
     check_output_file(args.metrics_file, "--metrics-file")
     settings = Settings.from_env()
@@ -113,33 +118,29 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
                         rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
                         dict(settings.kafka_extra), args.group_instance_id or None,
-                        args.rules_topic or None)
+                        settings.kafka_retry_seconds, args.rules_topic or None)
     return cfg, mongo_uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
     store = open_flag_store(Settings.from_env(), mongo_uri)
+    store.prepare()  # an unreachable flag store fails here, after its retry budget
     consumer = StreamConsumer(cfg, store)
-    if consumer.control is not None:
-        active = consumer.control.state.current("active")
-        shadow = consumer.control.state.current("shadow")
-        print(f"consume: following {cfg.rules_topic}: active {active.id if active else '?'}"
-              f", shadow {shadow.id if shadow else '(none)'}", file=sys.stderr)
-    else:
-        print(f"consume: rule set {cfg.rule_set.id} ({cfg.rule_set.source}, "
-              f"{len(cfg.rule_set.rules)} rules)", file=sys.stderr)
+    if cfg.rules_topic is None:
+        log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
+                 len(cfg.rule_set.rules))
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
     try:
         stats = consumer.run()
     finally:
-        getattr(store, "close", lambda: None)()
+        store.close()
     secs = time.monotonic() - stats.started
     p50, p99 = consumer.latency_ms()
-    print(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "
+    log.info(f"consume: {stats.messages} messages, {stats.events} events, {stats.flags} flags, "
           f"{stats.dead_letters} dead letters in {secs:.1f}s; latency produce→in sinks "
-          f"p50={p50:.0f}ms p99={p99:.0f}ms", file=sys.stderr)
+          f"p50={p50:.0f}ms p99={p99:.0f}ms")
     return 0
 
 

@@ -26,8 +26,8 @@ on every assignment, so a slow group join is not mistaken for an idle topic.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -42,7 +42,9 @@ import numpy as np
 import polars as pl
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
+from flagstore.protocols import FlagWriter
 from fraudlake.atomic import write_text
+from fraudlake.settings import DEFAULT_RETRY_SECONDS
 from lake.layout import transactions_dir
 from rules.model import RuleSet, load_rule_set
 from streaming import lake_state
@@ -56,7 +58,6 @@ from streaming.kafka_io import (
     ensure_topics,
     next_offsets,
     retry_commit,
-    retry_seconds_from_env,
     unpack,
 )
 from streaming.lake_sink import LakeSink
@@ -80,6 +81,7 @@ class ConsumeConfig:
     metrics_path: Path | None = None  # JSON {lag, events, flags, dead_letters, updated_at}
     kafka_extra: dict[str, str] = field(default_factory=dict, repr=False)
     group_instance_id: str | None = None  # static membership (consumer only)
+    kafka_retry_seconds: float = DEFAULT_RETRY_SECONDS  # commit / DLQ flush retry budget
     rules_topic: str | None = None  # the control topic to follow; None = rule_set, fixed
 
 
@@ -104,36 +106,34 @@ class _Pending:
 
 
 class StreamConsumer:
-    """The consume loop over an already-built flag store (``upsert(df) -> int``)."""
+    """The consume loop over an already-built flag store. Builds its clients here, talks to
+    the broker only from ``run`` (which first creates the DLQ topic if it is missing)."""
 
-    def __init__(self, config: ConsumeConfig, flag_store, log=None) -> None:
+    def __init__(self, config: ConsumeConfig, flag_store: FlagWriter,
+                 log: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.flags = flag_store
         self.lake = LakeSink(config.lake_dir)
         self.transactions_dir = transactions_dir(config.lake_dir)
-        ensure_topics(config.bootstrap, [config.dlq_topic], 1, config.kafka_extra)
-        self.dlq = DeadLetterProducer(config.bootstrap, config.dlq_topic, config.kafka_extra)
+        self.dlq = DeadLetterProducer(config.bootstrap, config.dlq_topic, config.kafka_extra,
+                                      retry_seconds=config.kafka_retry_seconds)
         self.engines: dict[int, PartitionRules] = {}  # per owned partition: its rule engines
         self.control = ControlWatcher(config.bootstrap, config.rules_topic, config.kafka_extra) \
-            if config.rules_topic else None
+            if config.rules_topic else None  # read from run(), not here
         self._fixed = ControlState()  # no control topic: every offset decided by rule_set
-        if self.control is not None:
-            self.control.start(seed=config.rule_set)
         self.stats = ConsumeStats()
         self._latency: deque[np.ndarray] = deque(maxlen=2000)  # ms, per recent batch
         # flags are written on a background thread when the store allows it (MongoDB does;
         # sqlite3 connections do not), else inline
-        threaded = getattr(flag_store, "thread_safe", False)
-        self._writer = ThreadPoolExecutor(1, "flag-writer") if threaded else None
+        self._writer = ThreadPoolExecutor(1, "flag-writer") if flag_store.thread_safe else None
         self._pending: _Pending | None = None
         self._deferred: list[TopicPartition] = []  # written, commit refused mid-rebalance
         self._deferred_logged = False
-        # read once: a bad KAFKA_RETRY_SECONDS fails at start, not at the first commit
-        self._commit_retry_s = retry_seconds_from_env()
+        self._commit_retry_s = config.kafka_retry_seconds
         self._commit_watchdog_s = commit_watchdog_seconds(self._commit_retry_s)
         self._last_data = time.monotonic()  # input or a new assignment: the idle clock restarts
         self.stopping = False
-        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._log = log or logging.getLogger(__name__).info
         kafka = consumer_config(config.bootstrap, config.group, config.kafka_extra)
         if config.group_instance_id:
             kafka["group.instance.id"] = config.group_instance_id
@@ -274,6 +274,13 @@ class StreamConsumer:
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> ConsumeStats:
         cfg = self.config
+        ensure_topics(cfg.bootstrap, [cfg.dlq_topic], 1, cfg.kafka_extra)
+        if self.control is not None:
+            state = self.control.start(seed=cfg.rule_set)  # read it to its end before deciding
+            active, shadow = state.current("active"), state.current("shadow")
+            self._log(f"consume: following {cfg.rules_topic}: active "
+                      f"{active.id if active else '?'}, shadow "
+                      f"{shadow.id if shadow else '(none)'}")
         self.consumer.subscribe([cfg.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._last_data = last_metrics = time.monotonic()

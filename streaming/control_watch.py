@@ -91,9 +91,13 @@ class ControlWatcher:
                                        "enable.idempotence": True, "acks": "all",
                                        "linger.ms": 0, **self.extra})
         errors: list[str] = []
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                errors.append(err.str())
+
         key, value = rc.switch_record(switch)
-        self._producer.produce(self.topic, key=key, value=value,
-                               on_delivery=lambda err, _m: err and errors.append(err.str()))
+        self._producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
         if self._producer.flush(timeout) or errors:
             raise KafkaStageError(f"control topic {self.topic!r}: switch record not acknowledged"
                                + (f": {errors[0]}" if errors else f" within {timeout:g} s"))

@@ -18,7 +18,7 @@ it rewrites the consumer metrics file (env CONSUMER_METRICS) with the embedded l
 
 from __future__ import annotations
 
-import os
+import logging
 import signal
 import sys
 import threading
@@ -44,12 +44,15 @@ from fraudlake.cli import (
 from fraudlake.contract import FLAGGED
 from fraudlake.settings import Settings
 from lake.layout import folder_files, month_folders, transactions_dir
-from rules.model import RuleSet, load_rule_set, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet, load_rule_set
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
 from streaming.live_feed import LiveFeed
-from streaming.pipeline import add_rule_arguments, process_batch
+from streaming.pipeline import process_batch
+
+log = logging.getLogger(__name__)
 
 TOPIC = "demo"
 PARTITION = 0
@@ -117,8 +120,7 @@ def reset_demo_outputs(lake: Path, store: SqliteFlagStore) -> None:
         for f in folder_files(folder):
             if f.topic == TOPIC:
                 f.path.unlink(missing_ok=True)
-    with store.conn:
-        store.conn.execute("DELETE FROM flags WHERE source LIKE ?", (f"{TOPIC}:%",))
+    store.delete_source_prefix(f"{TOPIC}:")
 
 
 def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,
@@ -233,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run as a live feed until stopped: --rate events per wall-clock "
                              "second (default 20 here), appended to earlier runs' outputs")
     args = parser.parse_args(argv)
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     if args.follow and args.users is not None:
         raise UsageError("--follow scales the cards to --rate (a realistic density): "
                          "leave out --users")
@@ -242,20 +244,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_output_dir(args.lake, "--lake")
     check_output_file(args.flags_db, "--flags-db")
     if not settings.embedded:
-        print("note: KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
-              "embedded; use streaming.produce + streaming.consume for the services",
-              file=sys.stderr)
+        log.warning("KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
+                    "embedded; use streaming.produce + streaming.consume for the services")
     if args.follow:
-        metrics = Path(os.environ.get("CONSUMER_METRICS", "storage/metrics/consumer.json"))
+        metrics = settings.consumer_metrics_path
         stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stopping.set())
         rate = FOLLOW_RATE if args.rate is None else args.rate
         summary = follow_demo(args.seed, rate, args.lake, args.flags_db, rule_set, metrics,
-                              stop=stopping.is_set, on_start=lambda feed: print(
-                                  f"following: ~{rate:g} events/s ({feed.cards:,} cards, event "
-                                  f"time = now) into {args.lake} and {args.flags_db} "
-                                  "(Ctrl-C stops)", file=sys.stderr))
+                              stop=stopping.is_set, on_start=lambda feed: log.info(
+                                  "following: ~%g events/s (%s cards, event time = now) into %s "
+                                  "and %s (Ctrl-C stops)", rate, f"{feed.cards:,}", args.lake,
+                                  args.flags_db))
     else:
         summary = run_demo(args.count, args.seed, args.users or USERS, args.batch, args.lake,
                            args.flags_db, rule_set, progress=not args.quiet)

@@ -1,4 +1,4 @@
-"""Why a flag was raised: per fired rule, the evidence a fraud analyst reads (DESIGN.md table).
+"""Why a flag was raised: per fired rule, the evidence a fraud analyst reads (docs/design.md table).
 
 ``evidence_json(rows, positions, fired, rule_set)`` → one JSON object per position, ``{rule_id:
 {...}}`` over the rules that fired there. ``rows`` are the engine's decided rows, sorted by

@@ -8,23 +8,20 @@ Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fraudlake.cli import seconds_from_env
+from fraudlake.logs import KAFKA_LOGGER
+from fraudlake.settings import DEFAULT_RETRY_SECONDS
 from streaming.decode import DeadLetter, RawRecord
 
 DLQ_REASON_HEADER = "fraudlake.reason"
-
-#: Seconds a commit or a DLQ flush keeps retrying while the broker is away (env
-#: ``KAFKA_RETRY_SECONDS``). Keep it below ``max.poll.interval.ms`` (300 s).
-KAFKA_RETRY_ENV = "KAFKA_RETRY_SECONDS"
-DEFAULT_KAFKA_RETRY_SECONDS = 120.0
 
 #: Errors that mean "no broker to talk to right now": librdkafka reconnects by itself.
 BROKER_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
@@ -42,14 +39,12 @@ COMMIT_TRANSIENT = BROKER_DOWN | {
 }
 
 
-def retry_seconds_from_env(env: Mapping[str, str] | None = None, name: str = KAFKA_RETRY_ENV,
-                           default: float = DEFAULT_KAFKA_RETRY_SECONDS) -> float:
-    """A retry budget in seconds from the environment; a bad value is a one-line UsageError."""
-    return seconds_from_env(name, default, env)
+log = logging.getLogger(__name__)
 
 
 def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """The default ``log`` callback of this module's classes: a warning in ``logging``."""
+    log.warning(msg)
 
 
 class KafkaStageError(RuntimeError):
@@ -138,6 +133,7 @@ def producer_config(bootstrap: str, extra: Mapping[str, str] = {}, *,
     duplicating or reordering; ``watch`` logs the outage."""
     return {
         **(watch.config() if watch is not None else {}),
+        "logger": KAFKA_LOGGER,  # librdkafka's own log lines into logging
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -157,6 +153,7 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
     ``BrokerWatch("consumer")`` logs broker outages and reconnects unless one is given."""
     return {
         **(watch or BrokerWatch("consumer")).config(),
+        "logger": KAFKA_LOGGER,  # librdkafka's own log lines into logging
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -176,7 +173,8 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
 def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int,
                   extra: Mapping[str, str] = {}, timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (the broker does not auto-create); return them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": KAFKA_LOGGER, **extra}
+    admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
@@ -203,8 +201,9 @@ def unpack(messages: list[Message]) -> tuple[list[RawRecord], list[int], list[Ka
     for m in messages:
         err = m.error()
         if err is None:
-            records.append(RawRecord(m.value() or b"", m.key(), m.topic(), m.partition(),
-                                     m.offset()))
+            # a consumed message always has its topic, partition and offset
+            records.append(RawRecord(m.value() or b"", m.key(), m.topic() or "",
+                                     m.partition() or 0, m.offset() or 0))
             created.append(m.timestamp()[1])
         elif err.code() != eof:
             errors.append(err)
@@ -225,14 +224,14 @@ class DeadLetterProducer:
     """Sends undecodable records to the DLQ topic: value = the raw bytes, key = the original key,
     headers = reason + source topic/partition/offset. ``send`` returns only once the broker
     holds every record (so the consumer may commit past them). While the broker is away it
-    keeps waiting (logging every 10 s) up to ``retry_seconds`` (env ``KAFKA_RETRY_SECONDS``,
-    default 120), then raises ``KafkaStageError``."""
+    keeps waiting (logging every 10 s) up to ``retry_seconds`` (``Settings.kafka_retry_seconds``,
+    env ``KAFKA_RETRY_SECONDS``, default 120), then raises ``KafkaStageError``."""
 
     def __init__(self, bootstrap: str, topic: str, extra: Mapping[str, str] = {}, *,
-                 retry_seconds: float | None = None,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS,
                  log: Callable[[str], None] | None = None) -> None:
         self.topic = topic
-        self.retry_seconds = retry_seconds_from_env() if retry_seconds is None else retry_seconds
+        self.retry_seconds = retry_seconds
         self._log = log or _stderr
         self.watch = BrokerWatch("DLQ producer", self._log)
         self._producer = Producer(producer_config(bootstrap, extra, linger_ms=0,
@@ -256,7 +255,8 @@ class DeadLetterProducer:
         return len(letters)
 
     def _produce(self, dl: DeadLetter) -> None:
-        headers = [(DLQ_REASON_HEADER, dl.reason.encode()),
+        headers: list[tuple[str, str | bytes | None]] = [
+                   (DLQ_REASON_HEADER, dl.reason.encode()),
                    ("fraudlake.topic", dl.topic.encode()),
                    ("fraudlake.partition", str(dl.partition).encode()),
                    ("fraudlake.offset", str(dl.offset).encode())]
@@ -291,7 +291,7 @@ def flush_within(producer: Producer, timeout: float, what: str,
 
 
 def retry_commit(consumer, offsets: list[TopicPartition], attempts: int | None = None, *,
-                 retry_seconds: float | None = None,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS,
                  log: Callable[[str], None] = _stderr) -> bool:
     """Synchronous commit of explicit offsets, retried with bounded exponential backoff
     (0.2 s doubling to 5 s) on transient broker errors (broker or coordinator away, timeouts)
@@ -302,7 +302,7 @@ def retry_commit(consumer, offsets: list[TopicPartition], attempts: int | None =
     away): the caller may keep the offsets and commit them after the next poll if it still
     owns the partitions. Says in the log when it had to retry or wait, and when the commit
     went through again."""
-    budget = retry_seconds_from_env() if retry_seconds is None else retry_seconds
+    budget = retry_seconds
     t0 = time.monotonic()
     delay, tries = 0.2, 0
     while True:

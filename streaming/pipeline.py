@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import polars as pl
 
@@ -34,16 +33,6 @@ class BatchResult:
         rules = {c: int(df[c].sum()) for c in df.columns if df.schema[c] == pl.Boolean()
                  and c != "is_fraud"}
         return {"events": df.height, "dead_letters": len(self.dead_letters), **rules}
-
-
-def add_rule_arguments(p: Any) -> None:
-    """``--rules PATH`` and ``--set RULE_ID.PARAM=VALUE`` (consume, replay and demo)."""
-    p.add_argument("--rules", metavar="PATH",
-                   help="rule set TOML file (default: the packaged rules/default.toml)")
-    p.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
-                   help="override a rule parameter, weight or the alert threshold, e.g. "
-                        "high_amount.threshold=2500, high_amount.weight=0.5, alert_threshold=2 "
-                        "(repeatable)")
 
 
 def process_batch(records: Sequence[RawRecord], engine: RuleEngine,

@@ -7,7 +7,7 @@ its decimal string) so one user's events stay in one partition, in time order. T
 idempotent with acks=all, compressed and lightly lingering; ``--rate`` paces it (0 = as fast as
 possible). Progress and throughput go to stderr.
 
-Simulated time vs wall time (compressed time, DESIGN.md "Live event time"): the ``--count``
+Simulated time vs wall time (compressed time, docs/design.md "Live event time"): the ``--count``
 events are the span of event time they take at the world's realistic density, ending at the
 moment the producer starts; they are sent in event-time order at ``--rate`` (wall clock), so
 event time never runs ahead of the wall clock and the flag rates do not depend on the rate.
@@ -22,6 +22,7 @@ broker went away and when the producer reconnected.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,7 +37,6 @@ from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     count_arg,
-    env_default,
     non_negative_float_arg,
     positive_count_arg,
     positive_float_arg,
@@ -50,6 +50,8 @@ from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, produce
 
 MAX_UNPACED_RATE = 1_000_000  # events/s assumed to size an unpaced --duration stream
 MAX_SPAN_DAYS = 5 * 365  # a --duration stream covers at most this much event time
+log = logging.getLogger(__name__)
+
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 FLUSH_SECONDS = 330.0  # librdkafka's message.timeout.ms (300 s) and a margin
 
@@ -173,14 +175,15 @@ def _produce_one(producer: Producer, topic: str, key: bytes, value: bytes, cb) -
             producer.poll(0.05)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(settings: Settings | None = None) -> ArgumentParser:
+    s = settings or Settings.from_env()
     p = ArgumentParser(prog="python -m streaming.produce",
                        description="Simulated card transactions → Kafka (JSON, keyed by user).")
-    p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
+    p.add_argument("--bootstrap", default=s.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS); SASL/TLS "
                         "settings from env KAFKA_SASL_*, KAFKA_SSL_*, KAFKA_SECURITY_*")
-    p.add_argument("--topic", default=env_default("KAFKA_TOPIC", "transactions"),
-                   help="topic to write (env KAFKA_TOPIC; default transactions)")
+    p.add_argument("--topic", default=s.kafka_topic,
+                   help=f"topic to write (env KAFKA_TOPIC; default {Settings.kafka_topic})")
     p.add_argument("--partitions", type=positive_count_arg, default=4,
                    help="partitions if the topic has to be created (default 4)")
     amount = p.add_mutually_exclusive_group()
@@ -220,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            int(per_day * MAX_SPAN_DAYS)))
     else:
         total = count
-    print(describe_stream(args.seed, args.users, total, end), file=sys.stderr)  # checks too
+    log.info("%s", describe_stream(args.seed, args.users, total, end))  # checks too
     settings = Settings.from_env()
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
@@ -229,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = simulated_events(args.seed, args.users, total, end)
     stats = produce(producer, args.topic, frames, rate=args.rate, count=count,
                     duration=args.duration, progress=not args.no_progress)
-    print(f"produce: {stats.events} events to {args.topic} in {stats.seconds:.1f}s "
-          f"({stats.rate:,.0f} ev/s), {stats.failed} failed", file=sys.stderr)
+    log.info("produce: %d events to %s in %.1fs (%s ev/s), %d failed", stats.events,
+             args.topic, stats.seconds, f"{stats.rate:,.0f}", stats.failed)
     return 1 if stats.failed else 0
 
 

@@ -22,6 +22,7 @@ flagged, rules_fired`` and the ``shadow_*`` columns (in CSV, rule lists comma-jo
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -39,15 +41,18 @@ from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     check_output_file,
-    env_default,
     positive_count_arg,
     run,
 )
 from fraudlake.contract import EVENT_SCHEMA, FLAGGED, REQUIRED_COLUMNS, ContractError, conform
+from fraudlake.settings import Settings
 from lake.layout import resolve_files
-from rules.model import RuleSet, load_rule_set, rule_set_from_cli
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet
 from streaming.engine import RuleEngine
-from streaming.pipeline import add_rule_arguments
+from streaming.rules_control import DEFAULT_TOPIC
+
+log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = REQUIRED_COLUMNS
 RULE_SET_KEY = "fraudlake.rule_set_id"
@@ -116,12 +121,6 @@ def month_slices(lazy: pl.LazyFrame) -> Iterator[pl.DataFrame]:
         year, month = nxt
 
 
-def load_events(files: list[Path], columns: Sequence[str] = INPUT_COLUMNS) -> pl.DataFrame:
-    """All events of the files in memory, sorted by (ts, transaction_id)."""
-    parts = list(month_slices(scan_events(files, columns)))
-    return pl.concat(parts) if parts else scan_events(files, columns).head(0).collect()
-
-
 def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = None,
                    batch_rows: int = 200_000) -> Iterator[pl.DataFrame]:
     """Feed ts-sorted events through one fresh engine; yield the ``--flags-out`` columns."""
@@ -131,13 +130,6 @@ def replay_batches(months: Iterable[pl.DataFrame], rule_set: RuleSet | None = No
         for start in range(0, events.height, batch_rows):
             yield engine.process(events.slice(start, batch_rows)).select(columns)
 
-
-def replay(events: pl.DataFrame, rule_set: RuleSet | None = None,
-           batch_rows: int = 200_000) -> pl.DataFrame:
-    """In-memory replay of ts-sorted events (tests, notebooks)."""
-    rule_set = rule_set if rule_set is not None else load_rule_set()
-    parts = list(replay_batches([events], rule_set, batch_rows))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=output_schema(rule_set))
 
 
 class FlagsWriter:
@@ -150,7 +142,7 @@ class FlagsWriter:
         self.counts = dict.fromkeys((*rule_set.rule_ids, FLAGGED), 0)
         self.rows = 0
         self._pq: pq.ParquetWriter | None = None
-        self._csv = None
+        self._csv: BinaryIO | None = None
 
     def write(self, part: pl.DataFrame) -> None:
         self.rows += part.height
@@ -192,7 +184,6 @@ class FlagsWriter:
 def replay_from_kafka(args, rule_set: RuleSet) -> int:
     """``--from-kafka``: the topic's offsets with the control log → ``--flags-out``."""
     from fraudlake.cli import EnvironmentFailure
-    from fraudlake.settings import Settings
     from streaming import replay_control
     from streaming.rules_control import read_control
 
@@ -211,10 +202,10 @@ def replay_from_kafka(args, rule_set: RuleSet) -> int:
                                       args.batch_rows)
     write_decisions(out, args.flags_out)
     ids = out["rule_set_id"].value_counts().sort("rule_set_id").rows()
-    print(f"replayed {out.height:,} events of {args.from_kafka} in "
-          f"{time.perf_counter() - t0:.1f} s with the control log of {args.rules_topic}: "
-          + (", ".join(f"{i}={n}" for i, n in ids) or "no events")
-          + f"; flagged={int(out['flagged'].sum())} → {args.flags_out}", file=sys.stderr)
+    log.info("replayed %s events of %s in %.1f s with the control log of %s: %s; flagged=%d → %s",
+             f"{out.height:,}", args.from_kafka, time.perf_counter() - t0, args.rules_topic,
+             ", ".join(f"{i}={n}" for i, n in ids) or "no events", int(out["flagged"].sum()),
+             args.flags_out)
     return 0
 
 
@@ -238,11 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Parquet file, folder (recursive) or glob with the core columns")
     source.add_argument("--from-kafka", metavar="TOPIC",
                         help="replay this Kafka topic's offsets with the rule control log")
-    parser.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
+    settings = Settings.from_env()
+    parser.add_argument("--bootstrap", default=settings.kafka_bootstrap_servers,
                         help="Kafka bootstrap servers for --from-kafka "
                              "(env KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--rules-topic",
-                        default=env_default("KAFKA_RULES_TOPIC", "rules.control"),
+                        default=settings.kafka_rules_topic or DEFAULT_TOPIC,
                         help="the rule control topic read with --from-kafka (env "
                              "KAFKA_RULES_TOPIC; default rules.control; absent = --rules only)")
     parser.add_argument("--flags-out", type=Path, required=True,
@@ -255,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.flags_out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"--flags-out {args.flags_out}: must end in .parquet or .csv")
     check_output_file(args.flags_out, "--flags-out")
-    rule_set = rule_set_from_cli(args.rules, args.set)
+    rule_set = rule_set_from_args(args)
     if args.from_kafka:
         return replay_from_kafka(args, rule_set)
     t0 = time.perf_counter()
@@ -278,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.abort()
         raise
     counts = ", ".join(f"{c}={n}" for c, n in writer.counts.items())
-    print(f"replayed {writer.rows:,} events in {time.perf_counter() - t0:.1f} s with rule set "
-          f"{rule_set.id}: {counts} → {args.flags_out}", file=sys.stderr)
+    log.info("replayed %s events in %.1f s with rule set %s: %s → %s", f"{writer.rows:,}",
+             time.perf_counter() - t0, rule_set.id, counts, args.flags_out)
     return 0
 
 

@@ -155,6 +155,7 @@ class PartitionRules:
         if engine is not None and engine.rule_set_id == set_id:
             return engine, 0
         old, engine = engine, RuleEngine(self._rule_set(set_id))
+        past: list[pl.DataFrame | None]
         if old is not None and covers(old, engine):  # carry the state over: no lake read
             past = [old.state_frame()]
         else:  # a new kind, column or a longer horizon: every earlier event

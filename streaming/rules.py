@@ -24,18 +24,20 @@ from pathlib import Path
 
 import polars as pl
 
-from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, env_default, run
+from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, run
 from fraudlake.settings import Settings
+from rules.arguments import add_set_argument
 from rules.model import rule_set_from_cli
 from streaming import rules_control as rc
 
 
 def build_parser() -> ArgumentParser:
+    settings = Settings.from_env()
     p = ArgumentParser(prog="python -m streaming.rules",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP_SERVERS"),
+    p.add_argument("--bootstrap", default=settings.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--topic", default=env_default("KAFKA_RULES_TOPIC", rc.DEFAULT_TOPIC),
+    p.add_argument("--topic", default=settings.kafka_rules_topic or rc.DEFAULT_TOPIC,
                    help=f"control topic (env KAFKA_RULES_TOPIC; default {rc.DEFAULT_TOPIC})")
     p.add_argument("--timeout", type=float, default=15.0,
                    help="seconds to wait for the broker (default 15)")
@@ -45,8 +47,7 @@ def build_parser() -> ArgumentParser:
     pub.add_argument("--shadow", action="store_true",
                      help="publish as the shadow set (evaluated beside the active one, never "
                           "alerting) instead of the active set")
-    pub.add_argument("--set", action="append", default=[], metavar="RULE_ID.PARAM=VALUE",
-                     help="override a parameter before publishing (repeatable)")
+    add_set_argument(pub, "override a parameter before publishing (repeatable)")
     sub.add_parser("unshadow", help="stop evaluating a shadow set")
     sub.add_parser("list", help="the active and shadow sets and the recorded switch points")
     show = sub.add_parser("show", help="one rule set, resolved, as JSON")
@@ -54,7 +55,7 @@ def build_parser() -> ArgumentParser:
                       help="active (default), shadow, or a rule-set id")
     cmp = sub.add_parser("compare", help="the shadow set against the active one, from the "
                                          "lake (no Kafka needed)")
-    cmp.add_argument("--lake", type=Path, default=Path(env_default("LAKE_DIR", "storage/lake")),
+    cmp.add_argument("--lake", type=Path, default=settings.lake_dir,
                      help="lake root (env LAKE_DIR; default storage/lake)")
     cmp.add_argument("--json", action="store_true", help="one JSON object per set pair")
     return p

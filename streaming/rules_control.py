@@ -246,7 +246,7 @@ def read_records(bootstrap: str, topic: str, extra: Mapping[str, str] = {},
                         return out
                     raise RuntimeError(f"control topic {topic!r}: {err.str()}")
                 out.append((m.key(), m.value()))
-                if m.offset() >= high - 1:
+                if (m.offset() or 0) >= high - 1:
                     return out
         raise TimeoutError(f"control topic {topic!r}: not read to its end within {timeout:g} s")
     finally:

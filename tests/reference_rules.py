@@ -1,4 +1,4 @@
-"""A straightforward pure-Python reference of DESIGN.md's four rules (v1).
+"""A straightforward pure-Python reference of docs/design.md's four rules (v1).
 
 Shared by tests of the SQL rules, the backtest and the stream engine. Deliberately naive: group
 by user, sort by (ts, transaction_id), loop; Decimal compare; ``math`` haversine. No windows,
@@ -91,7 +91,7 @@ _OPTIONAL = ("channel", "category", "device_id", "merchant_id", "card_last4", "c
 
 def reference_decisions(events: list[dict] | pl.DataFrame, rule_set) -> pl.DataFrame:
     """transaction_id, one bool per rule id (file order), score (double), flagged — one row per
-    event in input order — for a ``rules.model.RuleSet``, by DESIGN.md "Rule sets (v2)".
+    event in input order — for a ``rules.model.RuleSet``, by docs/design.md "Rule sets (v2)".
 
     A row with a NULL in user_id, ts, amount, lat, lon or utc_offset_min is decided false on
     every rule (score 0) and is invisible to every other row.

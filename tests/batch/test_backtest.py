@@ -10,13 +10,13 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from _backtest_data import synthetic_events, with_extras, write_hive
-from reference_rules import reference_decisions
 
 from batch.backtest import BacktestConfig, report_dict, run_backtest
 from batch.hitrates import count_flags, hit_rates
 from fraudlake.contract import CORE_SCHEMA, RULE_NAMES
 from rules.model import load_rule_set
+from tests.batch._backtest_data import synthetic_events, with_extras, write_hive
+from tests.reference_rules import reference_decisions
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["transaction_id", *RULE_NAMES, "score", "flagged"]

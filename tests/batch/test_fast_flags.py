@@ -11,12 +11,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_rules import reference_decisions
 
 from batch.chunked_flags import plan_chunks
 from batch.fast_flags import flag_counts, flags_schema
 from queries.staging import connect, resolve_input
 from rules.model import RuleSet, load_rule_set
+from tests.reference_rules import reference_decisions
 from tests.rules._kernel_data import T0, event_streams, frame_of, rule_sets
 
 GROUPS = ["year", "is_fraud", "fraud_scenario"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _backtest_data import synthetic_events, with_extras, write_hive
 
 from batch.backtest import BacktestConfig, run_backtest
 from batch.whatif_run import WhatIfConfig, run_whatif
 from batch.whatif_sweep import parse_sweep
 from rules.model import load_rule_set
+from tests.batch._backtest_data import synthetic_events, with_extras, write_hive
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "rules" / "example.toml"

@@ -274,8 +274,8 @@ def make_v1(world: dict[str, str], rule: str) -> str:
     import sqlite3
 
     with sqlite3.connect(world["LOCAL_FLAGS_PATH"]) as conn:
-        txid = conn.execute(f"SELECT transaction_id FROM flags WHERE {rule} = 1 "  # noqa: S608
-                            "ORDER BY ts DESC LIMIT 1").fetchone()[0]
+        txid = conn.execute("SELECT transaction_id FROM flags WHERE instr(rules_fired, ?) > 0 "
+                            "ORDER BY ts DESC LIMIT 1", [f'"{rule}"']).fetchone()[0]
         conn.execute("UPDATE flags SET evidence = NULL, rule_set_id = NULL, score = NULL "
                      "WHERE transaction_id = ?", [txid])
     return txid

@@ -19,9 +19,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
+
+import tests.dashboard._dashdata as _dashdata
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,8 +184,8 @@ def test_analyst_journey_in_chromium(journey: tuple[str, dict[str, str]],
     from playwright.sync_api import expect, sync_playwright
     url, env = journey
     with sqlite3.connect(env["LOCAL_FLAGS_PATH"]) as conn:  # its evidence: Lisbon → Berlin
-        txid = conn.execute("SELECT transaction_id FROM flags WHERE geo_mismatch = 1 "
-                            "ORDER BY ts DESC LIMIT 1").fetchone()[0]
+        txid = conn.execute("SELECT transaction_id FROM flags WHERE instr(rules_fired, ?) > 0 "
+                            "ORDER BY ts DESC LIMIT 1", ['"geo_mismatch"']).fetchone()[0]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:

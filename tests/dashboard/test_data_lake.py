@@ -1,4 +1,5 @@
-"""Pure aggregates (dashboard.data) and lake reads + the history cache (dashboard.lake/baseline)."""
+"""Pure aggregates (dashboard.data) and lake reads + the history cache
+(dashboard.lake_queries/baseline)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
-from dashboard import aggregates, baseline, data, lake
+import tests.dashboard._dashdata as _dashdata
+from dashboard import aggregates, baseline, data, lake_queries
 from dashboard.baseline import main as baseline_main
 from dashboard.filters import FlagFilter
 from dashboard.flag_cache import CacheConfig
@@ -68,10 +69,11 @@ def test_top_users_with_baselines(tmp_path: Path) -> None:
     assert top.height == 3
     hist = pl.DataFrame({"user_id": [2], "txn_count": [100], "median_amount": [50.0],
                          "usual_city": ["Madrid"], "first_seen": [NOW - timedelta(days=900)],
-                         "last_seen": [NOW - timedelta(days=1)]}, schema=lake.BASELINE_SCHEMA)
+                         "last_seen": [NOW - timedelta(days=1)]},
+                        schema=lake_queries.BASELINE_SCHEMA)
     live = pl.DataFrame({"user_id": [2, 4], "txn_count": [3, 5], "median_amount": [9.0, 20.0],
                          "usual_city": ["Oslo", "Paris"], "first_seen": [NOW, NOW],
-                         "last_seen": [NOW, NOW]}, schema=lake.BASELINE_SCHEMA)
+                         "last_seen": [NOW, NOW]}, schema=lake_queries.BASELINE_SCHEMA)
     merged = data.merge_baselines(hist, live).sort("user_id")
     assert merged.rows() == [(2, 103, 50.0, "Madrid", NOW - timedelta(days=900), NOW),
                              (4, 5, 20.0, "Paris", NOW, NOW)]
@@ -123,24 +125,24 @@ def test_report_tables_and_lag(tmp_path: Path) -> None:
 def test_files_in_range_prunes_by_month_folder(tmp_path: Path) -> None:
     files = [tmp_path / f"year={y}/month={m:02d}/p.parquet" for y, m in
              [(2025, 11), (2025, 12), (2026, 1), (2026, 3)]]
-    got = lake.files_in_range(files, datetime(2025, 12, 31, tzinfo=UTC),
+    got = lake_queries.files_in_range(files, datetime(2025, 12, 31, tzinfo=UTC),
                               datetime(2026, 2, 1, tzinfo=UTC))
     assert [f.parent.name for f in got] == ["month=12", "month=01"]
-    assert lake.files_in_range(files, None) == files
+    assert lake_queries.files_in_range(files, None) == files
 
 
 def test_lake_reads(tmp_path: Path) -> None:
     live = _dashdata.events(120, NOW - timedelta(hours=2), timedelta(minutes=1))
     _dashdata.write_lake(tmp_path, live)
     files = data_files(tmp_path)
-    assert lake.window_counts(files, NOW - timedelta(minutes=30)) == (30, 10)
-    series = lake.amount_series(files, "hour", NOW - timedelta(hours=2), None)
+    assert lake_queries.window_counts(files, NOW - timedelta(minutes=30)) == (30, 10)
+    series = lake_queries.amount_series(files, "hour", NOW - timedelta(hours=2), None)
     assert series["events"].sum() == 120
     assert float(series["amount"].sum()) == pytest.approx(float(live["amount"].sum()))
-    b = lake.user_baselines(files, [1, 3]).sort("user_id")
+    b = lake_queries.user_baselines(files, [1, 3]).sort("user_id")
     assert b["user_id"].to_list() == [1, 3] and b["txn_count"].to_list() == [24, 24]
     assert b["first_seen"][0] == live.filter(pl.col("user_id") == 1)["ts"].min()
-    assert lake.min_ts(files) == live["ts"].min()
+    assert lake_queries.min_ts(files) == live["ts"].min()
 
 
 def test_history_cache_built_once_and_rebuilt_on_change(tmp_path: Path) -> None:
@@ -181,8 +183,8 @@ def test_aggregates_fast_paths_agree_with_the_plain_computation(tmp_path: Path,
     live = _dashdata.events(3_000, NOW - timedelta(days=70), timedelta(minutes=31), users=40)
     _dashdata.write_flags(tmp_path / "f.sqlite", live)
     with sqlite3.connect(tmp_path / "f.sqlite") as conn:
-        conn.execute("""UPDATE flags SET rules = '["high_amount","new_device"]'
-                        WHERE rowid % 7 = 0 AND high_amount = 1""")
+        conn.execute("""UPDATE flags SET rules_fired = '["high_amount","new_device"]'
+                        WHERE rowid % 7 = 0 AND instr(rules_fired, '"high_amount"') > 0""")
     held = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig())
     fast = aggregates.flag_aggregates(held.matching(FlagFilter()), unit)
     plain_frame = held.export(FlagFilter()).lazy()
@@ -213,11 +215,11 @@ def test_live_series_from_memoized_minutes_equals_duckdb(tmp_path: Path, unit: s
     since = NOW - timedelta(days=20, seconds=30)  # on a whole minute: both sides agree
     since = since.replace(second=0)
     got = live_series(files, unit, since, None)
-    want = lake.amount_series(files, unit, since, None)
+    want = lake_queries.amount_series(files, unit, since, None)
     assert got.select("bucket", "events").equals(want.select("bucket", "events"))
     assert got["amount"].sum() == pytest.approx(want["amount"].sum())
-    assert lake.ts_bounds(files) == (live["ts"].min(), live["ts"].max())
-    assert lake.files_since(files, NOW) == []
+    assert lake_queries.ts_bounds(files) == (live["ts"].min(), live["ts"].max())
+    assert lake_queries.files_since(files, NOW) == []
 
 
 def test_report_params_and_variants_of_real_backtest_reports(tmp_path: Path) -> None:

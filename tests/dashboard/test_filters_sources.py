@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
+import tests.dashboard._dashdata as _dashdata
 from dashboard.filters import (
     FilterError,
     FlagFilter,
@@ -125,12 +125,12 @@ def test_rule_set_ids_beyond_v1_filter_alike(tmp_path: Path) -> None:
     import sqlite3
 
     with sqlite3.connect(tmp_path / "f.sqlite") as conn:  # two flags also fired a v2 rule
-        conn.execute("""UPDATE flags SET rules = '["high_amount","new_device"]'
+        conn.execute("""UPDATE flags SET rules_fired = '["high_amount","new_device"]'
                         WHERE rowid IN (1, 3)""")
     f = build_filter(time_range="All time", now=NOW, rules=["new_device"])
     assert f.rules == ("new_device",)
     where, params = sql_where(f)
-    assert where == " WHERE (rules LIKE ?)" and params == ['%"new_device"%']
+    assert where == " WHERE (instr(rules_fired, ?) > 0)" and params == ['"new_device"']
     plain = SqliteFlagSource(tmp_path / "f.sqlite").export(f)
     held = SqliteFlagSource(tmp_path / "f.sqlite", cache=CacheConfig()).export(f)
     assert plain.height == 2 and held.equals(plain)

@@ -6,10 +6,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
+import tests.dashboard._dashdata as _dashdata
 from dashboard import flag_cache
 from dashboard.filters import FlagFilter, apply
 from dashboard.flag_cache import CacheConfig
@@ -187,7 +187,7 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
         assert source.count(FlagFilter(), 100) == 10
     finally:
         services.down(server)
-    time.sleep(1.0)
+    wait_for(lambda: source._error is not None, "a background sync to fail")
     assert source.count(FlagFilter(), 100) == 10  # still the held flags
     deadline = time.monotonic() + 20
     with pytest.raises(FlagSourceError, match="sync failing") as info:
@@ -195,6 +195,15 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
             source.recent(FlagFilter(), 5)
             time.sleep(0.2)
     assert "\n" not in str(info.value)
-    time.sleep(1.0)  # the label flags a lag past 3 sync intervals + 2 s
-    assert "last synced" in source.label
+    # the label flags a lag past 3 sync intervals + 2 s
+    wait_for(lambda: "last synced" in source.label, "the label to show the lag")
     source.close()
+
+
+def wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` (no sleep-then-assert): fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import _dashdata
 import polars as pl
 import pytest
 
+import tests.dashboard._dashdata as _dashdata
 from dashboard import cases, drill, monitor, users
 from dashboard.cases import Action, CaseError, MongoCaseStore, SqliteCaseStore
 from dashboard.filters import FlagFilter

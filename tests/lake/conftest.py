@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,8 +11,8 @@ import boto3
 import pytest
 import s3fs
 
+from fraudlake.settings import SYNC_CACHE_ENV as CACHE_ENV
 from lake.s3 import make_filesystem
-from lake.sync_cache import CACHE_ENV
 
 _DUMMY_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -31,6 +32,8 @@ def s3_endpoint() -> Iterator[str]:
         os.environ.pop(k, None)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    # the in-process server's request log is not the CLI's output (werkzeug sets INFO itself)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     host, port = server.get_host_and_port()
     try:
         yield f"http://{host}:{port}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import PurePosixPath
 
 import polars as pl
@@ -125,10 +124,6 @@ def test_cli_bad_input_one_line_exit_2(argv, message, tmp_path, capsys, monkeypa
     assert not out.exists()
 
 
-_HAVE_RENDER = importlib.util.find_spec("queries.sql") is not None
-
-
-@pytest.mark.skipif(not _HAVE_RENDER, reason="queries/sql.py (render_athena) not written yet")
 def test_every_query_renders_as_athena_sql_with_ordered_parameters(tmp_path):
     names = query_names()
     assert any(n.startswith("rules/") for n in names), "no rule queries found"

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "streaming"))
-from _stream_events import random_events  # noqa: E402
-
-from fraudlake.cli import run  # noqa: E402
-from lake.compact import compact, main, recover  # noqa: E402
-from lake.layout import RANGES_KEY  # noqa: E402
-from streaming.engine import RuleEngine  # noqa: E402
-from streaming.lake_sink import LakeSink  # noqa: E402
+from fraudlake.cli import run
+from lake.compact import compact, main, recover
+from lake.layout import RANGES_KEY
+from streaming.engine import RuleEngine
+from streaming.lake_sink import LakeSink
+from tests.streaming._stream_events import random_events
 
 
 def _fill(root: Path, n: int = 600, step: int = 50, skip: tuple[int, ...] = ()) -> pl.DataFrame:

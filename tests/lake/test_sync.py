@@ -13,12 +13,12 @@ from pathlib import Path
 import boto3
 import duckdb
 import pytest
-from _lakedata import write_history, write_live
 
 from lake import sync_files as sync_mod
 from lake.layout import HIVE_TYPES
 from lake.s3 import S3Location
 from lake.sync import MD5_META, RemoteObject, is_temp_name, main, needs_upload, sync
+from tests.lake._lakedata import write_history, write_live
 
 MONTHS = [(2023, 12), (2024, 1), (2024, 2)]
 
@@ -145,7 +145,9 @@ def test_killed_sync_resumes_uploading_only_what_is_missing(tmp_path, s3, s3_buc
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     present = _objects(s3_bucket, s3_endpoint)
-    assert 10 <= len(present) < 120, "the sync finished before it could be killed"
+    if len(present) == 120:  # a race this test needs to win, not a defect of lake.sync
+        pytest.skip("precondition lost: the sync finished before it could be killed")
+    assert len(present) >= 10
     report = sync([src], S3Location(s3_bucket, "k"), s3, settle_seconds=0, progress=False)
     assert report.uploaded == 120 - len(present) and report.unchanged == len(present)
     final = _objects(s3_bucket, s3_endpoint)

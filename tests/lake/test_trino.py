@@ -14,15 +14,6 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
-from _trinodata import (
-    DEFAULT_SET,
-    PARAM_VARIANTS,
-    canonical,
-    duckdb_query,
-    edge_cases,
-    lake_folder,
-    write_partitioned,
-)
 from sqlglot import exp
 
 from fraudlake import services
@@ -31,6 +22,15 @@ from lake import trino
 from lake.catalog import TableSpec, athena_ddl, trino_ddl
 from queries import sql
 from rules.model import RuleSet
+from tests.lake._trinodata import (
+    DEFAULT_SET,
+    PARAM_VARIANTS,
+    canonical,
+    duckdb_query,
+    edge_cases,
+    lake_folder,
+    write_partitioned,
+)
 
 RULE_COLUMNS = [*RULE_NAMES, "flagged"]
 ZONES = ["UTC", "America/New_York", "Asia/Kathmandu"]  # +05:45: no whole-hour shift hides

@@ -78,9 +78,8 @@ def test_input_outside_the_lake_root_is_exit_2(tmp_path, capsys, monkeypatch):
 
 
 def test_unreachable_trino_is_exit_1_and_names_no_password(tmp_path, capsys, monkeypatch):
-    from _trinodata import edge_cases, write_partitioned
-
     from queries.__main__ import main
+    from tests.lake._trinodata import edge_cases, write_partitioned
 
     write_partitioned(edge_cases(), tmp_path)
     monkeypatch.setenv("FRAUDLAKE_TRINO_ROOT", str(tmp_path))

@@ -11,15 +11,14 @@
 from __future__ import annotations
 
 import inspect
-import sys
 import uuid
-from pathlib import Path
 
 import polars as pl
 import pytest
-from _trinodata import lake_folder
 from hypothesis import HealthCheck, given, settings
 
+import tests.queries._ruleset_data as _ruleset_data
+import tests.queries.test_kind_boundaries as test_kind_boundaries
 from fraudlake import services
 from lake import trino
 from queries import sql
@@ -27,11 +26,8 @@ from queries.compose import compose_flags
 from queries.staging import connect, open_source, resolve_input
 from queries.trino_sql import to_trino
 from rules.model import RuleSet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "queries"))
-import _ruleset_data  # noqa: E402
-import test_kind_boundaries  # noqa: E402
-from _ruleset_data import event_streams, frame, rule_sets  # noqa: E402
+from tests.lake._trinodata import lake_folder
+from tests.queries._ruleset_data import event_streams, frame, rule_sets
 
 SCHEMA = f"pytest_rs_{uuid.uuid4().hex[:8]}"
 _DRAW = settings(max_examples=12, deadline=None, database=None,

@@ -8,7 +8,6 @@ import uuid
 
 import polars as pl
 import pytest
-from _trinodata import canonical, duckdb_query, edge_cases, write_partitioned
 
 from fraudlake import services
 from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
@@ -19,6 +18,7 @@ from lake.catalog import trino_ddl
 from lake.s3 import S3Location
 from lake.sync import sync
 from queries import sql
+from tests.lake._trinodata import canonical, duckdb_query, edge_cases, write_partitioned
 
 RULE_COLUMNS = [*RULE_NAMES, "flagged"]
 

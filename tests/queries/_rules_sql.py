@@ -9,7 +9,7 @@ import polars as pl
 
 from fraudlake.contract import CORE_SCHEMA
 from queries import sql
-from queries.staging import connect, open_frame
+from queries.staging import check_schema, connect, staging_sql
 from rules.model import RuleSet, load_rule_set
 
 #: rules/default.toml: the four v1 rules
@@ -28,6 +28,13 @@ def event(tid: str, user: int = 1, ts: datetime = T0, amount: str = "10.00", lat
 
 def frame(events: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(events, schema=CORE_SCHEMA)
+
+
+def open_frame(con, frame: pl.DataFrame) -> None:
+    """Register an in-memory frame as ``source`` and its staged view ``transactions``."""
+    check_schema(frame.schema)
+    con.register("source", frame.to_arrow())
+    con.execute(f"CREATE OR REPLACE TEMP VIEW transactions AS {staging_sql(frame.columns)}")
 
 
 def run_sql(events: list[dict] | pl.DataFrame, params: RuleSet = DEFAULT,

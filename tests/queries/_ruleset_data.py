@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from fraudlake.contract import EVENT_SCHEMA
 from queries.compose import flags_relation
-from queries.staging import connect, open_frame
+from queries.staging import connect
 from rules.model import CHANNELS, LIST_FIELDS, RuleSet
+from tests.queries._rules_sql import open_frame
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)
 PLACES = [(0.0, 0.0), (0.0, 0.9), (48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.006),

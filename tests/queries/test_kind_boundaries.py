@@ -1,13 +1,15 @@
-"""Hand-built boundary cases of every rule kind (DESIGN.md "Rule sets (v2)"), for the composed SQL
-and the reference alike: at the threshold, at the window edge, equal and even-count medians,
-the lookback edge, NULL and empty devices, quoted list values, scope with a NULL channel."""
+"""Hand-built boundary cases of every rule kind (docs/design.md "Rule sets (v2)"), for the
+composed SQL and the reference alike: at the threshold, at the window edge, equal and even-count
+medians, the lookback edge, NULL and empty devices, quoted list values, scope with a NULL
+channel."""
 
 from __future__ import annotations
 
 import polars as pl
 import pytest
-from _ruleset_data import event, rule_set_of, run_rule_set
-from reference_rules import reference_decisions
+
+from tests.queries._ruleset_data import event, rule_set_of, run_rule_set
+from tests.reference_rules import reference_decisions
 
 
 def fired(events: list[dict], rule: dict, threshold: str = "1") -> list[str]:

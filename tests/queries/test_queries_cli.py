@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlglot
-from _rules_sql import DEFAULT, event, frame, run_sql
-from reference_rules import reference_decisions
 
 from queries import sql
+from tests.queries._rules_sql import DEFAULT, event, frame, run_sql
+from tests.reference_rules import reference_decisions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,10 +172,10 @@ def test_example_rule_set_is_packaged_and_uses_every_kind():
 
 def test_cli_flags_with_a_rule_set(tmp_path):
     import pyarrow.parquet as pq
-    from _ruleset_data import event as rich_event
-    from _ruleset_data import frame as rich_frame
 
     from rules.model import load_rule_set
+    from tests.queries._ruleset_data import event as rich_event
+    from tests.queries._ruleset_data import frame as rich_frame
 
     events = [rich_event("a", amount="3000.00", channel="online", merchant_id="M0000042"),
               rich_event("b", seconds=1, amount="1.00", country="KP"),

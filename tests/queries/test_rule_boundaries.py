@@ -1,4 +1,4 @@
-"""Hand-built boundary cases of DESIGN.md's rule semantics, for the combined query, the
+"""Hand-built boundary cases of docs/design.md's rule semantics, for the combined query, the
 single-rule query and the pure-Python reference alike."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from _rules_sql import DEFAULT, T0, event, fired, frame, run_sql
-from reference_rules import haversine_km, reference_decisions
+
+from tests.queries._rules_sql import DEFAULT, T0, event, fired, frame, run_sql
+from tests.reference_rules import haversine_km, reference_decisions
 
 
 def both(rule: str) -> list[str]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
-from _rules_sql import DEFAULT, T0, event, frame, run_sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_rules import reference_decisions
 
 from fraudlake.contract import RULE_NAMES
+from tests.queries._rules_sql import DEFAULT, T0, event, frame, run_sql
+from tests.reference_rules import reference_decisions
 
 PLACES = [(0.0, 0.0), (0.0, 0.9), (48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.006),
           (-33.8688, 151.2093), (35.6762, 139.6503), (0.5, 0.5)]

@@ -5,11 +5,11 @@ reference of every kind (tests/reference_rules.reference_decisions)."""
 from __future__ import annotations
 
 import pytest
-from _ruleset_data import KIND_PARAMS, WORDS, event_streams, rule_sets, run_rule_set
 from hypothesis import HealthCheck, given, settings
-from reference_rules import reference_decisions
 
 from queries.compose import compose_flags
+from tests.queries._ruleset_data import KIND_PARAMS, WORDS, event_streams, rule_sets, run_rule_set
+from tests.reference_rules import reference_decisions
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -27,6 +27,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from fraudlake.cli import run
+from tests.streaming._kafka_data import make_events
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "S3_URI", "FRAUDLAKE_S3_URI",
                "LAKE_DIR", "HISTORY_DIR", "LOCAL_FLAGS_PATH", "DASHBOARD_CACHE_DIR",
@@ -34,11 +37,6 @@ SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI", "S3_URI", "FRAUDLAKE_S3_U
 UNWRITABLE = "in/events.parquet/sub"  # under a file: cannot be created, even by root
 SUBPROCESS_ONLY = {"streaming.consume", "streaming.produce", "fraudlake.services",
                    "streaming.rules"}
-
-sys.path.append(str(ROOT / "tests" / "streaming"))
-from _kafka_data import make_events  # noqa: E402
-
-from fraudlake.cli import run  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ process, producer thread, audit) is ``_outages.run_outage``, shared with
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,15 +23,13 @@ import polars as pl
 import pytest
 from confluent_kafka import KafkaError
 from pymongo import MongoClient
-from reference_rules import reference_decisions
 
-from flagstore import mongo as mongo_sink
 from flagstore.mongo import MongoFlagStore, MongoSinkError, redact
 from fraudlake import services
-from fraudlake.cli import UsageError
+from fraudlake.settings import Settings, SettingsError
 from rules.model import load_rule_set
-from streaming import kafka_io
 from streaming.kafka_io import BrokerWatch
+from tests.reference_rules import reference_decisions
 from tests.reliability._faults import expected_rows
 from tests.reliability._outages import run_outage
 from tests.streaming._kafka_data import POISON, make_events
@@ -125,15 +124,15 @@ def test_mongo_outage_over_10s_retries_recovers_loses_nothing(
 
 # --- bounded budgets, messages, redaction (no servers) ---------------------------------------
 
-def test_mongo_retry_budget_from_env_and_bad_values() -> None:
-    assert mongo_sink.retry_seconds_from_env({}) == 120.0
-    assert mongo_sink.retry_seconds_from_env({"MONGO_RETRY_SECONDS": "7.5"}) == 7.5
+def test_retry_budgets_from_settings_and_bad_values() -> None:
+    assert Settings.from_env({}).mongo_retry_seconds == 120.0
+    assert Settings.from_env({"MONGO_RETRY_SECONDS": "7.5"}).mongo_retry_seconds == 7.5
     for bad in ("abc", "0", "-3", "nan", "inf"):
-        with pytest.raises(UsageError, match="MONGO_RETRY_SECONDS"):
-            mongo_sink.retry_seconds_from_env({"MONGO_RETRY_SECONDS": bad})
-    assert kafka_io.retry_seconds_from_env({"KAFKA_RETRY_SECONDS": "30"}) == 30.0
-    with pytest.raises(UsageError, match="KAFKA_RETRY_SECONDS"):
-        kafka_io.retry_seconds_from_env({"KAFKA_RETRY_SECONDS": "soon"})
+        with pytest.raises(SettingsError, match="MONGO_RETRY_SECONDS"):
+            Settings.from_env({"MONGO_RETRY_SECONDS": bad})
+    assert Settings.from_env({"KAFKA_RETRY_SECONDS": "30"}).kafka_retry_seconds == 30.0
+    with pytest.raises(SettingsError, match="KAFKA_RETRY_SECONDS"):
+        Settings.from_env({"KAFKA_RETRY_SECONDS": "soon"})
 
 
 def test_redact_hides_credentials_anywhere() -> None:
@@ -144,11 +143,13 @@ def test_redact_hides_credentials_anywhere() -> None:
     assert redact("mongodb://127.0.0.1:9/") == "mongodb://127.0.0.1:9/"
 
 
-def test_mongo_budget_exhausted_is_a_named_error_without_secrets() -> None:
-    lines: list[str] = []
-    with pytest.raises(MongoSinkError) as info:
-        MongoFlagStore("mongodb://alice:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=200",
-                       retry_seconds=1.0, log=lines.append)
+def test_mongo_budget_exhausted_is_a_named_error_without_secrets(caplog) -> None:
+    store = MongoFlagStore("mongodb://alice:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=200",
+                           retry_seconds=1.0)
+    with caplog.at_level(logging.WARNING, "flagstore.mongo"), \
+            pytest.raises(MongoSinkError) as info:
+        store.ensure_indexes()
+    lines = [r.getMessage() for r in caplog.records if r.name == "flagstore.mongo"]
     msg = str(info.value)
     assert "fraud.flags" in msg and "still failing after" in msg and "MONGO_RETRY_SECONDS" in msg
     assert all("retrying" in line for line in lines)

@@ -9,7 +9,6 @@ compared with a run of the same valid events without poison.
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,18 +17,16 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from _poison import POISON, VALID_VARIANTS, mix
 from confluent_kafka import Producer
 
-sys.path.append(str(Path(__file__).parents[1] / "streaming"))
-from _kafka_data import make_events, read_topic  # noqa: E402
-
-from flagstore.mongo import MongoFlagStore  # noqa: E402
-from fraudlake.contract import MAX_MESSAGE_BYTES  # noqa: E402
-from streaming.consume_loop import ConsumeConfig, StreamConsumer  # noqa: E402
-from streaming.decode import RawRecord, decode_batch  # noqa: E402
-from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config  # noqa: E402
-from streaming.produce import encode_events  # noqa: E402
+from flagstore.mongo import MongoFlagStore
+from fraudlake.contract import MAX_MESSAGE_BYTES
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from streaming.decode import RawRecord, decode_batch
+from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config
+from streaming.produce import encode_events
+from tests.reliability._poison import POISON, VALID_VARIANTS, mix
+from tests.streaming._kafka_data import make_events, read_topic
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 EVENT = {"transaction_id": "t1", "user_id": 42, "ts": "2025-06-01T10:00:00.5+02:00",
@@ -131,7 +128,7 @@ def _lake(lake: Path) -> pl.DataFrame:
 
 
 def _flags(store: MongoFlagStore) -> dict[str, list[str]]:
-    return {d["_id"]: d["rules"] for d in store.collection.find({}, {"rules": 1})}
+    return {d["_id"]: d["rules_fired"] for d in store.collection.find({}, {"rules_fired": 1})}
 
 
 @pytest.fixture(scope="module")

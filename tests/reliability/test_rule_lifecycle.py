@@ -18,7 +18,12 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-from _faults import (
+
+from rules.model import load_rule_set
+from streaming import rules_control as rc
+from streaming.shadow import compare, scan_lake
+from tests.reference_rules import reference_decisions
+from tests.reliability._faults import (
     ROOT,
     Offsets,
     audit,
@@ -31,12 +36,7 @@ from _faults import (
     start,
     wait_for_line,
 )
-from reference_rules import reference_decisions
-from test_crash import produce_paced
-
-from rules.model import load_rule_set
-from streaming import rules_control as rc
-from streaming.shadow import compare, scan_lake
+from tests.reliability.test_crash import produce_paced
 from tests.streaming._kafka_data import make_events, read_topic
 
 PARTITIONS = 4

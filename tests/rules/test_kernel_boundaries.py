@@ -11,12 +11,12 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from reference_rules import haversine_km as reference_km
-from reference_rules import reference_decisions
 
 from rules.kernel_events import window_start
 from rules.kernels import decide, haversine_km
 from rules.model import RuleSet
+from tests.reference_rules import haversine_km as reference_km
+from tests.reference_rules import reference_decisions
 from tests.rules._kernel_data import frame_of, sort_events
 
 T0 = datetime(2024, 3, 10, 12, 0, 0, tzinfo=UTC)

@@ -5,7 +5,13 @@ with a carry at random points."""
 from __future__ import annotations
 
 import polars as pl
-from _kernel_data import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rules.kernels import decide
+from rules.model import KINDS
+from tests.reference_rules import reference_decisions
+from tests.rules._kernel_data import (
     as_rows,
     decide_in_parts,
     decisions_frame,
@@ -14,12 +20,6 @@ from _kernel_data import (
     rule_sets,
     sort_events,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from reference_rules import reference_decisions
-
-from rules.kernels import decide
-from rules.model import KINDS
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

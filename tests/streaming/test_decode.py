@@ -143,15 +143,11 @@ def test_number_out_of_range_in_a_big_batch_is_isolated() -> None:
 
 
 def test_clean_batches_take_the_typed_path_and_decode_exactly_as_the_text_path() -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _stream_events import random_events
 
     from streaming import decode
     from streaming.produce import encode_events
     from streaming.validate import validate
+    from tests.streaming._stream_events import random_events
 
     _, values = encode_events(random_events(3000, n_users=50, seed=3))
     variants = [json.dumps({**GOOD, "transaction_id": f"v{i}", **change}).encode()

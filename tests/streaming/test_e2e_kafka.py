@@ -11,15 +11,15 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from _kafka_data import POISON, make_events, read_topic, send
 from confluent_kafka import Consumer, TopicPartition
-from reference_rules import reference_decisions
 
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
 from rules.model import load_rule_set
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import DLQ_REASON_HEADER
+from tests.reference_rules import reference_decisions
+from tests.streaming._kafka_data import POISON, make_events, read_topic, send
 
 
 def _config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:
@@ -46,7 +46,7 @@ def _expected_flags(events: pl.DataFrame) -> dict[str, list[str]]:
 
 
 def _mongo_flags(store: MongoFlagStore) -> dict[str, list[str]]:
-    return {d["_id"]: d["rules"] for d in store.collection.find({}, {"rules": 1})}
+    return {d["_id"]: d["rules_fired"] for d in store.collection.find({}, {"rules_fired": 1})}
 
 
 def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -109,10 +109,18 @@ def test_n_produced_exactly_n_in_lake_flags_match_reference_dlq_gets_poison(
 
 
 class FailingStore:
-    """Wraps a real store; the n-th upsert raises (a sink outage mid-run)."""
+    """Wraps a real store; the n-th upsert raises (a sink outage mid-run). A FlagWriter."""
+
+    thread_safe = True
 
     def __init__(self, inner: MongoFlagStore, fail_on: int) -> None:
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
+
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def close(self) -> None:
+        self.inner.close()
 
     def upsert(self, df: pl.DataFrame) -> int:
         self.calls += 1

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from _rich import rich_events, rich_rule_set
-from _stream_events import START, random_batches, random_events
-from reference_rules import reference_decisions
 
 from rules.model import RuleSet, load_rule_set
 from streaming.engine import DECISION_COLUMNS, EngineState, RuleEngine
+from tests.reference_rules import reference_decisions
+from tests.streaming._rich import rich_events, rich_rule_set
+from tests.streaming._stream_events import START, random_batches, random_events
 
 DEFAULT = load_rule_set()
 

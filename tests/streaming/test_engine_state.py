@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from _stream_events import random_batches, random_events
 
 from streaming.engine import RuleEngine
 from streaming.engine_state import KEY_SCHEMA, UserRows
+from tests.streaming._stream_events import random_batches, random_events
 
 STATE_SCHEMA = {**KEY_SCHEMA, "lat": pl.Float64(), "lon": pl.Float64(),
                 "_f_geo": pl.Boolean()}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from _kafka_data import make_events
 
 from lake.layout import partition_files
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
 from streaming.lake_state import discard_uncommitted, partition_history
+from tests.streaming._kafka_data import make_events
 
 
 def _write(sink: LakeSink, df: pl.DataFrame, topic: str, partition: int, first: int) -> None:

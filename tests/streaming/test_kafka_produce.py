@@ -9,10 +9,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _kafka_data import make_events, read_topic
 
 from streaming.decode import RawRecord, decode_batch
 from streaming.produce import Pacer, encode_events
+from tests.streaming._kafka_data import make_events, read_topic
 
 
 def test_encode_is_contract_json_keyed_by_user() -> None:

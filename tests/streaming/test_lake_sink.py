@@ -7,12 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _stream_events import random_events
 
 from fraudlake.contract import LAKE_SCHEMA
 from lake.layout import merge_ranges, subtract
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
+from tests.streaming._stream_events import random_events
 
 
 def _decided(n: int = 400, seed: int = 1) -> pl.DataFrame:

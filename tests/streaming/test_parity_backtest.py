@@ -6,11 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _stream_events import random_events
 
 from batch.backtest import main as backtest_main
 from fraudlake.cli import run
 from streaming.replay import main as replay_main
+from tests.streaming._stream_events import random_events
 
 
 def _write_shuffled(df: pl.DataFrame, folder: Path, parts: int = 4) -> None:

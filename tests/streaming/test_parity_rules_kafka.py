@@ -9,8 +9,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _kafka_data import make_events, send
-from _parity import (
+
+from flagstore.mongo import MongoFlagStore
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from tests.reference_rules import reference_decisions
+from tests.streaming._kafka_data import make_events, send
+from tests.streaming._parity import (
     backtest_takes_rules,
     differences,
     from_flags,
@@ -18,11 +22,7 @@ from _parity import (
     run_backtest,
     run_replay,
 )
-from _rich import rich_rule_set, with_rich_columns
-from reference_rules import reference_decisions
-
-from flagstore.mongo import MongoFlagStore
-from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from tests.streaming._rich import rich_rule_set, with_rich_columns
 
 
 def test_live_equals_replay_backtest_and_reference_on_a_rich_set(

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _stream_events import random_events
-from reference_rules import reference_flags
 
 import streaming.produce
 from fraudlake.cli import run
@@ -19,6 +17,8 @@ from streaming import demo
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.pipeline import offset_span, process_batch
+from tests.reference_rules import reference_flags
+from tests.streaming._stream_events import random_events
 
 
 def test_process_batch_decodes_decides_and_dead_letters() -> None:
@@ -50,7 +50,7 @@ def test_run_demo_fills_lake_and_flag_store(tmp_path: Path,
     lake_rows = pl.read_parquet(lake / "transactions", hive_partitioning=False)
     assert summary.events == 2000 and lake_rows.height == 2000 and summary.dead_letters == 0
     assert lake_rows.schema == pl.Schema(LAKE_SCHEMA)
-    flags = sqlite3.connect(db).execute("SELECT transaction_id, rules FROM flags").fetchall()
+    flags = sqlite3.connect(db).execute("SELECT transaction_id, rules_fired FROM flags").fetchall()
     assert len(flags) == summary.flags["flagged"] == int(lake_rows["flagged"].sum())
     ref = reference_flags(random_events(2000, n_users=20, seed=3))
     assert summary.flags["flagged"] == int(ref["flagged"].sum())

@@ -7,13 +7,13 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from _rich import rich_events, rich_rule_set
-from _stream_events import random_events
-from reference_rules import reference_decisions
 
 from fraudlake.cli import run
 from rules.model import load_rule_set
 from streaming.replay import main
+from tests.reference_rules import reference_decisions
+from tests.streaming._rich import rich_events, rich_rule_set
+from tests.streaming._stream_events import random_events
 
 
 def _split(df: pl.DataFrame, folder: Path) -> None:

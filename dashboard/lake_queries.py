@@ -111,7 +111,7 @@ def files_in_range(files: Sequence[Path], since: datetime | None,
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
            ) -> pl.DataFrame:
-    return pl.from_arrow(con.sql(sql, params=params).to_arrow_table())  # type: ignore[return-value]
+    return pl.DataFrame(con.sql(sql, params=params).to_arrow_table())
 
 
 def _params(files: Sequence[Path], **extra: object) -> dict[str, object]:
@@ -126,7 +126,7 @@ def user_baselines(files: Sequence[Path], user_ids: Sequence[int] | None = None,
     con = con or connect()
     params = _params(files, all_users=user_ids is None, users=[int(u) for u in user_ids or []])
     df = _frame(con, BASELINE_SQL, params)
-    return df.cast(BASELINE_SCHEMA).select(list(BASELINE_SCHEMA))  # type: ignore[arg-type]
+    return df.cast(pl.Schema(BASELINE_SCHEMA)).select(list(BASELINE_SCHEMA))
 
 
 def amount_series(files: Sequence[Path], unit: str, since: datetime | None,
@@ -138,7 +138,7 @@ def amount_series(files: Sequence[Path], unit: str, since: datetime | None,
         return pl.DataFrame(schema=SERIES_SCHEMA)
     con = con or connect()
     df = _frame(con, SERIES_SQL, _params(files, unit=unit, since=since, until=until))
-    return df.cast(SERIES_SCHEMA).select(list(SERIES_SCHEMA))  # type: ignore[arg-type]
+    return df.cast(pl.Schema(SERIES_SCHEMA)).select(list(SERIES_SCHEMA))
 
 
 def window_counts(files: Sequence[Path], since: datetime,

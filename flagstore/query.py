@@ -1,0 +1,126 @@
+"""Which flags to read: one frozen filter and its three translations, always bound.
+
+``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
+fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
+typed values (MongoDB), and ``apply`` into a Polars predicate over ``FLAG_SCHEMA`` frames (the
+dashboard's held flags, tests). The three agree: a flag passes one exactly when it passes the
+others.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import polars as pl
+
+from flagstore.schema import ts_text
+
+RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$")  #: the syntax of a rule id (docs/design.md)
+
+
+class FilterError(ValueError):
+    """A filter input that cannot be used; the message is shown next to the widget."""
+
+
+@dataclass(frozen=True)
+class FlagFilter:
+    """Which flags the table, the CSV and the flag-side aggregates show.
+
+    ``rules``: a flag passes when ANY of these rule ids fired (empty = no rule filter).
+    Amount bounds are inclusive, in cents (exact; never a float comparison).
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    rules: tuple[str, ...] = ()
+    min_cents: int | None = None
+    max_cents: int | None = None
+    user_id: int | None = None
+    country: str | None = None
+
+    def __post_init__(self) -> None:
+        """Typed values only: whatever builds a filter, nothing but a plain value of the
+        expected type can reach a query (no operator documents, no SQL text)."""
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, datetime):
+                raise FilterError(f"{name} must be a datetime")
+        for name in ("min_cents", "max_cents", "user_id"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int):
+                raise FilterError(f"{name} must be a whole number")
+        if self.country is not None and type(self.country) is not str:
+            raise FilterError("country must be text")
+        if not isinstance(self.rules, tuple) or not all(
+                type(r) is str and RULE_ID.match(r) for r in self.rules):
+            raise FilterError("rules must be a tuple of rule ids ([a-z][a-z0-9_]*)")
+
+
+def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
+    """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
+    marks = ", ".join("?" * len(f.rules))  # one bound parameter per rule id
+    fired = "EXISTS (SELECT 1 FROM json_each(flags.rules_fired) WHERE value IN ({}))"
+    conditions: list[tuple[str, object, list[object]]] = [  # (fragment, when set, its values)
+        ("ts >= ?", f.since, [ts_text(f.since)] if f.since else []),
+        ("ts < ?", f.until, [ts_text(f.until)] if f.until else []),
+        (fired.format(marks), f.rules or None, list(f.rules)),
+        ("amount_cents >= ?", f.min_cents, [f.min_cents]),
+        ("amount_cents <= ?", f.max_cents, [f.max_cents]),
+        ("user_id = ?", f.user_id, [f.user_id]),
+        ("country = ?", f.country, [f.country]),
+    ]
+    used = [(sql, values) for sql, value, values in conditions if value is not None]
+    params = [v for _sql, values in used for v in values]
+    return (" WHERE " + " AND ".join(sql for sql, _v in used)) if used else "", params
+
+
+def mongo_filter(f: FlagFilter) -> dict:
+    """Filter document of typed values for the MongoDB store."""
+    doc: dict = {}
+    ts: dict = {}
+    if f.since is not None:
+        ts["$gte"] = f.since.astimezone(UTC)
+    if f.until is not None:
+        ts["$lt"] = f.until.astimezone(UTC)
+    if ts:
+        doc["ts"] = ts
+    if f.rules:
+        doc["rules_fired"] = {"$in": list(f.rules)}
+    cents: dict = {}
+    if f.min_cents is not None:
+        cents["$gte"] = f.min_cents
+    if f.max_cents is not None:
+        cents["$lte"] = f.max_cents
+    if cents:
+        doc["amount_cents"] = cents
+    if f.user_id is not None:  # plain int/str (FlagFilter checks): never an operator document
+        doc["user_id"] = f.user_id
+    if f.country is not None:
+        doc["country"] = f.country
+    return doc
+
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def apply(f: FlagFilter, flags: Frame) -> Frame:
+    """The same filter over a ``FLAG_SCHEMA`` frame (eager or lazy)."""
+    pred = pl.lit(True)
+    if f.since is not None:
+        pred &= pl.col("ts") >= f.since
+    if f.until is not None:
+        pred &= pl.col("ts") < f.until
+    if f.rules:
+        pred &= pl.col("rules_fired").list.eval(pl.element().is_in(list(f.rules))).list.any()
+    if f.min_cents is not None:
+        pred &= pl.col("amount_cents") >= f.min_cents
+    if f.max_cents is not None:
+        pred &= pl.col("amount_cents") <= f.max_cents
+    if f.user_id is not None:
+        pred &= pl.col("user_id") == f.user_id
+    if f.country is not None:
+        pred &= pl.col("country") == f.country
+    return flags.filter(pred)
