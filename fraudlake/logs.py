@@ -32,6 +32,13 @@ class _Stderr(logging.StreamHandler):
         super().emit(record)
 
 
+def _only_warnings_from_libraries(record: logging.LogRecord) -> bool:
+    """Other libraries below WARNING stay out even when they set their own logger's level
+    (trino's client sets ``trino`` to INFO on import and logs "failed after 3 attempts")."""
+    ours = record.name.split(".", 1)[0] in OUR_LOGGERS
+    return ours or record.levelno >= logging.WARNING
+
+
 def configure(level: str = "INFO") -> None:
     """Root logging: one stderr handler with ``FORMAT`` at ``level`` (idempotent)."""
     root = logging.getLogger()
@@ -41,9 +48,12 @@ def configure(level: str = "INFO") -> None:
     formatter = logging.Formatter(FORMAT, DATE_FORMAT)
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
+    if level.upper() != "DEBUG":
+        handler.addFilter(_only_warnings_from_libraries)
     root.addHandler(handler)
     # our modules at ``level``; other libraries' chatter (botocore, werkzeug…) only from
     # WARNING up, unless DEBUG asks for everything
     root.setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
+
