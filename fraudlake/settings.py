@@ -73,7 +73,8 @@ class Settings:
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
-    kafka_rules_topic: str = "rules.control"
+    kafka_rules_topic: str | None = None  # the rule control topic; unset: consume keeps --rules
+    #                                      fixed, the rules CLI and replay use rules.control
     kafka_group_instance_id: str | None = None  # static group membership (one per process)
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
@@ -113,7 +114,7 @@ class Settings:
             kafka_topic=e.get("KAFKA_TOPIC", cls.kafka_topic),
             kafka_dlq_topic=e.get("KAFKA_DLQ_TOPIC", cls.kafka_dlq_topic),
             kafka_group_id=e.get("KAFKA_GROUP_ID", cls.kafka_group_id),
-            kafka_rules_topic=e.get("KAFKA_RULES_TOPIC", cls.kafka_rules_topic),
+            kafka_rules_topic=e.get("KAFKA_RULES_TOPIC") or None,
             kafka_group_instance_id=e.get("KAFKA_GROUP_INSTANCE_ID") or None,
             kafka_extra=passthrough,
             mongo_uri=_merged_or_raw(e.get("MONGO_URI") or None, e),

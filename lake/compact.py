@@ -177,7 +177,8 @@ def _write_merged(run: list[tuple[LakeFile, pl.DataFrame]]) -> tuple[Path, int, 
     first, last = ranges[0][0], ranges[-1][1]
     head = files[0]
     target = head.path.parent / file_name(head.topic, head.partition, first, last, True)
-    df = pl.concat([frame for _, frame in run]).sort("ts", "transaction_id")
+    df = to_lake_frame(pl.concat([frame for _, frame in run], how="diagonal_relaxed")  # ± shadow
+                       ).sort("ts", "transaction_id")
     write_lake_file(df, target, metadata=ranges_metadata(ranges))
     for f in files:
         if f.path != target:

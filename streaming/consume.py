@@ -93,6 +93,11 @@ def build_parser(settings: Settings | None = None) -> ArgumentParser:
                    help="JSON with the latest lag and counts, rewritten with each metrics line "
                         "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
     add_rule_arguments(p)
+    p.add_argument("--rules-topic", default=s.kafka_rules_topic,
+                   help="follow this rule control topic (env KAFKA_RULES_TOPIC; unset = the "
+                        "--rules set is fixed for the run): its active set decides, a newly "
+                        "published one from the next micro-batch, its shadow set runs beside; "
+                        "--rules seeds an empty topic")
     return p
 
 
@@ -114,7 +119,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
                         rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
                         dict(settings.kafka_extra), args.group_instance_id or None,
-                        settings.kafka_retry_seconds)
+                        settings.kafka_retry_seconds, args.rules_topic or None)
     return cfg, mongo_uri
 
 
@@ -135,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = open_flag_store(Settings.from_env(), None)
         store.prepare()
     consumer = StreamConsumer(cfg, store)
-    log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
-             len(cfg.rule_set.rules))
+    if cfg.rules_topic is None:
+        log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
+                 len(cfg.rule_set.rules))
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
     try:
@@ -157,10 +163,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     resumes from the last commit."""
     from flagstore.mongo import MongoSinkError
     from streaming.kafka_io import KafkaStageError
+    from streaming.rule_switch import RuleSwitchError
 
     try:
         return run(main, argv)
-    except (KafkaStageError, MongoSinkError) as exc:
+    except (KafkaStageError, MongoSinkError, RuleSwitchError) as exc:
         print(f"python -m streaming.consume: error: {exc}", file=sys.stderr)
         return 1
 
