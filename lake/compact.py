@@ -161,9 +161,11 @@ def merge_chunk(chunk: list[LakeFile],
             frames.append(None)
     out: list[tuple[Path, int, int]] = []
     run: list[tuple[LakeFile, pl.DataFrame]] = []
-    for f, frame in [*zip(chunk, frames, strict=True), (None, None)]:
-        if f is not None and frame is not None:
-            run.append((f, frame))
+    pairs: list[tuple[LakeFile | None, pl.DataFrame | None]] = [
+        *zip(chunk, frames, strict=True), (None, None)]
+    for file, frame in pairs:
+        if file is not None and frame is not None:
+            run.append((file, frame))
             continue
         if len(run) > 1:
             out.append(_write_merged(run))

@@ -76,8 +76,9 @@ def check_kafka(bootstrap: str, extra: Mapping[str, str] = {}, timeout: float = 
     naming the servers and the last connection error (exit 1). Silent while it waits."""
     errors: list[str] = []
     try:
-        admin = AdminClient({**extra, "bootstrap.servers": bootstrap, "logger": _QUIET_LOG,
-                             "error_cb": lambda err: errors.append(err.str())})
+        config: dict[str, Any] = {**extra, "bootstrap.servers": bootstrap, "logger": _QUIET_LOG,
+                                  "error_cb": lambda err: errors.append(err.str())}
+        admin = AdminClient(config)
     except KafkaException as exc:
         raise UsageError(f"Kafka client setting: {exc.args[0].str()}") from None
     except (TypeError, ValueError) as exc:
