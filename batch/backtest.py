@@ -47,10 +47,12 @@ from batch.hitrates import (
     hit_rates_by_year,
     normalize_counts,
 )
-from fraudlake.atomic import write_text
+from batch.malloc_tuning import reuse_freed_memory
+from fraudlake.atomic import naming, write_text
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
+    check_disjoint,
     check_output_file,
     float_range_arg,
     positive_count_arg,
@@ -63,7 +65,7 @@ from rules.arguments import add_rule_arguments, rule_set_from_args
 from rules.model import RuleSet, load_rule_set, rule_set_from_cli
 
 DEFAULT_REPORT = Path("storage/reports/backtest.json")
-DEFAULT_CHUNK_ROWS = 4_000_000
+DEFAULT_CHUNK_ROWS = 2_000_000  # a chunk column < 32 MiB: batch.malloc_tuning reuses it
 ENGINES = ("auto", "sql")  # auto: batch.fast_flags when it can decide the set and the input
 
 
@@ -108,11 +110,14 @@ def run_backtest(cfg: BacktestConfig) -> BacktestResult:
     open_source(con, files, view=None)  # all schemas checked before anything is written
     chunks = plan_chunks(con, files, cfg.chunk_rows)
     engine = choose_engine(cfg, con, files)
+    if engine == "fast":
+        reuse_freed_memory()  # chunk-sized arrays: reused, not re-faulted (batch.malloc_tuning)
     flag_counts = _fast_flag_counts(cfg.rule_set) if engine == "fast" \
         else chunked_flags.flag_counts
     total = sum(c.rows for c in chunks) or None
     with _FlagsWriter(cfg.flags_out, cfg.rule_set) as writer, tqdm(
-        total=total, unit="rows", unit_scale=True, file=sys.stderr, disable=not cfg.progress,
+        total=total, unit="rows", unit_scale=True, file=sys.stderr,
+        disable=None if cfg.progress else True,
         desc="backtest",
     ) as bar:
         counts = flag_counts(con, chunks, cfg.rule_set, writer.write if cfg.flags_out else None,
@@ -164,21 +169,29 @@ class _FlagsWriter:
 
     def __enter__(self) -> _FlagsWriter:
         if self.path and self.tmp:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            try:
+                with naming(self.path):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
         return self
 
     def write(self, batch: pa.RecordBatch) -> None:
-        assert self.writer is not None
-        self.writer.write_batch(batch.cast(self.schema))
+        assert self.writer is not None and self.path is not None
+        with naming(self.path):
+            self.writer.write_batch(batch.cast(self.schema))
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.writer is None:
+        if self.writer is None or self.path is None or self.tmp is None:
             return
-        self.writer.close()
-        if exc_type is None and self.path and self.tmp:
-            os.replace(self.tmp, self.path)
-        elif self.tmp:
+        try:
+            with naming(self.path):
+                self.writer.close()
+                if exc_type is None:
+                    os.replace(self.tmp, self.path)
+        finally:
             self.tmp.unlink(missing_ok=True)
 
 
@@ -265,10 +278,10 @@ def config_from_args(argv: Sequence[str] | None) -> BacktestConfig:
         check_rule_ids(rule_set.rule_ids)
     except CountsError as exc:
         raise UsageError(f"{rule_set.source}: {exc}") from None
-    if args.report:
-        check_output_file(args.report, "--report")
-    if args.flags_out:
-        check_output_file(args.flags_out, "--flags-out")
+    for path, flag in ((args.report, "--report"), (args.flags_out, "--flags-out")):
+        if path:
+            check_output_file(path, flag)
+            check_disjoint(path, _inputs(args), flag)
     return BacktestConfig(
         input=args.input, rule_set=rule_set, by_year=args.by_year,
         report=Path(args.report) if args.report else None,
@@ -290,15 +303,20 @@ def _main(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _inputs(args) -> list[str]:
+    """What the run reads: an output may not be (or contain, or lie inside) any of these."""
+    return [p for p in (args.input, args.rules, args.compare) if p]
+
+
 def _whatif(args) -> int:
     """The what-if path (batch.whatif_run): the fast engine only."""
     from batch.whatif_run import WhatIfConfig, format_whatif, plot_sweep, run_whatif
     from batch.whatif_sweep import parse_sweep
     from rules.model import RuleSetError
 
-    if args.engine == "sql":
+    if args.engine == "sql" or args.backend != "duckdb":
         raise UsageError("--compare/--sweep/--value/--speed/--drift run on the fast engine; "
-                         "drop --engine sql")
+                         "drop --engine sql / --backend trino")
     if args.flags_out:
         raise UsageError("--flags-out is not available with what-if options")
     rule_set = rule_set_from_args(args)
@@ -314,6 +332,7 @@ def _whatif(args) -> int:
     for path, flag in ((args.report, "--report"), (args.plot, "--plot")):
         if path:
             check_output_file(path, flag)
+            check_disjoint(path, _inputs(args), flag)
     cfg = WhatIfConfig(input=args.input, rule_set=rule_set, compare=compare, sweeps=sweeps,
                        alert_budget=args.alert_budget, value=args.value, speed=args.speed,
                        drift=args.drift, by_year=args.by_year, chunk_rows=args.chunk_rows,

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from batch.chunked_flags import Chunk, Sink
 from batch.window_rules import IdParts, arrow_int64, as_numpy, order_events
 from queries.staging import ParquetFile, open_source, staging_sql
+from rules.kernel_events import bools
 from rules.kernels import (
     CORE_COLUMNS,
     Events,
@@ -122,8 +123,7 @@ def _decide_chunk(box: list[pa.Table], carry: _Carry | None, rule_set, strings: 
     table = box.pop()
     n = table.num_rows
     ok = _column(table, "ok")
-    good = None if n == 0 or pc.all(ok).as_py() else np.flatnonzero(
-        np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool))
+    good = None if n == 0 or pc.all(ok).as_py() else np.flatnonzero(bools(ok))
     skip = len(carry) if carry is not None else 0  # carry rows come first, context only
     cols = _columns(carry, table, strings, good)
     chunk_ids = table.column("transaction_id").chunks
@@ -178,11 +178,11 @@ def _next_carry(events: Events, ids: IdParts, keep, context: tuple[str, ...]) ->
     """The rows ``keep`` retains, in row order (= ts order): numeric columns and the string
     columns that matter on context rows (``rules.kernels.context_columns``)."""
     mask = np.zeros(len(events), dtype=bool)
-    mask[events.order[retained(events.user, events.ts, keep)]] = True
+    mask[events.rows_of(np.flatnonzero(retained(events.user, events.ts, keep)))] = True
     rows = np.flatnonzero(mask)
     taken = arrow_int64(rows)
     return _Carry({name: (col.take(taken).combine_chunks() if isinstance(col, pa.ChunkedArray)
-                          else col[rows]) for name, col in events.columns.items()
+                          else np.asarray(col)[rows]) for name, col in events.columns.items()
                    if not isinstance(col, pa.ChunkedArray) or name in context},
                   ids.take(taken))
 
@@ -249,8 +249,8 @@ def _counts(code: np.ndarray, fired: dict[str, np.ndarray], flagged: np.ndarray,
     plain = {"code": np.arange(size), "rows": np.bincount(code, minlength=size)}
     for name, hit in decided.items():
         plain[name] = np.bincount(code[hit], minlength=size)
-    rare = np.flatnonzero(np.asarray(pc.is_valid(scenario).to_numpy(zero_copy_only=False),
-                                     dtype=bool)) if scenario.null_count < len(scenario) else None
+    rare = np.flatnonzero(bools(pc.is_valid(scenario))) \
+        if scenario.null_count < len(scenario) else None
     frames = []
     if rare is not None and len(rare):
         by = pl.DataFrame({"code": code[rare], "fraud_scenario": pl.Series(

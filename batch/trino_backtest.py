@@ -74,14 +74,14 @@ def _quoted(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
-def decided_query(rule_set: RuleSet, rows: bool) -> exp.Expression:
+def decided_query(rule_set: RuleSet, rows: bool) -> exp.Expr:
     """A DuckDB-dialect tree over ``transactions``: per (year, is_fraud, fraud_scenario) the row
     count and one ``count_if`` per rule id and ``flagged`` (``rows=False``), or one row per
     transaction with ``year``, the labels and the ``--flags-out`` columns (``rows=True``).
     Rule ids enter only as quoted identifiers built by sqlglot, never as SQL text."""
     flags = exp.Subquery(this=queries_sql.named_flags_tree(rule_set),
                          alias=exp.TableAlias(this=exp.to_identifier("decided")))
-    year = exp.maybe_parse(_YEAR, dialect="duckdb")
+    year: exp.Expr = exp.maybe_parse(_YEAR, dialect="duckdb")
     if rows:
         cols = [year, *(exp.column(c) for c in GROUP_COLUMNS[1:]), exp.column("transaction_id"),
                 *(exp.column(_quoted(r)) for r in rule_set.rule_ids), exp.column("score"),
@@ -137,7 +137,7 @@ def run_backtest(cfg):
     start = time.perf_counter()
     target = cfg.trino or trino.TrinoTarget()
     with _FlagsWriter(cfg.flags_out, cfg.rule_set) as writer, tqdm(
-        unit="rows", unit_scale=True, file=sys.stderr, disable=not cfg.progress,
+        unit="rows", unit_scale=True, file=sys.stderr, disable=None if cfg.progress else True,
         desc="backtest (trino)",
     ) as bar:
         counts, buckets, _ = flag_counts(target, cfg.input, cfg.rule_set, cfg.chunk_rows,

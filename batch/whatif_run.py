@@ -72,7 +72,7 @@ def run_whatif(cfg: WhatIfConfig) -> dict:
     chunks = plan_chunks(con, files, cfg.chunk_rows)
     total = sum(c.rows for c in chunks) or None
     with tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr,
-              disable=not cfg.progress, desc="what-if") as bar:
+              disable=None if cfg.progress else True, desc="what-if") as bar:
         fast_flags.flag_counts(con, chunks, combined, None, bar.update,
                                observe=_observer(whatif))
     report = _report(cfg, variants, whatif, len(chunks), combined)

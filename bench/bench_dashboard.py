@@ -5,7 +5,7 @@
 
 Data: N flags (default 1M, over the last 24 h) in a SQLite flag store and, when FerretDB can
 be started (fraudlake.services), in MongoDB too; the lake = ``--history`` (default
-storage/historical, 47M rows, if present, else a generated one) + a generated live lake.
+storage/historical, 47M rows, if present, else a generated one) + a generated live lake_queries.
 
 Measured per flag source and filter, median of ``--runs`` calls of
 ``dashboard.refresh.load_refresh`` with warm caches (flags held in the page process, synced
@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-from dashboard import aggregates, baseline, cases, data, lake_queries
+from dashboard import aggregates, baseline, cases, data, lake_queries, rule_sets
 from dashboard.filters import FlagFilter
 from dashboard.flag_cache import CacheConfig
 from dashboard.refresh import (
@@ -43,18 +43,21 @@ from dashboard.refresh import (
     flag_view,
     load_refresh,
     rule_band,
+    rule_hits,
     traffic,
     triage,
 )
 from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource
 from flagstore.mongo import flag_documents
 from flagstore.sqlite import SqliteFlagStore
-from fraudlake.contract import LAKE_SCHEMA, RULE_NAMES
+from fraudlake.contract import DECISION_SCHEMA, LAKE_SCHEMA, RULE_NAMES
 from fraudlake.settings import Settings
 from lake.layout import data_files, partition_dir, transactions_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
+RULE_SET_ID = "default-1@0789644e74d5"
+SHADOW_SET_ID = "strict-1@0123456789ab"
 #: What the page's syncs need beyond flagstore.mongo.INDEXES (range on flagged_at).
 PAGE_INDEXES = (("flagged_at", [("flagged_at", -1)]),)
 CITIES = np.array(["Berlin", "Paris", "Madrid", "Rome", "Vienna", "Lisbon"])
@@ -82,9 +85,24 @@ def events(n: int, now: datetime, span: timedelta, seed: int, flagged_only: bool
         "merchant_id": "m1", "merchant_name": "Shop", "category": "5411", "channel": "pos",
         "city": CITIES[place], "country": COUNTRIES[place], "card_last4": "1234",
         "device_id": None,
-        **{r: fires & (rule == i) for i, r in enumerate(RULE_NAMES)}, "flagged": fires,
+        "rule_set_id": RULE_SET_ID, "score": fires.astype(float), "flagged": fires,
+        "rules_fired": [[RULE_NAMES[r]] if f else [] for r, f in zip(rule, fires, strict=True)],
     })
     return df.with_columns(pl.col(c).cast(t) for c, t in LAKE_SCHEMA.items())
+
+
+def with_shadow(live: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """The live lake as a consumer with a shadow set writes it (issue 14's shadow_* columns):
+    the shadow set keeps 80 % of the active alerts and adds 1 % of the events."""
+    rng = np.random.default_rng(seed)
+    keep = rng.random(live.height) < 0.8
+    add = rng.random(live.height) < 0.01
+    shadow = (live["flagged"].to_numpy() & keep) | add
+    return live.with_columns(
+        shadow_rule_set_id=pl.lit(SHADOW_SET_ID), shadow_score=pl.Series(shadow.astype(float)),
+        shadow_flagged=pl.Series(shadow),
+        shadow_rules_fired=pl.Series([["high_amount"] if x else [] for x in shadow],
+                                     dtype=pl.List(pl.String)))
 
 
 def write_sqlite(path: Path, flags: pl.DataFrame) -> None:
@@ -142,7 +160,7 @@ def naive_refresh(path: Path, cfg: DashboardConfig, f: FlagFilter, now: datetime
                                    view.agg.series, None)
     case_frame = pl.DataFrame(schema=cases.CASE_COLUMNS)
     return Refresh(now, t, view, top, chart, triage(source, f, case_frame),
-                   rule_band(source, f, view, chart, None))
+                   rule_band(rule_hits(cfg, source, f, view, con), chart, None))
 
 
 def measure(sname: str, fname: str, cached, naive, runs: int, naive_runs: int) -> dict:
@@ -233,6 +251,31 @@ def bench_mongo(args, flags: pl.DataFrame, filters: dict, cfg: DashboardConfig, 
     return out
 
 
+def bench_shadow(cfg: DashboardConfig, filters: dict, runs: int) -> list[dict]:
+    """The page's "Rule sets in force" panel: the range's shadow decisions read from the live
+    lake (DuckDB) and compared (``streaming.shadow.compare`` when issue 14 provides it, else
+    the read alone), every refresh."""
+    try:
+        from streaming.shadow import compare
+    except ImportError:
+        compare = None
+    con = lake_queries.connect()
+    files = data_files(cfg.settings.lake_transactions_dir)
+    rows = []
+    for fname, f in filters.items():
+        def panel(f=f) -> None:
+            got = rule_sets.shadow_rows(files, f.since, f.until, con)
+            if compare is not None and got is not None and not got.is_empty():
+                compare(got)
+        panel()
+        ms, all_ms = timed(panel, runs)
+        rows.append({"source": "lake, shadow panel" + ("" if compare else " (read only)"),
+                     "filter": fname, "cached_ms": round(ms, 1),
+                     "cached_max_ms": round(max(all_ms), 1), "naive_ms": None, "ratio": None})
+        print(rows[-1], file=sys.stderr)
+    return rows
+
+
 def timed(fn, runs: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(runs):
@@ -279,10 +322,9 @@ def main() -> int:
     if not any(history.glob("year=*")):
         history = work / "historical"
         write_live(work / "gen", events(2_000_000, datetime(2025, 12, 31, tzinfo=UTC),
-                                        timedelta(days=365), 3, False).drop(*RULE_NAMES,
-                                                                           "flagged"))
+                                        timedelta(days=365), 3, False).drop(*DECISION_SCHEMA))
         shutil.move(work / "gen" / "transactions", history)
-    write_live(work / "lake", live)
+    write_live(work / "lake", with_shadow(live, seed=4))
     if not args.skip_sqlite:
         write_sqlite(work / "flags.sqlite", flags)
 
@@ -330,6 +372,7 @@ def main() -> int:
                 sqlite, cfg, f, now, cache, history_files, live_baselines), lambda f=f: (
                 naive_refresh(work / "flags.sqlite", cfg, f, now, history_files)), args.runs,
                 args.naive_runs))
+        results.extend(bench_shadow(cfg, filters, args.runs))
     mongo: dict = {"note": "skipped (--mongo-flags 0)"}
     if args.mongo_flags > 0:
         mongo = bench_mongo(args, flags.head(int(args.mongo_flags)), filters, cfg, now, cache,

@@ -1,26 +1,31 @@
-"""Benchmark ``python -m batch.generate_history`` against a seed-style Faker-per-row baseline.
+"""Benchmark ``python -m batch.generate_history`` and the live simulator against a baseline
+version of the project (``--baseline-ref``, default ``main``) in the same run.
 
-    .venv/bin/python -m bench.bench_generate                         # 4.7e6 and 47e6 rows
-    .venv/bin/python -m bench.bench_generate --rows 4.7e6 47e6 470e6 # scaling (470M: ~18 GB)
-    .venv/bin/python -m bench.bench_generate --rows 5e6              # quicker
+    .venv/bin/python -m bench.bench_generate                          # 4.7e6 and 47e6 rows
+    .venv/bin/python -m bench.bench_generate --rows 4.7e6 47e6 470e6 \\
+        --out /work/data/history470m_p12                              # scaling (470M: ~16 GB)
+    .venv/bin/python -m bench.bench_generate --baseline-ref none      # no baseline
 
-Runs the generator as a subprocess once per ``--rows`` (wall time, CPU time of the process
-tree, peak RSS summed over its process tree sampled every 50 ms; each output is deleted right
-after it is measured), then, in the same run, the live simulator in-process (events/s of
-``simulator.simulate``) and the baseline: one Faker call per field per row into a list of
-dicts, written with Polars, on a sample, extrapolated linearly. Writes
-bench/results/generate.{md,json}.
+The baseline is ``git archive <ref>`` unpacked into a scratch folder and run with the same
+interpreter (``PYTHONPATH`` pointing at it). For each ``--rows`` the generator runs as a
+subprocess (this tree, then the baseline where ``--baseline-rows`` asks for it, back to back
+so they share the machine's load): wall time, CPU seconds of the process tree (children are
+waited for, so ``RUSAGE_CHILDREN`` holds the workers too), peak RSS summed over the tree
+(sampled every 50 ms). Each output is deleted right after it is measured. Then the live
+simulator (``simulator.simulate``) in a subprocess per version: events/s wall and per CPU
+second. The machine is shared, so wall times are noisy: compare the ratios and the CPU
+seconds. Writes bench/results/generate.{md,json}.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -31,6 +36,24 @@ from fraudlake.cli import ArgumentParser, count_arg
 ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
+TARGET_ROWS = 47_000_000  # the size the report compares the others with
+
+_LIVE = """
+import json, sys, time
+from datetime import UTC, datetime
+from simulator import simulate
+from streaming.produce import live_world
+events, users = int(sys.argv[1]), int(sys.argv[2])
+end = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+world = live_world(7, users, end)
+list(simulate(world, end, 1_000, 7))  # warm: time tables, trips cache
+cpu, wall = time.process_time(), time.perf_counter()
+n = sum(f.height for f in simulate(world, end, events, 7, chunk_rows=100_000))
+cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+print(json.dumps({"events": n, "users": users, "seconds": round(wall, 2),
+                  "events_per_s": round(n / wall), "cpu_seconds": round(cpu, 2),
+                  "events_per_cpu_s": round(n / cpu)}))
+"""
 
 
 def _tree_rss(pid: int) -> int:
@@ -55,14 +78,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_generator(rows: int, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, "-m", "batch.generate_history", "--rows", str(rows), "--out", str(out),
-           "--seed", "42", "--quiet", "--overwrite", "--workers", str(workers)]
+def _measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[dict, str]:
+    """Run ``cmd``; (wall s, CPU s of the tree, peak tree RSS, load before), stdout."""
     peak = 0
     load_before = os.getloadavg()[0]
-    start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
     done = threading.Event()
 
     def sample() -> None:
@@ -78,141 +100,181 @@ def run_generator(rows: int, out: Path, workers: int) -> dict:
     done.set()
     sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"generator failed with exit code {proc.returncode}")
-    size = sum(p.stat().st_size for p in out.rglob("*.parquet"))
+        raise SystemExit(f"{' '.join(cmd[:4])} failed with exit code {proc.returncode}")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "peak_tree_rss_mib": round(peak / 2**20, 1),
-            "max_single_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "cpu_seconds": round(cpu, 1),
-            "bytes": size, "load_before": load_before, "summary": stdout.strip().splitlines()}
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            "peak_tree_rss_mib": round(peak / 2**20, 1), "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2)}, stdout
 
 
-def run_baseline(rows: int, out: Path) -> dict:
-    """Seed-style: Faker per row, dicts in a list, then one Parquet file."""
-    import polars as pl
-    from faker import Faker
-
-    fake = Faker()
-    Faker.seed(42)
-    rnd = random.Random(42)
-    start = time.perf_counter()
-    records = []
-    for _ in range(rows):
-        records.append({
-            "transaction_id": fake.uuid4(),
-            "user_id": rnd.randint(1, 250_000),
-            "name": fake.name(),
-            "merchant": fake.company(),
-            "city": fake.city(),
-            "ts": fake.date_time_between(datetime(2000, 1, 1), datetime(2025, 12, 31)),
-            "amount": round(rnd.lognormvariate(3.5, 1.0), 2),
-            "lat": float(fake.latitude()),
-            "lon": float(fake.longitude()),
-            "is_fraud": rnd.random() < 0.0025,
-        })
-    pl.DataFrame(records).write_parquet(out / "baseline.parquet")
-    seconds = time.perf_counter() - start
-    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
+def _env(tree: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(tree)  # the tree's packages before the editable install
+    return env
 
 
-def run_live(events: int, users: int) -> dict:
-    """The live simulator in-process: events/s generated (wall and CPU), world built first."""
-    from datetime import UTC
-
-    from simulator import simulate
-    from streaming.produce import live_world
-
-    end = datetime.now(UTC).replace(microsecond=0)
-    world = live_world(7, users, end)
-    list(simulate(world, end, 1_000, 7))  # warm: time tables, trips cache
-    cpu, wall = time.process_time(), time.perf_counter()
-    n = sum(f.height for f in simulate(world, end, events, 7, chunk_rows=100_000))
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return {"events": n, "users": users, "seconds": round(wall, 2),
-            "events_per_s": round(n / wall), "cpu_seconds": round(cpu, 2),
-            "events_per_cpu_s": round(n / cpu)}
+def run_generator(tree: Path, label: str, rows: int, out: Path, workers: int) -> dict:
+    cmd = [sys.executable, "-m", "batch.generate_history", "--rows", str(rows), "--out",
+           str(out), "--seed", "42", "--quiet", "--overwrite", "--workers", str(workers)]
+    try:
+        fig, stdout = _measure(cmd, tree, _env(tree))
+        size = sum(p.stat().st_size for p in out.rglob("*.parquet"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"version": label, "rows": rows, **fig, "rows_per_s": round(rows / fig["seconds"]),
+            "rows_per_cpu_s": round(rows / max(fig["cpu_seconds"], 1e-9)), "bytes": size,
+            "summary": stdout.strip().splitlines()}
 
 
-def report(gens: list[dict], base: dict, live: dict, workers: int) -> str:
-    big = max(gens, key=lambda g: g["rows"])
-    small = min(gens, key=lambda g: g["rows"])
-    extrapolated = big["rows"] / base["rows_per_s"]
-    load = os.getloadavg()
-    rows = [f"| batch.generate_history ({workers} workers) | {g['rows']:,} | {g['seconds']:.1f} "
-            f"| {g['cpu_seconds']:,.1f} | {g['rows_per_s']:,} | "
-            f"{g['seconds'] / g['rows'] / (small['seconds'] / small['rows']):.2f} | "
-            f"{g['cpu_seconds'] / g['rows'] / (small['cpu_seconds'] / small['rows']):.2f} | "
-            f"{g['peak_tree_rss_mib']:,.0f} MiB |" for g in sorted(gens, key=lambda g: g["rows"])]
+def run_live(tree: Path, label: str, events: int, users: int) -> dict:
+    fig, stdout = _measure([sys.executable, "-c", _LIVE, str(events), str(users)], tree,
+                           _env(tree))
+    return {"version": label, **json.loads(stdout.strip().splitlines()[-1]),
+            "process_peak_rss_mib": fig["peak_tree_rss_mib"], "load_before": fig["load_before"]}
+
+
+def checkout(ref: str, into: Path) -> str:
+    """Unpack ``git archive ref`` into ``into``; returns the commit id."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    into.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", sha], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise SystemExit(f"git archive {ref} failed")
+    return sha
+
+
+def fit(gens: list[dict], key: str) -> tuple[float, float]:
+    """Least-squares ``key = a + b * rows``: (a seconds fixed, b seconds per million rows)."""
+    xs = [g["rows"] / 1e6 for g in gens]
+    ys = [g[key] for g in gens]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    return my - b * mx, b
+
+
+def _row(g: dict, ref: dict, base: dict | None) -> str:
+    def per(h: dict, k: str) -> float:
+        return h[k] / h["rows"]
+
+    ratio = "–"
+    if base:
+        ratio = (f"{base['seconds'] / g['seconds']:.2f}× / "
+                 f"{base['cpu_seconds'] / g['cpu_seconds']:.2f}×")
+    return (f"| {g['version']} | {g['rows']:,} | {g['seconds']:,.1f} | {g['cpu_seconds']:,.1f} "
+            f"| {g['rows_per_cpu_s']:,} | {per(g, 'seconds') / per(ref, 'seconds'):.2f} "
+            f"| {per(g, 'cpu_seconds') / per(ref, 'cpu_seconds'):.2f} "
+            f"| {g['peak_tree_rss_mib']:,.0f} MiB | {g['load_before']:.1f} | {ratio} |")
+
+
+def report(gens: list[dict], bases: list[dict], lives: list[dict], workers: int,
+           base_label: str, command: str) -> str:
+    gens = sorted(gens, key=lambda g: g["rows"])
+    base_at = {b["rows"]: b for b in bases}
+    ref = next((g for g in gens if g["rows"] == TARGET_ROWS), gens[-1])
+    base_ref = next((b for b in bases if b["rows"] == ref["rows"]), bases[0] if bases else None)
+    table = [_row(g, ref, base_at.get(g["rows"])) for g in gens]
+    table += [_row(b, base_ref or b, None) for b in sorted(bases, key=lambda b: b["rows"])]
     lines = [
-        "# Benchmark: history generator", "",
-        f"Run {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores "
-        f"(load average before the first run {small['load_before']:.2f}, after the last "
-        f"{load[0]:.2f}; the machine is shared with other jobs, so wall times are noisy — CPU "
-        "time is the steadier figure).",
-        "Command: `.venv/bin/python -m bench.bench_generate --rows "
-        f"{' '.join(str(g['rows']) for g in gens)} --workers {workers}`", "",
-        "| what | rows | wall s | CPU s | rows/s (wall) | wall s per row vs smallest | "
-        "CPU s per row vs smallest | peak RSS (tree) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-        f"| seed-style baseline (Faker per row, measured) | {base['rows']:,} | "
-        f"{base['seconds']:.1f} | – | {base['rows_per_s']:,} | – | – | – |",
-        f"| baseline extrapolated to {big['rows']:,} rows | {big['rows']:,} | "
-        f"{extrapolated:,.0f} | – | {base['rows_per_s']:,} | – | – | – |", "",
-        f"**Speed-up: {extrapolated / big['seconds']:,.0f}x** over the Faker-per-row baseline "
-        f"(same run). Output of the largest run: {big['bytes'] / 2**20:,.0f} MiB of Parquet "
-        "(snappy); each output was deleted after it was measured.",
-        "",
-        f"Live simulator in-process (`simulator.simulate`, {live['users']:,} cards, "
-        f"{live['events']:,} events, frames of 100k): **{live['events_per_s']:,} events/s** "
-        f"wall, {live['events_per_cpu_s']:,} events per CPU second.",
-        "",
-        "Targets: 47M rows in <= 30 s and <= 2 GiB peak RSS on 2 cores; time linear in the rows "
-        "(within 15 %), peak memory flat; live >= 300k events/s.", "",
-        "Generator summary (largest run):", "", "```", *big["summary"], "```",
+        "# Benchmark: history generator and live simulator", "",
+        f"Run {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores, shared "
+        "with other jobs (load average before each run in the table): wall times are noisy, "
+        "CPU seconds are the steadier figure; every ratio compares runs of the same size made "
+        "back to back in this run.", f"Command: `{command}`", "",
+        f"| version | rows | wall s | CPU s | rows per CPU-s | wall per row vs "
+        f"{ref['rows'] / 1e6:g}M | CPU per row vs {ref['rows'] / 1e6:g}M | peak RSS (tree) | "
+        "load before | baseline / this (wall / CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *table, "",
     ]
+    if len(gens) >= 2:
+        a, b = fit(gens, "cpu_seconds")
+        lines.append(f"CPU seconds fit over the {len(gens)} sizes: **{a:.1f} s fixed + "
+                     f"{b:.3f} s per million rows** (the fixed part: interpreter start, world "
+                     "build, per-month set-up).")
+        lines.append("")
+    if ref["rows"] == TARGET_ROWS:
+        idle = ref["cpu_seconds"] / workers
+        lines += [
+            f"47M rows: {ref['seconds']:.1f} s wall at load {ref['load_before']:.0f}, "
+            f"{ref['cpu_seconds']:.1f} CPU-s ({workers} workers: ≈ {idle:.0f} s wall on "
+            f"{workers} free cores), peak {ref['peak_tree_rss_mib']:,.0f} MiB.", ""]
+    for live in lives:
+        lines.append(f"Live simulator in-process ({live['version']}; `simulator.simulate`, "
+                     f"{live['users']:,} cards, {live['events']:,} events, frames of 100k, load "
+                     f"{live['load_before']:.0f}): **{live['events_per_s']:,} events/s** wall, "
+                     f"**{live['events_per_cpu_s']:,} events per CPU-s**.")
+    lines += ["", f"Baseline: {base_label}.", "",
+              "Targets: 47M rows in <= 30 s and <= 2 GiB peak RSS on 2 cores; time linear in the "
+              "rows (within 15 %), peak memory flat; live >= 300k events/s.", "",
+              "Generator summary (largest run of this version):", "", "```",
+              *gens[-1]["summary"], "```"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(description="benchmark batch.generate_history")
+    p = ArgumentParser(description="benchmark batch.generate_history and the live simulator")
     p.add_argument("--rows", type=count_arg, nargs="+", default=[4_700_000, 47_000_000],
                    help="row counts to generate, one run each (default 4.7e6 47e6)")
-    p.add_argument("--baseline-rows", type=count_arg, default=20_000,
-                   help="rows for the Faker-per-row baseline sample (20000)")
+    p.add_argument("--baseline-ref", default="main",
+                   help="git ref of the baseline version (default main; 'none' to skip)")
+    p.add_argument("--baseline-rows", type=count_arg, nargs="*",
+                   default=[4_700_000, 47_000_000],
+                   help="sizes at which the baseline runs too (default 4.7e6 47e6)")
     p.add_argument("--live-events", type=count_arg, default=3_000_000,
                    help="events for the in-process live simulator run (3e6)")
     p.add_argument("--live-users", type=count_arg, default=200_000,
                    help="cards of the live simulator's world (200000)")
     p.add_argument("--workers", type=int, default=2, help="generator processes (2)")
     p.add_argument("--out", type=Path, default=ROOT / "storage" / ".bench_generate",
-                   help="scratch folder, deleted after each run")
+                   help="scratch dataset folder, deleted after each run")
     args = p.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = args.out.parent / (args.out.name + "-baseline")
-    scratch.mkdir(exist_ok=True)
-    gens = []
-    try:
-        for rows in args.rows:
-            try:
-                gens.append(run_generator(rows, args.out, args.workers))
-            finally:
-                shutil.rmtree(args.out, ignore_errors=True)
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m bench.bench_generate " + " ".join(given)
+    gens: list[dict] = []
+    bases: list[dict] = []
+    lives: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
+        base_tree = None
+        base_label = "none"
+        if args.baseline_ref != "none":
+            base_tree = Path(tmp) / "baseline"
+            sha = checkout(args.baseline_ref, base_tree)
+            base_label = f"`{args.baseline_ref}` at {sha[:12]}"
+        this = f"this tree ({_head()})"
+        for rows in sorted(args.rows):
+            gens.append(run_generator(ROOT, this, rows, args.out, args.workers))
             print(json.dumps(gens[-1]), flush=True)
-        live = run_live(args.live_events, args.live_users)
-        base = run_baseline(args.baseline_rows, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            if base_tree is not None and rows in args.baseline_rows:
+                bases.append(run_generator(base_tree, f"baseline {base_label}", rows, args.out,
+                                           args.workers))
+                print(json.dumps(bases[-1]), flush=True)
+        lives.append(run_live(ROOT, this, args.live_events, args.live_users))
+        print(json.dumps(lives[-1]), flush=True)
+        if base_tree is not None:
+            lives.append(run_live(base_tree, f"baseline {base_label}", args.live_events,
+                                  args.live_users))
+            print(json.dumps(lives[-1]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    text = report(gens, base, live, args.workers)
+    text = report(gens, bases, lives, args.workers, base_label, command)
     (RESULTS / "generate.md").write_text(text)
     (RESULTS / "generate.json").write_text(json.dumps(
-        {"generator": gens, "live": live, "baseline": base, "workers": args.workers},
-        indent=2) + "\n")
+        {"generator": gens, "baseline": bases, "live": lives, "workers": args.workers,
+         "baseline_ref": base_label, "command": command}, indent=2) + "\n")
     print(text)
     return 0
+
+
+def _head() -> str:
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "batch",
+                            "simulator"], capture_output=True, text=True).stdout.strip()
+    return sha + (" + uncommitted changes" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -79,13 +80,13 @@ def throughput(bootstrap: str, topic: str, n: int, mongo: str | None, db: str,
         env = {**os.environ, "MONGO_DB": db, "MONGO_COLLECTION": f"flags_{uuid.uuid4().hex[:6]}",
                "LOCAL_FLAGS_PATH": str(Path(tmp) / "flags.sqlite")}
         group = f"bench-{'mongo' if mongo else 'sqlite'}-{uuid.uuid4().hex[:6]}-{topic}"
-        t = time.monotonic()
+        t, cpu0 = time.monotonic(), _children_cpu()
         proc = subprocess.run(consume_cmd(bootstrap, topic, Path(tmp) / "lake", mongo, group,
                                           "--max-messages", str(n), "--timeout", "30",
                                           "--metrics-interval", "10",
                                           *(["--rules", str(rules)] if rules else [])),
                               capture_output=True, text=True, env=env)
-        consume_s = time.monotonic() - t
+        consume_s, cpu_s = time.monotonic() - t, _children_cpu() - cpu0
     if proc.returncode != 0:
         raise SystemExit(f"consumer failed: {proc.stderr[-2000:]}")
     summary = proc.stderr.strip().splitlines()[-1]
@@ -94,6 +95,7 @@ def throughput(bootstrap: str, topic: str, n: int, mongo: str | None, db: str,
     rule_set = re.search(r"rule set (\S+)", proc.stderr)
     return {"events": n, "consume_s": consume_s, "consume_rate": n / consume_s,
             "own_s": own_s, "own_rate": n / own_s, "consumer_summary": summary,
+            "cpu_s": cpu_s, "cpu_us_per_event": cpu_s / n * 1e6,
             "rule_set": rule_set[1] if rule_set else "?"}
 
 
@@ -104,6 +106,7 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> dict:
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
     done, started, deadline = 0, None, time.monotonic() + 300
+    cpu0 = time.process_time()
     try:
         while done < n and time.monotonic() < deadline:
             msgs = consumer.consume(num_messages=20_000, timeout=0.5)
@@ -111,9 +114,17 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> dict:
                 started = time.monotonic()
             done += sum(1 for m in msgs if m.error() is None)
         secs = time.monotonic() - (started or time.monotonic())
+        cpu_s = time.process_time() - cpu0  # this process: the poll loop + librdkafka threads
     finally:
         consumer.close()
-    return {"messages": done, "seconds": secs, "rate": done / secs if secs else 0.0}
+    return {"messages": done, "seconds": secs, "rate": done / secs if secs else 0.0,
+            "cpu_s": cpu_s, "cpu_us_per_event": cpu_s / max(done, 1) * 1e6}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def rich_rules_file(spec: str | None, folder: Path) -> Path:
@@ -188,6 +199,8 @@ def write_results(res: dict) -> None:
     share, share_rich = t["own_rate"] / raw["rate"], tr["own_rate"] / raw["rate"]
     share_sq, share_rich_sq = ts["own_rate"] / raw["rate"], trs["own_rate"] / raw["rate"]
     rich_sq, shares_sq = f"{trs['own_rate']:,.0f}", f"{share_sq:.0%} / {share_rich_sq:.0%}"
+    cpu_sq = " / ".join(f"{x['cpu_us_per_event']:.1f}" for x in (raw, ts, trs))
+    cpu_fe = " / ".join(f"{x['cpu_us_per_event']:.1f}" for x in (t, tr))
     default_row = (f"consume, `rules/default.toml` ({t['rule_set']}), lake + FerretDB flags + "
                    "DLQ (events/s, wall incl. start-up)")
     rich_row = f"consume, rich set `{tr['rules']}` ({tr['rule_set']}), own rate (events/s)"
@@ -208,6 +221,8 @@ Command: `{res["command"]}`
 | default set, flags to the local SQLite store, own rate (events/s) | {ts["own_rate"]:,.0f} | |
 | rich set, flags to the local SQLite store, own rate (events/s) | {rich_sq} | ≥ 100,000 |
 | pipeline share of the raw rate, SQLite flags: default set / rich set | {shares_sq} | ≥ 50 % |
+| CPU µs per event (process, start-up incl.): raw / default / rich, SQLite flags | {cpu_sq} | |
+| same, FerretDB flags: default set / rich set | {cpu_fe} | |
 | seed-style baseline (poll + json.loads + insert_one, events/s) | {b["rate"]:,.0f} | |
 | ratio pipeline (FerretDB) / baseline | {ratio:,.1f}× | ≥ 10× |
 | produce→flag-visible latency p50 at {lt["rate"]:,.0f} ev/s (ms) | {lt["p50_ms"]:,.0f} | |
@@ -270,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             lt = {"rate": args.rate, "events": 0, "achieved_rate": 0.0, "flags": 0,
                   "p50_ms": float("nan"), "p99_ms": float("nan"), "consumer_summary": "skipped"}
         else:
-            lat_frames = events(int(args.rate * args.seconds) + 1, seed=8, span_hours=2)[1]
+            lat_frames = events(int(args.rate * args.seconds) + 1, seed=8)[1]
             lt = latency(bootstrap, mongo, db, lat_frames, args.rate, args.seconds)
     finally:
         MongoClient(mongo).drop_database(db)

@@ -1,7 +1,7 @@
 """Benchmark the backtest on Trino (`--backend trino`) beside DuckDB's, same data, same run.
 
     .venv/bin/python -m bench.bench_trino [--input storage/bench_trino_history] [--rows 47e6]
-        [--chunk-rows 4e6]
+        [--chunk-rows 4e6] [--rules rules/default.toml]
 
 Data: --input (a folder below the Trino lake root, FRAUDLAKE_TRINO_ROOT, default storage/), else
 storage/bench_trino_history, generated there with `python -m batch.generate_history --rows
@@ -9,8 +9,9 @@ storage/bench_trino_history, generated there with `python -m batch.generate_hist
 (started here if nothing answers on FRAUDLAKE_TRINO_PORT; 2 GB heap, 2 cores shared with the
 rest of the machine). Each backtest is a separate process measured with GNU time (wall, CPU of
 the client, peak RSS of the client); Trino's own CPU is read from /proc for its process group.
-No target: one node on 2 cores; the point is that it runs and that both reports agree.
-Writes bench/results/trino.md and trino.json.
+No target: one node on 2 cores; the point is that it runs and that both reports agree (every
+rule id's counts, flagged, precision/recall per scenario, the rule-set id). Writes
+bench/results/trino[_<rule set file stem>].md and .json (no suffix for rules/default.toml).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def measured(argv: list[str], tmp: Path, label: str, trino_pgid: int | None) -> 
     data = json.loads(report.read_text())
     out = {"label": label, "wall_s": float(wall), "client_cpu_s": float(user) + float(sys_),
            "client_peak_rss_mib": round(int(rss_kb) / 1024), "load_before": round(load, 2),
-           "rows": data["rows"], "rules": data["rules"], "summary": proc.stdout.strip()
+           "rows": data["rows"], "rules": data["rules"], "rule_set_id": data["rule_set_id"],
+           "summary": proc.stdout.strip()
            .splitlines()[-1]}
     if trino_pgid:
         out["trino_cpu_s"] = round(group_cpu_seconds(trino_pgid) - cpu0, 1)
@@ -77,6 +79,7 @@ def main() -> int:
     p.add_argument("--input", help="history folder below the Trino lake root")
     p.add_argument("--rows", default="47e6", help="rows to generate when no data exists")
     p.add_argument("--chunk-rows", default="4e6", help="rows per Trino user bucket")
+    p.add_argument("--rules", default="rules/default.toml", help="rule set TOML file")
     args = p.parse_args()
     from fraudlake import services
 
@@ -87,14 +90,14 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench_trino_") as t:
             tmp = Path(t)
-            base = ["--input", str(path)]
+            base = ["--input", str(path), "--rules", args.rules]
             duck = measured(base, tmp, "duckdb", None)
             trino = measured(base + ["--backend", "trino", "--chunk-rows", args.chunk_rows],
                              tmp, "trino", pgid)
     finally:
         if started.started:
             services.down(server)
-    agree = duck["rules"] == trino["rules"] and duck["rows"] == trino["rows"]
+    agree = all(duck[k] == trino[k] for k in ("rules", "rows", "rule_set_id"))
     write(path, args, [duck, trino], agree)
     return 0 if agree else 1
 
@@ -102,16 +105,20 @@ def main() -> int:
 def write(path: Path, args: argparse.Namespace, runs: list[dict], agree: bool) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    (RESULTS / "trino.json").write_text(json.dumps(
+    stem = Path(args.rules).stem
+    name = "trino" if stem == "default" else f"trino_{stem}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(
         {"generated_at": now, "input": str(path), "chunk_rows": args.chunk_rows,
-         "reports_agree": agree, "runs": runs}, indent=2) + "\n")
+         "rules": args.rules, "reports_agree": agree, "runs": runs}, indent=2) + "\n")
     duck, trino = runs
     lines = [
         "# Backtest on Trino beside DuckDB", "",
         f"Run {now} on 2 cores shared with other work (load average before each run recorded). "
         f"Input: {path.name} ({duck['rows']:,} rows). Trino 476, one node, 2 GB heap, "
-        f"user buckets of {args.chunk_rows} rows.",
-        f"Command: `.venv/bin/python -m bench.bench_trino --chunk-rows {args.chunk_rows}`", "",
+        f"user buckets of {args.chunk_rows} rows. Rule set {duck['rule_set_id']} "
+        f"({args.rules}).",
+        f"Command: `.venv/bin/python -m bench.bench_trino --input {path.name} --rules "
+        f"{args.rules} --chunk-rows {args.chunk_rows}`", "",
         "| backend | wall s | client CPU s | Trino CPU s | client peak RSS MiB | load before |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -122,7 +129,7 @@ def write(path: Path, args: argparse.Namespace, runs: list[dict], agree: bool) -
     lines += ["", f"Trino / DuckDB wall time: **{trino['wall_s'] / duck['wall_s']:.1f}x**. "
               f"Hit-rate reports {'identical' if agree else 'DIFFER'} (every rule, every "
               "scenario).", "", "No target: the point is that it runs on Trino and agrees.", ""]
-    (RESULTS / "trino.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -20,6 +20,9 @@ def card_and_evidence(flag: dict, live_files: list[Path], history_files: list[Pa
     ts = flag.get("ts")
     if isinstance(ts, str):
         ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if not isinstance(ts, datetime):
+        st.error(f"flag {flag.get('transaction_id')} has no event time")
+        return
     fired = flag.get("rules_fired") or flag.get("rules") or []
     flag = {**flag, "ts": ts, "score": flag.get("score") if flag.get("score") is not None
             else float(len(fired))}

@@ -35,6 +35,7 @@ from dashboard import (  # noqa: E402
     cases,
     data,
     lake_queries,
+    rule_sets,
     views,
 )
 from dashboard.filters import (  # noqa: E402
@@ -51,6 +52,7 @@ from dashboard.refresh import (  # noqa: E402
     flag_view,
     range_start,
     rule_band,
+    rule_hits,
     top_users,
     traffic,
     triage,
@@ -58,6 +60,7 @@ from dashboard.refresh import (  # noqa: E402
 from dashboard.refresh import volume as volume_chart  # noqa: E402
 from dashboard.sources import FlagSource, open_source  # noqa: E402
 from fraudlake.contract import RULE_NAMES  # noqa: E402
+from streaming.rules_control import DEFAULT_TOPIC  # noqa: E402
 
 st.set_page_config(page_title="fraudlake · fraud alerts", layout="wide")
 st.markdown("<style>[data-testid='stAppDeployButton'], .stAppDeployButton {display: none;}"
@@ -79,6 +82,30 @@ def _cases(cfg: DashboardConfig, source: FlagSource) -> cases.CaseStore:
     if cfg.settings.mongo_uri:
         return cases.MongoCaseStore(source._client, cfg.settings.mongo_db)  # type: ignore[attr-defined]
     return cases.SqliteCaseStore(cfg.settings.local_flags_path)
+
+
+@st.cache_resource
+def _control(bootstrap: str, topic: str, _extra: dict[str, str]) -> rule_sets.ControlWatch:
+    """One control-topic watcher per broker and topic, for all sessions."""
+    return rule_sets.ControlWatch(bootstrap, topic, _extra).start()
+
+
+def in_force(cfg: DashboardConfig, source: FlagSource) -> rule_sets.InForce:
+    """Active/shadow ids from the control topic with Kafka, else the newest flag's set."""
+    s = cfg.settings
+    if not s.kafka_bootstrap_servers:
+        return rule_sets.from_flags(_rule_set_in_force(source))
+    topic = s.kafka_rules_topic or DEFAULT_TOPIC
+    state, error = _control(s.kafka_bootstrap_servers, topic, dict(s.kafka_extra)).latest()
+    if state is None:
+        raise RuntimeError(error or f"control topic {topic} not read yet")
+    return rule_sets.from_control(state, topic)
+
+
+def _shadow(cfg: DashboardConfig, f: FlagFilter, con) -> pl.DataFrame:
+    """The shadow comparison over the range (empty: no shadow decisions in range)."""
+    rows = rule_sets.shadow_rows(views.lake_files(cfg), f.since, f.until, con)
+    return pl.DataFrame() if rows is None or rows.is_empty() else rule_sets.comparison(rows)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -188,15 +215,17 @@ def show_live(source: FlagSource, store: cases.CaseStore, cfg: DashboardConfig,
         views.queue(tri.queue, tz)
     report = _report_or_none(cfg.report_path)
     if view is not None and chart is not None:
-        table = views.guard("Per-rule monitoring", lambda: rule_band(source, f, view, chart,
-                                                                     report))
-        if table is not None:
+        hits = views.guard("Per-rule monitoring", lambda: rule_hits(cfg, source, f, view, con))
+        table = None if hits is None else rule_band(hits, chart, report)
+        if hits is not None and table is not None:
             views.rule_monitoring(table, tri.confirmed_rules if tri is not None
-                                  else pl.DataFrame())
-            time_only = f == FlagFilter(since=f.since, until=f.until)
+                                  else pl.DataFrame(), hits.origin)
             views.guard("Per-rule hits over time", lambda: views.rule_over_time(
-                table, view.agg.rule_series if time_only else None, chart, view.unit))
-    views.guard("What-if", lambda: views.what_if(_rule_set_in_force(source), report,
+                table, hits.series, chart, view.unit))
+    forced = views.guard("Rule sets in force", lambda: in_force(cfg, source))
+    if forced is not None:
+        views.rule_sets(forced, views.guard("Shadow comparison", lambda: _shadow(cfg, f, con)))
+    views.guard("What-if", lambda: views.what_if(forced.active if forced else None, report,
                                                  cfg.whatif_path))
 
 
@@ -266,7 +295,7 @@ def main() -> None:
         views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
     if source is None:
-        st.error(f"Cannot open the flag store: {views.one_line(open_error)}")
+        st.error(f"Cannot open the flag store: {views.one_line(open_error or Exception())}")
         views.guard("Backtest", lambda: views.backtest(cfg.report_path))
         return
     store = _cases(cfg, source)

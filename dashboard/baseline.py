@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from dashboard import lake_queries
-from fraudlake.atomic import temp_path
-from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
+from fraudlake.atomic import naming, new_folders, remove_empty, temp_path
+from fraudlake.cli import ArgumentParser, UsageError, check_disjoint, check_output_dir, run
 from fraudlake.settings import Settings
 from lake.layout import data_files, month_folders
 
@@ -73,10 +73,11 @@ def build(files: Sequence[Path], folder: Path) -> None:
     baselines = lake_queries.user_baselines(files, None, con=con).sort("user_id")
     daily = lake_queries.amount_series(files, "day", None, None, con=con)
     tmp = temp_path(folder)
-    tmp.mkdir(parents=True)
     try:
-        baselines.write_parquet(tmp / "user_baseline.parquet")
-        daily.write_parquet(tmp / "daily.parquet")
+        with naming(folder):
+            tmp.mkdir(parents=True)
+            baselines.write_parquet(tmp / "user_baseline.parquet")
+            daily.write_parquet(tmp / "daily.parquet")
         if folder.exists():  # built meanwhile by another process: same content
             shutil.rmtree(tmp)
             return
@@ -108,8 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"history dir {history}: no year=YYYY/month=MM/*.parquet files")
     cache_dir = args.cache_dir
     check_output_dir(cache_dir, "--cache-dir")
+    check_disjoint(cache_dir, [history], "--cache-dir")
     t0 = time.perf_counter()
-    cache = load_or_build(history, cache_dir, log=log.info)
+    fresh = new_folders(cache_dir)
+    try:
+        cache = load_or_build(history, cache_dir, log=log.info)
+    except BaseException:
+        remove_empty(fresh)
+        raise
     print(f"history cache {cache.key}: {cache.files} files, {cache.baselines.height} users, "
           f"{cache.daily.height} days ({time.perf_counter() - t0:.1f}s) in {cache_dir}")
     return 0

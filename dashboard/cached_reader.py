@@ -40,13 +40,13 @@ class MongoFlagSource:
         from pymongo import MongoClient
 
         given = uri.lower()  # timeouts written in the URI win over these defaults
-        opts = {k: v for k, v in {"serverSelectionTimeoutMS": timeout_ms,
+        opts: dict[str, Any] = {k: v for k, v in {"serverSelectionTimeoutMS": timeout_ms,
                                   "connectTimeoutMS": timeout_ms,
                                   "socketTimeoutMS": 600_000}.items() if k.lower() not in given}
         self._client: Any = MongoClient(uri, tz_aware=True, **opts)
         self.collection = self._client[db][collection]
         # datetimes as integer ms: converting datetime objects costs ~5 µs each
-        self._docs = self.collection.with_options(codec_options=CodecOptions(
+        self._docs: Any = self.collection.with_options(codec_options=CodecOptions(
             tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_MS))
         self.name = f"MongoDB {db}.{collection}"
         self.cache = cache if cache is not None and cache.max_rows > 0 else None

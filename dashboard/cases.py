@@ -261,8 +261,9 @@ class MongoCaseStore:
 
 
 def _apply(cur: dict, todo: list[tuple[str, str | None, str]]) -> dict:
-    new = {"status": cur.get("status") or "open", "assignee": cur.get("assignee"),
-           "notes": int(cur.get("notes") or 0), "version": int(cur.get("version") or 0) + 1}
+    new: dict[str, Any] = {"status": cur.get("status") or "open",
+                           "assignee": cur.get("assignee"), "notes": int(cur.get("notes") or 0),
+                           "version": int(cur.get("version") or 0) + 1}
     for field, _old, value in todo:
         if field == "note":
             new["notes"] += 1

@@ -38,7 +38,6 @@ WHERE user_id = $user AND ts <= $until AND ts >= $since
 ORDER BY ts DESC, transaction_id DESC
 LIMIT $limit
 """  # noqa: S608 - constant fragments; values bound
-_COLUMNS_SQL = f"SELECT column_name FROM (DESCRIBE SELECT * FROM {lake_queries._SOURCE})"  # noqa: S608
 
 
 def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
@@ -66,7 +65,7 @@ def card_transactions(user_id: int, until: datetime, live_files: Sequence[Path],
 
 def _read(con, files, label: str, user_id: int, since, until, limit) -> pl.DataFrame:
     base = {"files": [str(p) for p in files], "ht": dict(HIVE_TYPES)}
-    have = {r[0] for r in con.execute(_COLUMNS_SQL, base).fetchall()}
+    have = lake_queries.columns(files, con)
     decisions = ", ".join(f"{expr if name in have else f'NULL::{_NULLS[name]}'} AS {name}"
                           for name, expr in _DECISIONS.items())
     sql = _CARD_SQL.format(decisions=decisions)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 import polars as pl
 
@@ -39,6 +40,10 @@ def ordered_rules(rules: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """v1 rules in their order, then any other rule ids sorted (one spelling per filter)."""
     return (*(r for r in RULE_NAMES if r in rules), *sorted({r for r in rules
                                                              if r not in RULE_NAMES}))
+
+
+#: a flags frame, eager or lazy (``apply`` returns the same kind)
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 class FilterError(ValueError):
@@ -195,7 +200,7 @@ def mongo_filter(f: FlagFilter) -> dict:
     return doc
 
 
-def apply(f: FlagFilter, flags: pl.DataFrame) -> pl.DataFrame:
+def apply(f: FlagFilter, flags: FrameT) -> FrameT:
     """The same filter over a normalized flags frame (see ``dashboard.sources.FLAG_COLUMNS``)."""
     pred = pl.lit(True)
     if f.since is not None:

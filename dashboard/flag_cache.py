@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import polars as pl
 
@@ -34,6 +35,7 @@ from fraudlake.settings import DashboardSettings
 ORDER = ["ts", "transaction_id"]  # the snapshot is sorted ascending; views are reversed
 _MASK = "_rule_mask"  # one bit per RULE_NAMES entry: cheap "any of these rules" filter
 MASK = _MASK
+_ROW = "_row"  # a row number while filtering (``view``)
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,7 @@ def cold(chunks: Iterable[pl.DataFrame], empty: pl.DataFrame, max_rows: int,
         held = held.filter(pl.col("ts") >= since)
     frame, since = _trim(_with_mask(held.sort(ORDER)), max_rows, since)
     watermark = max(marks) if marks else None
-    return Snapshot(frame.rechunk(), since, watermark,  # type: ignore[arg-type]
-                    _recent(held, watermark, overlap))  # type: ignore[arg-type]
+    return Snapshot(frame.rechunk(), since, watermark, _recent(held, watermark, overlap))
 
 
 def merge(snap: Snapshot, delta: pl.DataFrame, max_rows: int, overlap: timedelta) -> Snapshot:
@@ -125,10 +126,10 @@ def merge(snap: Snapshot, delta: pl.DataFrame, max_rows: int, overlap: timedelta
     fresh = delta.join(snap.recent, on="transaction_id", how="anti")
     if snap.watermark is None:  # nothing stamped held yet: the sync read everything
         fresh = fresh.join(snap.frame.select("transaction_id"), on="transaction_id", how="anti")
-    watermark = max((d for d in (snap.watermark, delta["flagged_at"].max()) if d is not None),
-                    default=None)
+    newest = cast(datetime | None, delta["flagged_at"].max())
+    watermark = max((d for d in (snap.watermark, newest) if d is not None), default=None)
     recent = _recent(pl.concat([snap.recent, delta.select("transaction_id", "flagged_at")]),
-                     watermark, overlap)  # type: ignore[arg-type]
+                     watermark, overlap)
     if snap.complete_since is not None:  # older than what we hold: left to the store
         fresh = fresh.filter(pl.col("ts") >= snap.complete_since)
     if fresh.is_empty():
@@ -155,14 +156,19 @@ def older(f: FlagFilter, snap: Snapshot) -> FlagFilter:
     return dataclasses.replace(f, until=until)
 
 
-def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
-    """Held flags matching ``f``, ascending: the time range cut by binary search, then one
-    filter pass (rules by bit mask, the rest by ``dashboard.filters.apply``)."""
+def _sliced(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
+    """The held flags of ``f``'s time range, cut by binary search (ascending; no copy)."""
     frame = snap.frame
     if f.since is not None:
         frame = frame.slice(int(frame["ts"].search_sorted(f.since, side="left")))
     if f.until is not None:
         frame = frame.head(int(frame["ts"].search_sorted(f.until, side="left")))
+    return frame
+
+
+def _filtered(frame: pl.DataFrame, f: FlagFilter) -> pl.LazyFrame:
+    """``frame`` (already cut to the time range) filtered by the rest of ``f`` in one pass:
+    rules by bit mask, the rest by ``dashboard.filters.apply``."""
     lazy = frame.lazy()
     if f.rules:
         wanted = sum(1 << i for i, r in enumerate(RULE_NAMES) if r in f.rules)
@@ -172,7 +178,12 @@ def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
                 pred |= pl.col("rules").list.contains(r)
         lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
-    return apply(rest, lazy) if rest != FlagFilter() else lazy  # type: ignore[arg-type]
+    return apply(rest, lazy) if rest != FlagFilter() else lazy
+
+
+def _matching(snap: Snapshot, f: FlagFilter) -> pl.LazyFrame:
+    """Held flags matching ``f``, ascending."""
+    return _filtered(_sliced(snap, f), f)
 
 
 def matching(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
@@ -194,7 +205,10 @@ def count(snap: Snapshot, f: FlagFilter) -> int:
 
 def view(snap: Snapshot, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
     """Matching flags newest first (at most ``limit``), in ``FLAG_COLUMNS``."""
-    lazy = _matching(snap, f)
-    if limit is not None:
-        lazy = lazy.tail(limit)
-    return lazy.collect().reverse().drop(_MASK)
+    if limit is None:
+        return _matching(snap, f).collect().reverse().drop(_MASK)
+    # the filter over the predicate's columns and a row number only, then a gather of the
+    # last ``limit`` rows: no copy of every matching row's text and lists
+    frame = _sliced(snap, f)
+    rows = _filtered(frame.with_row_index(_ROW), f).select(_ROW).tail(limit).collect()[_ROW]
+    return frame[rows].reverse().drop(_MASK)

@@ -267,3 +267,68 @@ def live_minutes(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = 
         return pl.DataFrame(schema=MINUTES_SCHEMA)
     return (pl.concat(parts).group_by("bucket").agg(pl.col("events", "flagged", "amount").sum())
             .sort("bucket"))
+
+
+_RULE_MINUTES_SQL = """
+SELECT filename, date_trunc('minute', ts) AS bucket, rule, count(*)::BIGINT AS hits
+FROM (SELECT filename, ts, unnest({fired}) AS rule
+      FROM read_parquet($files, hive_partitioning=true, union_by_name=true, hive_types=$ht,
+                        filename=true))
+WHERE rule IS NOT NULL
+GROUP BY 1, 2, 3
+"""  # noqa: S608 - {fired} is built from constant rule names; every value is bound
+_COLUMNS_SQL = f"SELECT column_name FROM (DESCRIBE SELECT * FROM {_SOURCE})"  # noqa: S608
+
+
+def columns(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None) -> set[str]:
+    """The column names of ``files`` read together (union by name; parquet footers only)."""
+    if not files:
+        return set()
+    con = con or connect()
+    return {r[0] for r in con.execute(_COLUMNS_SQL, _params(files)).fetchall()}
+RULE_MINUTES_SCHEMA: dict[str, pl.DataType] = {
+    "bucket": pl.Datetime("us", "UTC"), "rule": pl.String(), "hits": pl.Int64()}
+_RULE_MINUTES: dict[tuple[str, int, int], pl.DataFrame] = {}
+
+
+def _fired_expr(columns: set[str]) -> str | None:
+    """SQL for the ids that fired on a row: lake v2's ``rules_fired``; for a v1 file the names
+    of its true rule columns; None when the files carry neither."""
+    from fraudlake.contract import RULE_NAMES
+
+    v1 = [f"CASE WHEN {r} THEN '{r}' END" for r in RULE_NAMES if r in columns]
+    v1_list = f"list_filter([{', '.join(v1)}], lambda x: x IS NOT NULL)" if v1 else None
+    if "rules_fired" in columns:
+        return f"coalesce(rules_fired, {v1_list})" if v1_list else "rules_fired"
+    return v1_list
+
+
+def live_rule_minutes(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None
+                      ) -> pl.DataFrame:
+    """Hits per rule id per minute over the live lake's ``files`` — every event a rule fired
+    on, flagged or not (a rule below the alert threshold fires without raising an alert).
+    Memoised per file version like ``live_minutes``."""
+    keys = _versions(files)
+    with _BOUNDS_LOCK:
+        todo = [path for path, k in keys.items() if k not in _RULE_MINUTES]
+    if todo:
+        con = con or connect()
+        params = _params([Path(t) for t in todo])
+        fired = _fired_expr(columns([Path(t) for t in todo], con))
+        got = (_frame(con, _RULE_MINUTES_SQL.format(fired=fired), params) if fired
+               else pl.DataFrame(schema={"filename": pl.String(), **RULE_MINUTES_SCHEMA}))
+        with _BOUNDS_LOCK:
+            if len(_RULE_MINUTES) > 100_000:
+                _RULE_MINUTES.clear()
+            for (name,), part in got.partition_by("filename", as_dict=True).items():
+                if name in keys:
+                    _RULE_MINUTES[keys[str(name)]] = part.drop("filename").cast(
+                        RULE_MINUTES_SCHEMA).select(list(RULE_MINUTES_SCHEMA))  # type: ignore[arg-type]
+            for t in todo:
+                _RULE_MINUTES.setdefault(keys[t], pl.DataFrame(schema=RULE_MINUTES_SCHEMA))
+    with _BOUNDS_LOCK:
+        parts = [_RULE_MINUTES[k] for k in keys.values() if k in _RULE_MINUTES]
+    if not parts:
+        return pl.DataFrame(schema=RULE_MINUTES_SCHEMA)
+    return pl.concat(parts).group_by("bucket", "rule").agg(pl.col("hits").sum()).sort(
+        "rule", "bucket")

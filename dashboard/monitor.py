@@ -42,7 +42,7 @@ def rule_monitor(per_rule: pl.DataFrame, live_events: int, report: dict | None
     """One row per rule seen live or in the backtest: live rate vs the backtest band.
 
     ``per_rule`` has (rule, flags) counted over the same events as ``live_events``."""
-    expected = {name: float(r.get("flag_rate"))
+    expected = {name: float(r.get("flag_rate") or 0.0)
                 for name, r in ((report or {}).get("rules") or {}).items()
                 if name != "flagged" and isinstance(r, dict)
                 and isinstance(r.get("flag_rate"), int | float)}

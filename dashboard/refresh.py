@@ -150,18 +150,56 @@ def live_series(files: Sequence[Path], unit: str, since: datetime | None,
     (``lake_queries.live_minutes``): the buckets that overlap [since, until) — whole minutes at
     the edges."""
     minutes = lake_queries.live_minutes(files, con)
+    out = to_unit(minutes, unit, since, until, [], ["events", "amount"])
+    schema = lake_queries.SERIES_SCHEMA
+    return out.cast(schema).select(list(schema))  # type: ignore[arg-type]
+
+
+def to_unit(minutes: pl.DataFrame, unit: str, since: datetime | None, until: datetime | None,
+            keys: list[str], sums: list[str]) -> pl.DataFrame:
+    """Per-minute rows → per ``unit`` bucket (and ``keys``), the buckets overlapping
+    [since, until) — whole minutes at the edges."""
     if since is not None:
         minutes = minutes.filter(pl.col("bucket") >= since.replace(second=0, microsecond=0))
     if until is not None:
         minutes = minutes.filter(pl.col("bucket") < until)
     step = aggregates.STEP_US[unit]
     out = (minutes.group_by(((pl.col("bucket").dt.epoch("us") // step) * step)
-                            .cast(pl.Datetime("us", "UTC")).alias("bucket"))
-           .agg(pl.col("events", "amount").sum()).sort("bucket"))
+                            .cast(pl.Datetime("us", "UTC")).alias("bucket"), *keys)
+           .agg(pl.col(sums).sum()).sort(*keys, "bucket"))
     if unit == "month":
-        out = (out.group_by(pl.col("bucket").dt.truncate("1mo"))
-               .agg(pl.col("events", "amount").sum()).sort("bucket"))
-    return out.cast(lake_queries.SERIES_SCHEMA).select(list(lake_queries.SERIES_SCHEMA))  # type: ignore[arg-type]
+        out = (out.group_by(pl.col("bucket").dt.truncate("1mo"), *keys)
+               .agg(pl.col(sums).sum()).sort(*keys, "bucket"))
+    return out
+
+
+@dataclass(frozen=True)
+class RuleHits:
+    """Per-rule hits over the range: ``totals`` (rule, flags), ``series`` (bucket, rule,
+    flags); ``origin`` "lake" (every event a rule fired on, all traffic) or "flags" (no live
+    lake: the stored flags, which miss a rule firing below the alert threshold)."""
+
+    totals: pl.DataFrame
+    series: pl.DataFrame
+    origin: str
+
+
+def rule_hits(cfg: DashboardConfig, source: FlagSource, f: FlagFilter, view: FlagView,
+              con: duckdb.DuckDBPyConnection | None = None) -> RuleHits:
+    """What the per-rule monitor counts: the live lake's ``rules_fired`` over the range (the
+    band is about all traffic, so only the time filter applies), else the stored flags."""
+    files = data_files(cfg.settings.lake_transactions_dir)
+    if files:
+        in_range = lake_queries.files_in_range(files, f.since, f.until)
+        minutes = lake_queries.live_rule_minutes(in_range, con)
+        series = to_unit(minutes, view.unit, f.since, f.until, ["rule"], ["hits"]).rename(
+            {"hits": "flags"}).select("bucket", "rule", "flags")
+        totals = series.group_by("rule").agg(pl.col("flags").sum()).sort("rule")
+        return RuleHits(totals, series, "lake")
+    time_only = FlagFilter(since=f.since, until=f.until)
+    agg = view.agg if f == time_only else aggregates.flag_aggregates(
+        source.matching(time_only), view.unit)
+    return RuleHits(agg.per_rule.select("rule", "flags"), agg.rule_series, "flags")
 
 
 def top_users(cfg: DashboardConfig, view: FlagView, history: HistoryCache,
@@ -203,14 +241,10 @@ def best_first(flags: pl.LazyFrame, n: int) -> pl.DataFrame:
     return pl.concat(parts) if parts else flags.head(0).collect()
 
 
-def rule_band(source: FlagSource, f: FlagFilter, view: FlagView, chart: pl.DataFrame,
-              report: dict | None) -> pl.DataFrame:
+def rule_band(hits: RuleHits, chart: pl.DataFrame, report: dict | None) -> pl.DataFrame:
     """Per-rule live hits over the range (all traffic: time filter only) vs the backtest."""
-    time_only = FlagFilter(since=f.since, until=f.until)
-    per_rule = (view.agg.per_rule if f == time_only
-                else aggregates.per_rule_counts(source.matching(time_only)))
     live = chart.filter(pl.col("series") == "live events")["events"].sum()
-    return monitor.rule_monitor(per_rule, int(live or 0), report)
+    return monitor.rule_monitor(hits.totals, int(live or 0), report)
 
 
 def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: datetime,
@@ -227,4 +261,5 @@ def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: d
     chart = volume(cfg, f, view, history, history_files, con)
     case_frame = pl.DataFrame(schema=cases.CASE_COLUMNS) if case_frame is None else case_frame
     return Refresh(now, t, view, top_users(cfg, view, history, live_baselines), chart,
-                   triage(source, f, case_frame), rule_band(source, f, view, chart, report))
+                   triage(source, f, case_frame),
+                   rule_band(rule_hits(cfg, source, f, view, con), chart, report))

@@ -55,8 +55,13 @@ class FlagSourceError(RuntimeError):
 
 
 class FlagSource(Protocol):
-    label: str
-    notice: str | None  # one line the page shows about the store (missing, lagging), or None
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def notice(self) -> str | None:
+        """One line the page shows about the store (missing, lagging), or None."""
+        ...
 
     def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame: ...
 

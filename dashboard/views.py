@@ -15,6 +15,7 @@ import streamlit as st
 
 from dashboard import cases, data, monitor
 from dashboard.refresh import DashboardConfig, FlagView, Traffic
+from dashboard.rule_sets import InForce
 from lake.layout import data_files
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ def queue(q: pl.DataFrame, tz: str) -> None:
         hide_index=True, key="queue", column_config={"amount": MONEY})
 
 
-def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
+def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame, origin: str = "lake"
+                    ) -> None:
     st.subheader("Per-rule monitoring: live vs backtest band")
     if table.is_empty():
         st.info("No rule hits and no backtest figures yet.")
@@ -192,18 +194,18 @@ def rule_monitoring(table: pl.DataFrame, confirmed: pl.DataFrame) -> None:
     if not drift.is_empty():
         st.warning("Drift: " + ", ".join(f"{r} {s.split(': ')[1]}" for r, s in zip(
             drift["rule"], drift["status"], strict=True)))
-    st.caption(f"band = backtest rate ± {monitor.BAND_SIGMAS:g}σ over the live events in range "
-               "(binomial); confirmed precision = analyst verdicts")
+    counted = ("hits = every live event each rule fired on in range (the lake's rules_fired, "
+               "all traffic: the time filter only)" if origin == "lake" else
+               "hits counted from the stored flags (no live lake): a rule that fires below the "
+               "alert threshold is missed")
+    st.caption(f"{counted}; band = backtest rate ± {monitor.BAND_SIGMAS:g}σ over the live "
+               "events in range (binomial); confirmed precision = analyst verdicts")
 
 
-def rule_over_time(table: pl.DataFrame, hits: pl.DataFrame | None, chart_frame: pl.DataFrame,
+def rule_over_time(table: pl.DataFrame, hits: pl.DataFrame, chart_frame: pl.DataFrame,
                    unit: str) -> None:
     """One rule's hits per bucket against the band the backtest predicts; drift marked."""
     if table.is_empty():
-        return
-    if hits is None:
-        st.caption("Per-rule hits over time: clear the rule, amount, user and country filters "
-                   "(the band is about all traffic).")
         return
     rules = table["rule"].to_list()
     drifting = table.filter(pl.col("status").str.contains("drift"))["rule"].to_list()
@@ -260,11 +262,31 @@ def backtest(path: Path) -> None:
             st.dataframe(params, hide_index=True, key="backtest_params")
 
 
+def rule_sets(forced: InForce, shadow: pl.DataFrame | None) -> None:
+    """Active and shadow set ids, and the live shadow comparison over the chosen range
+    (``shadow`` None: its read failed and said so already; empty: no shadow decisions)."""
+    st.subheader("Rule sets in force")
+    since = {"active": forced.active_since, "shadow": forced.shadow_since}
+    parts = [f"{role} **{rid or 'none'}**" + (f" (since {since[role]})" if since[role] else "")
+             for role, rid in (("active", forced.active), ("shadow", forced.shadow))]
+    st.markdown(" · ".join(parts) + f"  \n*from the {forced.origin}*")
+    if shadow is None:
+        return
+    if shadow.is_empty():
+        st.caption("no shadow set: no live event in this range was decided by a shadow set")
+        return
+    st.markdown("**Live shadow comparison** (events in range; alerts the shadow set would add "
+                "or remove; precision and recall where the simulator's labels exist)")
+    st.dataframe(shadow, hide_index=True, key="shadow_comparison", column_config={
+        c: PCT for c in ("active_precision", "shadow_precision", "active_recall",
+                         "shadow_recall")})
+
+
 def what_if(rule_set_id: str | None, report: dict | None, whatif_path: Path) -> None:
     st.subheader("What-if")
     backtest_id = ("no report" if report is None
                    else report.get("rule_set_id") or "v1 rules (no id)")
-    st.markdown(f"Rule set in force (newest flag): **{rule_set_id or 'v1 rules (no id)'}** · "
+    st.markdown(f"Active rule set: **{rule_set_id or 'v1 rules (no id)'}** · "
                 f"last backtest: **{backtest_id}**")
     w = data.read_whatif(whatif_path)
     if w is None and report is not None and any(k in report for k in ("sweep", "flips", "b")):

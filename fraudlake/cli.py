@@ -103,6 +103,15 @@ def float_range_arg(low: float, high: float, low_open: bool = False) -> Callable
     return parse
 
 
+#: The simulators' seeds: a whole number within 0..2^32-1.
+MAX_SEED = 2**32 - 1
+
+
+def seed_arg(text: str) -> int:
+    """An argparse type for ``--seed``: a whole number within ``0..2^32-1``."""
+    return int_range_arg(0, MAX_SEED)(text)
+
+
 def positive_count_arg(text: str) -> int:
     value = count_arg(text)
     if value <= 0:
@@ -164,10 +173,15 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, os_error_text(exc)
     if isinstance(exc, MemoryError):
         return EXIT_ENVIRONMENT, "out of memory"
+    if _OS_ERROR.search(str(exc)):  # an engine reporting a disk failure, e.g. "(os error 28)"
+        return EXIT_ENVIRONMENT, one_line(str(exc))
     if _is_bad_data(exc):
         return EXIT_USAGE, f"cannot read the input data: {one_line(str(exc))}"
     return EXIT_ENVIRONMENT, (f"unexpected {type(exc).__name__}: {one_line(str(exc))} "
                               f"(rerun with --debug or {DEBUG_ENV}=1 for the traceback)")
+
+
+_OS_ERROR = re.compile(r"\((?:os error|errno) \d+\)|\[errno \d+\]", re.IGNORECASE)
 
 
 def os_error_text(exc: OSError) -> str:
@@ -252,6 +266,8 @@ def _check_creatable(folder: Path, flag: str, shown: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise UsageError(f"{flag} {shown}: cannot create a folder under {probe}, a file")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:  # the environment, not the argument
+            raise EnvironmentFailure(f"{flag} {shown}: {probe}: Read-only file system")
         raise UsageError(f"{flag} {shown}: folder {probe} is not writable")
 
 
@@ -263,10 +279,31 @@ def check_disjoint(output: Path | str, inputs: Sequence[Path | str], flag: str) 
         text = str(given)
         if "://" in text:
             continue
-        inp = _resolved(given)
+        inp = _resolved(_glob_root(text))
         if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
             raise UsageError(f"{flag} {output}: overlaps the input {given} "
                              "(refusing to overwrite or mix with the data being read)")
+
+
+def check_not_precious(output: Path | str, flag: str) -> None:
+    """Raise UsageError when replacing the folder ``output`` would delete the working folder,
+    one of its ancestors, the home folder or this code's own checkout."""
+    out = _resolved(output)
+    code = Path(__file__).resolve().parents[1]
+    for name, folder in (("the working folder", Path.cwd()), ("the home folder", Path.home()),
+                         ("the fraudlake code", code)):
+        if folder.resolve().is_relative_to(out):
+            raise UsageError(f"{flag} {output}: would replace {name} {folder.resolve()} "
+                             "(refusing to delete it)")
+
+
+def _glob_root(text: str) -> str:
+    """The part of a glob before its first wildcard component (the text itself if none)."""
+    parts = Path(text).parts
+    for i, part in enumerate(parts):
+        if any(ch in part for ch in "*?["):
+            return str(Path(*parts[:i])) if i else "."
+    return text
 
 
 def _resolved(path: Path | str) -> Path:

@@ -60,6 +60,13 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "rule_set_id": pl.String(), "score": pl.Float64(), FLAGGED: pl.Boolean(),
     "rules_fired": pl.List(pl.String()),
 }
+#: A shadow rule set's decisions beside the active ones, after LAKE_SCHEMA in the files of a
+#: consumer that follows the control topic (null while no shadow set runs; other lake files
+#: lack them: read with missing columns inserted). Never sent to the alert store.
+SHADOW_SCHEMA: dict[str, pl.DataType] = {
+    "shadow_rule_set_id": pl.String(), "shadow_score": pl.Float64(),
+    "shadow_flagged": pl.Boolean(), "shadow_rules_fired": pl.List(pl.String()),
+}
 #: The live lake (v2) = every event + its decision columns. v1 lake files carry one Boolean per
 #: v1 rule (RULE_SCHEMA) instead; both read together with union_by_name.
 LAKE_SCHEMA: dict[str, pl.DataType] = {**EVENT_SCHEMA, **DECISION_SCHEMA}

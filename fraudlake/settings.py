@@ -73,7 +73,8 @@ class Settings:
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
     kafka_group_id: str = "fraudlake-consumer"
-    kafka_rules_topic: str = "rules.control"
+    kafka_rules_topic: str | None = None  # the rule control topic; unset: consume keeps --rules
+    #                                      fixed, the rules CLI and replay use rules.control
     kafka_group_instance_id: str | None = None  # static group membership (one per process)
     kafka_extra: Mapping[str, str] = field(default_factory=dict, repr=False)  # SASL/TLS passthrough
     mongo_uri: str | None = field(default=None, repr=False)
@@ -113,7 +114,7 @@ class Settings:
             kafka_topic=e.get("KAFKA_TOPIC", cls.kafka_topic),
             kafka_dlq_topic=e.get("KAFKA_DLQ_TOPIC", cls.kafka_dlq_topic),
             kafka_group_id=e.get("KAFKA_GROUP_ID", cls.kafka_group_id),
-            kafka_rules_topic=e.get("KAFKA_RULES_TOPIC", cls.kafka_rules_topic),
+            kafka_rules_topic=e.get("KAFKA_RULES_TOPIC") or None,
             kafka_group_instance_id=e.get("KAFKA_GROUP_INSTANCE_ID") or None,
             kafka_extra=passthrough,
             mongo_uri=_merged_or_raw(e.get("MONGO_URI") or None, e),
@@ -345,6 +346,7 @@ def mongo_uri_from_env(uri: str | None, env: Mapping[str, str] | None = None) ->
     if not sep or scheme not in ("mongodb", "mongodb+srv"):
         raise ValueError("MONGO_URI must start with mongodb:// or mongodb+srv://")
     hosts, _slash, tail = rest.partition("/")
+    _check_ports(hosts)
     path, _q, query = tail.partition("?")
     if "?" in hosts:  # "mongodb://h?x=1" is not a valid URI; leave it to pymongo to refuse
         return uri
@@ -366,6 +368,14 @@ def mongo_uri_from_env(uri: str | None, env: Mapping[str, str] | None = None) ->
         extra.append("tls=true")  # a CA or client certificate means TLS
     query = "&".join(p for p in (query, *extra) if p)
     return f"{scheme}://{hosts}/{path}" + (f"?{query}" if query else "")
+
+
+def _check_ports(hosts: str) -> None:
+    """ValueError (naming the port, never the URI) for a host port outside 1..65535."""
+    for host in hosts.rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host else ""
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"MONGO_URI port {port[:20]!r} must be a number within 1..65535")
 
 
 def _bool_text(var: str, value: str) -> str:

@@ -11,41 +11,50 @@ Writes, below ``--out`` (default ``storage/athena``):
   (external_location, partitioned_by, partition_projection_*)``), from the same description
   (``lake.catalog``), for a Trino/Starburst hive catalog
 - ``queries/<kind>/<name>.sql``  each rule/analytics query from ``queries/`` for Athena, with ``?``
-  placeholders; its header lists the execution parameters in order (bind them, never format).
+  placeholders; its header lists the execution parameters in order with their values (bind
+  them, never format) and the rule set (``--rules``/``--set``) of the flags it reads.
 
 These are the key layouts ``python -m lake.sync`` produces. Tables are hive-partitioned by
 ``year``/``month`` with partition projection (``month`` folders are zero-padded, ``digits=2``),
 so new partitions are visible at once: no ``MSCK REPAIR TABLE``, no Glue crawler.
+
+DDL cannot bind values, so ``--location`` (bucket naming rules, prefix characters) and
+``--database`` are validated and every name and value in the DDL is quoted (``lake.sql_text``);
+a bad one is one line and exit 2. The output folder is replaced as a whole (temp folder +
+rename, ``lake.folder_write``): on a full disk the previous output stays and nothing is left.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fraudlake.atomic import write_text
 from fraudlake.cli import ArgumentParser, UsageError, check_output_dir, run
 from fraudlake.contract import EVENT_SCHEMA, LAKE_SCHEMA
 from fraudlake.settings import S3_URI_ENV, Settings
 from lake.catalog import (
     DEFAULT_YEARS,
     TableSpec,
+    athena_database_ddl,
     athena_ddl,
     athena_type,
     trino_ddl,
     trino_schema_ddl,
 )
+from lake.folder_write import check_replaceable, write_folder
 from lake.layout import HISTORY_REMOTE, LIVE_REMOTE
 from lake.s3 import S3Location
+from lake.sql_text import check_identifier, check_location
+from rules.arguments import add_rule_arguments, rule_set_from_args
+from rules.model import RuleSet, load_rule_set
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_YEARS", "TableSpec", "athena_type", "create_table", "render_all", "tables"]
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 
 #: Kept for callers of the Athena module; the table description lives in ``lake.catalog``.
 create_table = athena_ddl
@@ -67,26 +76,41 @@ def query_names() -> list[str]:
     return available()
 
 
-def render_queries(table: str) -> dict[str, str]:
-    """``queries/<kind>/<name>.sql`` → Athena SQL with a header naming its ordered parameters."""
-    from queries.sql import render_athena
+def render_queries(table: str, rule_set: RuleSet | None = None) -> dict[str, str]:
+    """``queries/<kind>/<name>.sql`` → Athena SQL with a header naming its ordered parameters
+    (and the rule set of the flags it reads). The single-rule files (``rules/high_amount`` …)
+    are written only for a rule set that has their rule ids (the default set's)."""
+    from queries import sql as queries_sql
 
+    rs = rule_set or load_rule_set(None)
     out: dict[str, str] = {}
     for full in query_names():
-        sql, params = render_athena(full, table=table)
+        try:
+            values = queries_sql.render_values(full, rs)
+        except queries_sql.QueryError:  # a single-rule file of another rule set's ids
+            continue
+        text, params = queries_sql.render_athena(full, table=table, rule_set=rs)
         header = [f"-- {full}: rendered for Athena (Trino) from queries/{full}.sql",
                   f"-- reads {table}; bind these execution parameters in this order:"]
-        header += [f"--   {i}. {p}" for i, p in enumerate(params, 1)] or ["--   (none)"]
-        out[f"queries/{full}.sql"] = "\n".join(header) + "\n" + sql.strip().rstrip(";") + ";\n"
+        if queries_sql.uses_flags(full):
+            header.insert(1, f"-- rule set {rs.id} ({rs.source})")
+        header += [f"--   {i}. {p} = {_literal(values[p])}" for i, p in enumerate(params, 1)] \
+            or ["--   (none)"]
+        out[f"queries/{full}.sql"] = "\n".join(header) + "\n" + text.strip().rstrip(";") + ";\n"
     return out
 
 
+def _literal(value: object) -> str:
+    """A bound value shown in a comment: JSON, ASCII only (no newline can end the comment)."""
+    return json.dumps(value, default=str, ensure_ascii=True)
+
+
 def render_all(location: S3Location, database: str, years: tuple[int, int] = DEFAULT_YEARS,
-               with_queries: bool = True) -> dict[str, str]:
+               with_queries: bool = True, rule_set: RuleSet | None = None) -> dict[str, str]:
     """Every output file (relative path → text), rendered in memory before anything is written."""
     history, live = tables(location, database, years)
     files = {
-        "ddl/00_database.sql": f"CREATE DATABASE IF NOT EXISTS `{database}`;\n",
+        "ddl/00_database.sql": athena_database_ddl(database),
         "ddl/10_history.sql": athena_ddl(history),
         "ddl/20_live.sql": athena_ddl(live),
         # the same tables for a Trino/Starburst hive catalog (run with that catalog selected)
@@ -95,18 +119,18 @@ def render_all(location: S3Location, database: str, years: tuple[int, int] = DEF
         "trino/20_live.sql": trino_ddl(live) + ";\n",
     }
     if with_queries:
-        files.update(render_queries(history.qualified))
+        files.update(render_queries(history.qualified, rule_set))
     return files
 
 
+#: The top-level entries of the output folder (what an earlier run may have left there).
+OWNED = ("ddl", "trino", "queries")
+
+
 def write_files(out: Path, files: Mapping[str, str]) -> list[Path]:
-    """Write each file atomically (temp name + rename)."""
-    written = []
-    for rel, text in files.items():
-        path = out / rel
-        write_text(path, text)
-        written.append(path)
-    return written
+    """Replace the folder ``out`` with ``files`` at once (temp folder + rename): a failure
+    leaves the previous output as it was and nothing half-written."""
+    return write_folder(out, files, OWNED)
 
 
 def _years(text: str) -> tuple[int, int]:
@@ -130,6 +154,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--years", default=f"{DEFAULT_YEARS[0]},{DEFAULT_YEARS[1]}",
                    help="partition projection year range FIRST,LAST (default 2000,2100)")
     p.add_argument("--no-queries", action="store_true", help="write only the DDL")
+    add_rule_arguments(p)  # the rule set of the rendered flags queries
     return p
 
 
@@ -138,17 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.location:
         raise UsageError(f"no location: pass --location s3://bucket/prefix or set {S3_URI_ENV}")
     try:
-        location = S3Location.parse(args.location)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if not _IDENT.match(args.database):
-        raise UsageError(f"bad database name {args.database!r} (lowercase letters, digits, _)")
-    check_output_dir(args.out, "--out")
-    files = render_all(location, args.database, _years(args.years), not args.no_queries)
-    try:
-        written = write_files(args.out, files)
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        location = check_location(args.location)
+        database = check_identifier(args.database, "database name (--database)")
+        check_output_dir(args.out, "--out")
+        check_replaceable(args.out, OWNED)
+    except ValueError as exc:  # SqlTextError, FolderInUse
+        raise UsageError(f"{exc}") from None
+    rule_set = rule_set_from_args(args)
+    files = render_all(location, database, _years(args.years), not args.no_queries, rule_set)
+    written = write_files(args.out, files)  # OSError (disk full, read-only): exit 1, one line
     log.info("athena: wrote %d file(s) under %s", len(written), args.out)
     return 0
 

@@ -22,8 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from lake.layout import PARTITION_COLUMNS
+from lake.sql_text import hive_ident, hive_string, trino_ident, trino_string
 from queries.trino_sql import trino_type
 
 DEFAULT_YEARS = (2000, 2100)
@@ -54,20 +56,21 @@ class TableSpec:
         return self.location + "/".join(f"{p}=${{{p}}}" for p in PARTITION_COLUMNS) + "/"
 
 
-def athena_type(dtype: pl.DataType) -> str:
+def athena_type(dtype: pl.DataType | DataTypeClass) -> str:
     """The Athena (Hive DDL) type of a contract column."""
-    if isinstance(dtype, pl.Decimal):
-        return f"decimal({dtype.precision},{dtype.scale})"
-    if isinstance(dtype, pl.Datetime):
+    dt: pl.DataType = dtype() if isinstance(dtype, DataTypeClass) else dtype
+    if isinstance(dt, pl.Decimal):
+        return f"decimal({dt.precision},{dt.scale})"
+    if isinstance(dt, pl.Datetime):
         return "timestamp"
-    if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array<{athena_type(dtype.inner)}>"
+    if isinstance(dt, pl.List):  # lake v2 rules_fired
+        return f"array<{athena_type(dt.inner)}>"
     simple = {pl.String(): "string", pl.Int64(): "bigint", pl.Int32(): "int",
               pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "float",
               pl.Boolean(): "boolean", pl.Date(): "date"}
-    if dtype not in simple:
-        raise ValueError(f"no Athena type for {dtype}")
-    return simple[dtype]
+    if dt not in simple:
+        raise ValueError(f"no Athena type for {dt}")
+    return simple[dt]
 
 
 def athena_properties(t: TableSpec) -> dict[str, str]:
@@ -82,39 +85,49 @@ def athena_properties(t: TableSpec) -> dict[str, str]:
 
 
 def athena_ddl(t: TableSpec) -> str:
-    """``CREATE EXTERNAL TABLE`` (Hive DDL) with year/month partition projection."""
-    cols = ",\n".join(f"  `{name}` {athena_type(dtype)}" for name, dtype in t.columns.items())
-    text = f"CREATE EXTERNAL TABLE IF NOT EXISTS `{t.database}`.`{t.name}` (\n{cols}\n)\n"
+    """``CREATE EXTERNAL TABLE`` (Hive DDL) with year/month partition projection; every name
+    and value quoted (``lake.sql_text``)."""
+    q, lit = hive_ident, hive_string
+    cols = ",\n".join(f"  {q(name)} {athena_type(dtype)}" for name, dtype in t.columns.items())
+    text = f"CREATE EXTERNAL TABLE IF NOT EXISTS {q(t.database)}.{q(t.name)} (\n{cols}\n)\n"
     if t.partitioned:
-        text += "PARTITIONED BY (" + ", ".join(f"`{p}` int" for p in PARTITION_COLUMNS) + ")\n"
-    text += f"STORED AS PARQUET\nLOCATION '{t.location}'\n"
+        text += "PARTITIONED BY (" + ", ".join(f"{q(p)} int" for p in PARTITION_COLUMNS) + ")\n"
+    text += f"STORED AS PARQUET\nLOCATION {lit(t.location)}\n"
     props = athena_properties(t)
     if props:
-        text += "TBLPROPERTIES (\n" + ",\n".join(f"  '{k}'='{v}'" for k, v in props.items())
+        text += "TBLPROPERTIES (\n" + ",\n".join(f"  {lit(k)}={lit(v)}" for k, v in props.items())
         text += "\n)"
     return text + ";\n"
 
 
+def athena_database_ddl(database: str) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {hive_ident(database)};\n"
+
+
+def trino_name(*parts: str | None) -> str:
+    """A qualified Trino name, each part quoted (``None`` parts left out)."""
+    return ".".join(trino_ident(p) for p in parts if p)
+
+
 def trino_ddl(t: TableSpec, catalog: str | None = None) -> str:
-    """``CREATE TABLE`` for a Trino hive catalog (no trailing ``;``: Trino's client refuses it).
-    """
-    name = ".".join(f'"{p}"' for p in (catalog, t.database, t.name) if p)
-    cols = [f'  "{c}" {trino_type(dtype)}' for c, dtype in t.columns.items()]
-    props = [f"external_location = '{t.location}'", "format = 'PARQUET'"]
+    """``CREATE TABLE`` for a Trino hive catalog (no trailing ``;``: Trino's client refuses it);
+    every name and value quoted (``lake.sql_text``)."""
+    lit = trino_string
+    cols = [f"  {trino_ident(c)} {trino_type(dtype)}" for c, dtype in t.columns.items()]
+    props = [f"external_location = {lit(t.location)}", "format = 'PARQUET'"]
     if t.partitioned:
         for col, (lo, hi) in t.projection().items():
-            cols.append(f"  \"{col}\" integer WITH (partition_projection_type = 'integer', "
-                        f"partition_projection_range = ARRAY['{lo}', '{hi}'], "
-                        f"partition_projection_digits = {_DIGITS[col]})")
-        parts = ", ".join(f"'{p}'" for p in PARTITION_COLUMNS)
+            cols.append(f"  {trino_ident(col)} integer WITH (partition_projection_type = "
+                        f"'integer', partition_projection_range = ARRAY[{lit(str(lo))}, "
+                        f"{lit(str(hi))}], partition_projection_digits = {int(_DIGITS[col])})")
+        parts = ", ".join(lit(p) for p in PARTITION_COLUMNS)
         props += [f"partitioned_by = ARRAY[{parts}]", "partition_projection_enabled = true",
-                  f"partition_projection_location_template = '{t.location_template}'"]
-    return (f"CREATE TABLE IF NOT EXISTS {name} (\n" + ",\n".join(cols) + "\n)\nWITH (\n  "
-            + ",\n  ".join(props) + "\n)")
+                  f"partition_projection_location_template = {lit(t.location_template)}"]
+    return (f"CREATE TABLE IF NOT EXISTS {trino_name(catalog, t.database, t.name)} (\n"
+            + ",\n".join(cols) + "\n)\nWITH (\n  " + ",\n  ".join(props) + "\n)")
 
 
 def trino_schema_ddl(database: str, catalog: str | None = None,
                      location: str | None = None) -> str:
-    name = ".".join(f'"{p}"' for p in (catalog, database) if p)
-    return f"CREATE SCHEMA IF NOT EXISTS {name}" + (
-        f" WITH (location = '{location}')" if location else "")
+    return f"CREATE SCHEMA IF NOT EXISTS {trino_name(catalog, database)}" + (
+        f" WITH (location = {trino_string(location)})" if location else "")

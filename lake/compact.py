@@ -36,9 +36,16 @@ from itertools import groupby
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudlake.cli import ArgumentParser, UsageError, positive_count_arg, run
+from fraudlake.cli import (
+    ArgumentParser,
+    UsageError,
+    non_negative_float_arg,
+    positive_count_arg,
+    run,
+)
 from lake.layout import (
     TRANSACTIONS,
     LakeFile,
@@ -67,6 +74,7 @@ class CompactReport:
     files_out: int
     rows: int
     leftovers_removed: int
+    unreadable: tuple[str, ...] = ()  # "path: reason" of files left alone (not merged)
 
 
 def recover(lake: Path) -> int:
@@ -96,6 +104,10 @@ def _rows(f: LakeFile) -> int:
     return pq.read_metadata(f.path).num_rows
 
 
+#: What a corrupt or foreign file raises on read (an OSError of the disk is not one of them).
+_BAD_FILE = (pl.exceptions.PolarsError, pa.ArrowInvalid, pa.ArrowTypeError)
+
+
 def plan_chunks(files: list[LakeFile], target_rows: int) -> list[list[LakeFile]]:
     """Consecutive files grouped greedily up to ``target_rows``; only groups of 2+ files."""
     chunks: list[list[LakeFile]] = []
@@ -113,25 +125,76 @@ def plan_chunks(files: list[LakeFile], target_rows: int) -> list[list[LakeFile]]
     return [c for c in chunks if len(c) > 1]
 
 
-def merge_chunk(chunk: list[LakeFile]) -> tuple[Path, int]:
-    """Merge one chunk into its compacted file, then delete the inputs."""
-    ranges = merge_ranges([r for f in chunk for r in file_ranges(f)])
-    first, last = ranges[0][0], ranges[-1][1]
-    head = chunk[0]
-    target = head.path.parent / file_name(head.topic, head.partition, first, last, True)
-    df = to_lake_frame(pl.read_parquet([f.path for f in chunk], hive_partitioning=False))
-    write_lake_file(df, target, metadata=ranges_metadata(ranges))
+def readable(files: list[LakeFile], bad: list[str]) -> list[list[LakeFile]]:
+    """``files`` split into runs of readable files (footer present); each unreadable one is
+    appended to ``bad`` as ``path: reason`` and left alone."""
+    runs: list[list[LakeFile]] = [[]]
+    for f in files:
+        try:
+            _rows(f)
+        except _BAD_FILE as exc:
+            bad.append(f"{f.path}: {_first_line(exc)}")
+            runs.append([])
+        else:
+            runs[-1].append(f)
+    return [r for r in runs if r]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def merge_chunk(chunk: list[LakeFile],
+                bad: list[str] | None = None) -> list[tuple[Path, int, int]]:
+    """Merge one chunk into its compacted file, then delete the inputs. A file whose data
+    cannot be read is left alone (noted in ``bad``): the readable runs around it are merged
+    separately, so a compacted file never claims the offsets of a file it does not hold.
+    Returns ``(compacted file, rows, input files)`` per file written."""
+    frames: list[pl.DataFrame | None] = []
     for f in chunk:
+        try:
+            frames.append(to_lake_frame(pl.read_parquet(f.path, hive_partitioning=False)))
+        except _BAD_FILE as exc:
+            if bad is None:
+                raise
+            bad.append(f"{f.path}: {_first_line(exc)}")
+            frames.append(None)
+    out: list[tuple[Path, int, int]] = []
+    run: list[tuple[LakeFile, pl.DataFrame]] = []
+    pairs: list[tuple[LakeFile | None, pl.DataFrame | None]] = [
+        *zip(chunk, frames, strict=True), (None, None)]
+    for file, frame in pairs:
+        if file is not None and frame is not None:
+            run.append((file, frame))
+            continue
+        if len(run) > 1:
+            out.append(_write_merged(run))
+        run = []
+    return out
+
+
+def _write_merged(run: list[tuple[LakeFile, pl.DataFrame]]) -> tuple[Path, int, int]:
+    files = [f for f, _ in run]
+    ranges = merge_ranges([r for f in files for r in file_ranges(f)])
+    first, last = ranges[0][0], ranges[-1][1]
+    head = files[0]
+    target = head.path.parent / file_name(head.topic, head.partition, first, last, True)
+    df = to_lake_frame(pl.concat([frame for _, frame in run], how="diagonal_relaxed")  # ± shadow
+                       ).sort("ts", "transaction_id")
+    write_lake_file(df, target, metadata=ranges_metadata(ranges))
+    for f in files:
         if f.path != target:
             f.path.unlink(missing_ok=True)
-    return target, df.height
+    return target, df.height, len(files)
 
 
 def compact(lake: Path, min_files: int = 8, target_rows: int = 2_000_000,
             min_age_seconds: float = 60.0) -> CompactReport:
-    """Compact every month folder of ``lake``; see the module docstring."""
+    """Compact every month folder of ``lake``; see the module docstring. Files that cannot be
+    read are left alone and listed in ``CompactReport.unreadable``."""
     folders = month_folders(transactions_dir(lake))
     files_in = files_out = rows = leftovers = 0
+    bad: list[str] = []
     newest = time.time() - min_age_seconds
     for folder in folders:
         leftovers += _recover_folder(folder)
@@ -140,12 +203,13 @@ def compact(lake: Path, min_files: int = 8, target_rows: int = 2_000_000,
             mine = sorted(group, key=lambda f: (f.first, f.last))
             if len(mine) < min_files:
                 continue
-            for chunk in plan_chunks(mine, target_rows):
-                _, n = merge_chunk(chunk)
-                files_in += len(chunk)
-                files_out += 1
-                rows += n
-    return CompactReport(len(folders), files_in, files_out, rows, leftovers)
+            for part in readable(mine, bad):
+                for chunk in plan_chunks(part, target_rows):
+                    for _target, n, inputs in merge_chunk(chunk, bad):
+                        files_in += inputs
+                        files_out += 1
+                        rows += n
+    return CompactReport(len(folders), files_in, files_out, rows, leftovers, tuple(bad))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "there are at least this many (default 8)")
     parser.add_argument("--target-rows", type=positive_count_arg, default=2_000_000,
                         help="at most this many rows per compacted file (default 2e6)")
-    parser.add_argument("--min-age", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--min-age", type=non_negative_float_arg, default=60.0, metavar="SECONDS",
                         help="leave files younger than this alone (default 60): a live "
                              "consumer's newest, not yet committed batches stay separate")
     args = parser.parse_args(argv)
@@ -167,9 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--lake {args.lake}: no {TRANSACTIONS}/ folder there")
     t0 = time.perf_counter()
     r = compact(args.lake, args.min_files, args.target_rows, args.min_age)
-    log.info(f"compacted {r.files_in} files into {r.files_out} ({r.rows:,} rows) in {r.folders} "
-          f"month folders; removed {r.leftovers_removed} leftovers; "
-          f"{time.perf_counter() - t0:.1f} s")
+    log.info("compacted %d files into %d (%s rows) in %d month folders; removed %d leftovers; "
+             "%.1f s%s", r.files_in, r.files_out, f"{r.rows:,}", r.folders, r.leftovers_removed,
+             time.perf_counter() - t0,
+             f"; left {len(r.unreadable)} unreadable file(s) alone: {r.unreadable[0]}"
+             if r.unreadable else "")
     return 0
 
 

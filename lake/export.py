@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,12 +47,14 @@ from flagstore.mongo import MongoFlagReader
 from flagstore.protocols import FlagReader
 from flagstore.schema import TS_TEXT, ts_text
 from flagstore.sqlite import SqliteFlagReader
-from fraudlake.atomic import replacing
+from fraudlake.atomic import new_folders, remove_empty, replacing
 from fraudlake.cli import (
     ArgumentParser,
     EnvironmentFailure,
     UsageError,
+    check_disjoint,
     check_output_dir,
+    float_range_arg,
     positive_count_arg,
     run,
 )
@@ -61,6 +64,7 @@ STATE_NAME = "_export_state.json"
 LOCK_NAME = ".export.lock"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 DEFAULT_LOOKBACK = timedelta(seconds=180)
+MAX_LOOKBACK_SECONDS = 7 * 86400  # the state keeps every id flagged within the lookback
 DEFAULT_CHUNK = 250_000  # flags per file pair (bounds memory on a first, large export)
 
 
@@ -193,7 +197,8 @@ def export_flags(source: FlagReader, filtered: Path, exported: Path,
                                    lookback)
         if recovered:
             save_state(state_path, state)
-        with tqdm(unit="flags", file=sys.stderr, disable=not progress, desc="export") as bar:
+        with tqdm(unit="flags", file=sys.stderr, desc="export",
+                  disable=None if progress else True) as bar:
             for chunk in source.read_since(state.since(lookback), chunk_rows):
                 frame = new_rows(chunk, state)
                 if frame.is_empty():
@@ -223,7 +228,21 @@ def open_source(kind: str | None, settings: Settings) -> FlagReader:
     if not settings.local_flags_path.is_file():
         raise UsageError(f"local flag store not found: {settings.local_flags_path} (set "
                          "LOCAL_FLAGS_PATH or MONGO_URI)")
+    _check_sqlite_store(settings.local_flags_path)
     return SqliteFlagReader(settings.local_flags_path)
+
+
+def _check_sqlite_store(path: Path) -> None:
+    """UsageError unless ``path`` is a SQLite database with a ``flags`` table (checked before
+    any output is created)."""
+    try:
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT * FROM flags LIMIT 0")
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot read flags from {path}: {exc}") from None
 
 
 def build_parser() -> ArgumentParser:
@@ -236,10 +255,11 @@ def build_parser() -> ArgumentParser:
                         "(default: storage/filtered)")
     p.add_argument("--exported-dir", type=Path, default=Path("storage/exported"),
                    help="CSV output folder (default: storage/exported)")
-    p.add_argument("--lookback-seconds", type=float,
+    p.add_argument("--lookback-seconds", type=float_range_arg(0, MAX_LOOKBACK_SECONDS),
                    default=DEFAULT_LOOKBACK.total_seconds(),
                    help="re-read this far below the high-water mark to catch flags committed "
-                        "late by concurrent or retrying writers (default: %(default).0f)")
+                        "late by concurrent or retrying writers (default: %(default).0f; "
+                        f"at most {MAX_LOOKBACK_SECONDS})")
     p.add_argument("--chunk-rows", type=positive_count_arg, default=DEFAULT_CHUNK,
                    help=f"at most this many flags per file pair (default: {DEFAULT_CHUNK:,})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -248,23 +268,31 @@ def build_parser() -> ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.lookback_seconds >= 0 or args.lookback_seconds == float("inf"):
-        raise UsageError(f"--lookback-seconds must be a number >= 0: {args.lookback_seconds}")
     try:
         check_mongo_uri()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_output_dir(args.filtered_dir, "--filtered-dir")
     check_output_dir(args.exported_dir, "--exported-dir")
-    source = open_source(args.source, Settings.from_env())
+    settings = Settings.from_env()
+    source = open_source(args.source, settings)
+    if isinstance(source, SqliteFlagReader):
+        for out, flag in ((args.filtered_dir, "--filtered-dir"),
+                          (args.exported_dir, "--exported-dir")):
+            check_disjoint(out, [source.path], flag)
+    fresh = new_folders(args.filtered_dir, args.exported_dir)
     try:
         res = export_flags(source, args.filtered_dir, args.exported_dir,
                            timedelta(seconds=args.lookback_seconds), args.chunk_rows,
                            progress=not args.no_progress)
-    except (UsageError, EnvironmentFailure):
-        raise
-    except Exception as exc:  # noqa: BLE001 - server/IO failures: one line, exit 1
-        raise EnvironmentFailure(f"{type(exc).__name__}: {exc}") from exc
+    except (UsageError, EnvironmentFailure, OSError):
+        remove_empty(fresh, (LOCK_NAME,))
+        raise  # one line, exit 2 / the path and the OS error, exit 1 (fraudlake.cli.run)
+    except Exception as exc:  # noqa: BLE001 - a server failure: one line, exit 1
+        remove_empty(fresh, (LOCK_NAME,))
+        where = "MongoDB" if isinstance(source, MongoFlagReader) else getattr(source, "path", "")
+        raise EnvironmentFailure(f"cannot read flags from {where}: {type(exc).__name__}: "
+                                 f"{(str(exc).splitlines() or [''])[0]}") from exc
     finally:
         source.close()
     if res.recovered:

@@ -34,7 +34,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from fraudlake.atomic import TEMP_GLOB, replacing, temp_target
-from fraudlake.contract import LAKE_SCHEMA
+from fraudlake.contract import LAKE_SCHEMA, SHADOW_SCHEMA
 from fraudlake.errors import InputError
 
 HISTORY_NAME = "historical"  #: the history's folder (storage/historical) and remote prefix
@@ -256,11 +256,14 @@ def drop_compacted_leftovers(files: list[LakeFile], covered_by_c: list[Range]) -
 # --- writing ---------------------------------------------------------------------------------
 
 def to_lake_frame(df: pl.DataFrame) -> pl.DataFrame:
-    """Exactly LAKE_SCHEMA (missing optional columns as typed nulls), sorted by ts, id."""
+    """Exactly LAKE_SCHEMA (missing optional columns as typed nulls), plus SHADOW_SCHEMA when
+    ``df`` has a shadow column, sorted by ts, id."""
+    schema = ({**LAKE_SCHEMA, **SHADOW_SCHEMA} if any(c in df.columns for c in SHADOW_SCHEMA)
+              else LAKE_SCHEMA)
     cols = [
         (pl.col(n).cast(t) if n != "ts" else pl.col(n).dt.convert_time_zone("UTC")
          .dt.cast_time_unit("us")) if n in df.columns else pl.lit(None, t).alias(n)
-        for n, t in LAKE_SCHEMA.items()
+        for n, t in schema.items()
     ]
     return df.select(cols).sort("ts", "transaction_id")
 

@@ -38,6 +38,7 @@ from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     check_output_file,
+    int_range_arg,
     non_negative_float_arg,
     run,
 )
@@ -162,7 +163,7 @@ def _run_parallel(fs: s3fs.S3FileSystem, files: list[LocalFile], remote: dict[st
                   cache: Md5Cache | None) -> list[Outcome]:
     outcomes: list[Outcome] = []
     bar = tqdm(total=sum(f.size for f in files), unit="B", unit_scale=True, file=sys.stderr,
-               desc="sync", disable=not progress)
+               desc="sync", disable=None if progress else True)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
     try:
         futures = [pool.submit(sync_file, fs, f, remote.get(f.remote), dry_run, cache)
@@ -190,7 +191,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--endpoint-url", default=settings.s3_endpoint_url,
                    help=f"S3-compatible endpoint instead of AWS (env {ENDPOINT_ENV}); credentials "
                         "always come from the standard AWS chain (env keys, profiles, roles)")
-    p.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
+    p.add_argument("--workers", type=int_range_arg(1, 256), default=8,
+                   help="parallel uploads (default 8)")
     p.add_argument("--settle-seconds", type=non_negative_float_arg, default=10.0,
                    help="skip files modified less than this many seconds ago (default 10)")
     p.add_argument("--dry-run", action="store_true", help="list what would change, upload nothing")

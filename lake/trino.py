@@ -37,6 +37,7 @@ from fraudlake.settings import (
     TrinoSettings,
 )
 from lake.catalog import TableSpec, trino_ddl, trino_schema_ddl
+from lake.sql_text import SqlTextError, check_identifier
 from queries.trino_sql import Rendered, to_trino
 
 URI_ENV, USER_ENV, PASSWORD_ENV = TRINO_URI_ENV, TRINO_USER_ENV, TRINO_PASSWORD_ENV
@@ -146,7 +147,7 @@ def run_rendered(con, rendered: Rendered, bound: Mapping[str, object]) -> pa.Tab
     return execute(con, rendered.sql, rendered.values(bound))
 
 
-def run_sql(target: TrinoTarget, sql_text: str | exp.Expression, table: str,
+def run_sql(target: TrinoTarget, sql_text: str | exp.Expr, table: str,
             bound: Mapping[str, object], where: str | None = None, con=None) -> pa.Table:
     """A DuckDB-dialect query (text or sqlglot tree) over ``transactions`` run on Trino over
     ``table``."""
@@ -246,6 +247,14 @@ def add_backend_args(parser) -> None:
 
 
 def target_from_args(args) -> TrinoTarget | None:
+    """The Trino target of ``--backend trino`` (None for duckdb); catalog and schema must be
+    plain identifiers (they are written into DDL text): InputError (exit 2) otherwise."""
     if getattr(args, "backend", "duckdb") != "trino":
         return None
+    try:
+        if args.trino_catalog:
+            check_identifier(args.trino_catalog, f"Trino catalog (--trino-catalog, {CATALOG_ENV})")
+        check_identifier(args.trino_schema, f"Trino schema (--trino-schema, {SCHEMA_ENV})")
+    except SqlTextError as exc:
+        raise InputError(str(exc)) from None
     return TrinoTarget(catalog=args.trino_catalog, schema=args.trino_schema)

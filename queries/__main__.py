@@ -25,13 +25,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fraudlake.atomic import replacing, write_text
-from fraudlake.cli import ArgumentParser, UsageError, check_output_file, run
+from fraudlake.cli import ArgumentParser, UsageError, check_disjoint, check_output_file, run
 from lake import trino
 from lake.trino import TrinoTarget
 from queries import sql
 from queries.compose import RULE_SET_METADATA
 from queries.staging import connect, open_source, resolve_input
-from queries.trino_sql import to_trino
+from queries.trino_sql import check_table, to_trino
 from rules.arguments import add_rule_arguments, rule_set_from_args
 from rules.model import RuleSet
 
@@ -153,6 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError("a query NAME is required (see --list)")
     if args.out:
         check_output_file(args.out, "--out")
+        check_disjoint(args.out, [p for p in (args.input, args.rules) if p], "--out")
     rule_set = rule_set_from_args(args)
     try:
         q = QueryRun(name=sql.resolve_name(args.name), input=args.input,
@@ -160,6 +161,8 @@ def _main(argv: Sequence[str] | None) -> int:
                      extra=sql.parse_assignments(args.param), fmt=args.format,
                      out=Path(args.out) if args.out else None, dialect=args.dialect,
                      table=args.table, trino=trino.target_from_args(args))
+        if q.trino is not None and not q.input:
+            check_table(q.table)  # the Trino table read without --input
         if q.dialect != "duckdb":
             text = render(q)
             if q.out:

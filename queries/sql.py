@@ -181,7 +181,7 @@ def execute(con: duckdb.DuckDBPyConnection, name: str, rule_set: RuleSet | None 
 
 # --- rendering for Athena / Trino -------------------------------------------------------------
 
-def named_flags_tree(rule_set: RuleSet) -> exp.Expression:
+def named_flags_tree(rule_set: RuleSet) -> exp.Expr:
     """The composed flags query as a sqlglot tree whose output columns carry the rule ids (as
     quoted identifiers built by sqlglot, never spliced into text)."""
     query = compose_flags(rule_set)
@@ -193,7 +193,7 @@ def named_flags_tree(rule_set: RuleSet) -> exp.Expression:
     return tree
 
 
-def render_tree(name: str, rule_set: RuleSet | None = None) -> exp.Expression:
+def render_tree(name: str, rule_set: RuleSet | None = None) -> exp.Expr:
     """The query as a DuckDB-dialect tree (flags composed in where read)."""
     rs = rule_set or default_rule_set()
     qname = resolve_name(name)

@@ -21,8 +21,17 @@ query string composed elsewhere (e.g. from rule-set templates) — for Trino:
 - every ``$name`` becomes a positional ``?``; the ordered names come back beside the SQL, and
   ``positional`` lines the bound values up with them.
 
-Everything else (windows, ``count_if``, ``greatest``/``least``, decimal casts) sqlglot
-transpiles as is. Known difference: the JVM's ``asin``/``sin`` may differ from glibc's in the
+Everything else sqlglot transpiles as is: windows (``RANGE`` frames over integer
+microseconds, ``LAG(x, n) IGNORE NULLS``), ``count_if``, ``greatest``/``least``, decimal casts,
+and the list functions of the rule-set kinds (``queries/kinds``): ``list_contains`` →
+``CONTAINS``, ``cast(x as varchar[])`` → ``CAST(x AS ARRAY(VARCHAR))``, ``unnest``,
+``array_length`` → ``CARDINALITY``. Trino has no exact median; ``amount_vs_history`` builds it
+from a sorted window array, as its DuckDB template does: ``list_sort(list(amount) OVER (… ROWS
+BETWEEN history PRECEDING AND 1 PRECEDING))`` → ``ARRAY_SORT(ARRAY_AGG(amount) OVER (…))``, the
+middle element(s) read by 1-based subscripts that never exceed the array's length, and the
+comparison ``2·amount > ratio·(m1 + m2)`` stays in DECIMAL arithmetic (exact).
+
+Known difference: the JVM's ``asin``/``sin`` may differ from glibc's in the
 last bit, so an impossible-travel decision constructed to sit exactly on the ulp of the speed
 limit may differ; random data never lands there.
 """
@@ -35,6 +44,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import sqlglot
+from polars.datatypes import DataTypeClass
 from sqlglot import exp
 
 from fraudlake.contract import EVENT_SCHEMA
@@ -54,28 +64,35 @@ class Rendered:
         return positional(self.order, bound)
 
 
-def trino_type(dtype: pl.DataType) -> str:
+def trino_type(dtype: pl.DataType | DataTypeClass) -> str:
     """The Trino type a contract column is read as (timestamps: zone-less micros)."""
-    if isinstance(dtype, pl.Decimal):
-        return f"decimal({dtype.precision}, {dtype.scale})"
-    if isinstance(dtype, pl.Datetime):
+    dt: pl.DataType = dtype() if isinstance(dtype, DataTypeClass) else dtype
+    if isinstance(dt, pl.Decimal):
+        return f"decimal({dt.precision}, {dt.scale})"
+    if isinstance(dt, pl.Datetime):
         return "timestamp(6)"
-    if isinstance(dtype, pl.List):  # lake v2 rules_fired
-        return f"array({trino_type(dtype.inner)})"
+    if isinstance(dt, pl.List):  # lake v2 rules_fired
+        return f"array({trino_type(dt.inner)})"
     simple = {pl.String(): "varchar", pl.Int64(): "bigint", pl.Int32(): "integer",
               pl.Int16(): "smallint", pl.Float64(): "double", pl.Float32(): "real",
               pl.Boolean(): "boolean", pl.Date(): "date"}
-    if dtype not in simple:
-        raise ValueError(f"no Trino type for {dtype}")
-    return simple[dtype]
+    if dt not in simple:
+        raise ValueError(f"no Trino type for {dt}")
+    return simple[dt]
+
+
+def check_table(table: str) -> str:
+    """``table`` if it is a plain ``[catalog.][schema.]table`` name, else ValueError."""
+    if not _QUALIFIED.match(table):
+        raise ValueError(f"bad table name {table!r}; expected [catalog.]schema.table")
+    return table
 
 
 def staging_sql(table: str, where: str | None = None) -> str:
     """The ``transactions`` relation over ``table`` (DuckDB-parsable text, Trino functions):
     every contract column cast to its type, ``ts`` as a UTC ``timestamp with time zone``.
     ``where`` is an optional filter in the same dialect (``$name`` parameters allowed)."""
-    if not _QUALIFIED.match(table):
-        raise ValueError(f"bad table name {table!r}; expected [catalog.]schema.table")
+    check_table(table)
     cols = []
     for name, dtype in EVENT_SCHEMA.items():
         if isinstance(dtype, pl.Datetime):
@@ -92,7 +109,7 @@ def _epoch_us(value: exp.Expression) -> exp.Expression:
     return exp.cast(exp.func("round", micros), "BIGINT")
 
 
-def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = None,
+def to_trino(sql_text: str | exp.Expr, table: str, where: str | None = None,
              dialect: str = "trino") -> Rendered:
     """``sql_text`` (DuckDB SQL over ``transactions``, ``$name`` parameters; text or an already
     parsed DuckDB-dialect tree, e.g. a composed rule-set query) rendered for Trino (or
@@ -122,7 +139,7 @@ def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = Non
         return node
 
     staged = _rewrite(sqlglot.parse_one(staging_sql(table, where), read="duckdb"), swap)
-    parsed = (sql_text.copy() if isinstance(sql_text, exp.Expression)
+    parsed = (sql_text.copy() if isinstance(sql_text, exp.Expr)
               else sqlglot.parse_one(sql_text, read="duckdb"))
     tree = _rewrite(parsed, swap).transform(stage)
     marked = tree.sql(dialect=dialect, pretty=True)
@@ -130,7 +147,7 @@ def to_trino(sql_text: str | exp.Expression, table: str, where: str | None = Non
     return Rendered(_MARK.sub("?", marked).strip().rstrip(";"), order)
 
 
-def _rewrite(tree: exp.Expression, fn) -> exp.Expression:
+def _rewrite(tree: exp.Expr, fn) -> exp.Expr:
     """Apply ``fn`` to every node, children first (sqlglot's transform does not revisit the
     children of a node it replaced, e.g. the inner ``//`` of ``(a // b) // c``)."""
     for node in list(tree.walk(bfs=False))[::-1]:  # reversed pre-order: children first

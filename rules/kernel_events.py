@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,7 @@ class Codes:
         return self.names.take(pa.array(picked, pa.int32(), mask=picked < 0)).to_pylist()
 
 
-Column = np.ndarray | pa.Array | pa.ChunkedArray | Codes
+Column: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Codes
 
 
 @dataclass
@@ -122,8 +123,10 @@ def window_start(user: np.ndarray, ts: np.ndarray, window_us: int) -> np.ndarray
     np.minimum(step, window_us + 1, out=step)
     new_user = user[1:] != user[:-1]
     step[new_user] = window_us + 1
+    if n == 1 or (n - 1) * (window_us + 1) < 2**61:  # every step is <= window + 1
+        return _starts(step, window_us, 0)
     reach = np.cumsum(step, dtype=np.float64)  # approximate compressed times, to cut blocks
-    if n == 1 or reach[-1] < 2.0**61:
+    if reach[-1] < 2.0**61:
         return _starts(step, window_us, 0)
     firsts = np.r_[0, np.flatnonzero(new_user) + 1]
     block = (np.r_[0.0, reach][firsts] // 2.0**60).astype(np.int64)
@@ -172,12 +175,38 @@ def is_in(values: pa.Array | pa.ChunkedArray | Codes, allowed: Sequence[str]) ->
         known = is_in(values.names, allowed)
         return np.r_[known, False][values.codes]  # code -1 (NULL) picks the final False
     value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
-    hit = pc.is_in(values, value_set=pa.array(list(allowed), value_type)).fill_null(False)
-    parts = hit.chunks if isinstance(hit, pa.ChunkedArray) else [hit]
-    if not parts:
-        return np.zeros(0, dtype=bool)
-    return np.concatenate([np.asarray(p.to_numpy(zero_copy_only=False), dtype=bool)
-                           for p in parts])
+    value_set = string_array(allowed)
+    if value_set.type != value_type:
+        value_set = value_set.cast(value_type)
+    return bools(pc.is_in(values, value_set=value_set))  # a NULL input is never in
+
+
+def string_array(values: Sequence[str]) -> pa.StringArray:
+    """An Arrow string array built from its buffers (``pa.array`` of a Python list imports
+    pandas: ~0.4 s per process)."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets),
+                                       pa.py_buffer(b"".join(encoded)))
+
+
+def bools(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """NumPy bool of an Arrow boolean array, NULL = False, unpacked from its bits
+    (``to_numpy`` or ``fill_null`` would import pandas: ~0.4 s per process)."""
+    parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    out = [np.zeros(0, dtype=bool)]
+    for part in parts:
+        if len(part):
+            out.append(_bits(part.buffers()[1], part.offset, len(part)))
+            if part.null_count:
+                out[-1] &= _bits(part.buffers()[0], part.offset, len(part))
+    return out[0] if len(out) == 1 else out[1] if len(out) == 2 else np.concatenate(out[1:])
+
+
+def _bits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    bits = np.frombuffer(buffer, dtype=np.uint8)
+    return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(bool)
 
 
 

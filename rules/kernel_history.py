@@ -16,6 +16,7 @@ was seen in it iff the previous event of the same user with the same device lies
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import numpy as np
@@ -33,9 +34,7 @@ def amount_vs_history(events: Events, rule, scope: np.ndarray | None, evidence: 
     num, den = p["ratio"].as_integer_ratio()
     x = events.sorted("amount_cents")
     rank = events.rank()
-    cand = rank >= least  # m = min(rank, history) >= least, as least <= history
-    if scope is not None:
-        cand &= events.to_sorted(scope)
+    cand = _candidates(events, rank, least, scope)  # m = min(rank, history) >= least
     fire = np.zeros(len(x), dtype=bool)
     if cand.any():
         big = int(np.abs(x).max()) * max(num, den) * 2 >= 2**62
@@ -48,16 +47,35 @@ def amount_vs_history(events: Events, rule, scope: np.ndarray | None, evidence: 
         tie = np.flatnonzero(cand & (m % 2 == 0) & (below == k))
         if len(tie):
             fire[tie] = _middles_below(y, a, tie, m[tie])
+
+    def proof(at: np.ndarray, rows: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        out["median"][rows] = [_median_text(x[i - min(r, history):i])
+                               for i, r in zip(at.tolist(), rank[at].tolist(), strict=True)]
+        out["ratio"][rows] = str(p["ratio"])
+
+    return _decided(events, fire, evidence and proof, median="str", ratio="str")
+
+
+def _candidates(events: Events, seen: np.ndarray, least: int,
+                scope: np.ndarray | None) -> np.ndarray:
+    """Sorted positions in scope whose P (``seen`` events) holds at least ``least`` events."""
+    cand = seen >= least
+    if scope is not None:
+        cand &= events.to_sorted(scope)
+    return cand
+
+
+def _decided(events: Events, fire: np.ndarray, proof: Callable[..., None] | bool,
+             **kinds: str):
+    """(row-order hit, evidence) of a sorted-order ``fire``; ``proof(at, rows, out)`` fills the
+    evidence columns ``kinds`` of the fired positions ``at`` (rows ``rows``), if wanted."""
     hit = events.to_rows(fire)
-    proof = {}
-    if evidence:
-        proof = empty_proof(len(hit), median="str", ratio="str")
-        at = np.flatnonzero(fire)
-        rows = events.rows_of(at)
-        proof["median"][rows] = [_median_text(x[i - min(r, history):i])
-                                 for i, r in zip(at.tolist(), rank[at].tolist(), strict=True)]
-        proof["ratio"][rows] = str(p["ratio"])
-    return hit, proof
+    if proof is False or proof is True:  # no evidence wanted (``evidence and proof``)
+        return hit, {}
+    out = empty_proof(len(hit), **kinds)
+    at = np.flatnonzero(fire)
+    proof(at, events.rows_of(at), out)
+    return hit, out
 
 
 def _below_counts(y: np.ndarray, a: np.ndarray, rank: np.ndarray, history: int,
@@ -113,25 +131,18 @@ def new_device(events: Events, rule, scope: np.ndarray | None, evidence: bool):
     codes, names = device_codes(events.columns["device_id"])
     dev = events.to_sorted(codes)
     start = events.window_start(p["lookback_days"] * _US_PER_DAY)
-    n = len(dev)
-    seen = np.arange(n) - start
-    cand = (dev >= 0) & (seen >= p["min_history"])
-    if scope is not None:
-        cand &= events.to_sorted(scope)
-    fire = cand & (previous_same(events.user, dev) < start)
-    hit = events.to_rows(fire)
-    proof = {}
-    if evidence:
-        proof = empty_proof(len(hit), device_id="str", devices_seen="list")
-        at = np.flatnonzero(fire)
-        rows = events.rows_of(at)
+    cand = _candidates(events, np.arange(len(dev)) - start, p["min_history"], scope)
+    fire = cand & (dev >= 0) & (previous_same(events.user, dev) < start)
+
+    def proof(at: np.ndarray, rows: np.ndarray, out: dict[str, np.ndarray]) -> None:
         name = names.to_pylist() if isinstance(names, pa.Array) else names
-        proof["device_id"][rows] = [name[c] for c in dev[at].tolist()]
+        out["device_id"][rows] = [name[c] for c in dev[at].tolist()]
         seen_lists = np.empty(len(at), dtype=object)
         seen_lists[:] = [sorted(name[c] for c in set(dev[s:i].tolist()) if c >= 0)
                          for s, i in zip(start[at].tolist(), at.tolist(), strict=True)]
-        proof["devices_seen"][rows] = seen_lists
-    return hit, proof
+        out["devices_seen"][rows] = seen_lists
+
+    return _decided(events, fire, evidence and proof, device_id="str", devices_seen="list")
 
 
 def device_codes(values) -> tuple[np.ndarray, list[str] | pa.Array]:

@@ -8,25 +8,20 @@ rows are history (a carry, a state) that other rows see but that are not decided
 input columns the set reads. ``decide_events`` is the same on ``Events`` (arrays in any row
 order plus the sort), which the fast backtest engine builds without a DataFrame.
 
-Exactness:
+Where each kind lives: row-wise kinds here; ``rules.kernel_velocity`` (the two window kinds),
+``rules.kernel_travel`` (impossible_travel, the libm-exact haversine), ``rules.kernel_history``
+(median of the last amounts, new device); the event arrays, sort order and window starts in
+``rules.kernel_events``.
 
-- amounts are int64 cents, thresholds whole cents (``amount > t`` <=> ``cents > floor(100 t)``);
-  window sums are integer sums; the median rule compares ``p·x`` with ``q·amount`` for
-  ``ratio = p/q`` (see ``kernel_history``); overflow-prone inputs fall back to Python integers;
-- windows are positions in the sorted order: ``window_start`` finds, for every event, the first
-  event of the same user inside ``[ts - window, ts]`` (inclusive) with one ``searchsorted``;
-- ``haversine_km``: NumPy's vectorised sin/cos/arcsin may differ from libm's in the last bits, so
-  the travel rule computes with NumPy, then recomputes with ``math`` (the reference's functions)
-  every pair whose distance or speed lies within a relative 1e-9 of its threshold, and every pair
-  whose asin argument is within 1e-6 of 1. Outside those, NumPy's result is within ~1e-12
-  (relative) of libm's — a few ulps per function, amplified at most ~640x by asin below
-  ``a = 1 - 1e-6`` — so both sides of every comparison agree; inside, the values are libm's.
+Exactness: amounts are int64 cents, thresholds whole cents (``amount > t`` <=>
+``cents > floor(100 t)``); window sums are integer sums; the median rule compares ``p·x`` with
+``q·amount`` for ``ratio = p/q``; overflow-prone inputs fall back to Python integers; windows
+are positions in the sorted order (``kernel_events.window_start``: one ``searchsorted``);
+distances are libm's wherever a comparison could depend on the last bits (``kernel_travel``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +38,9 @@ from rules.kernel_events import (
     empty_proof,
     is_in,
     take_strings,
-    window_start,
 )
+from rules.kernel_travel import haversine_km, impossible_travel
+from rules.kernel_velocity import velocity_amount, velocity_count
 
 __all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "context_columns",
            "decide", "decide_events", "events_from_frame", "haversine_km", "needed_columns",
@@ -54,10 +50,6 @@ __all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "conte
 CORE_COLUMNS: tuple[str, ...] = ("user_id", "ts", "amount", "lat", "lon", "utc_offset_min")
 _US_PER_S = 1_000_000
 _US_PER_MIN = 60 * _US_PER_S
-_US_PER_HOUR = 3600 * _US_PER_S
-_INT64_MAX = int(np.iinfo(np.int64).max)
-_NEAR = 1e-9  # relative margin around a travel threshold inside which libm decides
-_NEAR_ONE = 1 - 1e-6  # asin arguments above this are always recomputed with libm
 
 
 @dataclass(frozen=True)
@@ -208,10 +200,6 @@ def scope_mask(events: Events, rule) -> np.ndarray | None:
     return mask
 
 
-def _in_scope_sorted(events: Events, scope: np.ndarray | None) -> np.ndarray | None:
-    return None if scope is None else events.to_sorted(scope)
-
-
 # --- row-wise kinds -----------------------------------------------------------------------------
 
 def amount_over(events: Events, rule, scope, evidence: bool):
@@ -259,152 +247,6 @@ def in_list(events: Events, rule, scope, evidence: bool):
         proof["field"][rows] = field_name
         proof["value"][rows] = take_strings(values, rows)
     return hit, proof
-
-
-# --- per-user kinds -----------------------------------------------------------------------------
-
-def velocity_count(events: Events, rule, scope, evidence: bool):
-    """In-scope events (and amount <= max_amount) of the user within the window, e included and
-    itself matching: e fires iff the matching event ``count - 1`` places earlier is the same
-    user's and inside the window."""
-    p = rule.params
-    window = p["window_seconds"] * _US_PER_S
-    match = _in_scope_sorted(events, scope)
-    if p["max_amount"] is not None:
-        small = events.sorted("amount_cents") <= cents_floor(p["max_amount"])
-        match = small if match is None else match & small
-    at = np.arange(len(events)) if match is None else np.flatnonzero(match)
-    user, ts = (events.user, events.ts) if match is None else (events.user[at], events.ts[at])
-    k = p["count"] - 1
-    hit_at = np.ones(len(at), dtype=bool)
-    hit_at[:k] = False
-    if k and len(at) > k:
-        hit_at[k:] = (user[k:] == user[:-k]) & (ts[k:] - ts[:-k] <= window)
-    fired_pos = at[hit_at]
-    hit = np.zeros(len(events), dtype=bool)
-    hit[events.rows_of(fired_pos)] = True
-    proof = {}
-    if evidence:
-        proof = empty_proof(len(hit), n="int", window_seconds="int")
-        start = window_start(user, ts, window)
-        n = (np.arange(len(at)) - start + 1)[hit_at]
-        rows = events.rows_of(fired_pos)
-        proof["n"][rows] = n
-        proof["window_seconds"][rows] = p["window_seconds"]
-    return hit, proof
-
-
-def velocity_amount(events: Events, rule, scope, evidence: bool):
-    """Sum of the in-scope amounts of the user within the window (e included) > total."""
-    p = rule.params
-    window = p["window_seconds"] * _US_PER_S
-    match = _in_scope_sorted(events, scope)
-    at = np.arange(len(events)) if match is None else np.flatnonzero(match)
-    user, ts = (events.user, events.ts) if match is None else (events.user[at], events.ts[at])
-    cents = events.sorted("amount_cents")
-    if match is not None:
-        cents = cents[at]
-    start = events.window_start(window) if match is None else window_start(user, ts, window)
-    sums = _window_sums(cents, start)
-    hit_at = sums > cents_floor(p["total"])
-    fired_pos = at[hit_at]
-    hit = np.zeros(len(events), dtype=bool)
-    hit[events.rows_of(fired_pos)] = True
-    proof = {}
-    if evidence:
-        proof = empty_proof(len(hit), sum="str", window_seconds="int")
-        rows = events.rows_of(fired_pos)
-        proof["sum"][rows] = [decimal_text(s) for s in sums[hit_at].tolist()]
-        proof["window_seconds"][rows] = p["window_seconds"]
-    return hit, proof
-
-
-def _window_sums(cents: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """sum(cents[start[i] : i + 1]) per position, exactly (Python ints if int64 could wrap)."""
-    n = len(cents)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    big = int(np.abs(cents).max()) * n >= 2**62
-    acc = np.cumsum(cents.astype(object) if big else cents)
-    before = np.where(start > 0, acc[np.maximum(start - 1, 0)], 0)
-    return acc - before
-
-
-def impossible_travel(events: Events, rule, scope, evidence: bool):
-    """Against the user's immediately preceding event (any scope): d >= distance_km and
-    d / max(hours, min_hours) > speed_kmh, d = haversine (libm-exact near the thresholds)."""
-    p = rule.params
-    user, ts = events.user, events.ts
-    possible = user[1:] == user[:-1]
-    radius, speed = p["earth_radius_km"], p["speed_kmh"]
-    gap = ts[1:] - ts[:-1]
-    if speed > 0:  # d <= pi R, so d / h > speed needs h < pi R / speed
-        bound = math.pi * radius / speed * 1.001 * _US_PER_HOUR + 1
-        if bound < _INT64_MAX / 2:
-            possible &= gap <= int(bound)
-    if scope is not None:
-        possible &= events.to_sorted(scope)[1:]
-    at = np.flatnonzero(possible) + 1  # sorted positions with a predecessor at - 1
-    lat, lon = events.columns["lat"], events.columns["lon"]
-    now, prev = events.rows_of(at), events.rows_of(at - 1)
-    hours = np.maximum(gap[at - 1] / _US_PER_S / 3600, p["min_hours"])
-    km = haversine_km(lat[prev], lon[prev], lat[now], lon[now], radius,
-                      near=(p["distance_km"], speed * hours))
-    ok = (km >= p["distance_km"]) & (km / hours > speed)
-    hit = np.zeros(len(events), dtype=bool)
-    hit[now[ok]] = True
-    proof = {}
-    if evidence:
-        proof = empty_proof(len(hit), from_city="str", from_lat="float", from_lon="float",
-                             km="float", minutes="float", kmh="float")
-        rows, before = now[ok], prev[ok]
-        exact = haversine_km(lat[before], lon[before], lat[rows], lon[rows], radius)
-        if "city" in events.columns:
-            proof["from_city"][rows] = take_strings(events.columns["city"], before)
-        proof["from_lat"][rows], proof["from_lon"][rows] = lat[before], lon[before]
-        proof["km"][rows] = exact
-        proof["minutes"][rows] = gap[at[ok] - 1] / _US_PER_MIN
-        proof["kmh"][rows] = exact / hours[ok]
-    return hit, proof
-
-
-def haversine_km(lat1, lon1, lat2, lon2, radius_km: float,
-                 near: Sequence[float | np.ndarray] | None = None) -> np.ndarray:
-    """Great-circle distance, ``2 R asin(sqrt(sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2)))``, in the
-    reference's exact operation order.
-
-    ``near=None``: every value computed with ``math`` (libm; bit-equal to the reference).
-    ``near=(b1, b2, ...)`` (scalars or per-pair arrays): NumPy, except the pairs within a
-    relative 1e-9 of some ``b`` or with an asin argument above 1 - 1e-6, which get libm's value
-    — so ``d >= b`` / ``d > b`` decide exactly as the reference (see the module doc).
-    """
-    lat1, lon1, lat2, lon2 = (np.asarray(a, dtype=np.float64) for a in (lat1, lon1, lat2, lon2))
-    if near is None:
-        return _haversine_libm(lat1, lon1, lat2, lon2, radius_km)
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = (np.sin((p2 - p1) / 2) ** 2
-         + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2)
-    a = np.minimum(np.maximum(a, 0.0), 1.0)
-    km = 2 * radius_km * np.arcsin(np.sqrt(a))
-    redo = a > _NEAR_ONE
-    for bound in near:
-        b = np.asarray(bound, dtype=np.float64)
-        redo |= np.abs(km - b) <= _NEAR * np.abs(b) + 1e-300
-    rows = np.flatnonzero(redo)
-    if len(rows):
-        km[rows] = _haversine_libm(lat1[rows], lon1[rows], lat2[rows], lon2[rows], radius_km)
-    return km
-
-
-def _haversine_libm(lat1, lon1, lat2, lon2, radius_km: float) -> np.ndarray:
-    def one(la1: float, lo1: float, la2: float, lo2: float) -> float:
-        p1, p2 = math.radians(la1), math.radians(la2)
-        a = (math.sin((p2 - p1) / 2) ** 2
-             + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lo2 - lo1) / 2) ** 2)
-        return 2 * radius_km * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
-
-    return np.fromiter(map(one, lat1.tolist(), lon1.tolist(), lat2.tolist(), lon2.tolist()),
-                       dtype=np.float64, count=len(lat1))
 
 
 KERNELS = {

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/system-deps.sh
 .venv/bin/ruff check .
+.venv/bin/mypy  # config in pyproject.toml ([tool.mypy]: the packages, scripts, notebooks)
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -106,11 +106,16 @@ def files(path: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m simulator.audit LAKE_PATH", file=sys.stderr)
-        return 2
-    con = _con(files(args[0]))
+    from fraudlake.cli import ArgumentParser, UsageError
+
+    p = ArgumentParser(prog="python -m simulator.audit",
+                       description="A lake's density, realism figures and leak cues.")
+    p.add_argument("path", metavar="LAKE_PATH", help="Parquet file or folder (recursive)")
+    args = p.parse_args(argv)
+    paths = files(args.path)
+    if not paths or not Path(paths[0]).is_file():
+        raise UsageError(f"{args.path}: no Parquet files there")
+    con = _con(paths)
     from batch.density import density
 
     print(density(con).line())
@@ -122,4 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fraudlake.cli import run
+
+    sys.exit(run(main))

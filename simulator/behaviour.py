@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from simulator.cards import mix64
@@ -26,7 +28,7 @@ from simulator.models import (
     pick_merchants,
     shop_place,
 )
-from simulator.world import SUBSCRIPTION, TRANSIT, World
+from simulator.world import SUBSCRIPTION, TRANSIT, World, build_world
 
 MAX_SUBS = 4
 _PLANS = np.array([4.99, 7.99, 9.99, 9.99, 12.99, 14.99, 19.99, 29.99, 49.99])  # 2013 USD
@@ -49,13 +51,29 @@ def _subscriptions(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]:
             _PLANS[(h[held] >> 34) % len(_PLANS)], since[held])
 
 
+def _subscriptions_of(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``_subscriptions(world, cards)`` for ascending ``cards``, cut from the world's table."""
+    table = _all_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year)
+    keep = np.zeros(world.n_cards, dtype=bool)
+    keep[cards] = True
+    sel = keep[table[0]]
+    return tuple(a[sel] for a in table)
+
+
+@lru_cache(maxsize=2)
+def _all_subscriptions(seed: int, n_cards: int, start_year: int,
+                       end_year: int) -> tuple[np.ndarray, ...]:
+    world = build_world(seed, n_cards, start_year, end_year)
+    return _subscriptions(world, np.arange(n_cards))
+
+
 def recurring_bills(world: World, rng: np.random.Generator, win: Window, n_rows: int,
                     part: int = 0, parts: int = 1) -> Events:
     """This window's bills of the open cards ``card % parts == part`` (at most a cap)."""
     k = world.cards
     open_ = np.flatnonzero((k.issue_s < win.end_s) & (k.close_s > win.start_s))
     open_ = open_[open_ % parts == part]
-    card, day, hour, minute, plan, since = _subscriptions(world, open_)
+    card, day, hour, minute, plan, since = _subscriptions_of(world, open_)
     zone = world.cities.zone_id[k.home[card]]
     times = []
     for m in np.unique(month_index(np.array([win.start_s, win.end_s - 1]))).tolist():

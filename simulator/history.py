@@ -23,7 +23,7 @@ from simulator.models import Window, card_weights, genuine, month_index
 from simulator.scenarios import inject, plan_incidents
 from simulator.world import World
 
-PIECE_ROWS = 1_000_000
+PIECE_ROWS = 600_000  # bounds memory; above the largest month of 47M rows (520k)
 _DORMANT_TAG = 0xD0
 
 
@@ -63,4 +63,7 @@ def generate_month(world: World, seed: int, year: int, month: int,
     for piece, first in enumerate(range(0, n_rows, PIECE_ROWS)):
         n = min(PIECE_ROWS, n_rows - first)
         ev = generate_window(world, rng_for(seed, year, month, piece), win, n, cum, piece, parts)
-        yield to_table(world, ev, f"{year:04d}{month:02d}-", first, win.tz)
+        table = to_table(world, ev, f"{year:04d}{month:02d}-", first, win.tz)
+        del ev  # one piece in memory at a time (the caller drops its table before asking)
+        yield table
+        del table

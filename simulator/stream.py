@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from simulator.cards import DENSITY_PER_DAY
-from simulator.events import to_polars, to_table
+from simulator.events import to_frame
 from simulator.history import generate_window, rng_for, weights
 from simulator.models import DAY_S, Window
 from simulator.world import World
@@ -76,7 +76,7 @@ def simulate(world: World, end: datetime, count: int, seed: int,
             continue
         win = Window(s, e, datetime.fromtimestamp(s, UTC).year, world.tz.grid(s, e))
         ev = generate_window(world, rng_for(seed, LIVE_STREAM, w), win, n, weights(world, win))
-        frame = to_polars(to_table(world, ev, prefix, first, win.tz))
+        frame = to_frame(world, ev, prefix, first, win.tz)
         first += n
         pending.append(frame)
         held += n

@@ -9,7 +9,6 @@ prices follow each country's price level (see ``PRICE_LEVEL``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -130,9 +129,28 @@ class World:
         return np.asarray(idx, dtype=np.int64) + 100_001
 
 
-@lru_cache(maxsize=4)
+_WORLDS: dict[tuple[int, int, int, int], World] = {}  # the last few worlds built or adopted
+_KEEP = 4
+
+
 def build_world(seed: int, n_cards: int, start_year: int = 2000, end_year: int = 2025) -> World:
-    """The world of ``seed`` with ``n_cards`` cards issued around start_year..end_year."""
+    """The world of ``seed`` with ``n_cards`` cards issued around start_year..end_year
+    (built once per process and kept; see ``adopt_world``)."""
+    key = (seed, n_cards, start_year, end_year)
+    if key not in _WORLDS:
+        world = _build_world(*key)
+        adopt_world(world)
+    return _WORLDS[key]
+
+
+def adopt_world(world: World) -> None:
+    """Keep a world built elsewhere (e.g. unpickled by a worker process) as if built here."""
+    _WORLDS[(world.seed, world.n_cards, world.start_year, world.end_year)] = world
+    while len(_WORLDS) > _KEEP:
+        _WORLDS.pop(next(iter(_WORLDS)))
+
+
+def _build_world(seed: int, n_cards: int, start_year: int, end_year: int) -> World:
     if n_cards < 1:
         raise ValueError("n_cards must be >= 1")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x0707]))

@@ -31,6 +31,7 @@ from fraudlake.cli import (
 from fraudlake.settings import Settings, mongo_uri_from_env
 from rules.arguments import add_rule_arguments, rule_set_from_args
 from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
+from streaming.kafka_io import check_kafka
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ def build_parser(settings: Settings | None = None) -> ArgumentParser:
                    help="JSON with the latest lag and counts, rewritten with each metrics line "
                         "(env CONSUMER_METRICS; default storage/metrics/consumer.json)")
     add_rule_arguments(p)
+    p.add_argument("--rules-topic", default=s.kafka_rules_topic,
+                   help="follow this rule control topic (env KAFKA_RULES_TOPIC; unset = the "
+                        "--rules set is fixed for the run): its active set decides, a newly "
+                        "published one from the next micro-batch, its shadow set runs beside; "
+                        "--rules seeds an empty topic")
     return p
 
 
@@ -113,17 +119,30 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[ConsumeConfig, str | N
                         rule_set, args.batch_size, args.poll_timeout, args.max_messages,
                         args.timeout, args.metrics_interval, args.metrics_file,
                         dict(settings.kafka_extra), args.group_instance_id or None,
-                        settings.kafka_retry_seconds)
+                        settings.kafka_retry_seconds, args.rules_topic or None)
     return cfg, mongo_uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, mongo_uri = config_from_args(argv)
-    store = open_flag_store(Settings.from_env(), mongo_uri)
-    store.prepare()  # an unreachable flag store fails here, after its retry budget
+    # MongoDB first (it has its own retry budget), then Kafka, then the local store: a failed
+    # start leaves no SQLite file behind
+    store = open_flag_store(Settings.from_env(), mongo_uri) if mongo_uri else None
+    if store is not None:
+        store.prepare()  # an unreachable flag store fails here, after its retry budget
+    try:
+        check_kafka(cfg.bootstrap, cfg.kafka_extra,
+                    min(30.0, Settings.from_env().kafka_retry_seconds))
+    except BaseException:
+        getattr(store, "close", lambda: None)()
+        raise
+    if store is None:
+        store = open_flag_store(Settings.from_env(), None)
+        store.prepare()
     consumer = StreamConsumer(cfg, store)
-    log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
-             len(cfg.rule_set.rules))
+    if cfg.rules_topic is None:
+        log.info("consume: rule set %s (%s, %d rules)", cfg.rule_set.id, cfg.rule_set.source,
+                 len(cfg.rule_set.rules))
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
     try:
@@ -144,10 +163,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     resumes from the last commit."""
     from flagstore.mongo import MongoSinkError
     from streaming.kafka_io import KafkaStageError
+    from streaming.rule_switch import RuleSwitchError
 
     try:
         return run(main, argv)
-    except (KafkaStageError, MongoSinkError) as exc:
+    except (KafkaStageError, MongoSinkError, RuleSwitchError) as exc:
         print(f"python -m streaming.consume: error: {exc}", file=sys.stderr)
         return 1
 

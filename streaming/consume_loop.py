@@ -7,9 +7,11 @@ safe, overlapping the next batch's decoding) → a synchronous commit of explici
 both sinks hold the batch. A crash anywhere before the commit replays the batch; both sinks are
 idempotent, so each event lands exactly once.
 
-Every partition is decided by one rule set (``ConsumeConfig.rule_set``, ``--rules``); its id
-is on every lake row and flag. Rule state is per partition (the key is the user, so a user
-never changes partition). When a
+Every partition is decided by one rule set (``ConsumeConfig.rule_set``, ``--rules``), or, with
+``ConsumeConfig.rules_topic``, by the sets the rule control topic assigns to its offsets
+(``streaming.rule_switch``: a newly published set applies from the next micro-batch, recorded
+before it decides; a shadow set runs beside); the deciding id is on every lake row and flag.
+Rule state is per partition (the key is the user, so a user never changes partition). When a
 partition is assigned, its engine is rebuilt from the lake (``streaming.lake_state``): files
 at/after the committed offset are leftovers of a consumer that died before committing and are
 removed (they will be rewritten); files before it are every event the partition delivered, and
@@ -46,8 +48,8 @@ from fraudlake.settings import DEFAULT_RETRY_SECONDS
 from lake.layout import transactions_dir
 from rules.model import RuleSet, load_rule_set
 from streaming import lake_state
+from streaming.control_watch import ControlWatcher
 from streaming.decode import RawRecord
-from streaming.engine import RuleEngine
 from streaming.kafka_io import (
     COMMIT_REBALANCING,
     DeadLetterProducer,
@@ -59,7 +61,8 @@ from streaming.kafka_io import (
     unpack,
 )
 from streaming.lake_sink import LakeSink
-from streaming.pipeline import process_batch
+from streaming.rule_switch import PartitionRules, process_partition_batch
+from streaming.rules_control import ControlState
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ConsumeConfig:
     kafka_extra: dict[str, str] = field(default_factory=dict, repr=False)
     group_instance_id: str | None = None  # static membership (consumer only)
     kafka_retry_seconds: float = DEFAULT_RETRY_SECONDS  # commit / DLQ flush retry budget
+    rules_topic: str | None = None  # the control topic to follow; None = rule_set, fixed
 
 
 @dataclass
@@ -113,7 +117,10 @@ class StreamConsumer:
         self.transactions_dir = transactions_dir(config.lake_dir)
         self.dlq = DeadLetterProducer(config.bootstrap, config.dlq_topic, config.kafka_extra,
                                       retry_seconds=config.kafka_retry_seconds)
-        self.engines: dict[int, RuleEngine] = {}
+        self.engines: dict[int, PartitionRules] = {}  # per owned partition: its rule engines
+        self.control = ControlWatcher(config.bootstrap, config.rules_topic, config.kafka_extra) \
+            if config.rules_topic else None  # read from run(), not here
+        self._fixed = ControlState()  # no control topic: every offset decided by rule_set
         self.stats = ConsumeStats()
         self._latency: deque[np.ndarray] = deque(maxlen=2000)  # ms, per recent batch
         # flags are written on a background thread when the store allows it (MongoDB does;
@@ -140,17 +147,23 @@ class StreamConsumer:
                 committed, _high = consumer.get_watermark_offsets(tp, timeout=30)
             removed = lake_state.discard_uncommitted(self.transactions_dir, tp.topic,
                                                      tp.partition, committed)
-            engine = RuleEngine(self.config.rule_set)
-            history = lake_state.partition_history(self.transactions_dir, tp.topic,
-                                                   tp.partition, committed,
-                                                   engine.state_columns)
-            if history is not None:
-                engine.warm_up(history)
-            self.engines[tp.partition] = engine
+            rules = self._partition_rules(tp.topic, tp.partition)
+            warmed = rules.start(committed)
+            self.engines[tp.partition] = rules
             self._log(f"consume: assigned {tp.topic}[{tp.partition}] at offset {committed}; "
-                      f"state from {0 if history is None else history.height} lake events"
+                      f"state from {warmed} lake events"
                       + (f", removed {len(removed)} uncommitted lake files" if removed else ""))
         self._last_data = time.monotonic()  # a join that took long is not idle time
+
+    def _partition_rules(self, topic: str, partition: int) -> PartitionRules:
+        def history(below: int, columns) -> pl.DataFrame | None:
+            return lake_state.partition_history(self.transactions_dir, topic, partition, below,
+                                                columns)
+        control = self.control
+        return PartitionRules(topic, partition,
+                              (lambda: control.state) if control else (lambda: self._fixed),
+                              history, self.config.rule_set,
+                              control.record if control else None)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.settle()  # commit what is written before the partitions go
@@ -179,7 +192,7 @@ class StreamConsumer:
             engine = self.engines.get(partition)
             if engine is None:  # delivered before/after ownership changed: leave uncommitted
                 continue
-            results.append((partition, recs, process_batch(recs, engine)))
+            results.append((partition, recs, process_partition_batch(recs, engine)))
         done: list[RawRecord] = []
         for partition, recs, res in results:
             self.stats.dead_letters += self.dlq.send(res.dead_letters)
@@ -189,7 +202,7 @@ class StreamConsumer:
             self.stats.events += res.events_with_rules.height
             done.extend(recs)
         flagged = [res.flagged for _, _, res in results if res.flagged.height]
-        frame = pl.concat(flagged, how="vertical_relaxed") if flagged else None
+        frame = pl.concat(flagged, how="diagonal_relaxed") if flagged else None
         self.settle()
         if self._writer is not None:
             flags = self._writer.submit(self._write_flags, frame)
@@ -262,6 +275,12 @@ class StreamConsumer:
     def run(self) -> ConsumeStats:
         cfg = self.config
         ensure_topics(cfg.bootstrap, [cfg.dlq_topic], 1, cfg.kafka_extra)
+        if self.control is not None:
+            state = self.control.start(seed=cfg.rule_set)  # read it to its end before deciding
+            active, shadow = state.current("active"), state.current("shadow")
+            self._log(f"consume: following {cfg.rules_topic}: active "
+                      f"{active.id if active else '?'}, shadow "
+                      f"{shadow.id if shadow else '(none)'}")
         self.consumer.subscribe([cfg.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._last_data = last_metrics = time.monotonic()
@@ -272,6 +291,8 @@ class StreamConsumer:
                     want = min(want, cfg.max_messages - self.stats.messages)
                     if want <= 0:
                         break
+                if self.control is not None:
+                    self.control.poll()  # a newly published set applies from the next batch
                 records, created, errors = unpack(
                     self.consumer.consume(num_messages=want, timeout=cfg.poll_timeout))
                 for err in errors:
@@ -339,6 +360,8 @@ class StreamConsumer:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
             self.dlq.close()
+            if self.control is not None:
+                self.control.close()
 
 
 #: Exit code when a call into librdkafka blocked past its watchdog (a supervisor restarts us).

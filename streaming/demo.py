@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -32,20 +33,23 @@ import polars as pl
 from tqdm import tqdm
 
 from flagstore.sqlite import SqliteFlagStore
+from fraudlake.atomic import os_error
 from fraudlake.cli import (
     ArgumentParser,
     UsageError,
     check_output_dir,
     check_output_file,
+    float_range_arg,
     positive_count_arg,
-    positive_float_arg,
     run,
+    seed_arg,
 )
 from fraudlake.contract import FLAGGED
 from fraudlake.settings import Settings
 from lake.layout import folder_files, month_folders, transactions_dir
 from rules.arguments import add_rule_arguments, rule_set_from_args
 from rules.model import RuleSet, load_rule_set
+from streaming.consume_loop import ConsumeStats, write_metrics
 from streaming.decode import RawRecord
 from streaming.engine import RuleEngine
 from streaming.lake_sink import LakeSink
@@ -133,7 +137,7 @@ def run_demo(count: int, seed: int, users: int, batch: int, lake: Path,
     sink = LakeSink(lake)
     t0 = time.perf_counter()
     with SqliteFlagStore(flags_db) as store, tqdm(total=count, unit="ev", file=sys.stderr,
-                                                  disable=not progress) as bar:
+                                                  disable=None if progress else True) as bar:
         reset_demo_outputs(lake, store)
         for records in json_records(simulated_frames(count, seed, users, batch)):
             result = process_batch(records, engine)
@@ -192,21 +196,12 @@ def follow_demo(seed: int, rate: float, lake: Path, flags_db: Path,
                 summary.dead_letters += len(result.dead_letters)
                 for name in summary.flags:
                     summary.flags[name] += int(decided[name].sum())
-            if metrics is not None:
-                write_metrics(metrics, lag=0, events=summary.events, now=now)
+            if metrics is not None:  # the consumer's metrics file (lag 0: nothing waits)
+                write_metrics(metrics, ConsumeStats(
+                    events=summary.events, flags=summary.flags[FLAGGED],
+                    dead_letters=summary.dead_letters, lag=0))
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def write_metrics(path: Path, lag: int, events: int, now: datetime) -> None:
-    """The consumer metrics file the dashboard reads (atomic replace)."""
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"lag": lag, "events": events, "mode": "embedded demo --follow",
-                               "updated_at": now.isoformat()}))
-    tmp.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,11 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m streaming.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=positive_count_arg, default=200_000,
                         help="events to simulate (default 200000; 2e5 style accepted)")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    parser.add_argument("--seed", type=seed_arg, default=7, help="simulator seed (default 7)")
     parser.add_argument("--users", type=positive_count_arg, default=None,
                         help=f"card holders in the simulated world (default {USERS}; not with "
                              "--follow)")
-    parser.add_argument("--rate", type=positive_float_arg, default=None,
+    parser.add_argument("--rate", type=float_range_arg(0.001, 1e7), default=None,
                         help="with --follow: events per wall-clock second on average "
                              f"(default {FOLLOW_RATE:g}); the cards are scaled to it so each "
                              "pays ~1.6 times a day")
@@ -246,20 +241,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not settings.embedded:
         log.warning("KAFKA_BOOTSTRAP_SERVERS/MONGO_URI are set, but the demo always runs "
                     "embedded; use streaming.produce + streaming.consume for the services")
-    if args.follow:
-        metrics = settings.consumer_metrics_path
-        stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
-        rate = FOLLOW_RATE if args.rate is None else args.rate
-        summary = follow_demo(args.seed, rate, args.lake, args.flags_db, rule_set, metrics,
-                              stop=stopping.is_set, on_start=lambda feed: log.info(
-                                  "following: ~%g events/s (%s cards, event time = now) into %s "
-                                  "and %s (Ctrl-C stops)", rate, f"{feed.cards:,}", args.lake,
-                                  args.flags_db))
-    else:
-        summary = run_demo(args.count, args.seed, args.users or USERS, args.batch, args.lake,
-                           args.flags_db, rule_set, progress=not args.quiet)
+    try:
+        if args.follow:
+            metrics = settings.consumer_metrics_path
+            stopping = threading.Event()  # Ctrl-C / SIGTERM: finish the batch in hand, then stop
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stopping.set())
+            rate = FOLLOW_RATE if args.rate is None else args.rate
+            summary = follow_demo(args.seed, rate, args.lake, args.flags_db, rule_set, metrics,
+                                  stop=stopping.is_set, on_start=lambda feed: log.info(
+                                      "following: ~%g events/s (%s cards, event time = now) "
+                                      "into %s and %s (Ctrl-C stops)", rate,
+                                      f"{feed.cards:,}", args.lake, args.flags_db))
+        else:
+            summary = run_demo(args.count, args.seed, args.users or USERS, args.batch,
+                               args.lake, args.flags_db, rule_set, progress=not args.quiet)
+    except Exception as exc:  # a disk failure names the file it hit (one line, exit 1)
+        err = os_error(exc, args.flags_db if isinstance(exc, sqlite3.Error) else args.lake)
+        if err is None or err is exc:
+            raise
+        raise err from exc
     for line in summary.lines(args.lake, args.flags_db):
         print(line)
     return 0

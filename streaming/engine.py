@@ -126,9 +126,10 @@ class RuleEngine:
         self._events = self._late = self._dupes = 0
 
     # -- public API -----------------------------------------------------------------------
-    def process(self, events: pl.DataFrame) -> pl.DataFrame:
-        """The rows of ``events`` (same order, all columns) plus the decision columns."""
-        fired, evidence = self._advance(events, with_evidence=True)
+    def process(self, events: pl.DataFrame, with_evidence: bool = True) -> pl.DataFrame:
+        """The rows of ``events`` (same order, all columns) plus the decision columns
+        (``evidence`` all null when ``with_evidence`` is false: a shadow set needs none)."""
+        fired, evidence = self._advance(events, with_evidence=with_evidence)
         units = np.zeros(events.height, dtype=np.int64)
         for rid, u in zip(self.rule_ids, self.units, strict=True):
             units += fired[rid].astype(np.int64) * u
@@ -137,7 +138,8 @@ class RuleEngine:
         n = events.height
         fired_cols = [pl.Series(rid, fired[rid], dtype=pl.Boolean) for rid in self.rule_ids]
         ev = np.full(n, None, dtype=object)
-        ev[flagged] = evidence(np.flatnonzero(flagged))
+        if with_evidence:
+            ev[flagged] = evidence(np.flatnonzero(flagged))
         kept = events.select([c for c in events.columns if c not in drop])
         return kept.hstack([
             *fired_cols,

@@ -75,7 +75,8 @@ class UserRows:
         self.schema = dict(schema)
         self.merge_rows = merge_rows
         empty = pl.DataFrame(schema=self.schema)
-        base = empty if rows is None else rows.select(list(self.schema)).cast(self.schema)
+        base = (empty if rows is None
+                else rows.select(list(self.schema)).cast(pl.Schema(self.schema)))
         self._set_table(base.sort(KEY))
 
     def _set_table(self, table: pl.DataFrame) -> None:

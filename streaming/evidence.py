@@ -29,6 +29,8 @@ from decimal import Decimal
 import numpy as np
 import polars as pl
 
+from rules.model import Rule
+
 _US_PER_MIN = 60_000_000
 MAX_DEVICES = 20  # devices_seen lists at most this many (the newest first)
 
@@ -188,7 +190,7 @@ def evidence_json(frame: pl.DataFrame, positions: np.ndarray, fired: dict[str, n
     frame, positions, fired = _users_of(frame, positions, fired)
     rows = _Rows(frame)
     scopes: dict[str, np.ndarray] = {}
-    makers: dict[str, Callable[[object, _Rows, int], dict]] = {
+    makers: dict[str, Callable[[Rule, _Rows, int], dict]] = {
         "amount_over": lambda r, rw, i: {
             "amount": _money(int(rw.cents[i])), "threshold": _dec(r.params["threshold"]),
             "text": f"{_money(int(rw.cents[i]))} > {r.params['threshold']}"},

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fraudlake.cli import EnvironmentFailure, UsageError
 from fraudlake.logs import KAFKA_LOGGER
 from fraudlake.settings import DEFAULT_RETRY_SECONDS
 from streaming.decode import DeadLetter, RawRecord
@@ -40,6 +41,54 @@ COMMIT_TRANSIENT = BROKER_DOWN | {
 
 
 log = logging.getLogger(__name__)
+
+
+class _RateLimit(logging.Filter):
+    """Passes at most one record per librdkafka facility (FAIL, REQTMOUT, …) per period."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self.seconds) < self.seconds:
+                return False
+            self._last[key] = now
+        return True
+
+
+#: librdkafka's own log (``fraudlake.logs.KAFKA_LOGGER``, every client's ``logger``): at most
+#: one line per facility a minute. Outages are told by ``BrokerWatch``; this is the detail.
+KAFKA_LOGGER.addFilter(_RateLimit(60.0))
+_QUIET_LOG = logging.getLogger("librdkafka.probe")
+_QUIET_LOG.propagate = False
+_QUIET_LOG.addHandler(logging.NullHandler())
+
+
+def check_kafka(bootstrap: str, extra: Mapping[str, str] = {}, timeout: float = 30.0) -> None:
+    """One metadata request before any work: a client setting librdkafka refuses is a
+    ``UsageError`` (exit 2), no broker answering within ``timeout`` an ``EnvironmentFailure``
+    naming the servers and the last connection error (exit 1). Silent while it waits."""
+    errors: list[str] = []
+    try:
+        config: dict[str, Any] = {**extra, "bootstrap.servers": bootstrap, "logger": _QUIET_LOG,
+                                  "error_cb": lambda err: errors.append(err.str())}
+        admin = AdminClient(config)
+    except KafkaException as exc:
+        raise UsageError(f"Kafka client setting: {exc.args[0].str()}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"Kafka client setting: {exc}") from None
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        reason = errors[-1] if errors else exc.args[0].str()
+        raise EnvironmentFailure(f"cannot reach Kafka at {bootstrap}: {reason} "
+                                 f"(waited {timeout:g} s)") from None
 
 
 def _stderr(msg: str) -> None:

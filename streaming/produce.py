@@ -41,15 +41,24 @@ from fraudlake.cli import (
     positive_count_arg,
     positive_float_arg,
     run,
+    seed_arg,
 )
 from fraudlake.contract import EVENT_SCHEMA
 from fraudlake.settings import Settings
 from simulator import World, build_world, simulate
 from simulator.stream import live_span, rows_per_day
-from streaming.kafka_io import BrokerWatch, ensure_topics, flush_within, producer_config
+from streaming.kafka_io import (
+    BrokerWatch,
+    check_kafka,
+    ensure_topics,
+    flush_within,
+    producer_config,
+)
 
 MAX_UNPACED_RATE = 1_000_000  # events/s assumed to size an unpaced --duration stream
 MAX_SPAN_DAYS = 5 * 365  # a --duration stream covers at most this much event time
+MIN_RATE, MAX_RATE = 0.001, 10_000_000.0  # a paced --rate (events/s of wall clock)
+
 log = logging.getLogger(__name__)
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
@@ -141,7 +150,8 @@ def produce(producer: Producer, topic: str, frames: Iterable[pl.DataFrame], *,
     step = max(1, int(rate / 200)) if rate > 0 else 10_000  # 5 ms of events per pacing step
     deadline = time.monotonic() + duration if duration else None
     sent = 0
-    bar = tqdm(total=count, unit="ev", disable=not progress, file=sys.stderr, mininterval=1.0)
+    bar = tqdm(total=count, unit="ev", disable=None if progress else True, file=sys.stderr,
+               mininterval=1.0)
     try:
         for frame in frames:
             keys, values = encode_events(frame)
@@ -195,7 +205,7 @@ def build_parser(settings: Settings | None = None) -> ArgumentParser:
                         "they take at a realistic density (~1.6 a day per open card), ending "
                         "now, and are sent in event-time order; Kafka's message timestamp is "
                         "the wall-clock send time")
-    p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    p.add_argument("--seed", type=seed_arg, default=7, help="simulator seed (default 7)")
     p.add_argument("--users", type=positive_count_arg, default=10_000,
                    help="cards in the simulated world, open or not (default 10000); more "
                         "cards = a shorter span of event time for the same --count")
@@ -215,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--rate must be >= 0 and --duration > 0")
     if args.users <= 0 or args.partitions <= 0:
         raise UsageError("--users and --partitions must be > 0")
+    if 0 < args.rate < MIN_RATE or args.rate > MAX_RATE:
+        raise UsageError(f"--rate must be 0 (unpaced) or within {MIN_RATE:g}..{MAX_RATE:g} "
+                         f"events/s, got {args.rate:g}")
+    settings = Settings.from_env()
     count = args.count if args.count is not None else (None if args.duration else 100_000)
     end = datetime.now(UTC).replace(microsecond=0)
     if count is None:  # --duration: sized for the rate (unpaced: MAX_UNPACED_RATE), capped
@@ -223,8 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                            int(per_day * MAX_SPAN_DAYS)))
     else:
         total = count
-    log.info("%s", describe_stream(args.seed, args.users, total, end))  # checks too
     settings = Settings.from_env()
+    stream = describe_stream(args.seed, args.users, total, end)  # checks the world holds it
+    check_kafka(args.bootstrap, settings.kafka_extra, min(30.0, settings.kafka_retry_seconds))
+    log.info("%s", stream)
     ensure_topics(args.bootstrap, [args.topic], args.partitions, settings.kafka_extra)
     producer = Producer(producer_config(args.bootstrap, settings.kafka_extra,
                                         compression=args.compression, linger_ms=args.linger_ms,

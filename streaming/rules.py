@@ -6,6 +6,9 @@
   list                                                  the active and shadow sets, and where
                                                         each consumer partition switched
   show [active|shadow|ID]                               one set, resolved, as JSON
+  compare [--lake DIR] [--json]                         the live shadow comparison from the
+                                                        lake: alerts the shadow set would add
+                                                        or remove, precision where labelled
 
 Consumers apply a newly published set at their next micro-batch, per partition, and record
 the first offset it decided (``switch`` records on the same topic), so a replay decides every
@@ -17,12 +20,22 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from fraudlake.cli import ArgumentParser, EnvironmentFailure, UsageError, run
+import polars as pl
+
+from fraudlake.cli import (
+    ArgumentParser,
+    EnvironmentFailure,
+    UsageError,
+    float_range_arg,
+    run,
+)
 from fraudlake.settings import Settings
 from rules.arguments import add_set_argument
 from rules.model import rule_set_from_cli
 from streaming import rules_control as rc
+from streaming.kafka_io import check_kafka
 
 
 def build_parser() -> ArgumentParser:
@@ -31,9 +44,10 @@ def build_parser() -> ArgumentParser:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default=settings.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--topic", default=settings.kafka_rules_topic,
+    p.add_argument("--topic", default=settings.kafka_rules_topic or rc.DEFAULT_TOPIC,
                    help=f"control topic (env KAFKA_RULES_TOPIC; default {rc.DEFAULT_TOPIC})")
-    p.add_argument("--timeout", type=float, default=15.0,
+    p.add_argument("--timeout", type=float_range_arg(0, 3600, low_open=True),
+                   default=15.0,
                    help="seconds to wait for the broker (default 15)")
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="validate a rule set file and publish it")
@@ -47,11 +61,36 @@ def build_parser() -> ArgumentParser:
     show = sub.add_parser("show", help="one rule set, resolved, as JSON")
     show.add_argument("which", nargs="?", default="active",
                       help="active (default), shadow, or a rule-set id")
+    cmp = sub.add_parser("compare", help="the shadow set against the active one, from the "
+                                         "lake (no Kafka needed)")
+    cmp.add_argument("--lake", type=Path, default=settings.lake_dir,
+                     help="lake root (env LAKE_DIR; default storage/lake)")
+    cmp.add_argument("--json", action="store_true", help="one JSON object per set pair")
     return p
+
+
+def _compare(args) -> int:
+    from streaming.shadow import compare, format_comparison, scan_lake
+
+    if not args.lake.is_dir():
+        raise UsageError(f"--lake {args.lake}: no such folder")
+    try:
+        table = compare(scan_lake(args.lake))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"--lake {args.lake}: cannot read the lake: "
+                         f"{str(exc).strip().splitlines()[0]}") from None
+    if args.json:
+        for row in table.iter_rows(named=True):
+            print(json.dumps(row))
+    else:
+        print(format_comparison(table))
+    return 0
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "publish":  # validate before touching the broker
         rule_set = rule_set_from_cli(args.path, args.set)
     if not args.bootstrap:
@@ -59,6 +98,11 @@ def _main(argv: Sequence[str] | None) -> int:
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout must be within (0, 3600], got {args.timeout}")
     extra = {**Settings.from_env().kafka_extra, "log_level": "0"}
+    try:  # a bad client setting: exit 2; no broker within --timeout: one line, exit 1
+        check_kafka(args.bootstrap, Settings.from_env().kafka_extra, args.timeout)
+    except EnvironmentFailure as exc:
+        raise EnvironmentFailure(f"cannot use Kafka at {args.bootstrap} (topic {args.topic}): "
+                                 f"{str(exc).partition(': ')[2]}") from None
     try:
         return _command(args, extra, rule_set if args.command == "publish" else None)
     except (EnvironmentFailure, UsageError):

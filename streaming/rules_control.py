@@ -47,6 +47,12 @@ class Switch:
     offset: int
     id: str | None
     at: str
+    cause: str = ""  # published_at of the pointer record that caused it (one switch per cause)
+
+    @property
+    def key(self) -> tuple:
+        """Switches with the same key are one decision: the first recorded wins."""
+        return (self.topic, self.partition, self.role, self.id, self.cause)
 
 
 @dataclass
@@ -57,6 +63,23 @@ class ControlState:
     pointers: dict[str, Pointer] = field(default_factory=dict)
     switches: list[Switch] = field(default_factory=list)
     history: list[Pointer] = field(default_factory=list)  # every pointer record still kept
+    _switch_keys: set[tuple] = field(default_factory=set, repr=False)
+
+    def add_switch(self, s: Switch) -> bool:
+        """Record ``s`` unless a switch with its key is known (first writer wins); True if new."""
+        if s.key in self._switch_keys:
+            return False
+        self._switch_keys.add(s.key)
+        self.switches.append(s)
+        return True
+
+    def role_switches(self, topic: str, partition: int, role: str) -> list[Switch]:
+        """The partition's switches of ``role``, by offset (the later record at one offset)."""
+        at: dict[int, Switch] = {}
+        for s in self.switches:
+            if (s.topic, s.partition, s.role) == (topic, partition, role):
+                at[s.offset] = s
+        return [at[o] for o in sorted(at)]
 
     def current(self, role: str) -> RuleSet | None:
         p = self.pointers.get(role)
@@ -98,7 +121,7 @@ def pointer_record(role: str, rule_set_id: str | None) -> tuple[bytes, bytes]:
 
 def switch_record(s: Switch) -> tuple[bytes, bytes]:
     value = {"type": "switch", "topic": s.topic, "partition": s.partition, "role": s.role,
-             "offset": s.offset, "id": s.id, "at": s.at}
+             "offset": s.offset, "id": s.id, "at": s.at, "cause": s.cause}
     return f"switch:{s.topic}:{s.partition}:{s.role}:{s.offset}".encode(), _dumps(value)
 
 
@@ -106,35 +129,41 @@ def _dumps(value: Mapping) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def fold(records: Iterable[tuple[bytes | None, bytes | None]]) -> ControlState:
-    """The control state from the topic's records in offset order (later keys win)."""
-    state = ControlState()
+def fold(records: Iterable[tuple[bytes | None, bytes | None]],
+         state: ControlState | None = None) -> ControlState:
+    """The control state from the topic's records in offset order (later keys win; of two
+    switches with one key, the first). Folds into ``state`` when given (incremental reads)."""
+    state = state if state is not None else ControlState()
     for _key, value in records:
-        if value is None:  # a tombstone
-            continue
-        try:
-            doc = json.loads(value)
-        except ValueError:
-            continue  # not ours; never fatal
-        kind = doc.get("type") if isinstance(doc, dict) else None
-        if kind == "rule_set":
-            try:
-                rs = RuleSet.from_dict(doc["rule_set"], f"control:{doc.get('id')}")
-            except (RuleSetError, KeyError, TypeError):
-                continue
-            state.sets[rs.id] = rs
-        elif kind == "pointer" and doc.get("role") in ROLES:
-            p = Pointer(doc["role"], doc.get("id"), str(doc.get("published_at", "")))
-            state.pointers[p.role] = p
-            state.history.append(p)
-        elif kind == "switch":
-            try:
-                state.switches.append(Switch(str(doc["topic"]), int(doc["partition"]),
-                                             str(doc["role"]), int(doc["offset"]), doc.get("id"),
-                                             str(doc.get("at", ""))))
-            except (KeyError, TypeError, ValueError):
-                continue
+        if value is not None:  # None: a tombstone
+            apply_record(state, value)
     return state
+
+
+def apply_record(state: ControlState, value: bytes) -> None:
+    """Fold one record's value into ``state``; what is not a control record is ignored."""
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return  # not ours; never fatal
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind == "rule_set":
+        try:
+            rs = RuleSet.from_dict(doc["rule_set"], f"control:{doc.get('id')}")
+        except (RuleSetError, KeyError, TypeError):
+            return
+        state.sets[rs.id] = rs
+    elif kind == "pointer" and doc.get("role") in ROLES:
+        p = Pointer(doc["role"], doc.get("id"), str(doc.get("published_at", "")))
+        state.pointers[p.role] = p
+        state.history.append(p)
+    elif kind == "switch":
+        try:
+            state.add_switch(Switch(str(doc["topic"]), int(doc["partition"]), str(doc["role"]),
+                                    int(doc["offset"]), doc.get("id"), str(doc.get("at", "")),
+                                    str(doc.get("cause", ""))))
+        except (KeyError, TypeError, ValueError):
+            return
 
 
 # --- Kafka I/O ----------------------------------------------------------------------------------
@@ -217,7 +246,7 @@ def read_records(bootstrap: str, topic: str, extra: Mapping[str, str] = {},
                         return out
                     raise RuntimeError(f"control topic {topic!r}: {err.str()}")
                 out.append((m.key(), m.value()))
-                if m.offset() >= high - 1:
+                if (m.offset() or 0) >= high - 1:
                     return out
         raise TimeoutError(f"control topic {topic!r}: not read to its end within {timeout:g} s")
     finally:

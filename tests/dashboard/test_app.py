@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import _dashdata as _data
@@ -432,8 +433,33 @@ def test_rule_over_time_against_the_backtest_band(world: dict[str, str]) -> None
     assert set(monitor_table["status"]) == {"▲ drift: above band"}  # 5 hits in 60 events
     assert at.selectbox(key="monitor_rule").value == "geo_mismatch"  # first drifting rule
     assert any("outside the band" in c.value for c in at.caption)
-    at.sidebar.text_input(key="user").set_value("2").run()
-    assert "clear the rule, amount, user and country filters" in texts(at)
+    before = table_with(at, "band high")
+    at.sidebar.text_input(key="user").set_value("2").run()  # the band is about all traffic
+    after = table_with(at, "band high")
+    assert after["live hits"].tolist() == before["live hits"].tolist()
+    assert any("the lake's rules_fired" in c.value for c in at.caption)
+
+
+def test_rule_hits_count_rules_below_the_alert_threshold(world: dict[str, str]) -> None:
+    """With a rule set whose alert needs two rules, a rule fires without an alert: the live
+    lake's rules_fired counts it, the flag store never sees it."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    quiet = _data.events(12, now - timedelta(minutes=20), timedelta(minutes=1), seed=7)
+    quiet = quiet.with_columns(  # every event fires "soft" (weight 1 of a threshold of 2)
+        rules_fired=pl.lit(["soft"]), flagged=pl.lit(False), score=pl.lit(1.0),
+        rule_set_id=pl.lit("two-needed@aaaaaaaaaaaa"))
+    _data.write_lake(Path(world["LAKE_DIR"]) / "transactions", quiet, name="part-soft.parquet")
+    report = {"rule_set_id": "two-needed@aaaaaaaaaaaa",
+              "rules": {"soft": {"flagged": 10, "flag_rate": 0.2}}}
+    Path(world["BACKTEST_REPORT"]).write_text(json.dumps(report))
+    table = table_with(run_app(), "band high")
+    soft = table[table["rule"] == "soft"]
+    assert int(soft["live hits"].iloc[0]) == 12
+    with sqlite3.connect(world["LOCAL_FLAGS_PATH"]) as conn:
+        assert conn.execute("SELECT count(*) FROM flags WHERE rules_fired LIKE '%soft%'"
+                            ).fetchone()[0] == 0
 
 
 def test_oidc_configured_uses_st_login(world: dict[str, str]) -> None:
@@ -451,3 +477,16 @@ def test_oidc_configured_uses_st_login(world: dict[str, str]) -> None:
     assert not at.exception
     assert "Read-only until you sign in." in texts(at)
     assert "not-a-real-secret" not in str(at._tree)
+
+
+def test_rule_hits_from_the_flags_without_a_live_lake(world: dict[str, str], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKE_DIR", str(tmp_path / "nolake"))
+    report = {"rules": {r: {"flagged": 1, "flag_rate": 0.0001} for r in
+                        ("high_amount", "high_frequency", "unusual_hour", "geo_mismatch")}}
+    Path(world["BACKTEST_REPORT"]).write_text(json.dumps(report))
+    at = run_app()
+    table = table_with(at, "band high")
+    assert int(table["live hits"].sum()) == 20  # the 20 stored flags, one rule each
+    assert any("hits counted from the stored flags (no live lake)" in c.value
+               for c in at.caption)

@@ -117,7 +117,7 @@ def test_dashboard_in_chromium(app_url: tuple[str, dict[str, str]], tmp_path: Pa
             expect(metrics.filter(has_text="Events / min")).to_contain_text("1.0")
             expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible()
             expect(page.get_by_test_id("stAppDeployButton")).to_be_hidden()
-            expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+            expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=30_000)
             time.sleep(2.5)  # a few run_every=1 refreshes: the page must stay intact
             expect(page.get_by_text("showing 20 of 20 matching flags")).to_be_visible(
                 timeout=30_000)
@@ -200,6 +200,8 @@ def test_analyst_journey_in_chromium(journey: tuple[str, dict[str, str]],
             expect(flags_in_view).to_contain_text("6,000", timeout=30_000)  # not a 5k window
             expect(page.get_by_text("Events over time (per day)")).to_be_visible()
             expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+            expect(page.get_by_text(f"active {_dashdata.RULE_SET_ID}")).to_be_visible()
+            expect(page.get_by_text("no shadow set:")).to_be_visible()
             time.sleep(1.5)  # let the tables paint for the screenshot
             shot(page, "overview.png")
 

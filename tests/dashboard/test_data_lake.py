@@ -250,3 +250,23 @@ def test_report_params_and_variants_of_real_backtest_reports(tmp_path: Path) -> 
     fl = data.flips(report)
     assert fl["rule"].to_list() == list(raw["flips"])
     assert fl["gained"].to_list() == [v["gained"] for v in raw["flips"].values()]
+
+
+def test_live_rule_minutes_from_v2_and_v1_files(tmp_path: Path) -> None:
+    """Hits per rule per minute: lake v2's rules_fired, and a v1 file's boolean rule columns."""
+    from collections import Counter
+
+    from fraudlake.contract import RULE_NAMES
+
+    root = tmp_path / "transactions"
+    v2 = _dashdata.events(30, NOW - timedelta(minutes=30), timedelta(minutes=1))
+    _dashdata.write_lake(root, v2)
+    v1_src = _dashdata.events(30, NOW - timedelta(minutes=30), timedelta(minutes=1), seed=5)
+    v1 = v1_src.with_columns(pl.col("rules_fired").list.contains(r).alias(r)
+                             for r in RULE_NAMES).drop("rules_fired", "score", "rule_set_id")
+    _dashdata.write_lake(root, v1, name="part-v1.parquet")
+    got = lake_queries.live_rule_minutes(data_files(root))
+    totals = dict(got.group_by("rule").agg(pl.col("hits").sum()).iter_rows())
+    want = Counter(r for frame in (v2, v1_src) for fired in frame["rules_fired"] for r in fired)
+    assert totals == dict(want) and sum(totals.values()) == 20
+    assert got["bucket"].dt.second().max() == 0  # per minute

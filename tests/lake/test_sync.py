@@ -236,7 +236,7 @@ def test_duckdb_reads_the_synced_lake_back(local, s3, s3_bucket):
     (["--dest", "s3://B_ad/x"], "bad bucket name"),
     (["--source", "/nonexistent/dir", "--dest", "s3://bucket-ok/x"], "not a directory"),
     (["--dest", "s3://bucket-ok/x", "--workers", "0"], "--workers"),
-    (["--dest", "s3://bucket-ok/x", "--workers", "many"], "invalid int value"),
+    (["--dest", "s3://bucket-ok/x", "--workers", "many"], "not a whole number"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv, message, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "FRAUDLAKE_S3_URI": ""}

@@ -244,3 +244,12 @@ def test_queries_cli_backend_trino_same_csv(trino_uri, history, tmp_path, capsys
     assert main(["daily_volume", "--backend", "trino", "--table", table, "--format", "csv",
                  "--out", str(out)]) == 0
     assert pl.read_csv(out)["transactions"].sum() == 20_000
+
+
+def test_input_folder_with_quotes_in_its_name_is_read_not_executed(trino_uri, lake, edges):
+    """A local --input's location goes into Trino DDL text: quoted, it stays one literal."""
+    odd = lake / "it's \"odd\"; DROP SCHEMA x --"
+    write_partitioned(edge_cases(), odd)
+    got = on_trino(trino_uri, odd, "analytics/daily_volume")
+    want = duckdb_query(edges, "analytics/daily_volume")
+    assert canonical(got).drop("amount_mean").equals(canonical(want).drop("amount_mean"))

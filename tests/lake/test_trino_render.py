@@ -3,6 +3,7 @@ order, inputs Trino cannot read, and the CLI's one-line errors."""
 
 from __future__ import annotations
 
+import pytest
 import sqlglot
 from sqlglot import exp
 
@@ -98,3 +99,25 @@ def test_a_parsed_tree_renders_like_its_text():
     assert to_trino(tree, "s.t") == to_trino(text, "s.t")
     assert tree.sql(dialect="duckdb") == sqlglot.parse_one(text, read="duckdb").sql(
         dialect="duckdb")  # the caller's tree is not modified
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--trino-schema", "x; drop schema y"], "Trino schema"),
+    (["--trino-schema", 'a"b'], "Trino schema"),
+    (["--trino-catalog", "Hive"], "Trino catalog"),
+    (["--table", "a.b'; drop"], "bad table name"),
+])
+def test_names_written_into_trino_sql_are_checked(argv, problem, capsys):
+    from queries.__main__ import main
+
+    assert main(["daily_volume", "--backend", "trino", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0]
+
+
+def test_what_if_options_refuse_the_trino_backend(capsys):
+    from batch.backtest import main
+
+    assert main(["--input", "storage", "--backend", "trino", "--value", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--backend trino" in err[0]

@@ -25,7 +25,7 @@ from queries import sql
 from queries.compose import compose_flags
 from queries.staging import connect, open_source, resolve_input
 from queries.trino_sql import to_trino
-from rules.model import RuleSet
+from rules.model import RuleSet, load_rule_set
 from tests.lake._trinodata import lake_folder
 from tests.queries._ruleset_data import event_streams, frame, rule_sets
 
@@ -142,3 +142,18 @@ def test_random_rule_sets_of_every_kind_equal_duckdb(streams):
         for col in (*rs.rule_ids, "score", "flagged"):
             assert got[col].to_list() == want[col].to_list(), (col, rs.canonical_json())
     assert len(kinds) >= 6, kinds
+
+
+@pytest.mark.parametrize("rules", ["rules/default.toml", "rules/example.toml"])
+def test_the_athena_rendering_runs_on_trino_and_equals_duckdb(streams, rules):
+    """What ``python -m queries flags --dialect athena`` / ``lake.athena`` print, executed
+    with the listed values in order."""
+    con, table, duck = streams
+    rs = load_rule_set(rules)
+    text, order = sql.render_athena("rules/flags", table=table, rule_set=rs)
+    values = sql.render_values("rules/flags", rs)
+    got = pl.from_arrow(trino.execute(con, text, [values[n] for n in order]))
+    want = pl.from_arrow(sql.execute(duck, "flags", rs))
+    assert isinstance(got, pl.DataFrame) and isinstance(want, pl.DataFrame)
+    cols = ["transaction_id", *rs.rule_ids, "score", "flagged"]
+    assert got.select(cols).sort("transaction_id").equals(want.select(cols).sort("transaction_id"))

@@ -18,6 +18,7 @@ import importlib
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -188,6 +189,47 @@ CASES: list[Case] = [
          names="in/events.parquet"),
     case("lake.athena", "--location", "s3://bucket-x/p", "--out", UNWRITABLE,
          names="in/events.parquet"),
+    # issue 16, data loss: an output that is, contains or lies inside an input is refused
+    case("batch.backtest", *EV, "--flags-out", "in/events.parquet", names="overlaps the input"),
+    case("batch.backtest", "--input", "in/h", "--report", "in/h/r.json", names="overlaps"),
+    case("batch.backtest", "--input", "in/h/year=2024/*/*.parquet", "--flags-out",
+         "in/h/year=2024/f.parquet", names="overlaps"),
+    case("batch.backtest", *EV, "--sweep", "high_amount.threshold=100:200:50", "--plot",
+         "in/events.parquet", names="--plot"),
+    case("batch.backtest", *EV, "--rules", "in/r.toml", "--report", "in/r.toml", names="--report"),
+    case("streaming.replay", *EV, "--flags-out", "in/events.parquet", names="overlaps"),
+    case("streaming.replay", "--input", "in/h", "--flags-out", "in/h/f.parquet", names="overlaps"),
+    case("queries", "flags", *EV, "--format", "parquet", "--out", "in/events.parquet",
+         names="overlaps"),
+    case("lake.export", "--source", "local", "--filtered-dir", "in", "--exported-dir", "out/e",
+         names="overlaps", LOCAL_FLAGS_PATH="in/good.sqlite"),
+    case("dashboard.baseline", "--history-dir", "in/h", "--cache-dir", "in/h/c", names="overlaps"),
+    case("batch.generate_history", *ROWS, "--out", ".", "--overwrite", names="working folder"),
+    case("batch.generate_history", *ROWS, "--out", "..", "--overwrite", names="working folder"),
+    # issue 16, out-of-range numbers (parse time; nothing created first)
+    case("batch.generate_history", *ROWS, "--out", "h", "--seed", "99999999999999999999999",
+         names="--seed"),
+    case("streaming.demo", "--count", "10", "--seed", "-1", "--lake", "out/lake", "--flags-db",
+         "out/f.sqlite", names="--seed"),
+    case("streaming.demo", "--count", "10", "--lake", "out/lake", "--flags-db", "out/f.sqlite",
+         "--set", "high_amount.threshold=nan", names="threshold"),
+    case("streaming.produce", "--bootstrap", "127.0.0.1:1", "--count", "10", "--rate", "1e-300",
+         names="--rate"),
+    case("streaming.produce", "--bootstrap", "127.0.0.1:1", "--count", "10", "--seed", "-1",
+         names="--seed"),
+    case("batch.backtest", *EV, "--set", "geo_mismatch.min_hours=nan", names="min_hours"),
+    case("batch.backtest", *EV, "--set", "geo_mismatch.distance_km=-1", names="distance_km"),
+    case("streaming.replay", *EV, "--flags-out", "out/f.parquet", "--set",
+         "high_amount.threshold=nan", names="threshold"),
+    case("queries", "flags", *EV, "--set", "high_amount.threshold=inf", names="threshold"),
+    case("lake.export", "--source", "local", "--lookback-seconds", "1e308", "--filtered-dir",
+         "out/f", "--exported-dir", "out/e", names="--lookback-seconds",
+         LOCAL_FLAGS_PATH="in/good.sqlite"),
+    case("lake.export", "--exported-dir", "out/e", "--filtered-dir", "out/f", "--source",
+         "local", names="cannot read flags", LOCAL_FLAGS_PATH="in/flags.sqlite"),
+    case("lake.compact", "--lake", "in", "--min-age", "inf", names="--min-age"),
+    case("simulator.audit", "missing", names="missing"),
+    case("simulator.audit", names="LAKE_PATH"),
     # dashboard, services
     case("dashboard.baseline", "--history-dir", "missing", "--cache-dir", "out/c",
          names="missing"),
@@ -224,6 +266,10 @@ def _workdir(tmp: Path) -> Path:
     events.write_parquet(tmp / "in" / "h" / "year=2024" / "month=01" / "part-0.parquet")
     (tmp / "in" / "flags.sqlite").write_text("not sqlite")
     (tmp / "in" / "not-parquet.txt").write_text("hello")
+    (tmp / "in" / "r.toml").write_bytes((ROOT / "rules" / "default.toml").read_bytes())
+    with sqlite3.connect(tmp / "in" / "good.sqlite") as con:  # an (empty) local flag store
+        con.execute("CREATE TABLE flags (transaction_id TEXT PRIMARY KEY, flagged_at TEXT)")
+    con.close()
     return tmp
 
 
@@ -301,7 +347,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(c: Case, results) -> None:
 def test_every_entry_point_is_covered() -> None:
     """Each module with a ``main(argv)`` and a ``__main__`` guard appears in the table."""
     found = set()
-    for folder in ("batch", "streaming", "lake", "queries", "dashboard", "fraudlake"):
+    for folder in ("batch", "streaming", "lake", "queries", "dashboard", "fraudlake",
+                   "simulator"):
         for path in (ROOT / folder).glob("*.py"):
             text = path.read_text()
             if "def main(argv" in text and '__name__ == "__main__"' in text:
@@ -309,6 +356,8 @@ def test_every_entry_point_is_covered() -> None:
                 found.add("queries" if mod == "queries.__main__" else mod)
     assert found <= {c.module for c in CASES}, found - {c.module for c in CASES}
     assert len(found) >= 13
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids), "two cases share an id (results are keyed by it)"
 
 
 def test_a_good_small_run_still_works(tmp_path: Path) -> None:

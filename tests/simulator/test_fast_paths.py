@@ -1,0 +1,77 @@
+"""The generator's fast paths give exactly what the plain computations give."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from simulator import build_world
+from simulator.behaviour import _subscriptions, _subscriptions_of
+from simulator.events import stable_order, to_frame, to_polars, to_table, transaction_ids
+from simulator.history import generate_window, month_window, rng_for, weights
+from simulator.world import _WORLDS, adopt_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(13, 2_000)
+
+
+def _plain_ids(prefix: str, first: int, n: int) -> list[str]:
+    return [f"{prefix}{i:010d}" for i in range(first, first + n)]
+
+
+@pytest.mark.parametrize("first,n", [(0, 0), (0, 1), (9_999, 2), (0, 10_001), (5_000, 20_000),
+                                     (9_999_999_990, 10), (123_456_789, 31_234)])
+def test_transaction_ids_match_the_plain_format(first: int, n: int):
+    assert transaction_ids("202401-", first, n).to_pylist() == _plain_ids("202401-", first, n)
+
+
+@pytest.mark.parametrize("n,span", [(0, 1), (1, 1), (7, 3), (50_000, 5), (50_000, 10**6),
+                                    (20_000, 2**62)])
+def test_stable_order_is_the_stable_argsort(n: int, span: int):
+    ts = np.random.default_rng(n).integers(0, span, n, dtype=np.int64)
+    assert np.array_equal(stable_order(ts), np.argsort(ts, kind="stable"))
+
+
+def test_frames_built_directly_equal_the_arrow_route(world):
+    win = month_window(world, 2024, 3)
+    cum = weights(world, win)
+    for seed, n in ((1, 30_000), (2, 3), (3, 1)):
+        ev = generate_window(world, rng_for(seed), win, n, cum)
+        direct = to_frame(world, ev, "L-", 7, win.tz)
+        via_arrow = to_polars(to_table(world, ev, "L-", 7, win.tz))
+        assert direct.schema == via_arrow.schema
+        assert direct.equals(via_arrow)
+        assert direct["device_id"].null_count() == (ev.device < 0).sum()
+
+
+def test_subscriptions_cut_from_the_world_table(world):
+    cards = np.flatnonzero(np.random.default_rng(0).random(world.n_cards) < 0.4)
+    for a, b in zip(_subscriptions_of(world, cards), _subscriptions(world, cards), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_an_adopted_world_is_used_instead_of_a_new_build(world):
+    copy = pickle.loads(pickle.dumps(world))  # what a worker process receives
+    key = (world.seed, world.n_cards, world.start_year, world.end_year)
+    saved = dict(_WORLDS)
+    try:
+        _WORLDS.clear()
+        adopt_world(copy)
+        assert build_world(*key) is copy
+    finally:
+        _WORLDS.clear()
+        _WORLDS.update(saved)
+
+
+def test_a_47m_history_is_written_one_piece_per_month():
+    """Pieces bound the memory of big months; the default 47M history stays unsplit (its
+    bytes are those of a single-piece month)."""
+    from simulator.history import PIECE_ROWS
+    from simulator.volume import rows_per_month
+
+    assert max(rows_per_month(47_000_000, 2000, 2025)) <= PIECE_ROWS
+    assert max(rows_per_month(470_000_000, 2000, 2025)) > 8 * PIECE_ROWS
