@@ -223,6 +223,7 @@ def _stream(rel: duckdb.DuckDBPyRelation, sink: Sink, query: FlagsQuery,
         out = batch.select(["transaction_id", *query.columns, "score", "flagged"])
         sink(pa.RecordBatch.from_arrays(out.columns, schema=schema))
         frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
         counts.append(frame.group_by("year", "is_fraud", "fraud_scenario").agg(
             pl.len().alias("rows"), *[pl.col(c).sum() for c in columns]))
     return pl.concat(counts) if counts else pl.DataFrame()

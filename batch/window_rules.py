@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_NUMPY_TYPES = {pa.int32(): np.dtype(np.int32), pa.int64(): np.dtype(np.int64),
-                pa.uint64(): np.dtype(np.uint64),
-                pa.float64(): np.dtype(np.float64)}
+_NUMPY_TYPES: dict[pa.DataType, np.dtype] = {
+    pa.int32(): np.dtype(np.int32), pa.int64(): np.dtype(np.int64),
+    pa.uint64(): np.dtype(np.uint64), pa.float64(): np.dtype(np.float64)}
 
 
 class Ids(Protocol):
@@ -87,7 +87,9 @@ def as_numpy(array: pa.Array) -> np.ndarray:
     """Zero-copy view of a NULL-free numeric array (``Array.to_numpy`` would import pandas)."""
     dtype = _NUMPY_TYPES[array.type]
     assert array.null_count == 0, "NULLs reach an engine that has no NULL state"
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+    data = array.buffers()[1]
+    assert data is not None
+    return np.frombuffer(data, dtype=dtype, count=len(array),
                          offset=array.offset * dtype.itemsize)
 
 

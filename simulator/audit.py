@@ -121,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(density(con).line())
     for k, v in figures(con).items():
         print(f"{k:<22} {v:,.4f}")
-    for name, (n, p) in leak_cues(con).items():
-        print(f"cue {name:<42} rows {n:>10,}  precision {'-' if p is None else f'{p:.1%}'}")
+    for name, (n, precision) in leak_cues(con).items():
+        shown = "-" if precision is None else f"{precision:.1%}"
+        print(f"cue {name:<42} rows {n:>10,}  precision {shown}")
     return 0
 
 

@@ -16,7 +16,7 @@ card sees new devices now and then and family members share one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,6 +92,7 @@ class Cards:
     device_phase_s: np.ndarray  # float64
     by_city: np.ndarray  # int32 cards sorted by (home, id)
     city_start: np.ndarray  # int64 offsets into by_city, one per city + 1
+    _flat: np.ndarray = field(init=False, repr=False, compare=False)  # set in __post_init__
 
     def __len__(self) -> int:
         return len(self.home)
