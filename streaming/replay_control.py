@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from fraudlake.contract import DECISION_SCHEMA, EVENT_SCHEMA, SHADOW_SCHEMA
+from fraudlake.logs import KAFKA_LOGGER
 from rules.model import RuleSet
 from streaming.decode import RawRecord
 from streaming.rule_switch import PartitionRules, process_partition_batch
@@ -68,6 +69,7 @@ def read_topic_records(bootstrap: str, topic: str, extra: Mapping[str, str] = {}
     from streaming.kafka_io import unpack
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"replay-{uuid.uuid4().hex}",
+                         "logger": KAFKA_LOGGER,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          **extra})
     try:

@@ -22,7 +22,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from fraudlake.logs import KAFKA_LOGGER
 from rules.model import RuleSet, RuleSetError
 
 ROLES = ("active", "shadow")
@@ -100,6 +102,11 @@ class ControlState:
                       key=lambda s: (s.offset, s.role))
 
 
+def _with_logger(config: Mapping[str, str]) -> dict[str, Any]:
+    """A client config whose librdkafka log goes to ``fraudlake.logs.KAFKA_LOGGER``."""
+    return {**config, "logger": KAFKA_LOGGER}
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -174,7 +181,7 @@ def ensure_control_topic(bootstrap: str, topic: str, extra: Mapping[str, str] = 
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    admin = AdminClient(_with_logger({"bootstrap.servers": bootstrap, **extra}))
     if topic in admin.list_topics(timeout=timeout).topics:
         return False
     fut = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
@@ -196,7 +203,7 @@ def send(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]],
 
     errors: list[str] = []
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", **extra})
+                         "acks": "all", "logger": KAFKA_LOGGER, **extra})
 
     def delivered(err, _msg) -> None:
         if err is not None:
@@ -230,7 +237,8 @@ def read_records(bootstrap: str, topic: str, extra: Mapping[str, str] = {},
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fraudlake-rules-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True, **extra})
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "logger": KAFKA_LOGGER, **extra})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
         if high <= low:
@@ -258,7 +266,7 @@ def read_control(bootstrap: str, topic: str, extra: Mapping[str, str] = {},
     """The control state (an absent topic reads as empty)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    admin = AdminClient(_with_logger({"bootstrap.servers": bootstrap, **extra}))
     if topic not in admin.list_topics(timeout=timeout).topics:
         return ControlState()
     return fold(read_records(bootstrap, topic, extra, timeout))
