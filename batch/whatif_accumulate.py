@@ -3,9 +3,9 @@
 Per chunk everything is counted with ``np.bincount`` over one small integer key per row
 (month and label); only the rare rows with a fraud scenario (a fraction of a per cent) are
 grouped by Polars. Kept between chunks: those count cells, alerts per day, the "without this
-rule" sums and overlap matrices, a fixed-size random sample of flips and the fraud rows (for
-detection speed). Memory is therefore independent of the history's length except for the
-fraud rows. Pure: no I/O.
+rule" sums and overlap matrices, a fixed-size random sample of flips and, only when detection
+speed is wanted, the fraud rows. Memory is therefore independent of the history's length except
+for those fraud rows. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ class WhatIf:
     ``pairs``: (a, b) names to diff (gained = fires under b, not a); ``value``: the variants
     whose rule value (set without each rule, overlap) is wanted; ``sample``: flips kept per
     pair (half gained, half lost when there are enough of both; a seeded random sample over
-    the whole pass).
+    the whole pass); ``speed``: keep the fraud rows for ``detection_speed`` (they grow with
+    the history: the one accumulator that does).
     """
 
     def __init__(self, variants: Mapping[str, Variant], pairs: Sequence[Pair] = (),
-                 sample: int = 20, value: Sequence[str] | None = None, seed: int = 17) -> None:
+                 sample: int = 20, value: Sequence[str] | None = None, seed: int = 17,
+                 speed: bool = True) -> None:
         self.variants = dict(variants)
         self.pairs = list(pairs)
         self.sample = sample
+        self.speed = speed
         self.value = list(self.variants) if value is None else list(value)
         self._flag_col = {name: f"f{i}" for i, name in enumerate(self.variants)}
         self._cells: list[pl.DataFrame] = []
@@ -69,7 +72,7 @@ class WhatIf:
         self._add_daily(rows, flags)
         for name in self.value:
             self._add_value(name, fired, flags[name], rows.label == FRAUD)
-        fraud = np.flatnonzero(rows.label == FRAUD)
+        fraud = np.flatnonzero(rows.label == FRAUD) if self.speed else np.empty(0, np.int64)
         if len(fraud):
             self._fraud.append(pl.DataFrame({
                 "user_id": rows.user_id[fraud], "ts_us": rows.ts_us[fraud],
@@ -237,7 +240,9 @@ class WhatIf:
                                self._overlap[name])
 
     def detection_speed(self, name: str) -> dict:
-        """Per fraud scenario and incident (``batch.whatif_speed``)."""
+        """Per fraud scenario and incident (``batch.whatif_speed``); needs ``speed``."""
+        if not self.speed:
+            raise ValueError("detection_speed needs WhatIf(speed=True)")
         if not self._fraud:
             return {}
         df = pl.concat(self._fraud, how="vertical_relaxed").sort(

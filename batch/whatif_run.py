@@ -65,7 +65,7 @@ def run_whatif(cfg: WhatIfConfig) -> dict:
     variants = variants_of(cfg)
     combined, placed = combine(variants)
     whatif = WhatIf(placed, [(A, B)] if cfg.compare is not None else [], sample=cfg.sample,
-                    value=[A] if cfg.value else [])
+                    value=[A] if cfg.value else [], speed=cfg.speed)
     files = resolve_input(cfg.input)
     con = connect(cfg.threads, cfg.memory_limit)
     open_source(con, files, view=None)

@@ -64,15 +64,15 @@ def _events(seed: int, n: int = 600) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _run(events: pl.DataFrame, sets: dict, pairs=(), chunks: int = 3, sample: int = 20
-         ) -> WhatIf:
+def _run(events: pl.DataFrame, sets: dict, pairs=(), chunks: int = 3, sample: int = 20,
+         speed: bool = True) -> WhatIf:
     combined, variants = combine(sets)
     decided = reference_decisions(events, combined)
     frame = events.with_columns(
         ts_us=pl.col("ts").dt.epoch("us"),
         amount_cents=(pl.col("amount") * 100).cast(pl.Int64)).join(
         decided, on="transaction_id")
-    w = WhatIf(variants, pairs, sample=sample)
+    w = WhatIf(variants, pairs, sample=sample, speed=speed)
     cuts = sorted(random.Random(1).sample(range(1, frame.height), chunks - 1))
     for lo, hi in zip([0, *cuts], [*cuts, frame.height], strict=True):
         part = frame.slice(lo, hi - lo)
@@ -161,6 +161,20 @@ def test_budget_and_frontier() -> None:
     assert best_within_budget(pts, 7)["name"] == "b"
     assert best_within_budget(pts, 1) is None
     assert [p["name"] for p in frontier(pts)] == ["b", "a"]
+
+
+def test_without_speed_no_fraud_rows_kept_and_the_rest_unchanged() -> None:
+    events = _events(5)
+    a = parse_rule_set(RICH, "a.toml")
+    b = a.with_overrides(["big.threshold=900"])
+    sets, pairs = {"a": a, "b": b}, [("a", "b")]
+    with_speed, without = _run(events, sets, pairs), _run(events, sets, pairs, speed=False)
+    assert with_speed._fraud and not without._fraud
+    assert without.flips(("a", "b")) == with_speed.flips(("a", "b"))
+    assert without.flip_sample(("a", "b")) == with_speed.flip_sample(("a", "b"))
+    assert without.counts("b").equals(with_speed.counts("b"))
+    with pytest.raises(ValueError, match="speed"):
+        without.detection_speed("a")
 
 
 def test_detection_speed() -> None:
