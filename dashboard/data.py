@@ -120,9 +120,28 @@ def read_whatif(path: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         raise ReportError(f"what-if report {path} is unreadable "
                           f"({str(exc).splitlines()[0][:120]})") from exc
-    if not isinstance(report, dict) or not any(k in report for k in ("sweep", "flips", "b")):
-        raise ReportError(f"what-if report {path} has no A/B diff or sweep")
+    if not isinstance(report, dict) or not any(k in report for k in WHATIF_PARTS):
+        raise ReportError(f"what-if report {path} has no A/B diff, sweep or drift")
     return report
+
+
+#: The parts a ``batch.backtest --compare/--sweep/--drift/--value/--speed`` report may hold.
+WHATIF_PARTS = ("sweep", "flips", "b", "drift", "rule_value", "detection_speed")
+
+
+def drift_by_year(report: dict) -> pl.DataFrame:
+    """A what-if report's ``drift`` (per rule, year and month) summed per rule and year, with
+    flag rate, precision and recall: a rule that decays shows as a falling line."""
+    counts = ("rows", "fraud", "fired", "true_pos")
+    schema = {"rule": pl.String(), "year": pl.Int64(), **{c: pl.Int64() for c in counts}}
+    rows = [{k: r.get(k) for k in schema} for r in report.get("drift") or []
+            if isinstance(r, dict)]
+    per_year = (pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+                .group_by("rule", "year").agg(pl.col(*counts).sum()).sort("rule", "year"))
+    return per_year.with_columns(
+        flag_rate=pl.col("fired") / pl.col("rows"),
+        precision=pl.when(pl.col("fired") > 0).then(pl.col("true_pos") / pl.col("fired")),
+        recall=pl.when(pl.col("fraud") > 0).then(pl.col("true_pos") / pl.col("fraud")))
 
 
 def sweep_points(report: dict) -> pl.DataFrame:

@@ -289,7 +289,7 @@ def what_if(rule_set_id: str | None, report: dict | None, whatif_path: Path) -> 
     st.markdown(f"Active rule set: **{rule_set_id or 'v1 rules (no id)'}** · "
                 f"last backtest: **{backtest_id}**")
     w = data.read_whatif(whatif_path)
-    if w is None and report is not None and any(k in report for k in ("sweep", "flips", "b")):
+    if w is None and report is not None and any(k in report for k in data.WHATIF_PARTS):
         w = report  # a backtest run with --compare / --sweep saved its what-if in the report
     if w is None:
         st.caption(f"No what-if report at {whatif_path} (save a `batch.backtest --compare / "
@@ -322,6 +322,18 @@ def what_if(rule_set_id: str | None, report: dict | None, whatif_path: Path) -> 
             width="stretch")
         st.dataframe(pts, hide_index=True, key="sweep_points",
                      column_config={"precision": PCT, "recall": PCT})
+    drift = data.drift_by_year(w)
+    if not drift.is_empty():
+        st.markdown("**Drift: precision of each rule per year** (A's rule set; a decaying rule "
+                    "falls)")
+        st.altair_chart(alt.Chart(drift.to_pandas()).mark_line(point=True).encode(
+            x=alt.X("year:O", title=None), y=alt.Y("precision:Q", axis=alt.Axis(format="%")),
+            color=alt.Color("rule:N", title=None),
+            tooltip=["rule", "year", "fired", alt.Tooltip("precision:Q", format=".1%"),
+                     alt.Tooltip("recall:Q", format=".1%"),
+                     alt.Tooltip("flag_rate:Q", format=".3%")]), width="stretch")
+        st.dataframe(drift, hide_index=True, key="drift_table",
+                     column_config={"flag_rate": PCT, "precision": PCT, "recall": PCT})
 
 
 def lake_files(cfg: DashboardConfig) -> list[Path]:

@@ -424,6 +424,24 @@ def test_what_if_and_params_from_real_backtest_reports(world: dict[str, str],
     assert list(variants["variant"]) == ["A"] and variants["rule_set_id"][0] == got["rule_set_id"]
 
 
+def test_drift_chart_from_a_real_backtest_drift_report(world: dict[str, str]) -> None:
+    """``batch.backtest --drift --report`` as the what-if panel shows it: per rule and year,
+    the months summed; every rule's alerts over the years add up to its backtest total."""
+    from batch.backtest import main as backtest
+
+    path = Path(world["WHATIF_REPORT"])
+    assert backtest(["--input", world["HISTORY_DIR"], "--drift", "--report", str(path)]) == 0
+    report = json.loads(path.read_text())
+    at = run_app()
+    drift = pl.from_pandas(table_with(at, "true_pos"))
+    rules = report["a"]["rules"]
+    assert set(drift["rule"]) == set(rules)  # every rule id and "flagged"
+    fired = dict(drift.group_by("rule").agg(pl.col("fired").sum()).iter_rows())
+    assert fired == {r: v["flagged"] for r, v in rules.items()}
+    assert drift.filter(pl.col("fired") > 0)["precision"].is_between(0, 1).all()
+    assert drift.group_by("rule").agg(pl.col("year").is_sorted().alias("s"))["s"].all()
+
+
 def test_rule_over_time_against_the_backtest_band(world: dict[str, str]) -> None:
     report = {"rules": {r: {"flagged": 1, "flag_rate": 0.0001} for r in
                         ("high_amount", "high_frequency", "unusual_hour", "geo_mismatch")}}
