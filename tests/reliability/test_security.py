@@ -398,6 +398,8 @@ def test_query_parameters_are_bound_not_spliced(tmp_path: Path) -> None:
 SQL_BUILT_FROM_CODE = {
     ("batch/chunked_flags.py", "execute"): "fixed view names and SQL fragments of the module",
     ("batch/chunked_flags.py", "sql"): "_COUNTS template filled with a fixed subquery",
+    ("batch/whatif_evidence.py", "sql"): "_ROWS template filled with the contract's core "
+                                        "column names (constants); users and time bound",
     ("queries/staging.py", "execute"): "threads cast to int, memory limit regex-checked, "
                                       "contract column names/types only",
     ("flagstore/sqlite.py", "execute"): "table schema from constants",
