@@ -93,7 +93,8 @@ def _mount(target: Path, size_kib: int) -> None:
 
 
 def _umount(target: Path) -> None:
-    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+    for _ in range(2):  # the read-only bind mount, then the tmpfs below it
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
 def _prepare(w: Writer, mode: str, target: Path, inputs: Path) -> None:
@@ -111,8 +112,16 @@ def _prepare(w: Writer, mode: str, target: Path, inputs: Path) -> None:
         with open(target / ".filler", "wb") as fh:
             fh.write(b"\0" * max(0, free - w.free_kib * 1024))
     else:
-        subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True,
-                       capture_output=True)
+        _read_only(target)
+
+
+def _read_only(target: Path) -> None:
+    """Make ``target`` read-only: a read-only bind mount over the tmpfs (a per-mount flag, so it
+    cannot fail as "busy" the way a superblock ``remount,ro`` sometimes does)."""
+    subprocess.run(["mount", "--bind", str(target), str(target)], check=True,
+                   capture_output=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True,
+                   capture_output=True)
 
 
 def _snapshot(folder: Path) -> dict[str, bytes | None]:
