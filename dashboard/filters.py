@@ -1,21 +1,22 @@
-"""The dashboard's filters: one frozen value, parsed from widget input, bound into every query.
+"""The dashboard's filters: widget input parsed into the one ``flagstore.query.FlagFilter``,
+bound into every query.
 
-``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
-fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
-typed values (MongoDB), and ``apply`` into a Polars predicate (tests, cross-checks). The three
-agree: a flag passes one exactly when it passes the others.
+``FlagFilter`` (re-exported here) holds typed values only. ``sql_where`` turns it into a WHERE
+clause built from fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a
+filter document of typed values (MongoDB, v1 documents included), and ``apply`` into a Polars
+predicate over the dashboard's frames (tests, cross-checks). The three agree: a flag passes one
+exactly when it passes the others.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 import polars as pl
 
+from flagstore.query import RULE_ID, FilterError, FlagFilter
 from flagstore.schema import ts_text
 from fraudlake.contract import RULE_NAMES
 
@@ -31,11 +32,6 @@ TIME_RANGES: dict[str, timedelta | None] = {
 DEFAULT_TIME_RANGE = "Last hour"
 
 
-
-#: A rule id (DESIGN.md "Rule sets (v2)"): what the rules filter accepts.
-RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
 def ordered_rules(rules: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """v1 rules in their order, then any other rule ids sorted (one spelling per filter)."""
     return (*(r for r in RULE_NAMES if r in rules), *sorted({r for r in rules
@@ -44,44 +40,6 @@ def ordered_rules(rules: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 #: a flags frame, eager or lazy (``apply`` returns the same kind)
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
-
-
-class FilterError(ValueError):
-    """A filter input that cannot be used; the message is shown next to the widget."""
-
-
-@dataclass(frozen=True)
-class FlagFilter:
-    """Which flags the table, the CSV and the flag-side aggregates show.
-
-    ``rules``: a flag passes when ANY of these rules fired (empty = no rule filter).
-    Amount bounds are inclusive, in cents (exact; never a float comparison).
-    """
-
-    since: datetime | None = None
-    until: datetime | None = None
-    rules: tuple[str, ...] = ()
-    min_cents: int | None = None
-    max_cents: int | None = None
-    user_id: int | None = None
-    country: str | None = None
-
-    def __post_init__(self) -> None:
-        """Typed values only: whatever builds a filter, nothing but a plain value of the
-        expected type can reach a query (no operator documents, no SQL text)."""
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, datetime):
-                raise FilterError(f"{name} must be a datetime")
-        for name in ("min_cents", "max_cents", "user_id"):
-            value = getattr(self, name)
-            if value is not None and (type(value) is not int):
-                raise FilterError(f"{name} must be a whole number")
-        if self.country is not None and type(self.country) is not str:
-            raise FilterError("country must be text")
-        if not isinstance(self.rules, tuple) or any(
-                type(r) is not str or not RULE_ID.match(r) for r in self.rules):
-            raise FilterError("rules must be a tuple of rule ids ([a-z][a-z0-9_]*)")
 
 
 def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:

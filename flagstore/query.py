@@ -17,8 +17,10 @@ from typing import TypeVar
 import polars as pl
 
 from flagstore.schema import ts_text
+from rules.params import MAX_ID
 
-RULE_ID = re.compile(r"^[a-z][a-z0-9_]*$")  #: the syntax of a rule id (docs/design.md)
+#: A rule id (docs/design.md, "Rule sets (v2)"): the syntax and length the rule model accepts.
+RULE_ID = re.compile(rf"^[a-z][a-z0-9_]{{0,{MAX_ID - 1}}}$")
 
 
 class FilterError(ValueError):
