@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from flagstore.sqlite import open_read_only
+
 STATUSES: tuple[str, ...] = ("open", "fraud", "legitimate", "escalated")
 CASE_COLUMNS: dict[str, pl.DataType] = {
     "transaction_id": pl.String(), "status": pl.String(), "assignee": pl.String(),
@@ -117,8 +119,6 @@ class SqliteCaseStore:
         self.label = f"cases in {self.path}"
 
     def _connect(self, write: bool) -> sqlite3.Connection | None:
-        if not write and not self.path.exists():
-            return None
         try:
             if write:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ class SqliteCaseStore:
                     for ddl in self._DDL:
                         conn.execute(ddl)
                 return conn
-            return sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=2.0)
+            return open_read_only(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise CaseError(f"cannot open {self.label}: {_line(exc)}") from exc
 

@@ -34,6 +34,7 @@ import polars as pl
 from dashboard import flag_cache
 from dashboard.filters import FlagFilter, sql_where
 from dashboard.flag_cache import CacheConfig, Snapshot
+from flagstore.sqlite import open_read_only
 from fraudlake.settings import Settings
 
 #: The normalized flags frame every source returns (and the CSV columns, in this order).
@@ -113,10 +114,8 @@ class SqliteFlagSource:
         return None
 
     def _connect(self) -> sqlite3.Connection | None:
-        if not self.path.exists():
-            return None
         try:
-            return sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=2.0)
+            return open_read_only(self.path)
         except sqlite3.Error as exc:
             raise FlagSourceError(f"cannot open {self.label}: {exc}") from exc
 

@@ -128,6 +128,14 @@ class SqliteFlagStore:
         self.close()
 
 
+def open_read_only(path: Path, timeout: float = 2.0) -> sqlite3.Connection | None:
+    """A read-only connection to the SQLite file at ``path`` (``mode=ro``: never creates it);
+    None while there is no file. ``sqlite3.Error`` propagates for the caller to name."""
+    if not path.exists():
+        return None
+    return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=timeout)
+
+
 class SqliteFlagReader:
     """``FlagReader`` over the embedded store, read-only (see the module docstring)."""
 
@@ -137,10 +145,8 @@ class SqliteFlagReader:
         self.key = f"local:{self.path.resolve()}"
 
     def _connect(self) -> sqlite3.Connection | None:
-        if not self.path.exists():
-            return None
         try:
-            return sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=2.0)
+            return open_read_only(self.path)
         except sqlite3.Error as exc:
             raise FlagReadError(f"cannot open {self.label}: {exc}") from exc
 
