@@ -48,6 +48,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 from flagstore.protocols import FlagReadError
 from flagstore.query import FlagFilter, mongo_filter
 from flagstore.schema import FLAG_SCHEMA, flag_frame, from_records
+from fraudlake.errors import EnvironmentFailure
 from fraudlake.settings import DEFAULT_RETRY_SECONDS, MONGO_RETRY_ENV
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
-class MongoSinkError(RuntimeError):
+class MongoSinkError(EnvironmentFailure, RuntimeError):
     """Writing flags to MongoDB failed terminally (or transient errors outlasted the retries)."""
 
 

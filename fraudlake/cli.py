@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fraudlake.errors import InputError
+from fraudlake.errors import EnvironmentFailure, InputError
 from fraudlake.logs import LEVELS
 from fraudlake.logs import configure as configure_logging
 from fraudlake.settings import DEBUG_ENV, LOG_LEVEL_ENV, debug_from_env, log_level_from_env
@@ -117,11 +117,6 @@ def positive_count_arg(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
     return value
-
-
-class EnvironmentFailure(Exception):
-    """The environment failed (a server unreachable past its budget, a disk full): exit 1 with
-    a one-line message."""
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,17 @@
 """The project's error bases: library code raises these, entry points map them to exit codes.
 
 ``InputError`` = fixable in the arguments or the input data (``fraudlake.cli.run`` prints its
-one line and exits 2, exactly like a ``UsageError``). Environment failures (a server away past
-its budget, a disk that refuses a write) are other exceptions, handled by each entry point.
+one line and exits 2, exactly like a ``UsageError``). ``EnvironmentFailure`` = the environment
+failed (a server away past its retry budget, a disk that refuses a write): ``run`` prints its
+one line and exits 1.
 """
 
 from __future__ import annotations
+
+
+class EnvironmentFailure(Exception):
+    """The environment failed (a server unreachable past its budget, a disk full): exit 1 with
+    a one-line message."""
 
 
 class InputError(ValueError):

@@ -96,7 +96,7 @@ def _stderr(msg: str) -> None:
     log.warning(msg)
 
 
-class KafkaStageError(RuntimeError):
+class KafkaStageError(EnvironmentFailure, RuntimeError):
     """A Kafka operation failed terminally; the message names the topic/operation."""
 
 

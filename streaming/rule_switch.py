@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from fraudlake.contract import SHADOW_SCHEMA
+from fraudlake.errors import EnvironmentFailure
 from rules.model import RuleSet
 from streaming.decode import RawRecord, decode_batch
 from streaming.engine import RuleEngine
@@ -42,7 +43,7 @@ Recorder = Callable[[Switch], None]
 SHADOW_RENAME = {c.removeprefix("shadow_"): c for c in SHADOW_SCHEMA}
 
 
-class RuleSwitchError(RuntimeError):
+class RuleSwitchError(EnvironmentFailure, RuntimeError):
     """The control log names a rule set it does not hold."""
 
 
