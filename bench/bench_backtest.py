@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.timed_backtest import run_backtest
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
@@ -46,20 +48,10 @@ def pick_input(args: argparse.Namespace, tmp: Path) -> tuple[str, str]:
 def measured(argv: list[str], tmp: Path, label: str, cwd: Path = ROOT) -> dict:
     """Run one backtest process under GNU time; wall, cpu, peak RSS and its report (``cwd``:
     the source tree to run, e.g. an older version's as a baseline)."""
-    report = tmp / f"{label}.json"
-    stats = tmp / f"{label}.time"
-    load = os.getloadavg()[0]
-    cmd = ["/usr/bin/time", "-o", str(stats), "-f", "%e %U %S %M", PY, "-m", "batch.backtest",
-           *argv, "--quiet", "--report", str(report)]
-    env = {**os.environ, "PYTHONPATH": str(cwd)}
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed:\n{proc.stderr[-2000:]}")
-    wall, user, sys_, rss_kb = stats.read_text().split()[-4:]
-    data = json.loads(report.read_text())
-    return {"label": label, "wall_s": float(wall), "cpu_s": float(user) + float(sys_),
-            "peak_rss_mib": int(rss_kb) / 1024, "load_before": round(load, 2),
-            "rows": data["rows"], "rules": data["rules"]}
+    run = run_backtest(argv, tmp, label, cwd)
+    return {"label": label, "wall_s": run.wall_s, "cpu_s": run.cpu_s,
+            "peak_rss_mib": run.peak_rss_mib, "load_before": run.load_before,
+            "rows": run.report["rows"], "rules": run.report["rules"]}
 
 
 def main() -> int:

@@ -20,27 +20,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.timed_backtest import run_backtest
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
 
 
 def measured(cwd: Path, argv: list[str], tmp: Path, label: str) -> dict:
-    report, stats = tmp / f"{label}.json", tmp / f"{label}.time"
-    load = os.getloadavg()[0]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(cwd)}
-    cmd = ["/usr/bin/time", "-o", str(stats), "-f", "%e %U %S %M", PY, "-m", "batch.backtest",
-           *argv, "--engine", "sql", "--quiet", "--report", str(report)]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed:\n{proc.stderr[-2000:]}")
-    wall, user, sys_, rss_kb = stats.read_text().split()[-4:]
-    data = json.loads(report.read_text())
-    run = {"label": label, "wall_s": float(wall), "cpu_s": float(user) + float(sys_),
-           "peak_rss_mib": round(int(rss_kb) / 1024), "load_before": round(load, 2),
-           "rows": data["rows"], "rules": data["rules"]}
-    print(f"{label}: {run['wall_s']:.1f} s wall, {run['peak_rss_mib']} MiB (load {load:.1f})",
-          file=sys.stderr)
+    timed = run_backtest([*argv, "--engine", "sql"], tmp, label, cwd,
+                         env={"PYTHONDONTWRITEBYTECODE": "1"})
+    run = {"label": label, "wall_s": timed.wall_s, "cpu_s": timed.cpu_s,
+           "peak_rss_mib": round(timed.peak_rss_mib), "load_before": timed.load_before,
+           "rows": timed.report["rows"], "rules": timed.report["rules"]}
+    print(f"{label}: {run['wall_s']:.1f} s wall, {run['peak_rss_mib']} MiB "
+          f"(load {timed.load_before:.1f})", file=sys.stderr)
     return run
 
 

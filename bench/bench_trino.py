@@ -25,6 +25,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.timed_backtest import run_backtest
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
@@ -53,22 +55,13 @@ def group_cpu_seconds(pgid: int) -> float:
 
 
 def measured(argv: list[str], tmp: Path, label: str, trino_pgid: int | None) -> dict:
-    report = tmp / f"{label}.json"
-    stats = tmp / f"{label}.time"
-    load = os.getloadavg()[0]
     cpu0 = group_cpu_seconds(trino_pgid) if trino_pgid else 0.0
-    cmd = ["/usr/bin/time", "-o", str(stats), "-f", "%e %U %S %M", PY, "-m", "batch.backtest",
-           *argv, "--quiet", "--report", str(report)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed:\n{proc.stderr[-2000:]}")
-    wall, user, sys_, rss_kb = stats.read_text().split()[-4:]
-    data = json.loads(report.read_text())
-    out = {"label": label, "wall_s": float(wall), "client_cpu_s": float(user) + float(sys_),
-           "client_peak_rss_mib": round(int(rss_kb) / 1024), "load_before": round(load, 2),
+    run = run_backtest(argv, tmp, label)
+    data = run.report
+    out = {"label": label, "wall_s": run.wall_s, "client_cpu_s": run.cpu_s,
+           "client_peak_rss_mib": round(run.peak_rss_mib), "load_before": run.load_before,
            "rows": data["rows"], "rules": data["rules"], "rule_set_id": data["rule_set_id"],
-           "summary": proc.stdout.strip()
-           .splitlines()[-1]}
+           "summary": run.stdout.strip().splitlines()[-1]}
     if trino_pgid:
         out["trino_cpu_s"] = round(group_cpu_seconds(trino_pgid) - cpu0, 1)
     return out

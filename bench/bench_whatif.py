@@ -38,6 +38,8 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+from bench.timed_backtest import run_backtest
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
@@ -62,18 +64,10 @@ def pick_input(args: argparse.Namespace, tmp: Path) -> tuple[str, str]:
 
 def measured(argv: list[str], tmp: Path, label: str) -> dict:
     """One ``python -m batch.backtest`` process under GNU time, with its JSON report."""
-    report, stats = tmp / f"{label}.json", tmp / f"{label}.time"
-    load = os.getloadavg()[0]
-    cmd = ["/usr/bin/time", "-o", str(stats), "-f", "%e %U %S %M", PY, "-m", "batch.backtest",
-           *argv, "--quiet", "--report", str(report)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed:\n{proc.stderr[-2000:]}")
-    wall, user, sys_, rss_kb = stats.read_text().split()[-4:]
-    run = {"label": label, "wall_s": float(wall), "cpu_s": round(float(user) + float(sys_), 2),
-           "peak_rss_mib": round(int(rss_kb) / 1024), "load_before": round(load, 2),
-           "report": json.loads(report.read_text())}
+    timed = run_backtest(argv, tmp, label)
+    run = {"label": label, "wall_s": timed.wall_s, "cpu_s": round(timed.cpu_s, 2),
+           "peak_rss_mib": round(timed.peak_rss_mib), "load_before": timed.load_before,
+           "report": timed.report}
     print(f"{label}: {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s cpu, "
           f"{run['peak_rss_mib']} MiB peak (load {run['load_before']})", file=sys.stderr)
     return run
