@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from streaming.consume_loop import EXIT_STUCK, watchdog
+from streaming.watchdog import EXIT_STUCK, watchdog
 
 
 def test_watchdog_fires_on_a_blocked_call_and_says_so() -> None:
