@@ -60,7 +60,6 @@ from dashboard.refresh import (  # noqa: E402
 from dashboard.refresh import volume as volume_chart  # noqa: E402
 from dashboard.sources import FlagSource, open_source  # noqa: E402
 from fraudlake.contract import RULE_NAMES  # noqa: E402
-from streaming.rules_control import DEFAULT_TOPIC  # noqa: E402
 
 st.set_page_config(page_title="fraudlake · fraud alerts", layout="wide")
 st.markdown("<style>[data-testid='stAppDeployButton'], .stAppDeployButton {display: none;}"
@@ -95,7 +94,7 @@ def in_force(cfg: DashboardConfig, source: FlagSource) -> rule_sets.InForce:
     s = cfg.settings
     if not s.kafka_bootstrap_servers:
         return rule_sets.from_flags(_rule_set_in_force(source))
-    topic = s.kafka_rules_topic or DEFAULT_TOPIC
+    topic = s.rules_topic
     state, error = _control(s.kafka_bootstrap_servers, topic, dict(s.kafka_extra)).latest()
     if state is None:
         raise RuntimeError(error or f"control topic {topic} not read yet")

@@ -53,6 +53,8 @@ _SECRET_OPTION = re.compile(r"(?i)((?:tlsCertificateKeyFilePassword|password)=)[
 MONGO_RETRY_ENV = "MONGO_RETRY_SECONDS"
 KAFKA_RETRY_ENV = "KAFKA_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0
+#: The rule control topic when ``KAFKA_RULES_TOPIC`` is unset (streaming.rules, replay, dashboard).
+DEFAULT_RULES_TOPIC = "rules.control"
 S3_URI_ENV = "FRAUDLAKE_S3_URI"
 S3_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 SYNC_CACHE_ENV = "FRAUDLAKE_SYNC_CACHE"
@@ -96,6 +98,12 @@ class Settings:
     def embedded(self) -> bool:
         """No Kafka and no MongoDB configured: run in-process with local sinks."""
         return not self.kafka_bootstrap_servers and not self.mongo_uri
+
+    @property
+    def rules_topic(self) -> str:
+        """The control topic to publish to and read from: ``KAFKA_RULES_TOPIC`` or the default
+        (the consumer follows it only when the variable is set)."""
+        return self.kafka_rules_topic or DEFAULT_RULES_TOPIC
 
     @property
     def lake_transactions_dir(self) -> Path:

@@ -51,7 +51,6 @@ from lake.layout import resolve_files
 from rules.arguments import add_rule_arguments, rule_set_from_args
 from rules.model import RuleSet
 from streaming.engine import RuleEngine
-from streaming.rules_control import DEFAULT_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Kafka bootstrap servers for --from-kafka "
                              "(env KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--rules-topic",
-                        default=settings.kafka_rules_topic or DEFAULT_TOPIC,
+                        default=settings.rules_topic,
                         help="the rule control topic read with --from-kafka (env "
                              "KAFKA_RULES_TOPIC; default rules.control; absent = --rules only)")
     parser.add_argument("--flags-out", type=Path, required=True,

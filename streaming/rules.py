@@ -44,7 +44,7 @@ def build_parser() -> ArgumentParser:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default=settings.kafka_bootstrap_servers,
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--topic", default=settings.kafka_rules_topic or rc.DEFAULT_TOPIC,
+    p.add_argument("--topic", default=settings.rules_topic,
                    help=f"control topic (env KAFKA_RULES_TOPIC; default {rc.DEFAULT_TOPIC})")
     p.add_argument("--timeout", type=float_range_arg(0, 3600, low_open=True),
                    default=15.0,

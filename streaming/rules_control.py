@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fraudlake.logs import KAFKA_LOGGER
+from fraudlake.settings import DEFAULT_RULES_TOPIC
 from rules.model import RuleSet, RuleSetError
 
 ROLES = ("active", "shadow")
-DEFAULT_TOPIC = "rules.control"
+DEFAULT_TOPIC = DEFAULT_RULES_TOPIC
 TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 
 
