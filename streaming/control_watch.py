@@ -17,10 +17,9 @@ from collections.abc import Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from fraudlake.logs import KAFKA_LOGGER
 from rules.model import RuleSet
 from streaming import rules_control as rc
-from streaming.kafka_io import KafkaStageError
+from streaming.kafka_io import KafkaStageError, client_config
 
 
 class ControlWatcher:
@@ -42,10 +41,9 @@ class ControlWatcher:
 
     def _start(self, seed: RuleSet | None, timeout: float) -> rc.ControlState:
         rc.ensure_control_topic(self.bootstrap, self.topic, self.extra, timeout)
-        self._consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": f"rules-watch-{uuid.uuid4().hex}",
-            "logger": KAFKA_LOGGER,
-            "enable.auto.commit": False, "enable.partition.eof": False, **self.extra})
+        self._consumer = Consumer(client_config(self.bootstrap, {
+            "group.id": f"rules-watch-{uuid.uuid4().hex}", "enable.auto.commit": False,
+            "enable.partition.eof": False}, self.extra))
         self._consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         self.catch_up(timeout)
         if seed is not None and "active" not in self.state.pointers:
@@ -89,9 +87,8 @@ class ControlWatcher:
     def record(self, switch: rc.Switch, timeout: float = 30.0) -> None:
         """Write ``switch`` and wait until the broker holds it."""
         if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "logger": KAFKA_LOGGER,
-                                       "enable.idempotence": True, "acks": "all",
-                                       "linger.ms": 0, **self.extra})
+            self._producer = Producer(client_config(self.bootstrap, {
+                "enable.idempotence": True, "acks": "all", "linger.ms": 0}, self.extra))
         errors: list[str] = []
 
         def delivered(err, _msg) -> None:

@@ -174,6 +174,13 @@ class BrokerWatch:
                 self.down, self.down_ts, self._last_other = False, None, ""
 
 
+def client_config(bootstrap: str, settings: Mapping[str, object] = {},
+                  extra: Mapping[str, str] = {}) -> dict[str, Any]:
+    """A plain librdkafka client config: the servers, ``settings``, librdkafka's own log routed
+    into ``logging`` (``KAFKA_LOGGER``), then the SASL/TLS passthrough ``extra``."""
+    return {"bootstrap.servers": bootstrap, **settings, "logger": KAFKA_LOGGER, **extra}
+
+
 def producer_config(bootstrap: str, extra: Mapping[str, str] = {}, *,
                     compression: str = "lz4", linger_ms: float = 5.0,
                     watch: BrokerWatch | None = None) -> dict[str, object]:
@@ -222,8 +229,7 @@ def consumer_config(bootstrap: str, group: str, extra: Mapping[str, str] = {}, *
 def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int,
                   extra: Mapping[str, str] = {}, timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (the broker does not auto-create); return them."""
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": KAFKA_LOGGER, **extra}
-    admin = AdminClient(config)
+    admin = AdminClient(client_config(bootstrap, extra=extra))
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:

@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from fraudlake.contract import DECISION_SCHEMA, EVENT_SCHEMA, SHADOW_SCHEMA
-from fraudlake.logs import KAFKA_LOGGER
 from rules.model import RuleSet
 from streaming.decode import RawRecord
 from streaming.rule_switch import PartitionRules, process_partition_batch
@@ -66,12 +65,11 @@ def read_topic_records(bootstrap: str, topic: str, extra: Mapping[str, str] = {}
     """Every record of every partition of ``topic``, from its start to its end now."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from streaming.kafka_io import unpack
+    from streaming.kafka_io import client_config, unpack
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"replay-{uuid.uuid4().hex}",
-                         "logger": KAFKA_LOGGER,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         **extra})
+    consumer = Consumer(client_config(bootstrap, {
+        "group.id": f"replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
+        "auto.offset.reset": "earliest"}, extra))
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:

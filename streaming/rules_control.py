@@ -22,9 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from fraudlake.logs import KAFKA_LOGGER
 from fraudlake.settings import DEFAULT_RULES_TOPIC
 from rules.model import RuleSet, RuleSetError
 
@@ -103,11 +101,6 @@ class ControlState:
                       key=lambda s: (s.offset, s.role))
 
 
-def _with_logger(config: Mapping[str, str]) -> dict[str, Any]:
-    """A client config whose librdkafka log goes to ``fraudlake.logs.KAFKA_LOGGER``."""
-    return {**config, "logger": KAFKA_LOGGER}
-
-
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -182,7 +175,9 @@ def ensure_control_topic(bootstrap: str, topic: str, extra: Mapping[str, str] = 
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(_with_logger({"bootstrap.servers": bootstrap, **extra}))
+    from streaming.kafka_io import client_config
+
+    admin = AdminClient(client_config(bootstrap, extra=extra))
     if topic in admin.list_topics(timeout=timeout).topics:
         return False
     fut = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
@@ -202,9 +197,11 @@ def send(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]],
     """Produce ``records`` in order (idempotent, acks=all) and wait until all are acknowledged."""
     from confluent_kafka import Producer
 
+    from streaming.kafka_io import client_config
+
     errors: list[str] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", "logger": KAFKA_LOGGER, **extra})
+    producer = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all"},
+                                      extra))
 
     def delivered(err, _msg) -> None:
         if err is not None:
@@ -237,9 +234,11 @@ def read_records(bootstrap: str, topic: str, extra: Mapping[str, str] = {},
     """Every record of the control topic from its beginning up to its end now."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fraudlake-rules-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "logger": KAFKA_LOGGER, **extra})
+    from streaming.kafka_io import client_config
+
+    consumer = Consumer(client_config(bootstrap, {
+        "group.id": "fraudlake-rules-reader", "enable.auto.commit": False,
+        "enable.partition.eof": True}, extra))
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
         if high <= low:
@@ -267,7 +266,9 @@ def read_control(bootstrap: str, topic: str, extra: Mapping[str, str] = {},
     """The control state (an absent topic reads as empty)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(_with_logger({"bootstrap.servers": bootstrap, **extra}))
+    from streaming.kafka_io import client_config
+
+    admin = AdminClient(client_config(bootstrap, extra=extra))
     if topic not in admin.list_topics(timeout=timeout).topics:
         return ControlState()
     return fold(read_records(bootstrap, topic, extra, timeout))
