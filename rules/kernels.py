@@ -44,7 +44,7 @@ from rules.kernel_velocity import velocity_amount, velocity_count
 
 __all__ = ["CORE_COLUMNS", "Decisions", "Events", "KERNELS", "Retention", "context_columns",
            "decide", "decide_events", "events_from_frame", "haversine_km", "needed_columns",
-           "retained", "retention"]
+           "retained", "retained_compact", "retention"]
 
 #: Core columns: a NULL in any of them keeps a row out of every decision (DESIGN.md, NULLs).
 CORE_COLUMNS: tuple[str, ...] = ("user_id", "ts", "amount", "lat", "lon", "utc_offset_min")
@@ -55,10 +55,16 @@ _US_PER_MIN = 60 * _US_PER_S
 @dataclass(frozen=True)
 class Retention:
     """Per user, the rows a later event may still need: those with ``ts >= last ts -
-    horizon_us`` and, whatever their age, the last ``last_k`` (>= 1)."""
+    horizon_us`` and, whatever their age, the last ``last_k`` (>= 1).
+
+    ``horizon_us`` is the longest of the velocity windows (``window_us``) and the new_device
+    lookbacks (``device_us``); ``retained_compact`` keeps fewer rows by treating the two
+    apart (the stream engine's state)."""
 
     horizon_us: int
     last_k: int
+    window_us: int = 0
+    device_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,16 +107,17 @@ def context_columns(rule_set) -> tuple[str, ...]:
 
 
 def retention(rule_set) -> Retention:
-    horizon, last_k = 0, 1
+    window, device, last_k = 0, 0, 1
     for rule in rule_set.rules:
         p = rule.params
         if rule.kind in ("velocity_count", "velocity_amount"):
-            horizon = max(horizon, p["window_seconds"] * _US_PER_S)
+            window = max(window, p["window_seconds"] * _US_PER_S)
         elif rule.kind == "new_device":
-            horizon = max(horizon, p["lookback_days"] * 86400 * _US_PER_S)
+            device = max(device, p["lookback_days"] * 86400 * _US_PER_S)
+            last_k = max(last_k, p["min_history"])  # so the last rows decide len(P) >= it
         elif rule.kind == "amount_vs_history":
             last_k = max(last_k, p["history"])
-    return Retention(horizon, last_k)
+    return Retention(max(window, device), last_k, window, device)
 
 
 def retained(user: np.ndarray, ts: np.ndarray, keep: Retention) -> np.ndarray:
@@ -127,6 +134,54 @@ def retained(user: np.ndarray, ts: np.ndarray, keep: Retention) -> np.ndarray:
     if keep.last_k == 1:
         return near | is_last
     return near | (np.repeat(last, sizes) - np.arange(n) < keep.last_k)
+
+
+def retained_compact(user: np.ndarray, ts: np.ndarray, device: np.ndarray | None,
+                     keep: Retention, idle_before: int | None = None) -> np.ndarray:
+    """Of positions sorted by (user, ts, transaction_id): the ones a later (in-order) event of
+    their user may need, fewer than ``retained`` keeps when a new_device lookback is longer
+    than the velocity windows: the last ``last_k`` rows, the rows within ``window_us`` of the
+    user's last row, and of each (user, device) only the latest row, if within ``device_us``.
+
+    Why that decides every kind as the full history would: the first two sets are a suffix of
+    the user's rows holding every row a velocity window or the last ``history`` amounts (and
+    the previous event) can reach; an older row is outside every velocity window. new_device
+    asks (a) are there ``>= min_history`` earlier rows in the lookback — the last ``last_k >=
+    min_history`` rows answer it, since the lookback holds a suffix — and (b) was the device
+    used in it — iff its latest use is in it. ``device``: int codes, -1 = NULL (never matches).
+    ``idle_before``: users whose last row is older keep only their last ``last_k`` rows.
+    """
+    n = len(ts)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    is_last = np.empty(n, dtype=bool)
+    np.not_equal(user[1:], user[:-1], out=is_last[:-1])
+    is_last[-1] = True
+    last = np.flatnonzero(is_last)
+    sizes = np.diff(np.r_[-1, last])
+    last_ts = np.repeat(ts[last], sizes)
+    from_end = np.repeat(last, sizes) - np.arange(n)
+    keep_rows = (ts >= last_ts - keep.window_us) | (from_end < keep.last_k)
+    if device is not None and keep.device_us > 0:
+        keep_rows |= (ts >= last_ts - keep.device_us) & _latest_of_device(user, device)
+    if idle_before is not None:
+        keep_rows &= (last_ts >= idle_before) | (from_end < keep.last_k)
+    return keep_rows
+
+
+def _latest_of_device(user: np.ndarray, device: np.ndarray) -> np.ndarray:
+    """Positions (sorted by user, ts) that are their user's last use of their device."""
+    n = len(device)
+    out = np.zeros(n, dtype=bool)
+    at = np.flatnonzero(device >= 0)
+    if not len(at):
+        return out
+    group = np.cumsum(np.r_[0, user[1:] != user[:-1]])[at]
+    key = group * (int(device.max()) + 1) + device[at]
+    order = np.argsort(key, kind="stable")  # positions ascend within a key
+    key = key[order]
+    out[at[order][np.r_[key[1:] != key[:-1], True]]] = True
+    return out
 
 
 def decide(frame: pl.DataFrame, rule_set, context: np.ndarray | None = None,

@@ -10,14 +10,17 @@ boundaries: per user, events ordered by ``(ts, transaction_id)``, decided causal
 How: the batch and its users' state rows are sorted together by ``(user_id, ts,
 transaction_id)`` and decided in one call of ``rules.kernels.decide`` — the same vectorised
 kernels as the fast backtest engine — with the state rows passed as *context* (history, not
-decided again). The state keeps, per user, what ``rules.kernels.retention`` says a later event
-may still need: the rows within ``horizon`` of the user's last event (velocity windows, the
-new-device lookback) and always the last ``last_k`` rows (the previous event for impossible
-travel, the last ``history`` amounts for the median); only the columns the rule set reads
-(``rules.kernels.needed_columns``, plus ``city`` for travel evidence), plus each row's own
-decisions. Users idle for more than ``idle_seconds`` (>= the horizon) behind the watermark (the
-largest ts seen) keep only their last ``last_k`` rows: an in-order later event could not see the
-others anyway, so eviction changes no decision except for a *late* event.
+decided again). The state keeps, per user, what ``rules.kernels.retained_compact`` says a later
+event may still need: the rows within ``horizon_us`` of the user's last event (the longest
+velocity window), always the last ``last_k`` rows (the previous event for impossible travel,
+the last ``history`` amounts for the median, new_device's ``min_history``) and, older than
+that, only each device's latest use within ``device_us`` (the new-device lookback): so a batch
+carries ~1.4 state rows per event on rules/example.toml instead of ~4.7 (a month of rows);
+only the columns the rule set reads (``rules.kernels.needed_columns``, plus ``city`` for travel
+evidence), plus each row's own decisions. Users idle for more than ``idle_seconds`` (>= the
+window and the lookback) behind the watermark (the largest ts seen) keep only their last
+``last_k`` rows: an in-order later event could not see the others anyway, so eviction changes
+no decision except for a *late* event.
 
 State lives in ``streaming.engine_state.UserRows`` (append-only rows + a user index: a batch
 costs O(batch) amortised); ``snapshot()`` / ``restore()`` / ``warm_up()`` carry it across
@@ -39,6 +42,7 @@ import polars as pl
 
 from fraudlake.contract import EVENT_SCHEMA
 from rules import kernels
+from rules.kernel_history import device_codes
 from rules.model import RuleSet, load_rule_set
 from streaming.engine_state import KEY, KEY_SCHEMA, EngineState, UserRows
 from streaming.evidence import evidence_json
@@ -103,10 +107,11 @@ class RuleEngine:
         self.rule_set_id = self.rule_set.id
         self.rule_ids = self.rule_set.rule_ids
         self.units, self.need_units, self.scale = self.rule_set.weight_units()
-        retention = kernels.retention(self.rule_set)
-        self.horizon_us = int(retention.horizon_us)
-        self.last_k = max(int(retention.last_k), 1)
-        self.idle_us = max(int(idle_seconds * _US_PER_S), self.horizon_us)
+        self.retention = kernels.retention(self.rule_set)
+        self.horizon_us = int(self.retention.window_us)  # the longest velocity window
+        self.device_us = int(self.retention.device_us)  # the longest new_device lookback
+        self.last_k = max(int(self.retention.last_k), 1)
+        self.idle_us = max(int(idle_seconds * _US_PER_S), int(self.retention.horizon_us))
         needed = set(kernels.needed_columns(self.rule_set)) - {"ts", "user_id", "transaction_id"}
         if any(r.kind == "impossible_travel" for r in self.rule_set.rules):
             needed.add("city")  # the previous event's city, for the travel evidence
@@ -209,9 +214,7 @@ class RuleEngine:
         state = self._state.rows_of(users)
         both = pl.concat([state.with_columns(_row=pl.lit(-1, pl.Int64)), batch],
                          how="vertical_relaxed").sort([*KEY, "_row"])
-        dup_np = both.select(pl.all_horizontal(
-            [(pl.col(k) == pl.col(k).shift(1)).fill_null(False) for k in KEY])).to_series() \
-            .to_numpy()
+        dup_np = duplicate_keys(both)
         real = both.filter(pl.Series(~dup_np)) if dup_np.any() else both
         rows_real = real["_row"].to_numpy()
         context = rows_real < 0
@@ -247,10 +250,8 @@ class RuleEngine:
 
     def _store(self, real: pl.DataFrame, users: np.ndarray) -> None:
         """Replace the batch users' state rows by the rows retention keeps; evict idle users."""
-        user = real["user_id"].to_numpy()
         ts = real["ts_us"].to_numpy()
-        keep = keep_mask(user, ts, self.last_k, self.horizon_us)
-        kept = real.filter(pl.Series(keep)).select(list(self.schema))
+        kept = real.filter(pl.Series(self._retained(real))).select(list(self.schema))
         if self.list_only:
             kept = kept.with_columns(pl.lit(None, EVENT_SCHEMA[c]).alias(c)
                                      for c in self.list_only)
@@ -268,27 +269,30 @@ class RuleEngine:
             return
         self._evicted_at = mark
         floor = mark - self.idle_us
-        self._state.filter_all(lambda user, ts: keep_mask(user, ts, self.last_k,
-                                                          self.horizon_us, idle_before=floor))
+        self._state.filter_all(lambda rows: self._retained(rows, idle_before=floor))
+
+    def _retained(self, rows: pl.DataFrame, idle_before: int | None = None) -> np.ndarray:
+        """Rows (sorted by KEY) the state keeps (``rules.kernels.retained_compact``)."""
+        device = None
+        if self.device_us and "device_id" in rows.columns:
+            device = device_codes(rows["device_id"].to_arrow())[0]
+        return kernels.retained_compact(rows["user_id"].to_numpy(), rows["ts_us"].to_numpy(),
+                                        device, self.retention, idle_before)
 
 
-def keep_mask(user: np.ndarray, ts: np.ndarray, last_k: int, horizon_us: int,
-              idle_before: int | None = None) -> np.ndarray:
-    """Rows (sorted, contiguous per user) to keep: each user's last ``last_k`` rows and those
-    with ``ts >= last_ts - horizon_us``; users whose last row is older than ``idle_before``
-    keep only their last ``last_k`` rows."""
-    n = len(user)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    last = np.r_[user[1:] != user[:-1], True]
-    gid = np.cumsum(np.r_[True, user[1:] != user[:-1]]) - 1
-    end = np.flatnonzero(last)[gid]
-    from_end = end - np.arange(n)
-    last_ts = ts[end]
-    recent = ts >= last_ts - horizon_us
-    if idle_before is not None:
-        recent &= last_ts >= idle_before
-    return (from_end < last_k) | recent
+def duplicate_keys(rows: pl.DataFrame) -> np.ndarray:
+    """Per row (sorted by ``KEY``): equal in ``KEY`` to the row before it."""
+    user, ts = rows["user_id"].to_numpy(), rows["ts_us"].to_numpy()
+    dup = np.zeros(rows.height, dtype=bool)
+    if rows.height < 2:
+        return dup
+    at = np.flatnonzero((user[1:] == user[:-1]) & (ts[1:] == ts[:-1])) + 1
+    if len(at):
+        tid = rows["transaction_id"]
+        same = (tid.gather(pl.Series(at, dtype=pl.Int64))
+                == tid.gather(pl.Series(at - 1, dtype=pl.Int64))).fill_null(False)
+        dup[at] = same.to_numpy()
+    return dup
 
 
 def _count_late(user: np.ndarray, is_state: np.ndarray) -> int:

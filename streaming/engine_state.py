@@ -124,10 +124,10 @@ class UserRows:
         idx = _gather_ranges(self._start, self._len)
         self._set_table(self._rows[pl.Series(idx, dtype=pl.Int64)])
 
-    def filter_all(self, keep: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
-        """Compact, then keep the rows where ``keep(user_ids, ts)`` is true."""
+    def filter_all(self, keep: Callable[[pl.DataFrame], np.ndarray]) -> None:
+        """Compact, then keep the rows where ``keep(rows)`` is true."""
         self.merge()
-        mask = keep(self._rows["user_id"].to_numpy(), self._rows["ts_us"].to_numpy())
+        mask = keep(self._rows)
         self._set_table(self._rows.filter(pl.Series(mask)))
 
     def frame(self) -> pl.DataFrame:

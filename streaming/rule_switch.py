@@ -186,7 +186,7 @@ def covers(old: RuleEngine, new: RuleEngine) -> bool:
     return (set(new.value_columns) <= set(old.value_columns)
             and not history_cols & set(old.list_only)
             and new.horizon_us <= old.horizon_us and new.last_k <= old.last_k
-            and new.idle_us <= old.idle_us)
+            and new.device_us <= old.device_us and new.idle_us <= old.idle_us)
 
 
 def process_partition_batch(records: Sequence[RawRecord], rules: PartitionRules) -> BatchResult:

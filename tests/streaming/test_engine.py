@@ -135,9 +135,19 @@ def test_state_is_bounded_by_retention_and_idle_users_keep_only_last_rows(
     state = engine.state_frame()
     last = state.group_by("user_id").agg(pl.col("ts_us").max().alias("last"),
                                          pl.col("ts_us").min().alias("first"), pl.len())
-    # kept: the last last_k rows, and rows within the horizon of the user's last row
-    wide = last.filter(pl.col("len") > engine.last_k)
-    assert (wide["last"] - wide["first"] <= engine.horizon_us).all()
+    # kept: the last last_k rows, rows within the velocity horizon of the user's last row and,
+    # older than that, only the latest row of each device within the device lookback
+    ranked = state.sort("user_id", "ts_us", "transaction_id").with_columns(
+        last=pl.col("ts_us").max().over("user_id"),
+        from_end=pl.int_range(pl.len()).reverse().over("user_id"))
+    older = ranked.filter((pl.col("from_end") >= engine.last_k)
+                          & (pl.col("ts_us") < pl.col("last") - engine.horizon_us))
+    if which == "default":
+        assert older.height == 0
+    else:
+        assert older.height > 0 and older["device_id"].null_count() == 0
+        assert (older["last"] - older["ts_us"] <= engine.device_us).all()
+        assert older.select("user_id", "device_id").is_duplicated().sum() == 0
     mark = engine.metrics().watermark
     idle = last.filter(pl.col("last") < mark - engine.idle_us)
     assert idle.height > 0 and idle["len"].max() <= engine.last_k
@@ -269,3 +279,47 @@ def test_state_columns_are_only_what_the_rule_set_reads(rich: RuleSet) -> None:
     assert {"channel", "category", "device_id", "merchant_id", "country"} <= set(
         RuleEngine(rich).value_columns)
     assert np.all(np.array(default.units) == 1)
+
+
+_LONG_LOOKBACK = """
+version = "long-lookback-1"
+[[rule]]
+id = "burst"
+kind = "velocity_count"
+window_seconds = 600
+count = 3
+[[rule]]
+id = "spend"
+kind = "amount_vs_history"
+ratio = "2"
+history = 3
+min_history = 2
+[[rule]]
+id = "fresh_device"
+kind = "new_device"
+lookback_days = 2
+min_history = 5
+"""
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_compact_state_of_a_long_device_lookback_decides_as_the_reference(
+        tmp_path: Path, seed: int) -> None:
+    """A device lookback far longer than the velocity window and min_history above the median
+    history: the state keeps one row per device beyond the last rows, and still decides every
+    kind exactly, across small batches, a snapshot/restore and eviction."""
+    path = tmp_path / "long.toml"
+    path.write_text(_LONG_LOOKBACK)
+    rule_set = load_rule_set(path)
+    df = rich_events(1500, n_users=6, seed=seed, span_s=5 * 86400)
+    batches = random_batches(df, seed=seed, max_size=40)
+    engine = RuleEngine(rule_set, idle_seconds=0)
+    half = len(batches) // 2
+    first = _run(engine, batches[:half])
+    restored = RuleEngine(rule_set, idle_seconds=0)
+    restored.restore(engine.snapshot())
+    out = pl.concat([first, _run(restored, batches[half:])])
+    ref = _assert_equal(out, df, rule_set)
+    assert ref["fresh_device"].sum() > 5 and ref["spend"].sum() > 5
+    assert engine.last_k == 5  # new_device's min_history, above the median's history
+    assert restored.metrics().state_rows < df.height / 4
