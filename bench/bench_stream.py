@@ -74,18 +74,20 @@ def preproduce(bootstrap: str, frames: list[pl.DataFrame]) -> dict:
 
 
 def throughput(bootstrap: str, topic: str, n: int, mongo: str | None, db: str,
-               rules: Path | None = None) -> dict:
-    """Time the consumer CLI over ``n`` pre-produced events (fresh group, fresh lake)."""
+               rules: Path | None = None, tree: Path | None = None) -> dict:
+    """Time the consumer CLI over ``n`` pre-produced events (fresh group, fresh lake); with
+    ``tree``, the consumer of that source tree (e.g. main's, for a baseline in the same run)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MONGO_DB": db, "MONGO_COLLECTION": f"flags_{uuid.uuid4().hex[:6]}",
-               "LOCAL_FLAGS_PATH": str(Path(tmp) / "flags.sqlite")}
+               "LOCAL_FLAGS_PATH": str(Path(tmp) / "flags.sqlite"),
+               **({"PYTHONPATH": str(tree)} if tree else {})}
         group = f"bench-{'mongo' if mongo else 'sqlite'}-{uuid.uuid4().hex[:6]}-{topic}"
         t, cpu0 = time.monotonic(), _children_cpu()
         proc = subprocess.run(consume_cmd(bootstrap, topic, Path(tmp) / "lake", mongo, group,
                                           "--max-messages", str(n), "--timeout", "30",
                                           "--metrics-interval", "10",
                                           *(["--rules", str(rules)] if rules else [])),
-                              capture_output=True, text=True, env=env)
+                              capture_output=True, text=True, env=env, cwd=tree)
         consume_s, cpu_s = time.monotonic() - t, _children_cpu() - cpu0
     if proc.returncode != 0:
         raise SystemExit(f"consumer failed: {proc.stderr[-2000:]}")
@@ -189,6 +191,18 @@ def latency(bootstrap: str, mongo: str, db: str, frames: list[pl.DataFrame], rat
             "p50_ms": float(m[1]), "p99_ms": float(m[2]), "consumer_summary": summary}
 
 
+def _tree_rows(ours: dict, other: dict | None) -> str:
+    """Table rows for the rich set run by another source tree (``--baseline-tree``)."""
+    if not other:
+        return ""
+    return (f"| rich set, SQLite flags, consumer of `{other['tree']}` (baseline, same run), own "
+            f"rate (events/s) / CPU µs per event | {other['own_rate']:,.0f} / "
+            f"{other['cpu_us_per_event']:.1f} | |\n"
+            f"| ratio rich set, SQLite flags: this tree / baseline tree (own rate; CPU µs per "
+            f"event) | {ours['own_rate'] / other['own_rate']:.2f}× ; "
+            f"{other['cpu_us_per_event'] / ours['cpu_us_per_event']:.2f}× less | |\n")
+
+
 def write_results(res: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stream.json").write_text(json.dumps(res, indent=2, default=str))
@@ -204,6 +218,7 @@ def write_results(res: dict) -> None:
     default_row = (f"consume, `rules/default.toml` ({t['rule_set']}), lake + FerretDB flags + "
                    "DLQ (events/s, wall incl. start-up)")
     rich_row = f"consume, rich set `{tr['rules']}` ({tr['rule_set']}), own rate (events/s)"
+    tree_rows = _tree_rows(trs, res.get("throughput_rich_sqlite_baseline_tree"))
     md = f"""# Live pipeline benchmark (bench/bench_stream.py)
 
 Run {res["when"]} on {os.cpu_count()} cores shared with the Kafka broker, FerretDB and the other
@@ -223,7 +238,7 @@ Command: `{res["command"]}`
 | pipeline share of the raw rate, SQLite flags: default set / rich set | {shares_sq} | ≥ 50 % |
 | CPU µs per event (process, start-up incl.): raw / default / rich, SQLite flags | {cpu_sq} | |
 | same, FerretDB flags: default set / rich set | {cpu_fe} | |
-| seed-style baseline (poll + json.loads + insert_one, events/s) | {b["rate"]:,.0f} | |
+{tree_rows}| seed-style baseline (poll + json.loads + insert_one, events/s) | {b["rate"]:,.0f} | |
 | ratio pipeline (FerretDB) / baseline | {ratio:,.1f}× | ≥ 10× |
 | produce→flag-visible latency p50 at {lt["rate"]:,.0f} ev/s (ms) | {lt["p50_ms"]:,.0f} | |
 | produce→flag-visible latency p99 at {lt["rate"]:,.0f} ev/s (ms) | {lt["p99_ms"]:,.0f} | ≤ 500 |
@@ -255,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-seconds", type=float, default=20.0, help="baseline time budget")
     p.add_argument("--rich-rules", help="rule set for the rich run (default rules/example.toml)")
     p.add_argument("--skip-latency", action="store_true", help="no latency run")
+    p.add_argument("--baseline-tree", type=Path,
+                   help="another source tree (e.g. `git archive main` unpacked): its consumer "
+                        "also runs the rich set with SQLite flags, for a ratio in the same run")
     args = p.parse_args(argv)
     rules_dir = Path(tempfile.mkdtemp(prefix="bench-rules-"))
     rich = rich_rules_file(args.rich_rules, rules_dir)
@@ -279,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         trs = throughput(bootstrap, pp["topic"], args.events, None, db, rich)
         print(f"throughput rich (SQLite flags): own {trs['own_rate']:,.0f} ev/s",
               file=sys.stderr)
+        trb = None
+        if args.baseline_tree:
+            trb = {**throughput(bootstrap, pp["topic"], args.events, None, db, rich.resolve(),
+                                tree=args.baseline_tree.resolve()),
+                   "tree": str(args.baseline_tree)}
+            print(f"throughput rich (SQLite flags), {args.baseline_tree}: own "
+                  f"{trb['own_rate']:,.0f} ev/s", file=sys.stderr)
         base = baseline(bootstrap, mongo, db, pp["topic"], args.baseline_seconds)
         print(f"baseline: {base['rate']:,.0f} ev/s", file=sys.stderr)
         if args.skip_latency:
@@ -294,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                    "throughput_sqlite": tps,
                    "command": "python -m bench.bench_stream " + " ".join(argv or sys.argv[1:]),
                    "throughput": tp, "throughput_rich": tr, "throughput_rich_sqlite": trs,
+                   "throughput_rich_sqlite_baseline_tree": trb,
                    "raw": raw, "baseline": base,
                    "latency": lt})
     return 0

