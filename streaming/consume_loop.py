@@ -2,10 +2,10 @@
 
 ``StreamConsumer(config, flag_store).run()``: ``consume(num_messages=…)`` → per partition:
 decode (bad records → the DLQ topic, flushed) → that partition's rule engine → lake sink
-(every event) → flag store (flagged only; on a background thread when the store is thread
-safe, overlapping the next batch's decoding) → a synchronous commit of explicit offsets once
-both sinks hold the batch. A crash anywhere before the commit replays the batch; both sinks are
-idempotent, so each event lands exactly once.
+(every event; on a background thread, overlapping the next batch's decoding and rules) → flag
+store (flagged only; on a background thread too when the store is thread safe) → a synchronous
+commit of explicit offsets once both sinks hold the batch. A crash anywhere before the commit
+replays the batch; both sinks are idempotent, so each event lands exactly once.
 
 Every partition is decided by one rule set (``ConsumeConfig.rule_set``, ``--rules``), or, with
 ``ConsumeConfig.rules_topic``, by the sets the rule control topic assigns to its offsets
@@ -102,11 +102,17 @@ class ConsumeStats:
 
 @dataclass(frozen=True)
 class _Pending:
-    """A batch whose lake files and dead letters are written and whose flags are being written."""
+    """A batch whose dead letters are sent and whose lake files and flags are being written."""
 
     flags: Future  # -> (documents written, wall time in ms when they were)
+    lake: Future  # -> wall time in ms when the batch's lake files were written
     offsets: list[TopicPartition]
     created_ms: np.ndarray | None
+
+    def wait(self) -> None:
+        """Let both writes finish (their errors are for ``settle`` to raise)."""
+        self.lake.exception()
+        self.flags.exception()
 
 
 class StreamConsumer:
@@ -130,6 +136,9 @@ class StreamConsumer:
         # flags are written on a background thread when the store allows it (MongoDB does;
         # sqlite3 connections do not), else inline
         self._writer = ThreadPoolExecutor(1, "flag-writer") if flag_store.thread_safe else None
+        # lake files (Parquet encoding, mostly outside the GIL) are written on their own thread,
+        # overlapping the next batch's decoding and rules; one thread keeps them in order
+        self._lake_writer = ThreadPoolExecutor(1, "lake-writer")
         self._pending: _Pending | None = None
         self._deferred: list[TopicPartition] = []  # written, commit refused mid-rebalance
         self._deferred_logged = False
@@ -145,6 +154,8 @@ class StreamConsumer:
 
     # --- partition ownership -----------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._pending is not None:
+            self._pending.wait()  # no lake write in flight while a partition's files are read
         for tp in consumer.committed(partitions, timeout=30):
             committed = tp.offset
             if committed == OFFSET_INVALID:  # a new group starts at the log start (earliest)
@@ -179,15 +190,16 @@ class StreamConsumer:
         """Partitions taken away without a chance to commit: the new owner replays them."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.flags.exception()  # let the write finish; its commit is not ours to make
+            pending.wait()  # let the writes finish; their commit is not ours to make
         self._forget(partitions)
         self._log(f"consume: lost {[tp.partition for tp in partitions]} (not committed)")
 
     # --- one micro-batch ---------------------------------------------------------------------
     def handle(self, records: list[RawRecord], created_ms: np.ndarray | None = None) -> None:
-        """Decode and decide; DLQ and lake now; flags in the background. The PREVIOUS batch is
-        committed once its flags are written (so FerretDB/MongoDB work overlaps the next batch's
-        decoding and rules); nothing is committed before both sinks hold it."""
+        """Decode and decide; DLQ now; lake files and flags in the background. The PREVIOUS
+        batch is committed once its lake files and flags are written (so Parquet encoding and
+        FerretDB/MongoDB work overlap the next batch's decoding and rules); nothing is committed
+        before both sinks hold it."""
         by_partition: dict[int, list[RawRecord]] = {}
         for r in records:
             by_partition.setdefault(r.partition, []).append(r)
@@ -198,37 +210,47 @@ class StreamConsumer:
                 continue
             results.append((partition, recs, process_partition_batch(recs, engine)))
         done: list[RawRecord] = []
+        lake_parts = []
         for partition, recs, res in results:
             self.stats.dead_letters += self.dlq.send(res.dead_letters)
             if res.events_with_rules.height:
-                self.lake.write(res.events_with_rules, recs[0].topic, partition,
-                                recs[0].offset, recs[-1].offset)
+                lake_parts.append((res.events_with_rules, recs[0].topic, partition,
+                                   recs[0].offset, recs[-1].offset))
             self.stats.events += res.events_with_rules.height
             done.extend(recs)
         flagged = [res.flagged for _, _, res in results if res.flagged.height]
         frame = pl.concat(flagged, how="diagonal_relaxed") if flagged else None
         self.settle()
+        lake = self._lake_writer.submit(self._write_lake, lake_parts)
         if self._writer is not None:
             flags = self._writer.submit(self._write_flags, frame)
         else:
             flags = Future()
             flags.set_result(self._write_flags(frame))
-        self._pending = _Pending(flags, next_offsets(done), created_ms)
+        self._pending = _Pending(flags, lake, next_offsets(done), created_ms)
         self.stats.messages += len(done)
         self.stats.batches += 1
+
+    def _write_lake(self, parts: list[tuple[pl.DataFrame, str, int, int, int]]) -> float:
+        for frame, topic, partition, first, last in parts:
+            self.lake.write(frame, topic, partition, first, last)
+        return time.time() * 1000
 
     def _write_flags(self, frame: pl.DataFrame | None) -> tuple[int, float]:
         written = self.flags.upsert(frame) if frame is not None else 0
         return written, time.time() * 1000
 
     def settle(self) -> None:
-        """Wait for the pending batch's flag write (re-raising its error), then commit it."""
+        """Wait for the pending batch's lake and flag writes (re-raising their errors), then
+        commit it."""
         pending, self._pending = self._pending, None
         if pending is None:
             if self._deferred:
                 self._commit([])
             return
+        lake_ms = pending.lake.result()
         written, visible_ms = pending.flags.result()
+        visible_ms = max(visible_ms, lake_ms)
         self.stats.flags += written
         if pending.created_ms is not None and len(pending.created_ms):
             self._latency.append(visible_ms - pending.created_ms)
@@ -363,6 +385,7 @@ class StreamConsumer:
         finally:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
+            self._lake_writer.shutdown(wait=True)
             self.dlq.close()
             if self.control is not None:
                 self.control.close()

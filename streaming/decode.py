@@ -107,11 +107,12 @@ def decode_batch(
     if not records:
         return pl.DataFrame(schema=DECODED_SCHEMA), []
     dead: list[DeadLetter] = []
-    if max(map(len, (r.value for r in records))) > MAX_MESSAGE_BYTES:
+    values = [r.value for r in records]
+    if max(map(len, values)) > MAX_MESSAGE_BYTES:
         dead = [_oversized(r) for r in records if len(r.value) > MAX_MESSAGE_BYTES]
         records = [r for r in records if len(r.value) <= MAX_MESSAGE_BYTES]
     if not dead:
-        fast = _read_typed(records, now)
+        fast = _read_typed(records, now, values)
         if fast is not None:
             return fast, []
     raw = _read_text(records)
@@ -154,12 +155,14 @@ def _provenance(records: Sequence[RawRecord], index: list[int]) -> pl.DataFrame:
     )
 
 
-def _read_typed(records: Sequence[RawRecord], now: datetime) -> pl.DataFrame | None:
+def _read_typed(records: Sequence[RawRecord], now: datetime,
+                values: list[bytes] | None = None) -> pl.DataFrame | None:
     """The fastest path, for a batch whose every record is valid: one ``read_ndjson`` with
     numbers and booleans typed by the reader (``TYPED_SCHEMA``) and the checks that remain; None
     when any record is not like that (a wrong JSON type, a failed check) — then the batch is
-    decoded the text way, which finds each bad record and its reason."""
-    values = [r.value for r in records]
+    decoded the text way, which finds each bad record and its reason. ``values``: the records'
+    values, if the caller has them."""
+    values = [r.value for r in records] if values is None else values
     joined = b"\n".join(values)
     if joined.count(b"\n") != len(values) - 1 or b"\r" in joined:
         return None
@@ -169,8 +172,10 @@ def _read_typed(records: Sequence[RawRecord], now: datetime) -> pl.DataFrame | N
         return None
     if typed.height != len(values):
         return None
+    topics = {r.topic for r in records}  # one topic per batch: a repeated literal is cheaper
     typed = typed.with_columns(
-        _topic=pl.Series([r.topic for r in records], dtype=pl.String),
+        _topic=(pl.lit(next(iter(topics)), pl.String) if len(topics) == 1
+                else pl.Series([r.topic for r in records], dtype=pl.String)),
         _partition=pl.Series([r.partition for r in records], dtype=pl.Int32),
         _offset=pl.Series([r.offset for r in records], dtype=pl.Int64),
     )
