@@ -91,8 +91,12 @@ def fired_lists(fired: list[np.ndarray], rule_ids: tuple[str, ...], n: int) -> p
     combination (there are few) and gathered."""
     if n == 0:
         return pl.Series("rules_fired", [], dtype=pl.List(pl.String))
-    key = np.stack(pack_fired(fired, n), axis=1)
-    combos, inverse = np.unique(key, axis=0, return_inverse=True)
+    masks = pack_fired(fired, n)
+    if len(masks) == 1:  # up to _BITS rules: a 1-D unique (the axis=0 one sorts row views)
+        flat, inverse = np.unique(masks[0], return_inverse=True)
+        combos = flat[:, None]
+    else:
+        combos, inverse = np.unique(np.stack(masks, axis=1), axis=0, return_inverse=True)
     lists = [[rid for i, rid in enumerate(rule_ids)
               if (int(combo[i // _BITS]) >> (i % _BITS)) & 1] for combo in combos]
     return pl.Series("rules_fired", lists, dtype=pl.List(pl.String)).gather(
