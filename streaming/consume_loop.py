@@ -25,6 +25,7 @@ on every assignment, so a slow group join is not mistaken for an idle topic.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -201,8 +202,11 @@ class StreamConsumer:
         FerretDB/MongoDB work overlap the next batch's decoding and rules); nothing is committed
         before both sinks hold it."""
         by_partition: dict[int, list[RawRecord]] = {}
-        for r in records:
-            by_partition.setdefault(r.partition, []).append(r)
+        for r in records:  # no setdefault: its default list would be built for every record
+            group = by_partition.get(r.partition)
+            if group is None:
+                by_partition[r.partition] = group = []
+            group.append(r)
         results = []
         for partition, recs in sorted(by_partition.items()):
             engine = self.engines.get(partition)
@@ -309,6 +313,11 @@ class StreamConsumer:
                       f"{shadow.id if shadow else '(none)'}")
         self.consumer.subscribe([cfg.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        # the objects of start-up (modules of polars, numpy, pyarrow…: ~250k) live as long as
+        # the process: out of the cyclic GC's full collections, which the loop's allocations
+        # would otherwise make walk them again and again (``close`` unfreezes them)
+        gc.collect()
+        gc.freeze()
         self._last_data = last_metrics = time.monotonic()
         try:
             while not self.stopping:
@@ -380,6 +389,7 @@ class StreamConsumer:
         self.stopping = True
 
     def close(self) -> None:
+        gc.unfreeze()
         try:
             self.consumer.close()
         finally:

@@ -7,6 +7,7 @@ Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -254,15 +255,23 @@ def unpack(messages: list[Message]) -> tuple[list[RawRecord], list[int], list[Ka
     errors: list[KafkaError] = []
     eof = KafkaError._PARTITION_EOF
     record, add, add_created = RawRecord, records.append, created.append  # a hot loop
-    for m in messages:
-        err = m.error()
-        if err is None:
-            # a consumed message always has its topic, partition and offset
-            add(record(m.value() or b"", m.key(), m.topic() or "", m.partition() or 0,
-                       m.offset() or 0))
-            add_created(m.timestamp()[1])
-        elif err.code() != eof:
-            errors.append(err)
+    # one tuple per message and no reference cycles: without the cyclic GC running every 700
+    # of them (and promoting them through its generations) the loop takes half the time
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for m in messages:
+            err = m.error()
+            if err is None:
+                # a consumed message always has its topic, partition and offset
+                add(record(m.value() or b"", m.key(), m.topic() or "", m.partition() or 0,
+                           m.offset() or 0))
+                add_created(m.timestamp()[1])
+            elif err.code() != eof:
+                errors.append(err)
+    finally:
+        if was_enabled:
+            gc.enable()
     return records, created, errors
 
 
