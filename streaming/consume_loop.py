@@ -173,6 +173,8 @@ class StreamConsumer:
 
     def _partition_rules(self, topic: str, partition: int) -> PartitionRules:
         def history(below: int, columns) -> pl.DataFrame | None:
+            if self._pending is not None:  # a set switched mid-stream: the previous batch's
+                self._pending.lake.exception()  # lake files are part of the history it reads
             return lake_state.partition_history(self.transactions_dir, topic, partition, below,
                                                 columns)
         control = self.control
