@@ -15,6 +15,10 @@
    committed (≥ flag visible). p50/p99 → bench/results/stream.md (+ .json).
 
     .venv/bin/python -m bench.bench_stream [--events 1e6] [--rate 5000] [--seconds 30]
+        [--skip-latency] [--baseline-tree DIR]
+
+``--baseline-tree DIR`` (e.g. ``git archive main | tar -x -C DIR``): that tree's consumer also
+runs the rich set with SQLite flags on the same topic, for a ratio measured in the same run.
 """
 
 from __future__ import annotations
