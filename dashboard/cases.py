@@ -286,8 +286,8 @@ def confirmed_precision(flags: pl.LazyFrame, cases: pl.DataFrame) -> pl.DataFram
     if decided.is_empty():
         return pl.DataFrame(schema={"rule": pl.String(), "confirmed": pl.Int64(),
                                     "decided": pl.Int64(), "confirmed_precision": pl.Float64()})
-    return (flags.select("transaction_id", "rules").join(decided.lazy(), on="transaction_id")
-            .explode("rules").group_by(pl.col("rules").alias("rule"))
+    return (flags.select("transaction_id", "rules_fired").join(decided.lazy(), on="transaction_id")
+            .explode("rules_fired").group_by(pl.col("rules_fired").alias("rule"))
             .agg(pl.col("confirmed").sum().cast(pl.Int64).alias("confirmed"),
                  pl.len().cast(pl.Int64).alias("decided"))
             .with_columns((pl.col("confirmed") / pl.col("decided")).alias("confirmed_precision"))

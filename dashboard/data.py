@@ -1,7 +1,7 @@
 """Pure aggregation behind the page: frames and filter values in, frames and numbers out.
 
 No I/O except ``read_report`` / ``read_lag`` (small JSON files). Flag frames follow
-``dashboard.sources.FLAG_COLUMNS``; series and baselines follow ``dashboard.lake_queries``.
+``dashboard.page_flags.PAGE_COLUMNS``; series and baselines follow ``dashboard.lake_queries``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def table_view(flags: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
     ts = pl.col("ts") if tz is None else pl.col("ts").dt.convert_time_zone(tz)
     cols = [ts, "transaction_id", "user_id", pl.col("amount").cast(pl.Float64), "currency",
             pl.col("score"), "merchant_name", "category", "channel", "city", "country",
-            pl.col("rules").list.join(", "), "rule_set_id", "is_fraud", "fraud_scenario"]
+            pl.col("rules_fired").list.join(", ").alias("rules"), "rule_set_id", "is_fraud",
+            "fraud_scenario"]
     if "status" in flags.columns:
         cols.insert(2, "status")
     return flags.select(cols)
@@ -79,7 +80,8 @@ def csv_view(flags: pl.DataFrame) -> pl.DataFrame:
     return flags.select(
         "ts", "transaction_id", "user_id", pl.col("amount").cast(pl.String), "currency",
         "score", "merchant_name", "category", "channel", "city", "country",
-        pl.col("rules").list.join(", "), "rule_set_id", "is_fraud", "fraud_scenario",
+        pl.col("rules_fired").list.join(", ").alias("rules"), "rule_set_id", "is_fraud",
+        "fraud_scenario",
     )
 
 

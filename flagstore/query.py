@@ -2,9 +2,9 @@
 
 ``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
 fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
-typed values (MongoDB), and ``apply`` into a Polars predicate over ``FLAG_SCHEMA`` frames (the
-dashboard's held flags, tests). The three agree: a flag passes one exactly when it passes the
-others.
+typed values (MongoDB; a v1 document's ``rules`` counts as its ``rules_fired``), and ``apply``
+into a Polars predicate over ``FLAG_SCHEMA`` frames (the dashboard's held flags, tests). The
+three agree: a flag passes one exactly when it passes the others.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class FlagFilter:
     max_cents: int | None = None
     user_id: int | None = None
     country: str | None = None
+    transaction_id: str | None = None  #: one flag (the page's drill-down)
 
     def __post_init__(self) -> None:
         """Typed values only: whatever builds a filter, nothing but a plain value of the
@@ -54,8 +55,10 @@ class FlagFilter:
             value = getattr(self, name)
             if value is not None and (type(value) is not int):
                 raise FilterError(f"{name} must be a whole number")
-        if self.country is not None and type(self.country) is not str:
-            raise FilterError("country must be text")
+        for name in ("country", "transaction_id"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                raise FilterError(f"{name} must be text")
         if not isinstance(self.rules, tuple) or not all(
                 type(r) is str and RULE_ID.match(r) for r in self.rules):
             raise FilterError("rules must be a tuple of rule ids ([a-z][a-z0-9_]*)")
@@ -73,6 +76,7 @@ def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
         ("amount_cents <= ?", f.max_cents, [f.max_cents]),
         ("user_id = ?", f.user_id, [f.user_id]),
         ("country = ?", f.country, [f.country]),
+        ("transaction_id = ?", f.transaction_id, [f.transaction_id]),
     ]
     used = [(sql, values) for sql, value, values in conditions if value is not None]
     params = [v for _sql, values in used for v in values]
@@ -89,8 +93,10 @@ def mongo_filter(f: FlagFilter) -> dict:
         ts["$lt"] = f.until.astimezone(UTC)
     if ts:
         doc["ts"] = ts
-    if f.rules:
-        doc["rules_fired"] = {"$in": list(f.rules)}
+    if f.rules:  # rule sets (v2) list the fired ids in rules_fired; a v1 document in rules
+        wanted = {"$in": list(f.rules)}
+        doc["$or"] = [{"rules_fired": wanted},
+                      {"rules_fired": {"$exists": False}, "rules": wanted}]
     cents: dict = {}
     if f.min_cents is not None:
         cents["$gte"] = f.min_cents
@@ -102,6 +108,8 @@ def mongo_filter(f: FlagFilter) -> dict:
         doc["user_id"] = f.user_id
     if f.country is not None:
         doc["country"] = f.country
+    if f.transaction_id is not None:
+        doc["_id"] = f.transaction_id
     return doc
 
 
@@ -125,4 +133,6 @@ def apply(f: FlagFilter, flags: Frame) -> Frame:
         pred &= pl.col("user_id") == f.user_id
     if f.country is not None:
         pred &= pl.col("country") == f.country
+    if f.transaction_id is not None:
+        pred &= pl.col("transaction_id") == f.transaction_id
     return flags.filter(pred)

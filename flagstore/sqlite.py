@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,6 @@ UPSERT_SQL = (
     "ON CONFLICT(transaction_id) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in COLUMNS if n not in ("transaction_id", "flagged_at"))
 )
-SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM flags"  # noqa: S608 - constant names
 
 
 def sqlite_rows(flags: pl.DataFrame) -> list[tuple]:
@@ -136,13 +136,28 @@ def open_read_only(path: Path, timeout: float = 2.0) -> sqlite3.Connection | Non
     return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=timeout)
 
 
-class SqliteFlagReader:
-    """``FlagReader`` over the embedded store, read-only (see the module docstring)."""
+@dataclass(frozen=True)
+class Appended:
+    """What ``SqliteFlagReader.appended`` read in one read transaction."""
 
-    def __init__(self, path: Path) -> None:
+    top: int  #: the newest rowid (0: no rows)
+    rows: int | None  #: every row of the table, when asked to count
+    frames: list[pl.DataFrame]  #: ``FLAG_SCHEMA`` frames of the rows after ``after``, to ``top``
+
+
+class SqliteFlagReader:
+    """``FlagReader`` over the embedded store, read-only (see the module docstring).
+    ``columns`` limits what is read (the others read as null); ``transaction_id`` always is."""
+
+    _CHUNK = 50_000  # rows per frame while reading
+
+    def __init__(self, path: Path, columns: tuple[str, ...] = tuple(FLAG_SCHEMA)) -> None:
         self.path = Path(path)
         self.label = f"local store {self.path}"
         self.key = f"local:{self.path.resolve()}"
+        wanted = ["transaction_id", *(c for c in COLUMNS if c in columns and
+                                      c != "transaction_id")]
+        self._select = f"SELECT {', '.join(wanted)} FROM flags"  # noqa: S608 - constant names
 
     def _connect(self) -> sqlite3.Connection | None:
         try:
@@ -150,19 +165,49 @@ class SqliteFlagReader:
         except sqlite3.Error as exc:
             raise FlagReadError(f"cannot open {self.label}: {exc}") from exc
 
+    def _error(self, exc: sqlite3.Error) -> FlagReadError:
+        """One line naming the store: not a SQLite file at all, or what failed reading it."""
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+            return FlagReadError(f"{self.label} is not a SQLite flag store ({text})")
+        return FlagReadError(f"cannot read {self.label}: {text}")
+
+    def _chunks(self, cur: sqlite3.Cursor) -> Iterator[list[dict]]:
+        names = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(self._CHUNK):
+            yield [dict(zip(names, r, strict=True)) for r in rows]
+
     def _rows(self, sql: str, params: list[object]) -> Iterator[list[dict]]:
-        """Rows of ``sql`` as dicts, a chunk at a time ([] when there is no store yet)."""
+        """Rows of ``sql`` as dicts, a chunk at a time ([] when there is no store yet);
+        ``{select}`` in ``sql`` stands for this reader's SELECT list."""
         conn = self._connect()
         if conn is None:
             return
         try:
-            cur = conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            while rows := cur.fetchmany(50_000):
-                yield [dict(zip(names, r, strict=True)) for r in rows]
-        except sqlite3.OperationalError as exc:
+            yield from self._chunks(conn.execute(sql.replace("{select}", self._select), params))
+        except sqlite3.Error as exc:
             if "no such table" not in str(exc):
-                raise FlagReadError(f"cannot read {self.label}: {exc}") from exc
+                raise self._error(exc) from exc
+        finally:
+            conn.close()
+
+    def appended(self, after: int, *, count: bool = False) -> Appended | None:
+        """The rows with a rowid above ``after`` (the store only appends; a replay updates in
+        place), the newest rowid and, with ``count``, the table's row count, all read in one
+        transaction (consistent). None while there is no store or table yet."""
+        conn = self._connect()
+        if conn is None:
+            return None
+        try:
+            conn.execute("BEGIN")
+            top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM flags").fetchone()[0])
+            rows = int(conn.execute("SELECT count(*) FROM flags").fetchone()[0]) if count else None
+            cur = conn.execute(f"{self._select} WHERE rowid > ? AND rowid <= ?", [after, top])
+            return Appended(top, rows, [from_records(c) for c in self._chunks(cur)])
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return None
+            raise self._error(exc) from exc
         finally:
             conn.close()
 
@@ -171,7 +216,7 @@ class SqliteFlagReader:
 
     def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
         where, params = sql_where(f)
-        sql = f"{SELECT_SQL}{where} ORDER BY ts DESC, transaction_id DESC LIMIT ?"
+        sql = f"{{select}}{where} ORDER BY ts DESC, transaction_id DESC LIMIT ?"
         return self._frame(sql, [*params, int(limit)])
 
     def count(self, f: FlagFilter, cap: int) -> int:
@@ -182,11 +227,11 @@ class SqliteFlagReader:
 
     def export(self, f: FlagFilter) -> pl.DataFrame:
         where, params = sql_where(f)
-        return self._frame(f"{SELECT_SQL}{where} ORDER BY ts DESC, transaction_id DESC", params)
+        return self._frame(f"{{select}}{where} ORDER BY ts DESC, transaction_id DESC", params)
 
     def read_since(self, since: datetime | None, chunk_rows: int) -> Iterator[pl.DataFrame]:
         bound = ts_text(since or datetime(1, 1, 1, tzinfo=UTC))
-        sql = f"{SELECT_SQL} WHERE flagged_at >= ? ORDER BY flagged_at, transaction_id"
+        sql = "{select} WHERE flagged_at >= ? ORDER BY flagged_at, transaction_id"
         buffer: list[dict] = []
         for chunk in self._rows(sql, [bound]):
             buffer += chunk
