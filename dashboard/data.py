@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard.lake_queries import BASELINE_SCHEMA, SERIES_SCHEMA
+from flagstore.schema import TS_TEXT
 from fraudlake.contract import RULE_NAMES
 
 #: DuckDB date_trunc unit → Polars truncate interval.
@@ -88,7 +89,7 @@ def csv_view(flags: pl.DataFrame) -> pl.DataFrame:
 def to_csv(flags: pl.DataFrame) -> bytes:
     """Exactly these rows as CSV (UTF-8, ISO-8601 UTC timestamps, exact amounts)."""
     buf = io.BytesIO()
-    csv_view(flags).write_csv(buf, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ")
+    csv_view(flags).write_csv(buf, datetime_format=TS_TEXT)
     return buf.getvalue()
 
 
