@@ -24,7 +24,7 @@ import polars as pl
 
 from flagstore.protocols import FlagReadError
 from flagstore.query import FlagFilter, sql_where
-from flagstore.schema import FLAG_SCHEMA, TS_TEXT, flag_frame, from_records, ts_text
+from flagstore.schema import FLAG_SCHEMA, TS_TEXT, empty_flags, flag_frame, from_columns, ts_text
 
 
 class FlagStoreSchemaError(RuntimeError):
@@ -172,19 +172,24 @@ class SqliteFlagReader:
             return FlagReadError(f"{self.label} is not a SQLite flag store ({text})")
         return FlagReadError(f"cannot read {self.label}: {text}")
 
-    def _chunks(self, cur: sqlite3.Cursor) -> Iterator[list[dict]]:
+    def _chunks(self, cur: sqlite3.Cursor, size: int | None = None) -> Iterator[pl.DataFrame]:
+        """The cursor's rows as ``FLAG_SCHEMA`` frames of at most ``size`` rows (column by
+        column: no dict per row)."""
         names = [d[0] for d in cur.description]
-        while rows := cur.fetchmany(self._CHUNK):
-            yield [dict(zip(names, r, strict=True)) for r in rows]
+        while rows := cur.fetchmany(size or self._CHUNK):
+            columns = zip(*rows, strict=True)
+            yield from_columns(dict(zip(names, columns, strict=True)), len(rows))
 
-    def _rows(self, sql: str, params: list[object]) -> Iterator[list[dict]]:
-        """Rows of ``sql`` as dicts, a chunk at a time ([] when there is no store yet);
-        ``{select}`` in ``sql`` stands for this reader's SELECT list."""
+    def _frames(self, sql: str, params: list[object], size: int | None = None
+                ) -> Iterator[pl.DataFrame]:
+        """The rows of ``sql`` (``{select}`` stands for this reader's SELECT list) as frames;
+        none while there is no store yet."""
         conn = self._connect()
         if conn is None:
             return
         try:
-            yield from self._chunks(conn.execute(sql.replace("{select}", self._select), params))
+            yield from self._chunks(conn.execute(sql.replace("{select}", self._select), params),
+                                    size)
         except sqlite3.Error as exc:
             if "no such table" not in str(exc):
                 raise self._error(exc) from exc
@@ -203,7 +208,7 @@ class SqliteFlagReader:
             top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM flags").fetchone()[0])
             rows = int(conn.execute("SELECT count(*) FROM flags").fetchone()[0]) if count else None
             cur = conn.execute(f"{self._select} WHERE rowid > ? AND rowid <= ?", [after, top])
-            return Appended(top, rows, [from_records(c) for c in self._chunks(cur)])
+            return Appended(top, rows, list(self._chunks(cur)))
         except sqlite3.Error as exc:
             if "no such table" in str(exc):
                 return None
@@ -212,7 +217,7 @@ class SqliteFlagReader:
             conn.close()
 
     def _frame(self, sql: str, params: list[object]) -> pl.DataFrame:
-        return pl.concat([from_records([]), *(from_records(c) for c in self._rows(sql, params))])
+        return pl.concat([empty_flags(), *self._frames(sql, params)])
 
     def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
         where, params = sql_where(f)
@@ -221,9 +226,18 @@ class SqliteFlagReader:
 
     def count(self, f: FlagFilter, cap: int) -> int:
         where, params = sql_where(f)
-        sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM flags{where} LIMIT ?)"  # noqa: S608 - fixed fragments, values bound
-        chunks = list(self._rows(sql, [*params, int(cap)]))
-        return int(chunks[0][0]["n"]) if chunks else 0
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM flags{where} LIMIT ?)"  # noqa: S608 - fixed fragments, values bound
+        conn = self._connect()
+        if conn is None:
+            return 0
+        try:
+            return int(conn.execute(sql, [*params, int(cap)]).fetchone()[0])
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise self._error(exc) from exc
+        finally:
+            conn.close()
 
     def export(self, f: FlagFilter) -> pl.DataFrame:
         where, params = sql_where(f)
@@ -232,14 +246,7 @@ class SqliteFlagReader:
     def read_since(self, since: datetime | None, chunk_rows: int) -> Iterator[pl.DataFrame]:
         bound = ts_text(since or datetime(1, 1, 1, tzinfo=UTC))
         sql = "{select} WHERE flagged_at >= ? ORDER BY flagged_at, transaction_id"
-        buffer: list[dict] = []
-        for chunk in self._rows(sql, [bound]):
-            buffer += chunk
-            while len(buffer) >= chunk_rows:
-                yield from_records(buffer[:chunk_rows])
-                buffer = buffer[chunk_rows:]
-        if buffer:
-            yield from_records(buffer)
+        yield from self._frames(sql, [bound], size=chunk_rows)
 
     def close(self) -> None:
         """Nothing held open between calls."""
