@@ -5,7 +5,7 @@
 updates rows and never duplicates them (``flagged_at`` keeps the first write). WAL journal mode
 lets readers read while the consumer writes. Timestamps are ``TS_TEXT``, which sorts like time;
 amounts exact text plus integer cents for range queries; ``rules_fired`` JSON text (filtered
-with ``json_each``); ``evidence`` JSON text.
+by its quoted ids); ``evidence`` JSON text.
 
 ``SqliteFlagReader(path)`` (a ``FlagReader``) opens the file read-only, one connection per call:
 cheap, thread-safe under Streamlit, and it sees a store that appears after it was made. A
