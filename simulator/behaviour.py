@@ -56,15 +56,22 @@ def _subscriptions_of(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]
     table = _all_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year)
     keep = np.zeros(world.n_cards, dtype=bool)
     keep[cards] = True
-    sel = keep[table[0]]
-    return tuple(a[sel] for a in table)
+    sel = np.flatnonzero(keep[table[0]])
+    card, day, hour, minute, plan, since = (a[sel] for a in table)
+    return (card.astype(np.int64), day.astype(np.int64), hour.astype(np.int64),
+            minute.astype(np.int64), _PLANS[plan], since.astype(np.int64))
 
 
 @lru_cache(maxsize=2)
 def _all_subscriptions(seed: int, n_cards: int, start_year: int,
                        end_year: int) -> tuple[np.ndarray, ...]:
+    """Every card's subscriptions, stored small (10 bytes each; a plan as its index in the
+    ascending _PLANS)."""
     world = build_world(seed, n_cards, start_year, end_year)
-    return _subscriptions(world, np.arange(n_cards))
+    card, day, hour, minute, plan, since = _subscriptions(world, np.arange(n_cards))
+    return (card.astype(np.int32), day.astype(np.int8), hour.astype(np.int8),
+            minute.astype(np.int8), np.searchsorted(_PLANS, plan).astype(np.int8),
+            since.astype(np.int16))
 
 
 def recurring_bills(world: World, rng: np.random.Generator, win: Window, n_rows: int,
