@@ -20,6 +20,7 @@ from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import polars as pl
@@ -193,22 +194,35 @@ def validate(cfg: HistoryConfig) -> None:
         check_not_precious(cfg.out, "--out")
 
 
+def _receive_world(inbox: Queue) -> None:
+    """Worker initializer: wait for the world the main process builds meanwhile; keep it."""
+    adopt_world(inbox.get())
+
+
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order. With N workers this process writes months itself beside
-    N - 1 worker processes (spawned once, handed the world this process built, so each starts
-    in a fraction of a second); on any exit before the end the workers are stopped
-    (terminated, not awaited) before the caller cleans up."""
+    N - 1 worker processes, spawned first so that they start up (imports) while this process
+    builds the world, which it then hands them (each starts work without building its own);
+    on any exit before the end the workers are stopped (terminated, not awaited) before the
+    caller cleans up."""
     if workers == 1 or len(tasks) == 1:
         yield from map(write_month, tasks)
         return
     first = tasks[0]
-    world = build_world(first.seed, first.users, first.start_year, first.end_year)
     procs = min(workers - 1, len(tasks) - 1)
-    pool = ProcessPoolExecutor(procs, mp_context=get_context("spawn"), initializer=adopt_world,
-                               initargs=(world,))
+    context = get_context("spawn")
+    inbox = context.Queue()
+    pool = ProcessPoolExecutor(procs, mp_context=context, initializer=_receive_world,
+                               initargs=(inbox,))
     pending = deque(tasks)  # largest first: the pool and this process take from the front
     running: set[Future[MonthResult]] = set()
     try:
+        while pending and len(running) < 2 * procs:  # spawns the workers; they start up now
+            running.add(pool.submit(write_month, pending.popleft()))
+        world = build_world(first.seed, first.users, first.start_year, first.end_year)
+        for _ in range(procs):
+            inbox.put(world)
+        del world
         while pending or running:
             while pending and len(running) < 2 * procs:  # a queued month per worker: no idling
                 running.add(pool.submit(write_month, pending.popleft()))
@@ -220,6 +234,7 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
                 running.discard(fut)
                 yield fut.result()
     except BaseException:
+        inbox.cancel_join_thread()  # a world nobody took must not hold up this process's exit
         workers_ = list((getattr(pool, "_processes", None) or {}).values())  # no public API
         for proc in workers_:
             proc.terminate()
@@ -228,6 +243,7 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        inbox.close()
 
 
 def _make_temp(out: Path) -> Path:
