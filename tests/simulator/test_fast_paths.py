@@ -67,6 +67,17 @@ def test_an_adopted_world_is_used_instead_of_a_new_build(world):
         _WORLDS.update(saved)
 
 
+def test_a_pickled_world_leaves_out_the_derived_category_table(world):
+    """Workers receive the world pickled: the derived ``category_flat`` (8 bytes per card and
+    category) is rebuilt there, not sent."""
+    data = pickle.dumps(world.cards)
+    copy = pickle.loads(data)
+    assert b"_flat" not in data
+    assert len(data) < len(pickle.dumps(dict(vars(world.cards)))) - world.cards.category_flat.nbytes
+    assert np.array_equal(copy.category_flat, world.cards.category_flat)
+    assert np.array_equal(copy.category_cum, world.cards.category_cum)
+
+
 def test_a_47m_history_is_written_one_piece_per_month():
     """Pieces bound the memory of big months; the default 47M history stays unsplit (its
     bytes are those of a single-piece month)."""
