@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from faker import Faker
 
 from simulator.arrow import string_array
 from simulator.cards import Cards, make_cards, spread
@@ -203,6 +202,8 @@ def _merchants(rng: np.random.Generator, seed: int, cities: Cities, cats: Catego
     city = np.concatenate([np.arange(n_city).repeat(n_cat).repeat(counts),
                            np.zeros(int(online_count.sum()), dtype=np.int64)])
     lat, lon = spread(rng, cities.lat[city], cities.lon[city], metro_km[city])
+    from faker import Faker  # here only: worker processes receive the world, never build it
+
     fake = Faker("en_US")
     fake.seed_instance(seed)
     companies = [fake.company() for _ in range(4_000)]
