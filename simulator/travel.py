@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from simulator.cities import haversine_km
+from simulator.cities import Cities, haversine_km
 from simulator.models import DAY_S, Window, month_index
 from simulator.world import World, build_world
 
@@ -84,16 +84,30 @@ def _trips(seed: int, n_cards: int, start_year: int, end_year: int, month: int) 
     return Trips(index, dest, t0, t0 + days * DAY_S, travel_seconds(km))
 
 
+_BY_COUNTRY: dict[int, tuple[Cities, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _by_country(c: Cities) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cities in country order, their country ids, cumulative weights in that order), built
+    once per city table (trips and remote fraud look them up several times a month)."""
+    hit = _BY_COUNTRY.get(id(c))
+    if hit is None or hit[0] is not c:  # (the entry holds the table: its id stays its own)
+        if len(_BY_COUNTRY) >= 8:
+            _BY_COUNTRY.clear()
+        order = np.lexsort((np.arange(len(c)), c.country_id))
+        hit = _BY_COUNTRY[id(c)] = (c, order, c.country_id[order], np.cumsum(c.weight[order]))
+    return hit[1], hit[2], hit[3]
+
+
 def destinations(world: World, rng: np.random.Generator, home: np.ndarray) -> np.ndarray:
     """Another city of the home country (weighted) mostly, else anywhere (weighted)."""
     c = world.cities
     k = len(home)
     anywhere = rng.choice(len(c), size=k, p=c.weight).astype(np.int32)
-    order = np.lexsort((np.arange(len(c)), c.country_id))
+    order, sorted_country, cum = _by_country(c)
     country = c.country_id[home]
-    first = np.searchsorted(c.country_id[order], country, side="left")
-    last = np.searchsorted(c.country_id[order], country, side="right")
-    cum = np.cumsum(c.weight[order])
+    first = np.searchsorted(sorted_country, country, side="left")
+    last = np.searchsorted(sorted_country, country, side="right")
     lo = np.where(first > 0, cum[first - 1], 0.0)
     pick = np.searchsorted(cum, lo + rng.random(k) * (cum[last - 1] - lo), side="right")
     pick = np.minimum(pick, last - 1)
