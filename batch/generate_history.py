@@ -11,6 +11,7 @@ into place at the end: an interrupted or failed run leaves nothing at ``--out``.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -48,7 +49,7 @@ from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
 from simulator.volume import months, rows_per_month
-from simulator.world import adopt_world, build_world
+from simulator.world import World, adopt_world, build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
@@ -194,15 +195,30 @@ def validate(cfg: HistoryConfig) -> None:
         check_not_precious(cfg.out, "--out")
 
 
+_WORLD_FILE = ".world.pickle"  # in the temporary output folder while workers start
+
+
 def _receive_world(inbox: Queue) -> None:
     """Worker initializer: wait for the world the main process builds meanwhile; keep it."""
-    adopt_world(inbox.get())
+    with open(inbox.get(), "rb") as f:
+        adopt_world(pickle.load(f))
+
+
+def _send_world(world: World, folder: Path, inbox: Queue, procs: int) -> Path:
+    """Hand ``world`` to ``procs`` waiting workers through a file (pickle protocol 5 writes
+    and reads the arrays in place: no whole-world copy in memory on either side)."""
+    path = folder / _WORLD_FILE
+    with open(path, "wb") as f:
+        pickle.dump(world, f, protocol=5)
+    for _ in range(procs):
+        inbox.put(path)
+    return path
 
 
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order. With N workers this process writes months itself beside
     N - 1 worker processes, spawned first so that they start up (imports) while this process
-    builds the world, which it then hands them (each starts work without building its own);
+    builds the world, which it then hands them in a file (none builds its own);
     on any exit before the end the workers are stopped (terminated, not awaited) before the
     caller cleans up."""
     if workers == 1 or len(tasks) == 1:
@@ -220,8 +236,7 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
         while pending and len(running) < 2 * procs:  # spawns the workers; they start up now
             running.add(pool.submit(write_month, pending.popleft()))
         world = build_world(first.seed, first.users, first.start_year, first.end_year)
-        for _ in range(procs):
-            inbox.put(world)
+        _send_world(world, first.root, inbox, procs)
         del world
         while pending or running:
             while pending and len(running) < 2 * procs:  # a queued month per worker: no idling
@@ -244,6 +259,7 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         inbox.close()
+        (first.root / _WORLD_FILE).unlink(missing_ok=True)
 
 
 def _make_temp(out: Path) -> Path:
