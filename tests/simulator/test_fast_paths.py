@@ -54,6 +54,20 @@ def test_subscriptions_cut_from_the_world_table(world):
         assert np.array_equal(a, b)
 
 
+def test_the_subscription_table_built_in_chunks_is_the_whole_table(world, monkeypatch):
+    from simulator import behaviour
+
+    whole = behaviour._subscriptions(world, np.arange(world.n_cards))
+    monkeypatch.setattr(behaviour, "_SUB_CHUNK", 333)  # chunk edges inside the cards
+    behaviour._all_subscriptions.cache_clear()
+    try:
+        cards = np.arange(world.n_cards)
+        for a, b in zip(_subscriptions_of(world, cards), whole, strict=True):
+            assert np.array_equal(a, b) and a.dtype == b.dtype
+    finally:
+        behaviour._all_subscriptions.cache_clear()
+
+
 def test_an_adopted_world_is_used_instead_of_a_new_build(world):
     copy = pickle.loads(pickle.dumps(world))  # what a worker process receives
     key = (world.seed, world.n_cards, world.start_year, world.end_year)
