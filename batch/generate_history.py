@@ -208,7 +208,7 @@ def _send_world(world: World, folder: Path, inbox: Queue, procs: int) -> Path:
     """Hand ``world`` to ``procs`` waiting workers through a file (pickle protocol 5 writes
     and reads the arrays in place: no whole-world copy in memory on either side)."""
     path = folder / _WORLD_FILE
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:  # a full disk: the one-line error names it
         pickle.dump(world, f, protocol=5)
     for _ in range(procs):
         inbox.put(path)
