@@ -149,9 +149,10 @@ def write_month(task: MonthTask) -> MonthResult:
     folder.mkdir(parents=True, exist_ok=True)
     fraud = dict.fromkeys(SCENARIOS, 0)
     rows = size = files = 0
-    for piece, table in enumerate(generate_month(world, task.seed, task.year, task.month,
-                                                 task.rows)):
-        path = folder / f"part-{piece:05d}.parquet"
+    # no enumerate(): its reused result tuple would keep the last table alive while the next
+    # one is generated (two pieces in memory at once)
+    for table in generate_month(world, task.seed, task.year, task.month, task.rows):
+        path = folder / f"part-{files:05d}.parquet"
         with naming(path):
             size += write_table(table, path)
         files += 1
