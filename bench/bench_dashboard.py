@@ -35,6 +35,7 @@ import polars as pl
 from tqdm import tqdm
 
 from dashboard import aggregates, baseline, cases, data, lake_queries, rule_sets
+from dashboard.cached_reader import MongoFlagSource
 from dashboard.filters import FlagFilter
 from dashboard.flag_cache import CacheConfig
 from dashboard.refresh import (
@@ -47,8 +48,9 @@ from dashboard.refresh import (
     traffic,
     triage,
 )
-from dashboard.sources import FlagSourceError, MongoFlagSource, SqliteFlagSource
+from dashboard.sources import SqliteFlagSource
 from flagstore.mongo import flag_documents
+from flagstore.protocols import FlagReadError
 from flagstore.sqlite import SqliteFlagStore
 from fraudlake.contract import DECISION_SCHEMA, LAKE_SCHEMA, RULE_NAMES
 from fraudlake.settings import Settings
@@ -169,7 +171,7 @@ def measure(sname: str, fname: str, cached, naive, runs: int, naive_runs: int) -
         cached()
         cached_ms, all_ms = timed(cached, runs)
         naive_ms, _ = timed(naive, naive_runs) if naive_runs else (None, [])
-    except FlagSourceError as exc:
+    except FlagReadError as exc:
         row = {"source": sname, "filter": fname, "error": str(exc)}
         print(row, file=sys.stderr)
         return row
@@ -242,7 +244,7 @@ def bench_mongo(args, flags: pl.DataFrame, filters: dict, cfg: DashboardConfig, 
             assert after == before + args.new_flags, f"sync saw {after - before} new flags"
             print({"sync_ms": round(sync_ms[-1], 1), "new": args.new_flags}, file=sys.stderr)
         out["sync_ms"] = [round(x, 1) for x in sync_ms]
-    except (FlagSourceError, AssertionError) as exc:
+    except (FlagReadError, AssertionError) as exc:
         out["error"] = str(exc).splitlines()[0]
     finally:
         cached.close()

@@ -43,6 +43,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,34 +153,17 @@ def resumed(s: Scenario, before: dict[int, int], since: float, every: bool = Tru
     return took
 
 
-def kill9_scenario(ctx: Ctx, kills: int, static: bool) -> dict:
-    s = Scenario(ctx, "kill9-static" if static else "kill9", static)
-    proc, _log = s.start()
-    recoveries: list[float] = []
-    before, since = {p: 0 for p in range(PARTITIONS)}, time.monotonic()
-    for i in range(kills + 1):
-        took = resumed(s, before, since, every=False)
-        if i:
-            recoveries.append(took)
-        if i == kills or s.offsets.committed() >= ctx.events:
-            break
-        time.sleep(ctx.rng.uniform(0.3, 1.5))
-        before = s.offsets.by_partition()
-        kill9(proc)
-        since = time.monotonic()
-        proc, _log = s.start()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=300)
-    s.drain()
-    label = f"kill9 x{len(recoveries)}" + (" (static membership)" if static else "")
-    return s.row(label, recoveries)
+#: stops the running consumer; returns the committed offsets to resume past and the time to
+#: measure the resumption from
+Stop = Callable[[subprocess.Popen], tuple[dict[int, int], float]]
 
 
-def sigterm_scenario(ctx: Ctx, times: int) -> dict:
-    s = Scenario(ctx, "sigterm")
+def restarts(ctx: Ctx, s: Scenario, times: int, stop: Stop) -> list[float]:
+    """Run the consumer; up to ``times`` times, once it has resumed and run a random 0.3–1.5 s,
+    ``stop`` it and start it again. The seconds each restart took to resume; at the end a
+    SIGTERM and the scenario drained."""
     proc, _log = s.start()
     recoveries: list[float] = []
-    stops: list[float] = []
     before, since = {p: 0 for p in range(PARTITIONS)}, time.monotonic()
     for i in range(times + 1):
         took = resumed(s, before, since, every=False)
@@ -188,16 +172,40 @@ def sigterm_scenario(ctx: Ctx, times: int) -> dict:
         if i == times or s.offsets.committed() >= ctx.events:
             break
         time.sleep(ctx.rng.uniform(0.3, 1.5))
+        before, since = stop(proc)
+        proc, _log = s.start()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=300)
+    s.drain()
+    return recoveries
+
+
+def kill9_scenario(ctx: Ctx, kills: int, static: bool) -> dict:
+    s = Scenario(ctx, "kill9-static" if static else "kill9", static)
+
+    def stop(proc: subprocess.Popen) -> tuple[dict[int, int], float]:
+        before = s.offsets.by_partition()
+        kill9(proc)
+        return before, time.monotonic()
+
+    recoveries = restarts(ctx, s, kills, stop)
+    label = f"kill9 x{len(recoveries)}" + (" (static membership)" if static else "")
+    return s.row(label, recoveries)
+
+
+def sigterm_scenario(ctx: Ctx, times: int) -> dict:
+    s = Scenario(ctx, "sigterm")
+    stops: list[float] = []
+
+    def stop(proc: subprocess.Popen) -> tuple[dict[int, int], float]:
         since = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         if proc.wait(timeout=300) != 0:
             raise SystemExit(f"sigterm: consumer exited {proc.returncode}; see {s.dir}")
         stops.append(time.monotonic() - since)
-        before = s.offsets.by_partition()
-        proc, _log = s.start()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=300)
-    s.drain()
+        return s.offsets.by_partition(), since
+
+    recoveries = restarts(ctx, s, times, stop)
     notes = (f"; SIGTERM→exit (drain, flush, commit) max {max(stops):.1f} s" if stops else "")
     return s.row(f"sigterm restart x{len(recoveries)}", recoveries, notes)
 

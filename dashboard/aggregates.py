@@ -68,7 +68,7 @@ def flag_aggregates(flags: pl.LazyFrame, unit: str, top_n: int = 10) -> FlagAggr
     """Counts, series, top users, per-rule counts and precision over every row of ``flags``."""
     from dashboard.flag_cache import MASK
 
-    cols = ["ts", "user_id", "amount_cents", "rules", "is_fraud"]
+    cols = ["ts", "user_id", "amount_cents", "rules_fired", "is_fraud"]
     has_mask = MASK in flags.collect_schema().names()
     frame = flags.select(*cols, *([MASK] if has_mask else [])).collect()
     amount = pl.col("amount_cents").cast(pl.Float64) / 100
@@ -123,13 +123,13 @@ def _rule_series(bucketed: pl.DataFrame, has_mask: bool) -> pl.DataFrame:
             parts.append(wide.select("bucket", pl.lit(r).alias("rule"),
                                      *(pl.col(f"{r}\x1f{c}").alias(c)
                                        for c in ("flags", "labelled", "fraud"))))
-        rest = bucketed.filter(pl.col("rules").list.len() > known)
+        rest = bucketed.filter(pl.col("rules_fired").list.len() > known)
     if not rest.is_empty():
-        exploded = rest.select("bucket", "rules", "is_fraud").explode("rules")
+        exploded = rest.select("bucket", "rules_fired", "is_fraud").explode("rules_fired")
         if has_mask:
-            exploded = exploded.filter(~pl.col("rules").is_in(list(RULE_NAMES)))
-        parts.append(exploded.filter(pl.col("rules").is_not_null())
-                     .group_by("bucket", pl.col("rules").alias("rule"))
+            exploded = exploded.filter(~pl.col("rules_fired").is_in(list(RULE_NAMES)))
+        parts.append(exploded.filter(pl.col("rules_fired").is_not_null())
+                     .group_by("bucket", pl.col("rules_fired").alias("rule"))
                      .agg(pl.len().cast(pl.Int64).alias("flags"),
                           pl.col("is_fraud").is_not_null().sum().cast(pl.Int64).alias("labelled"),
                           pl.col("is_fraud").cast(pl.Int64).sum().cast(pl.Int64).alias("fraud")))
@@ -162,7 +162,7 @@ def top_users(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     return (frame.join(cand, on="user_id", how="semi").group_by("user_id")
             .agg(pl.len().alias("flags"), amount.sum().alias("flagged_amount"),
                  amount.max().alias("max_amount"),
-                 pl.col("rules").explode().drop_nulls().unique().sort().str.join(", ")
+                 pl.col("rules_fired").explode().drop_nulls().unique().sort().str.join(", ")
                  .alias("rules"), pl.col("ts").max().alias("last_flag"))
             .sort(["flags", "last_flag", "user_id"], descending=[True, True, False])
             .head(n))
@@ -204,7 +204,7 @@ def per_rule_counts(flags: pl.LazyFrame) -> pl.DataFrame:
     from dashboard.flag_cache import MASK
 
     has_mask = MASK in flags.collect_schema().names()
-    frame = flags.select("rules", "is_fraud", *([MASK] if has_mask else [])).collect()
+    frame = flags.select("rules_fired", "is_fraud", *([MASK] if has_mask else [])).collect()
     one = frame.with_columns(pl.lit(0).cast(pl.Datetime("us", "UTC")).alias("bucket"))
     return (_rule_series(one, has_mask).group_by("rule").agg(pl.col("flags").sum())
             .sort("rule"))

@@ -78,8 +78,11 @@ def _source_key(cfg: DashboardConfig) -> tuple[str | None, ...]:
 
 
 def _cases(cfg: DashboardConfig, source: FlagSource) -> cases.CaseStore:
-    if cfg.settings.mongo_uri:
-        return cases.MongoCaseStore(source._client, cfg.settings.mongo_db)  # type: ignore[attr-defined]
+    if cfg.settings.mongo_uri:  # the cases live beside the flags, on the source's client
+        from dashboard.cached_reader import MongoFlagSource
+
+        assert isinstance(source, MongoFlagSource)
+        return cases.MongoCaseStore(source.reader.client, cfg.settings.mongo_db)
     return cases.SqliteCaseStore(cfg.settings.local_flags_path)
 
 

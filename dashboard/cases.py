@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from flagstore.schema import ts_text
 from flagstore.sqlite import open_read_only
 
 STATUSES: tuple[str, ...] = ("open", "fraud", "legitimate", "escalated")
@@ -177,6 +178,7 @@ class SqliteCaseStore:
                     return 0
                 cur = current or {"status": "open", "assignee": None, "notes": 0, "version": 0}
                 new = _apply(cur, todo)
+                at = ts_text(now)
                 conn.execute(
                     "INSERT INTO cases (transaction_id, status, assignee, notes, updated_at, "
                     "updated_by, version) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(transaction_id)"
@@ -184,11 +186,11 @@ class SqliteCaseStore:
                     "notes = excluded.notes, updated_at = excluded.updated_at, "
                     "updated_by = excluded.updated_by, version = excluded.version",
                     [action.transaction_id, new["status"], new["assignee"], new["notes"],
-                     _text(now), action.user, new["version"]])
+                     at, action.user, new["version"]])
                 conn.executemany(
                     "INSERT INTO case_audit (transaction_id, at, user, field, old, new) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(action.transaction_id, _text(now), action.user, f, o, n) for f, o, n in todo])
+                    [(action.transaction_id, at, action.user, f, o, n) for f, o, n in todo])
             return len(todo)
         except sqlite3.Error as exc:
             raise CaseError(f"cannot write {self.label}: {_line(exc)}") from exc
@@ -286,8 +288,8 @@ def confirmed_precision(flags: pl.LazyFrame, cases: pl.DataFrame) -> pl.DataFram
     if decided.is_empty():
         return pl.DataFrame(schema={"rule": pl.String(), "confirmed": pl.Int64(),
                                     "decided": pl.Int64(), "confirmed_precision": pl.Float64()})
-    return (flags.select("transaction_id", "rules").join(decided.lazy(), on="transaction_id")
-            .explode("rules").group_by(pl.col("rules").alias("rule"))
+    return (flags.select("transaction_id", "rules_fired").join(decided.lazy(), on="transaction_id")
+            .explode("rules_fired").group_by(pl.col("rules_fired").alias("rule"))
             .agg(pl.col("confirmed").sum().cast(pl.Int64).alias("confirmed"),
                  pl.len().cast(pl.Int64).alias("decided"))
             .with_columns((pl.col("confirmed") / pl.col("decided")).alias("confirmed_precision"))
@@ -304,12 +306,9 @@ def overall_confirmed(flags: pl.LazyFrame, cases: pl.DataFrame) -> float | None:
     return (got.filter(pl.col("status") == "fraud").height / got.height) if got.height else None
 
 
-def _text(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """``TS_TEXT`` (ISO-8601 with ``Z``) back to an aware UTC datetime."""
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _line(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Pure aggregation behind the page: frames and filter values in, frames and numbers out.
 
 No I/O except ``read_report`` / ``read_lag`` (small JSON files). Flag frames follow
-``dashboard.sources.FLAG_COLUMNS``; series and baselines follow ``dashboard.lake_queries``.
+``dashboard.page_flags.PAGE_COLUMNS``; series and baselines follow ``dashboard.lake_queries``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard.lake_queries import BASELINE_SCHEMA, SERIES_SCHEMA
+from flagstore.schema import TS_TEXT
 from fraudlake.contract import RULE_NAMES
 
 #: DuckDB date_trunc unit → Polars truncate interval.
@@ -68,7 +69,8 @@ def table_view(flags: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
     ts = pl.col("ts") if tz is None else pl.col("ts").dt.convert_time_zone(tz)
     cols = [ts, "transaction_id", "user_id", pl.col("amount").cast(pl.Float64), "currency",
             pl.col("score"), "merchant_name", "category", "channel", "city", "country",
-            pl.col("rules").list.join(", "), "rule_set_id", "is_fraud", "fraud_scenario"]
+            pl.col("rules_fired").list.join(", ").alias("rules"), "rule_set_id", "is_fraud",
+            "fraud_scenario"]
     if "status" in flags.columns:
         cols.insert(2, "status")
     return flags.select(cols)
@@ -79,14 +81,15 @@ def csv_view(flags: pl.DataFrame) -> pl.DataFrame:
     return flags.select(
         "ts", "transaction_id", "user_id", pl.col("amount").cast(pl.String), "currency",
         "score", "merchant_name", "category", "channel", "city", "country",
-        pl.col("rules").list.join(", "), "rule_set_id", "is_fraud", "fraud_scenario",
+        pl.col("rules_fired").list.join(", ").alias("rules"), "rule_set_id", "is_fraud",
+        "fraud_scenario",
     )
 
 
 def to_csv(flags: pl.DataFrame) -> bytes:
     """Exactly these rows as CSV (UTF-8, ISO-8601 UTC timestamps, exact amounts)."""
     buf = io.BytesIO()
-    csv_view(flags).write_csv(buf, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ")
+    csv_view(flags).write_csv(buf, datetime_format=TS_TEXT)
     return buf.getvalue()
 
 

@@ -1,23 +1,12 @@
-"""The dashboard's filters: widget input parsed into the one ``flagstore.query.FlagFilter``,
-bound into every query.
-
-``FlagFilter`` (re-exported here) holds typed values only. ``sql_where`` turns it into a WHERE
-clause built from fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a
-filter document of typed values (MongoDB, v1 documents included), and ``apply`` into a Polars
-predicate over the dashboard's frames (tests, cross-checks). The three agree: a flag passes one
-exactly when it passes the others.
-"""
+"""The dashboard's filters: widget input parsed into the one ``flagstore.query.FlagFilter``
+(which ``flagstore.query`` binds into every store's query and applies to held flags)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar
-
-import polars as pl
 
 from flagstore.query import RULE_ID, FilterError, FlagFilter
-from flagstore.schema import ts_text
 from fraudlake.contract import RULE_NAMES
 
 #: Time-range presets shown in the sidebar (label → span back from now; None = all time).
@@ -36,10 +25,6 @@ def ordered_rules(rules: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """v1 rules in their order, then any other rule ids sorted (one spelling per filter)."""
     return (*(r for r in RULE_NAMES if r in rules), *sorted({r for r in rules
                                                              if r not in RULE_NAMES}))
-
-
-#: a flags frame, eager or lazy (``apply`` returns the same kind)
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def time_bounds(label: str, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -99,80 +84,3 @@ def build_filter(*, time_range: str, now: datetime, rules: list[str] | tuple[str
     return FlagFilter(since=since, until=until, rules=ordered_rules(rules),
                       min_cents=lo, max_cents=hi, user_id=parse_user_id(user),
                       country=parse_country(country))
-
-
-def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
-    """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
-    parts: list[str] = []
-    params: list[object] = []
-    if f.since is not None:
-        parts.append("ts >= ?")
-        params.append(ts_text(f.since))
-    if f.until is not None:
-        parts.append("ts < ?")
-        params.append(ts_text(f.until))
-    if f.rules:  # the store keeps the fired ids as a JSON list (flagstore.schema): an id
-        # matches as its quoted text, bound (instr, not LIKE: '_' in an id is no wildcard)
-        parts.append("(" + " OR ".join("instr(rules_fired, ?) > 0" for _ in f.rules) + ")")
-        params.extend(f'"{r}"' for r in f.rules)
-    if f.min_cents is not None:
-        parts.append("amount_cents >= ?")
-        params.append(f.min_cents)
-    if f.max_cents is not None:
-        parts.append("amount_cents <= ?")
-        params.append(f.max_cents)
-    if f.user_id is not None:
-        parts.append("user_id = ?")
-        params.append(f.user_id)
-    if f.country is not None:
-        parts.append("country = ?")
-        params.append(f.country)
-    return (" WHERE " + " AND ".join(parts)) if parts else "", params
-
-
-def mongo_filter(f: FlagFilter) -> dict:
-    """Filter document of typed values for the MongoDB store."""
-    doc: dict = {}
-    ts: dict = {}
-    if f.since is not None:
-        ts["$gte"] = f.since.astimezone(UTC)
-    if f.until is not None:
-        ts["$lt"] = f.until.astimezone(UTC)
-    if ts:
-        doc["ts"] = ts
-    if f.rules:  # rule sets (v2) list the fired ids in rules_fired; a v1 document in rules
-        wanted = {"$in": list(f.rules)}
-        doc["$or"] = [{"rules_fired": wanted},
-                      {"rules_fired": {"$exists": False}, "rules": wanted}]
-    cents: dict = {}
-    if f.min_cents is not None:
-        cents["$gte"] = f.min_cents
-    if f.max_cents is not None:
-        cents["$lte"] = f.max_cents
-    if cents:
-        doc["amount_cents"] = cents
-    if f.user_id is not None:  # plain int/str (FlagFilter checks): never an operator document
-        doc["user_id"] = f.user_id
-    if f.country is not None:
-        doc["country"] = f.country
-    return doc
-
-
-def apply(f: FlagFilter, flags: FrameT) -> FrameT:
-    """The same filter over a normalized flags frame (see ``dashboard.sources.FLAG_COLUMNS``)."""
-    pred = pl.lit(True)
-    if f.since is not None:
-        pred &= pl.col("ts") >= f.since
-    if f.until is not None:
-        pred &= pl.col("ts") < f.until
-    if f.rules:
-        pred &= pl.col("rules").list.eval(pl.element().is_in(list(f.rules))).list.any()
-    if f.min_cents is not None:
-        pred &= pl.col("amount_cents") >= f.min_cents
-    if f.max_cents is not None:
-        pred &= pl.col("amount_cents") <= f.max_cents
-    if f.user_id is not None:
-        pred &= pl.col("user_id") == f.user_id
-    if f.country is not None:
-        pred &= pl.col("country") == f.country
-    return flags.filter(pred)

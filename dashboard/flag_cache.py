@@ -12,7 +12,7 @@ each here, i.e. minutes at 1M flags. So the MongoDB source keeps a ``Snapshot``:
   stamps ``flagged_at`` once, at insert (``$setOnInsert``), so this is every document that
   appeared since, provided an insert becomes visible within ``overlap`` of its stamp;
   documents already held (the overlap) are recognised by id and skipped;
-- reads: the filter applied in Polars (the same predicate as ``dashboard.filters.apply``,
+- reads: the filter applied in Polars (the same predicate as ``flagstore.query.apply``,
   which agrees with the MongoDB filter document), newest first by (ts, transaction_id).
 
 The snapshot is a frozen value; ``merge``/``view`` return new values (sources swap them).
@@ -28,7 +28,7 @@ from typing import cast
 
 import polars as pl
 
-from dashboard.filters import FlagFilter, apply
+from flagstore.query import FlagFilter, apply
 from fraudlake.contract import RULE_NAMES
 from fraudlake.settings import DashboardSettings
 
@@ -60,14 +60,14 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class Snapshot:
-    frame: pl.DataFrame  # FLAG_COLUMNS + _rule_mask, ascending by (ts, transaction_id)
+    frame: pl.DataFrame  # PAGE_COLUMNS + _rule_mask, ascending by (ts, transaction_id)
     complete_since: datetime | None  # None: every flag in the store; else every one with ts >= it
     watermark: datetime | None  # newest flagged_at seen
     recent: pl.DataFrame  # (transaction_id, flagged_at) held with flagged_at >= watermark - overlap
 
 
 def _with_mask(flags: pl.DataFrame) -> pl.DataFrame:
-    bits = [pl.col("rules").list.contains(r).cast(pl.UInt8) * (1 << i)
+    bits = [pl.col("rules_fired").list.contains(r).cast(pl.UInt8) * (1 << i)
             for i, r in enumerate(RULE_NAMES)]
     return flags.with_columns(pl.sum_horizontal(bits).cast(pl.UInt8).alias(_MASK))
 
@@ -168,14 +168,14 @@ def _sliced(snap: Snapshot, f: FlagFilter) -> pl.DataFrame:
 
 def _filtered(frame: pl.DataFrame, f: FlagFilter) -> pl.LazyFrame:
     """``frame`` (already cut to the time range) filtered by the rest of ``f`` in one pass:
-    rules by bit mask, the rest by ``dashboard.filters.apply``."""
+    rules by bit mask, the rest by ``flagstore.query.apply``."""
     lazy = frame.lazy()
     if f.rules:
         wanted = sum(1 << i for i, r in enumerate(RULE_NAMES) if r in f.rules)
         pred = (pl.col(_MASK) & wanted) != 0
         for r in f.rules:  # rule-set ids beyond v1: looked up in the list
             if r not in RULE_NAMES:
-                pred |= pl.col("rules").list.contains(r)
+                pred |= pl.col("rules_fired").list.contains(r)
         lazy = lazy.filter(pred)
     rest = dataclasses.replace(f, since=None, until=None, rules=())
     return apply(rest, lazy) if rest != FlagFilter() else lazy
@@ -204,7 +204,7 @@ def count(snap: Snapshot, f: FlagFilter) -> int:
 
 
 def view(snap: Snapshot, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
-    """Matching flags newest first (at most ``limit``), in ``FLAG_COLUMNS``."""
+    """Matching flags newest first (at most ``limit``), in ``PAGE_COLUMNS``."""
     if limit is None:
         return _matching(snap, f).collect().reverse().drop(_MASK)
     # the filter over the predicate's columns and a row number only, then a gather of the

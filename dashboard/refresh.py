@@ -252,7 +252,7 @@ def load_refresh(source: FlagSource, cfg: DashboardConfig, f: FlagFilter, now: d
                  live_baselines: LiveBaselines = lake_queries.user_baselines,
                  case_frame: pl.DataFrame | None = None, report: dict | None = None) -> Refresh:
     """All the data of one refresh (what the page computes every second, panel by panel).
-    Raises FlagSourceError / duckdb.Error on read failures."""
+    Raises FlagReadError / duckdb.Error on read failures."""
     con = lake_queries.connect()
     t = traffic(cfg, now, con)
     live_files = data_files(cfg.settings.lake_transactions_dir)

@@ -2,9 +2,9 @@
 
 ``FlagFilter`` holds typed values only. ``sql_where`` turns it into a WHERE clause built from
 fixed fragments with ``?`` placeholders (SQLite), ``mongo_filter`` into a filter document of
-typed values (MongoDB), and ``apply`` into a Polars predicate over ``FLAG_SCHEMA`` frames (the
-dashboard's held flags, tests). The three agree: a flag passes one exactly when it passes the
-others.
+typed values (MongoDB; a v1 document's ``rules`` counts as its ``rules_fired``), and ``apply``
+into a Polars predicate over ``FLAG_SCHEMA`` frames (the dashboard's held flags, tests). The
+three agree: a flag passes one exactly when it passes the others.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class FlagFilter:
     max_cents: int | None = None
     user_id: int | None = None
     country: str | None = None
+    transaction_id: str | None = None  #: one flag (the page's drill-down)
 
     def __post_init__(self) -> None:
         """Typed values only: whatever builds a filter, nothing but a plain value of the
@@ -54,8 +55,10 @@ class FlagFilter:
             value = getattr(self, name)
             if value is not None and (type(value) is not int):
                 raise FilterError(f"{name} must be a whole number")
-        if self.country is not None and type(self.country) is not str:
-            raise FilterError("country must be text")
+        for name in ("country", "transaction_id"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                raise FilterError(f"{name} must be text")
         if not isinstance(self.rules, tuple) or not all(
                 type(r) is str and RULE_ID.match(r) for r in self.rules):
             raise FilterError("rules must be a tuple of rule ids ([a-z][a-z0-9_]*)")
@@ -63,16 +66,19 @@ class FlagFilter:
 
 def sql_where(f: FlagFilter) -> tuple[str, list[object]]:
     """WHERE clause (fixed fragments, ``?`` placeholders) + parameters for the SQLite store."""
-    marks = ", ".join("?" * len(f.rules))  # one bound parameter per rule id
-    fired = "EXISTS (SELECT 1 FROM json_each(flags.rules_fired) WHERE value IN ({}))"
+    # rules_fired is a JSON list of ids ([a-z][a-z0-9_]*: no escapes), so an id fired exactly
+    # when its quoted text is in it; instr, not LIKE ('_' is no wildcard), and ~2x faster than
+    # json_each over a million flags. One bound parameter per rule id.
+    fired = "(" + " OR ".join("instr(rules_fired, ?) > 0" for _ in f.rules) + ")"
     conditions: list[tuple[str, object, list[object]]] = [  # (fragment, when set, its values)
         ("ts >= ?", f.since, [ts_text(f.since)] if f.since else []),
         ("ts < ?", f.until, [ts_text(f.until)] if f.until else []),
-        (fired.format(marks), f.rules or None, list(f.rules)),
+        (fired, f.rules or None, [f'"{r}"' for r in f.rules]),
         ("amount_cents >= ?", f.min_cents, [f.min_cents]),
         ("amount_cents <= ?", f.max_cents, [f.max_cents]),
         ("user_id = ?", f.user_id, [f.user_id]),
         ("country = ?", f.country, [f.country]),
+        ("transaction_id = ?", f.transaction_id, [f.transaction_id]),
     ]
     used = [(sql, values) for sql, value, values in conditions if value is not None]
     params = [v for _sql, values in used for v in values]
@@ -89,8 +95,10 @@ def mongo_filter(f: FlagFilter) -> dict:
         ts["$lt"] = f.until.astimezone(UTC)
     if ts:
         doc["ts"] = ts
-    if f.rules:
-        doc["rules_fired"] = {"$in": list(f.rules)}
+    if f.rules:  # rule sets (v2) list the fired ids in rules_fired; a v1 document in rules
+        wanted = {"$in": list(f.rules)}
+        doc["$or"] = [{"rules_fired": wanted},
+                      {"rules_fired": {"$exists": False}, "rules": wanted}]
     cents: dict = {}
     if f.min_cents is not None:
         cents["$gte"] = f.min_cents
@@ -102,6 +110,8 @@ def mongo_filter(f: FlagFilter) -> dict:
         doc["user_id"] = f.user_id
     if f.country is not None:
         doc["country"] = f.country
+    if f.transaction_id is not None:
+        doc["_id"] = f.transaction_id
     return doc
 
 
@@ -125,4 +135,6 @@ def apply(f: FlagFilter, flags: Frame) -> Frame:
         pred &= pl.col("user_id") == f.user_id
     if f.country is not None:
         pred &= pl.col("country") == f.country
+    if f.transaction_id is not None:
+        pred &= pl.col("transaction_id") == f.transaction_id
     return flags.filter(pred)

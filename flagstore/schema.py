@@ -95,7 +95,7 @@ def flag_frame(flagged: pl.DataFrame, flagged_at: datetime | None = None) -> pl.
 
 
 def from_records(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-    """Stored flags as dicts (SQLite rows by name, MongoDB documents) → ``FLAG_SCHEMA``.
+    """Stored flags as dicts (MongoDB documents, rows by name) → ``FLAG_SCHEMA``.
 
     Column by column, for speed (a cold dashboard load converts a million documents).
     Accepted spellings: ``_id`` for ``transaction_id``; ``ts``/``flagged_at`` as datetimes,
@@ -105,26 +105,41 @@ def from_records(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """
     if not records:
         return empty_flags()
-    cols = [_column(records, name, dtype) for name, dtype in FLAG_SCHEMA.items()]
+    return from_columns({name: _values(records, name) for name in FLAG_SCHEMA}, len(records))
+
+
+def from_columns(columns: Mapping[str, Sequence[Any]], rows: int) -> pl.DataFrame:
+    """Stored flags given column by column (``rows`` values each; a column not given reads as
+    null) → ``FLAG_SCHEMA``; the values spelled as ``from_records`` accepts them."""
+    if not rows:
+        return empty_flags()
+    cols = [_column(name, list(columns[name]), dtype) if name in columns else
+            pl.repeat(None, rows, dtype=dtype, eager=True).alias(name)
+            for name, dtype in FLAG_SCHEMA.items()]
     return pl.DataFrame(cols).select(list(FLAG_SCHEMA))
 
 
 _SEP = "\x1f"  # joins rule ids while converting (never in a rule id)
 
 
-def _column(records: Sequence[Mapping[str, Any]], name: str, dtype: pl.DataType) -> pl.Series:
+def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     if name == "transaction_id":
-        values = [r.get("transaction_id", r.get("_id")) for r in records]
-    elif name == "rules_fired":
-        values = [r.get("rules_fired", r.get("rules")) for r in records]
-    else:
-        values = [r.get(name) for r in records]
+        return [r.get("transaction_id", r.get("_id")) for r in records]
+    if name == "rules_fired":
+        return [r.get("rules_fired", r.get("rules")) for r in records]
+    return [r.get(name) for r in records]
+
+
+def _column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
     if name in ("ts", "flagged_at"):
         return _times(name, values)
     if name == "amount":
         text = pl.Series(name, [None if v is None else str(v) for v in values], pl.String())
         return text.str.to_decimal(scale=2).cast(AMOUNT_DTYPE)
     if name == "rules_fired":
+        if all(v is None or isinstance(v, str) for v in values):  # JSON text: parsed in Polars
+            text = pl.Series(name, values, pl.String())
+            return text.str.json_decode(dtype).fill_null([]).cast(dtype)
         lists = [json.loads(v) if isinstance(v, str) else v for v in values]
         joined = pl.Series(name, [None if v is None else _SEP.join(v) for v in lists], pl.String())
         return (joined.str.split(_SEP).list.eval(pl.element().filter(pl.element() != ""))

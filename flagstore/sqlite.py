@@ -5,7 +5,7 @@
 updates rows and never duplicates them (``flagged_at`` keeps the first write). WAL journal mode
 lets readers read while the consumer writes. Timestamps are ``TS_TEXT``, which sorts like time;
 amounts exact text plus integer cents for range queries; ``rules_fired`` JSON text (filtered
-with ``json_each``); ``evidence`` JSON text.
+by its quoted ids); ``evidence`` JSON text.
 
 ``SqliteFlagReader(path)`` (a ``FlagReader``) opens the file read-only, one connection per call:
 cheap, thread-safe under Streamlit, and it sees a store that appears after it was made. A
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import polars as pl
 
 from flagstore.protocols import FlagReadError
 from flagstore.query import FlagFilter, sql_where
-from flagstore.schema import FLAG_SCHEMA, TS_TEXT, flag_frame, from_records, ts_text
+from flagstore.schema import FLAG_SCHEMA, TS_TEXT, empty_flags, flag_frame, from_columns, ts_text
 
 
 class FlagStoreSchemaError(RuntimeError):
@@ -51,7 +52,6 @@ UPSERT_SQL = (
     "ON CONFLICT(transaction_id) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in COLUMNS if n not in ("transaction_id", "flagged_at"))
 )
-SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM flags"  # noqa: S608 - constant names
 
 
 def sqlite_rows(flags: pl.DataFrame) -> list[tuple]:
@@ -136,13 +136,28 @@ def open_read_only(path: Path, timeout: float = 2.0) -> sqlite3.Connection | Non
     return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=timeout)
 
 
-class SqliteFlagReader:
-    """``FlagReader`` over the embedded store, read-only (see the module docstring)."""
+@dataclass(frozen=True)
+class Appended:
+    """What ``SqliteFlagReader.appended`` read in one read transaction."""
 
-    def __init__(self, path: Path) -> None:
+    top: int  #: the newest rowid (0: no rows)
+    rows: int | None  #: every row of the table, when asked to count
+    frames: list[pl.DataFrame]  #: ``FLAG_SCHEMA`` frames of the rows after ``after``, to ``top``
+
+
+class SqliteFlagReader:
+    """``FlagReader`` over the embedded store, read-only (see the module docstring).
+    ``columns`` limits what is read (the others read as null); ``transaction_id`` always is."""
+
+    _CHUNK = 50_000  # rows per frame while reading
+
+    def __init__(self, path: Path, columns: tuple[str, ...] = tuple(FLAG_SCHEMA)) -> None:
         self.path = Path(path)
         self.label = f"local store {self.path}"
         self.key = f"local:{self.path.resolve()}"
+        wanted = ["transaction_id", *(c for c in COLUMNS if c in columns and
+                                      c != "transaction_id")]
+        self._select = f"SELECT {', '.join(wanted)} FROM flags"  # noqa: S608 - constant names
 
     def _connect(self) -> sqlite3.Connection | None:
         try:
@@ -150,51 +165,88 @@ class SqliteFlagReader:
         except sqlite3.Error as exc:
             raise FlagReadError(f"cannot open {self.label}: {exc}") from exc
 
-    def _rows(self, sql: str, params: list[object]) -> Iterator[list[dict]]:
-        """Rows of ``sql`` as dicts, a chunk at a time ([] when there is no store yet)."""
+    def _error(self, exc: sqlite3.Error) -> FlagReadError:
+        """One line naming the store: not a SQLite file at all, or what failed reading it."""
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+            return FlagReadError(f"{self.label} is not a SQLite flag store ({text})")
+        return FlagReadError(f"cannot read {self.label}: {text}")
+
+    def _chunks(self, cur: sqlite3.Cursor, size: int | None = None) -> Iterator[pl.DataFrame]:
+        """The cursor's rows as ``FLAG_SCHEMA`` frames of at most ``size`` rows (column by
+        column: no dict per row)."""
+        names = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(size or self._CHUNK):
+            columns = zip(*rows, strict=True)
+            yield from_columns(dict(zip(names, columns, strict=True)), len(rows))
+
+    def _frames(self, sql: str, params: list[object], size: int | None = None
+                ) -> Iterator[pl.DataFrame]:
+        """The rows of ``sql`` (``{select}`` stands for this reader's SELECT list) as frames;
+        none while there is no store yet."""
         conn = self._connect()
         if conn is None:
             return
         try:
-            cur = conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            while rows := cur.fetchmany(50_000):
-                yield [dict(zip(names, r, strict=True)) for r in rows]
-        except sqlite3.OperationalError as exc:
+            yield from self._chunks(conn.execute(sql.replace("{select}", self._select), params),
+                                    size)
+        except sqlite3.Error as exc:
             if "no such table" not in str(exc):
-                raise FlagReadError(f"cannot read {self.label}: {exc}") from exc
+                raise self._error(exc) from exc
+        finally:
+            conn.close()
+
+    def appended(self, after: int, *, count: bool = False) -> Appended | None:
+        """The rows with a rowid above ``after`` (the store only appends; a replay updates in
+        place), the newest rowid and, with ``count``, the table's row count, all read in one
+        transaction (consistent). None while there is no store or table yet."""
+        conn = self._connect()
+        if conn is None:
+            return None
+        try:
+            conn.execute("BEGIN")
+            top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM flags").fetchone()[0])
+            rows = int(conn.execute("SELECT count(*) FROM flags").fetchone()[0]) if count else None
+            cur = conn.execute(f"{self._select} WHERE rowid > ? AND rowid <= ?", [after, top])
+            return Appended(top, rows, list(self._chunks(cur)))
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return None
+            raise self._error(exc) from exc
         finally:
             conn.close()
 
     def _frame(self, sql: str, params: list[object]) -> pl.DataFrame:
-        return pl.concat([from_records([]), *(from_records(c) for c in self._rows(sql, params))])
+        return pl.concat([empty_flags(), *self._frames(sql, params)])
 
     def recent(self, f: FlagFilter, limit: int) -> pl.DataFrame:
         where, params = sql_where(f)
-        sql = f"{SELECT_SQL}{where} ORDER BY ts DESC, transaction_id DESC LIMIT ?"
+        sql = f"{{select}}{where} ORDER BY ts DESC, transaction_id DESC LIMIT ?"
         return self._frame(sql, [*params, int(limit)])
 
     def count(self, f: FlagFilter, cap: int) -> int:
         where, params = sql_where(f)
-        sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM flags{where} LIMIT ?)"  # noqa: S608 - fixed fragments, values bound
-        chunks = list(self._rows(sql, [*params, int(cap)]))
-        return int(chunks[0][0]["n"]) if chunks else 0
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM flags{where} LIMIT ?)"  # noqa: S608 - fixed fragments, values bound
+        conn = self._connect()
+        if conn is None:
+            return 0
+        try:
+            return int(conn.execute(sql, [*params, int(cap)]).fetchone()[0])
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise self._error(exc) from exc
+        finally:
+            conn.close()
 
     def export(self, f: FlagFilter) -> pl.DataFrame:
         where, params = sql_where(f)
-        return self._frame(f"{SELECT_SQL}{where} ORDER BY ts DESC, transaction_id DESC", params)
+        return self._frame(f"{{select}}{where} ORDER BY ts DESC, transaction_id DESC", params)
 
     def read_since(self, since: datetime | None, chunk_rows: int) -> Iterator[pl.DataFrame]:
         bound = ts_text(since or datetime(1, 1, 1, tzinfo=UTC))
-        sql = f"{SELECT_SQL} WHERE flagged_at >= ? ORDER BY flagged_at, transaction_id"
-        buffer: list[dict] = []
-        for chunk in self._rows(sql, [bound]):
-            buffer += chunk
-            while len(buffer) >= chunk_rows:
-                yield from_records(buffer[:chunk_rows])
-                buffer = buffer[chunk_rows:]
-        if buffer:
-            yield from_records(buffer)
+        sql = "{select} WHERE flagged_at >= ? ORDER BY flagged_at, transaction_id"
+        yield from self._frames(sql, [bound], size=chunk_rows)
 
     def close(self) -> None:
         """Nothing held open between calls."""

@@ -86,28 +86,35 @@ class Started:
     pid: int | None
 
 
+#: server name → (its folder under the cache and file prefix, the ``DevServices`` port field)
+_FILES: dict[str, tuple[str, str]] = {"kafka": ("kafka", "kafka_port"),
+                                      "mongo": ("ferretdb", "mongo_port"),
+                                      "postgres": ("postgres", "postgres_port"),
+                                      "trino": ("trino", "trino_port")}
+
+
+def _server(name: str, port: int | None) -> Server:
+    """``name``'s server on ``port`` (default: its ``FRAUDLAKE_*_PORT``), files named for it."""
+    folder, port_field = _FILES[name]
+    port = port or getattr(DevServices.from_env(), port_field)
+    d = CACHE_DIR / folder
+    return Server(name, port, d / f"{folder}-{port}.pid", d / f"{folder}-{port}.log")
+
+
 def kafka_server(port: int | None = None) -> Server:
-    port = port or DevServices.from_env().kafka_port
-    d = CACHE_DIR / "kafka"
-    return Server("kafka", port, d / f"kafka-{port}.pid", d / f"kafka-{port}.log")
+    return _server("kafka", port)
 
 
 def mongo_server(port: int | None = None) -> Server:
-    port = port or DevServices.from_env().mongo_port
-    d = CACHE_DIR / "ferretdb"
-    return Server("mongo", port, d / f"ferretdb-{port}.pid", d / f"ferretdb-{port}.log")
+    return _server("mongo", port)
 
 
 def postgres_server(port: int | None = None) -> Server:
-    port = port or DevServices.from_env().postgres_port
-    d = CACHE_DIR / "postgres"
-    return Server("postgres", port, d / f"postgres-{port}.pid", d / f"postgres-{port}.log")
+    return _server("postgres", port)
 
 
 def trino_server(port: int | None = None) -> Server:
-    port = port or DevServices.from_env().trino_port
-    d = CACHE_DIR / "trino"
-    return Server("trino", port, d / f"trino-{port}.pid", d / f"trino-{port}.log")
+    return _server("trino", port)
 
 
 def trino_root() -> Path:

@@ -48,6 +48,7 @@ from rules.params import (  # noqa: F401 - the public names of rule sets live he
     normalise,
     read_list_text,
 )
+from rules.text_file import TextFileError, read_text_file
 
 DEFAULT_RULES = "rules/default.toml"
 
@@ -187,17 +188,9 @@ def rule_set_from_cli(path: str | Path | None, assignments: Sequence[str] = ()) 
 
 def _load_file(path: Path, source: str) -> RuleSet:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RuleSetError(f"{source}: no such rule set file") from None
-    except IsADirectoryError:
-        raise RuleSetError(f"{source}: is a directory, not a rule set file") from None
-    except OSError as exc:
-        raise RuleSetError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RuleSetError(f"{source}: not UTF-8 text") from None
+        text = read_text_file(path, "rule set file")
+    except TextFileError as exc:
+        raise RuleSetError(f"{source}: {exc}") from None
     return parse_rule_set(text, source, base_dir=path.parent)
 
 

@@ -27,6 +27,7 @@ from rules.params import (
     read_strings,
     read_value,
 )
+from rules.text_file import TextFileError, read_text_file
 
 
 def build(data: Mapping[str, Any], source: str, base_dir: Path | None) -> RuleSet:
@@ -116,13 +117,9 @@ def _list_values(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ..
         raise ValueError("file lists need a rule set read from a file")
     path = base_dir / file
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"list file {file!r} not found (looked at {path})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"list file {file!r} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ValueError(f"list file {file!r}: {exc.strerror or exc}") from None
+        text = read_text_file(path, "list file")
+    except TextFileError as exc:
+        raise ValueError(f"list file {file!r}: {exc} (looked at {path})") from None
     values = read_list_text(text)
     if len(values) > MAX_LIST_VALUES:
         raise ValueError(f"list file {file!r} has more than {MAX_LIST_VALUES:,} values")

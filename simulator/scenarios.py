@@ -151,15 +151,22 @@ def _just_under(rng: Rng, n: int) -> np.ndarray:
     return rng.integers(85_000, 100_000, n)
 
 
+def _incidents(rng: Rng, cum: np.ndarray, lens: np.ndarray
+               ) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """``k`` incidents of ``lens`` events each: their victim cards (the scenario's first draw),
+    each event's incident number, and the number of events."""
+    k = len(lens)
+    victims = sample_cards(rng, cum, k)
+    inc = np.repeat(np.arange(k), lens)
+    return k, victims, inc, len(inc)
+
+
 # --- scenarios --------------------------------------------------------------------------------
 
 
 def counterfeit(world: World, rng: Rng, win: Window, cum: np.ndarray,
                 lens: np.ndarray) -> Events:
-    k = len(lens)
-    victims = sample_cards(rng, cum, k)
-    inc = np.repeat(np.arange(k), lens)
-    n = len(inc)
+    k, victims, inc, n = _incidents(rng, cum, lens)
     city = _elsewhere(world, rng, world.cards.home[victims], 0.6)
     night = rng.random(k) < 0.15
     profile = np.where(night, 4 + 2, 2)  # night-shift 'any' profile or plain 'any'
@@ -177,10 +184,7 @@ def counterfeit(world: World, rng: Rng, win: Window, cum: np.ndarray,
 
 def _testing(world: World, rng: Rng, win: Window, cum: np.ndarray, lens: np.ndarray,
              lo: float, hi: float, scenario: int) -> Events:
-    k = len(lens)
-    victims = sample_cards(rng, cum, k)
-    inc = np.repeat(np.arange(k), lens)
-    n = len(inc)
+    k, victims, inc, n = _incidents(rng, cum, lens)
     city = rng.choice(len(world.cities), size=k, p=world.cities.weight).astype(np.int32)
     t0 = rng.integers(win.start_s, win.end_s, k)  # bots run at any hour
     ts = _clip(win, t0[inc] + _steps(rng, lens, lo, hi))
@@ -206,12 +210,9 @@ def slow_card_testing(world: World, rng: Rng, win: Window, cum: np.ndarray,
 
 def account_takeover(world: World, rng: Rng, win: Window, cum: np.ndarray,
                      lens: np.ndarray) -> Events:
-    k = len(lens)
+    k, victims, inc, n = _incidents(rng, cum, lens)
     cards = world.cards
-    victims = sample_cards(rng, cum, k)
     home = cards.home[victims]
-    inc = np.repeat(np.arange(k), lens)
-    n = len(inc)
     own = rng.random(k) < 0.3  # the victim's own phone, remotely controlled
     city = np.where(own, home, _elsewhere(world, rng, home, DOMESTIC)).astype(np.int32)
     t0 = local_times(world, rng, win, world.cities.zone_id[city], np.full(k, 2))
@@ -234,11 +235,8 @@ def account_takeover(world: World, rng: Rng, win: Window, cum: np.ndarray,
 
 def cnp_big_ticket(world: World, rng: Rng, win: Window, cum: np.ndarray,
                    lens: np.ndarray) -> Events:
-    k = len(lens)
-    victims = sample_cards(rng, cum, k)
+    k, victims, inc, n = _incidents(rng, cum, lens)
     home = world.cards.home[victims]
-    inc = np.repeat(np.arange(k), lens)
-    n = len(inc)
     city = _elsewhere(world, rng, home, 0.5)
     t0 = local_times(world, rng, win, world.cities.zone_id[city], np.full(k, 2))
     ts = _clip(win, t0[inc] + _steps(rng, lens, 60, 3600))
@@ -253,27 +251,21 @@ def cnp_big_ticket(world: World, rng: Rng, win: Window, cum: np.ndarray,
 def merchant_compromise(world: World, rng: Rng, win: Window, cum: np.ndarray,
                         lens: np.ndarray) -> Events:
     """A shop in on it: picked among its town's shops like any other (not the least used)."""
-    k = len(lens)
-    victims = sample_cards(rng, cum, k)
-    inc = np.repeat(np.arange(k), lens)
+    k, victims, inc, n = _incidents(rng, cum, lens)
     home = world.cards.home[victims]
     cats = _pick(rng, ("restaurant", "apparel", "home_improvement", "grocery", "fuel"), world, k)
     shop = pick_merchants(world, rng, home, cats, np.zeros(k, dtype=bool))
     t0 = local_times(world, rng, win, world.cities.zone_id[home], np.zeros(k, dtype=np.int64))
     days = _steps(rng, lens, 1.0, 4.0) // 1 * 86_400  # a charge on each of a few days
-    ts = _clip(win, t0[inc] + days + rng.integers(-3600, 3600, len(inc)))
-    usd = _lognormal_usd(rng, 110.0, 0.5, len(inc)) * inflation(win.year) * world.price[home[inc]]
+    ts = _clip(win, t0[inc] + days + rng.integers(-3600, 3600, n))
+    usd = _lognormal_usd(rng, 110.0, 0.5, n) * inflation(win.year) * world.price[home[inc]]
     cents = np.rint(np.minimum(usd, 900.0) * 100)
-    return _rows(world, rng, victims[inc], ts, home[inc], shop[inc], cents, 5,
-                 np.full(len(inc), -1))
+    return _rows(world, rng, victims[inc], ts, home[inc], shop[inc], cents, 5, np.full(n, -1))
 
 
 def lost_stolen(world: World, rng: Rng, win: Window, cum: np.ndarray,
                 lens: np.ndarray) -> Events:
-    k = len(lens)
-    victims = sample_cards(rng, cum, k)
-    inc = np.repeat(np.arange(k), lens)
-    n = len(inc)
+    k, victims, inc, n = _incidents(rng, cum, lens)
     home = world.cards.home[victims]
     profile = np.where(rng.random(k) < 0.3, 4 + 1, 1)  # evenings, a third into the night
     t0 = local_times(world, rng, win, world.cities.zone_id[home], profile)

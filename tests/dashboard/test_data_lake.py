@@ -92,7 +92,7 @@ def test_csv_is_exact_and_ordered(tmp_path: Path) -> None:
     assert shown.sort("amount", descending=True)["amount"][0] == float(max(flags["amount"]))
     assert [Decimal(a) for a in csv["amount"]] == flags["amount"].to_list()
     assert csv["ts"][0].endswith("Z")
-    assert csv["rules"].to_list() == flags["rules"].list.join(", ").to_list()
+    assert csv["rules"].to_list() == flags["rules_fired"].list.join(", ").to_list()
 
 
 def test_report_tables_and_lag(tmp_path: Path) -> None:

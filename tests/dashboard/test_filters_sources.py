@@ -9,16 +9,15 @@ import polars as pl
 import pytest
 
 import tests.dashboard._dashdata as _dashdata
-from dashboard.filters import (
-    FilterError,
-    FlagFilter,
-    apply,
-    build_filter,
-    mongo_filter,
-    parse_amount_cents,
-    sql_where,
-)
-from dashboard.sources import FLAG_COLUMNS, FlagSourceError, MongoFlagSource, SqliteFlagSource
+from dashboard.cached_reader import MongoFlagSource
+from dashboard.filters import FilterError, FlagFilter, build_filter, parse_amount_cents
+from dashboard.page_flags import PAGE_COLUMNS
+from dashboard.sources import SqliteFlagSource
+from flagstore.protocols import FlagReadError
+from flagstore.query import apply, mongo_filter, sql_where
+from flagstore.schema import FLAG_SCHEMA
+
+PAGE_SCHEMA = pl.Schema({c: FLAG_SCHEMA[c] for c in PAGE_COLUMNS})
 
 NOW = _dashdata.NOW
 
@@ -63,7 +62,7 @@ def test_sqlite_matches_polars_filter(store, f: FlagFilter) -> None:
     source, everything = store
     expected = apply(f, everything).sort(["ts", "transaction_id"], descending=True)
     got = source.recent(f, 1000)
-    assert got.schema == pl.Schema(FLAG_COLUMNS)
+    assert got.schema == PAGE_SCHEMA
     assert got["transaction_id"].to_list() == expected["transaction_id"].to_list()
     assert source.count(f, 1000) == expected.height
     assert source.export(f).equals(got)
@@ -87,7 +86,7 @@ def test_sqlite_missing_store_reads_empty(tmp_path: Path) -> None:
 def test_unreachable_mongo_raises_one_line_error() -> None:
     source = MongoFlagSource("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
                              timeout_ms=300)
-    with pytest.raises(FlagSourceError, match="MongoDB fraud.flags: find failed") as info:
+    with pytest.raises(FlagReadError, match="MongoDB fraud.flags: find failed") as info:
         source.recent(FlagFilter(), 10)
     assert "\n" not in str(info.value)
 
@@ -106,7 +105,7 @@ def test_mongo_source_matches_sqlite(mongo_uri: str, mongo_db, store) -> None:
         for f in FILTERS:
             want = source.recent(f, 1000)
             got = mongo.recent(f, 1000)
-            assert got.schema == pl.Schema(FLAG_COLUMNS)
+            assert got.schema == PAGE_SCHEMA
             assert got["transaction_id"].to_list() == want["transaction_id"].to_list(), f
             assert got.drop("flagged_at").equals(want.drop("flagged_at")), f
             assert mongo.count(f, 1000) == want.height

@@ -11,15 +11,13 @@ import pytest
 
 import tests.dashboard._dashdata as _dashdata
 from dashboard import flag_cache
-from dashboard.filters import FlagFilter, apply
+from dashboard.cached_reader import MongoFlagSource
 from dashboard.flag_cache import CacheConfig
-from dashboard.sources import (
-    FLAG_COLUMNS,
-    FlagSourceError,
-    MongoFlagSource,
-    SqliteFlagSource,
-    empty_flags,
-)
+from dashboard.page_flags import empty_page
+from dashboard.sources import SqliteFlagSource
+from flagstore.protocols import FlagReadError
+from flagstore.query import FlagFilter, apply
+from flagstore.schema import FLAG_SCHEMA
 
 NOW = _dashdata.NOW
 OVERLAP = timedelta(seconds=30)
@@ -38,7 +36,7 @@ def flags(tmp_path: Path) -> pl.DataFrame:
     out = SqliteFlagSource(tmp_path / "flags.sqlite").export(FlagFilter())
     stamps = [NOW + timedelta(seconds=i // 10) for i in range(out.height)]
     return out.sample(fraction=1.0, shuffle=True, seed=3).with_columns(
-        flagged_at=pl.Series(stamps, dtype=FLAG_COLUMNS["flagged_at"]))
+        flagged_at=pl.Series(stamps, dtype=FLAG_SCHEMA["flagged_at"]))
 
 
 def want(flags: pl.DataFrame, f: FlagFilter, limit: int | None = None) -> pl.DataFrame:
@@ -52,7 +50,7 @@ def chunks(df: pl.DataFrame, size: int = 7) -> list[pl.DataFrame]:
 
 @pytest.mark.parametrize("f", FILTERS)
 def test_cold_snapshot_answers_like_the_store(flags: pl.DataFrame, f: FlagFilter) -> None:
-    snap = flag_cache.cold(chunks(flags), empty_flags(), 10_000, OVERLAP)
+    snap = flag_cache.cold(chunks(flags), empty_page(), 10_000, OVERLAP)
     assert snap.complete_since is None and flag_cache.covers(snap, f)
     assert snap.watermark == flags["flagged_at"].max()
     assert flag_cache.view(snap, f).equals(want(flags, f))
@@ -64,7 +62,7 @@ def test_cold_snapshot_answers_like_the_store(flags: pl.DataFrame, f: FlagFilter
 def test_trim_keeps_whole_ts_groups_and_says_from_when(flags: pl.DataFrame) -> None:
     # 30 flags share NOW-30min; a cut inside that group drops it whole
     newer = flags.filter(pl.col("ts") > NOW - timedelta(minutes=30)).height
-    snap = flag_cache.cold(chunks(flags, 5), empty_flags(), newer + 3, OVERLAP)
+    snap = flag_cache.cold(chunks(flags, 5), empty_page(), newer + 3, OVERLAP)
     assert snap.complete_since is not None and snap.frame.height == newer
     assert snap.complete_since > NOW - timedelta(minutes=30)
     assert not flag_cache.covers(snap, FlagFilter())
@@ -74,7 +72,7 @@ def test_trim_keeps_whole_ts_groups_and_says_from_when(flags: pl.DataFrame) -> N
     older = flag_cache.older(FlagFilter(user_id=3), snap)
     assert older.until == snap.complete_since and older.user_id == 3
     # streaming trim (more than 2 * max_rows read) gives the same snapshot
-    tiny = flag_cache.cold(chunks(flags, 1), empty_flags(), 4, OVERLAP)
+    tiny = flag_cache.cold(chunks(flags, 1), empty_page(), 4, OVERLAP)
     assert tiny.frame.height <= 4
     assert flag_cache.view(tiny, FlagFilter()).equals(
         want(flags, FlagFilter(since=tiny.complete_since)))
@@ -83,7 +81,7 @@ def test_trim_keeps_whole_ts_groups_and_says_from_when(flags: pl.DataFrame) -> N
 def test_syncs_add_only_new_flags_late_ones_too(flags: pl.DataFrame) -> None:
     by_stamp = flags.sort("flagged_at")
     first, rest = by_stamp.head(40), by_stamp.slice(40)
-    snap = flag_cache.cold(chunks(first), empty_flags(), 10_000, OVERLAP)
+    snap = flag_cache.cold(chunks(first), empty_page(), 10_000, OVERLAP)
     seen = first
     for lo in range(0, rest.height, 15):
         # what the store returns: everything stamped >= watermark - overlap (re-reads included)
@@ -94,13 +92,13 @@ def test_syncs_add_only_new_flags_late_ones_too(flags: pl.DataFrame) -> None:
         assert snap.frame.height == seen.height  # nothing doubled by the overlap
         for f in FILTERS:
             assert flag_cache.view(snap, f).equals(want(seen, f)), f
-    assert flag_cache.merge(snap, empty_flags(), 10_000, OVERLAP) is snap
+    assert flag_cache.merge(snap, empty_page(), 10_000, OVERLAP) is snap
 
 
 def test_first_flags_into_an_empty_store_are_taken_once(flags: pl.DataFrame) -> None:
-    snap = flag_cache.cold([], empty_flags(), 100, OVERLAP)
+    snap = flag_cache.cold([], empty_page(), 100, OVERLAP)
     assert snap.frame.is_empty() and snap.watermark is None and snap.complete_since is None
-    unstamped = flags.head(4).with_columns(flagged_at=pl.lit(None, FLAG_COLUMNS["flagged_at"]))
+    unstamped = flags.head(4).with_columns(flagged_at=pl.lit(None, FLAG_SCHEMA["flagged_at"]))
     snap = flag_cache.merge(snap, unstamped, 100, OVERLAP)  # read with no watermark: {}
     snap = flag_cache.merge(snap, unstamped, 100, OVERLAP)
     assert snap.frame.height == 4 and snap.watermark is None
@@ -110,7 +108,7 @@ def test_first_flags_into_an_empty_store_are_taken_once(flags: pl.DataFrame) -> 
 
 def test_merge_leaves_flags_older_than_the_held_range_to_the_store(flags: pl.DataFrame) -> None:
     newest = flags.sort("ts").tail(20)
-    snap = flag_cache.cold(chunks(newest), empty_flags(), 20, OVERLAP)
+    snap = flag_cache.cold(chunks(newest), empty_page(), 20, OVERLAP)
     late = flags.sort("ts").head(3).with_columns(flagged_at=pl.lit(NOW + timedelta(hours=1)))
     merged = flag_cache.merge(snap, late, 20, OVERLAP)
     assert merged.frame.height == 20 and merged.watermark == NOW + timedelta(hours=1)
@@ -190,7 +188,7 @@ def test_lost_store_keeps_the_snapshot_then_says_so(mongo_uri: str) -> None:
     wait_for(lambda: source._error is not None, "a background sync to fail")
     assert source.count(FlagFilter(), 100) == 10  # still the held flags
     deadline = time.monotonic() + 20
-    with pytest.raises(FlagSourceError, match="sync failing") as info:
+    with pytest.raises(FlagReadError, match="sync failing") as info:
         while time.monotonic() < deadline:
             source.recent(FlagFilter(), 5)
             time.sleep(0.2)

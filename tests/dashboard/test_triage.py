@@ -38,7 +38,8 @@ def exercise(store: cases.CaseStore) -> None:
         ("alice", "note", None, "looks odd"), ("carol", "status", "escalated", "fraud")]
     assert trail["at"].to_list()[-1] == t0 + timedelta(minutes=1)
     flags = pl.DataFrame({"transaction_id": ["t1", "t2", "t3"],
-                          "rules": [["high_amount", "geo_mismatch"], ["high_amount"], ["x"]]})
+                          "rules_fired": [["high_amount", "geo_mismatch"], ["high_amount"],
+                                          ["x"]]})
     per_rule = cases.confirmed_precision(flags.lazy(), store.cases())
     assert per_rule.rows() == [("geo_mismatch", 1, 1, 1.0), ("high_amount", 1, 2, 0.5)]
     assert cases.overall_confirmed(flags.lazy(), store.cases()) == 0.5

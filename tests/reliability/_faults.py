@@ -87,6 +87,13 @@ def finish(proc: subprocess.Popen, log: Path, timeout: float = 300.0) -> None:
         raise AssertionError(f"consumer exited {rc}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def drain(cmd: list[str], mongo_db: str, log: Path, offsets: Offsets, total: int) -> None:
+    """After the kills: one last bounded run (``--timeout 4``) takes what is left; then every
+    one of the ``total`` events is committed."""
+    finish(start([*cmd, "--timeout", "4"], mongo_db, log), log)
+    assert offsets.committed() == offsets.end() == total
+
+
 # --- Kafka offsets ---------------------------------------------------------------------------
 class Offsets:
     """The group's committed offsets and the topic's end offsets (without joining the group)."""

@@ -21,9 +21,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import polars as pl
 import pytest
@@ -309,28 +311,49 @@ def _in_subprocess(c: Case, first_of_module: bool) -> bool:
             or any(name in os.environ for name in SERVICE_ENV))
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict[str, tuple[Outcome, bool]]:
-    """Every case run once: id → (outcome, whether its folder is unchanged). Subprocess cases
-    run on a small thread pool while the in-process ones run one by one."""
-    base = tmp_path_factory.mktemp("cli")
+class _Named(Protocol):
+    """A case of a command: its test id and the module it runs."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def module(self) -> str: ...
+
+
+C = TypeVar("C", bound=_Named)
+R = TypeVar("R")
+
+
+def run_cases(cases: Sequence[C], one: Callable[[int, C, bool], tuple[str, R]],
+              in_subprocess: Callable[[C, bool], bool]) -> dict[str, R]:
+    """Every case once, ``one(index, case, in_subprocess)`` → (id, result). The cases
+    ``in_subprocess(case, first of its command)`` picks run on a small thread pool while the
+    others run one by one in this process; id → result."""
     seen: set[str] = set()
     plan = []
-    for i, c in enumerate(CASES):
-        plan.append((i, c, _in_subprocess(c, c.module not in seen)))
+    for i, c in enumerate(cases):
+        plan.append((i, c, in_subprocess(c, c.module not in seen)))
         seen.add(c.module)
-
-    def one(i: int, c: Case, runner):
-        cwd = _workdir(base / f"c{i}")
-        before = _snapshot(cwd)
-        outcome = runner(c, cwd)
-        return c.id, (outcome, _snapshot(cwd) == before)
-
     with ThreadPoolExecutor(max(2, min(6, (os.cpu_count() or 2) * 2))) as pool:
-        futures = [pool.submit(one, i, c, _run) for i, c, sub in plan if sub]
-        done = dict(one(i, c, _run_in_process) for i, c, sub in plan if not sub)
+        futures = [pool.submit(one, i, c, True) for i, c, sub in plan if sub]
+        done = dict(one(i, c, False) for i, c, sub in plan if not sub)
         done.update(f.result() for f in futures)
     return done
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, tuple[Outcome, bool]]:
+    """Every case run once: id → (outcome, whether its folder is unchanged)."""
+    base = tmp_path_factory.mktemp("cli")
+
+    def one(i: int, c: Case, sub: bool) -> tuple[str, tuple[Outcome, bool]]:
+        cwd = _workdir(base / f"c{i}")
+        before = _snapshot(cwd)
+        outcome = (_run if sub else _run_in_process)(c, cwd)
+        return c.id, (outcome, _snapshot(cwd) == before)
+
+    return run_cases(CASES, one, _in_subprocess)
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])

@@ -39,6 +39,7 @@ from tests.reliability.test_cli_bad_input import (  # noqa: E402
     _snapshot,
     _workdir,
     case,
+    run_cases,
 )
 
 
@@ -204,16 +205,7 @@ def data_outcomes(tmp_path_factory) -> dict[str, tuple[int | str, str, bool, flo
 
     # a real process for the first case of each command and for every case that could hang
     # (years 1 and 9999); the others in-process, one by one, while those run on a thread pool
-    seen: set[str] = set()
-    plan = []
-    for i, c in enumerate(DATA_CASES):
-        plan.append((i, c, c.module not in seen or c.kind == "extreme_years"))
-        seen.add(c.module)
-    with ThreadPoolExecutor(max(2, min(6, (os.cpu_count() or 2) * 2))) as pool:
-        futures = [pool.submit(one, i, c, True) for i, c, sub in plan if sub]
-        done = dict(one(i, c, False) for i, c, sub in plan if not sub)
-        done.update(f.result() for f in futures)
-    return done
+    return run_cases(DATA_CASES, one, lambda c, first: first or c.kind == "extreme_years")
 
 
 @pytest.mark.parametrize("c", DATA_CASES, ids=[c.id for c in DATA_CASES])

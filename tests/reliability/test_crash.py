@@ -25,8 +25,8 @@ from tests.reliability._faults import (
     Offsets,
     audit,
     consume_cmd,
+    drain,
     expected_rows,
-    finish,
     kill9,
     lake_rows,
     leftover_temp_files,
@@ -93,10 +93,7 @@ def test_kill9_ten_times_loses_nothing_duplicates_nothing_decides_the_same(
             kill9(proc)
             busy_kills += offsets.committed() < offsets.end()
         producer.join(timeout=60)
-        log = tmp_path / "final.log"
-        final = start([*cmd, "--timeout", "4"], mongo_db.name, log)
-        finish(final, log)
-        assert offsets.committed() == offsets.end() == events.height
+        drain(cmd, mongo_db.name, tmp_path / "final.log", offsets, events.height)
     finally:
         offsets.close()
 

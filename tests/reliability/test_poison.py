@@ -12,21 +12,24 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from confluent_kafka import Producer
 
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import MAX_MESSAGE_BYTES
-from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.decode import RawRecord, decode_batch
 from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config
 from streaming.produce import encode_events
 from tests.reliability._poison import POISON, VALID_VARIANTS, mix
-from tests.streaming._kafka_data import make_events, read_topic
+from tests.streaming._kafka_data import (
+    consume_config,
+    lake_events,
+    make_events,
+    read_topic,
+    run_consumer,
+)
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 EVENT = {"transaction_id": "t1", "user_id": 42, "ts": "2025-06-01T10:00:00.5+02:00",
@@ -114,19 +117,6 @@ def _produce_raw(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]
     return positions
 
 
-def _consume(bootstrap: str, topic: str, lake: Path, store, count: int) -> StreamConsumer:
-    cfg = ConsumeConfig(bootstrap, topic, f"{topic}.dlq", f"g-{topic}", lake, batch_size=500,
-                        max_messages=count, idle_timeout=60.0, metrics_interval=1.0)
-    consumer = StreamConsumer(cfg, store, log=lambda _m: None)
-    consumer.run()
-    return consumer
-
-
-def _lake(lake: Path) -> pl.DataFrame:
-    glob = str(lake / "transactions" / "**" / "*.parquet")
-    return duckdb.sql(f"select * from read_parquet('{glob}') order by transaction_id").pl()
-
-
 def _flags(store: MongoFlagStore) -> dict[str, list[str]]:
     return {d["_id"]: d["rules_fired"] for d in store.collection.find({}, {"rules_fired": 1})}
 
@@ -155,8 +145,10 @@ def run_stream(kafka_bootstrap: str, mongo_uri: str, tmp_path_factory) -> Iterat
         dbs.append(name.replace("-", "_"))
         store = MongoFlagStore(mongo_uri, dbs[-1], "flags")
         try:
-            consumer = _consume(kafka_bootstrap, name, lake, store, len(messages))
-            return consumer, _lake(lake), _flags(store), name, positions
+            consumer = run_consumer(consume_config(
+                kafka_bootstrap, name, lake, batch_size=500, max_messages=len(messages),
+                idle_timeout=60.0), store)
+            return consumer, lake_events(lake), _flags(store), name, positions
         finally:
             store.close()
 

@@ -28,6 +28,7 @@ from tests.reliability._faults import (
     Offsets,
     audit,
     consume_cmd,
+    drain,
     expected_rows,
     finish,
     kill9,
@@ -209,10 +210,7 @@ def test_kill9_during_a_change_loses_nothing_and_decides_by_the_log(
             assert proc.poll() is None, log.read_text()
             kill9(proc)
         producer.join(timeout=120)
-        log = tmp_path / "final.log"
-        final = start([*cmd, "--timeout", "4"], mongo_db.name, log)
-        finish(final, log)
-        assert offsets.committed() == offsets.end() == events.height
+        drain(cmd, mongo_db.name, tmp_path / "final.log", offsets, events.height)
     finally:
         offsets.close()
     state, got = _check_all(kafka_bootstrap, topic, control, events, lake, mongo_db, tmp_path)

@@ -18,7 +18,8 @@ import certifi
 import polars as pl
 import pytest
 
-from dashboard.filters import FilterError, FlagFilter, build_filter, mongo_filter
+from dashboard.filters import FilterError, FlagFilter, build_filter
+from flagstore.query import mongo_filter
 from fraudlake.cli import UsageError
 from fraudlake.settings import Settings, mongo_uri_from_env, redact_uri
 from tests.streaming._kafka_data import POISON, make_events, send
@@ -91,7 +92,7 @@ def test_every_mongo_client_gets_the_tls_settings(monkeypatch, tmp_path: Path) -
                                           str(tmp_path / "lake")])
     settings = Settings.from_env()
     dash, export = dashboard_source(settings), export_source("mongo", settings)
-    clients = [MongoClient(consume_uri, connect=False), dash._client, export.client]
+    clients = [MongoClient(consume_uri, connect=False), dash.reader.client, export.client]
     try:
         for client in clients:
             assert client.options.pool_options._ssl_context is not None
@@ -360,7 +361,7 @@ def test_sqlite_store_filters_match_hostile_values_literally(tmp_path: Path) -> 
 
 
 def test_mongo_store_filters_match_hostile_values_literally(mongo_uri: str, mongo_db) -> None:
-    from dashboard.sources import MongoFlagSource
+    from dashboard.cached_reader import MongoFlagSource
     from flagstore.mongo import MongoFlagStore
 
     store = MongoFlagStore(mongo_uri, mongo_db.name, "flags", retry_seconds=10)
@@ -403,8 +404,6 @@ SQL_BUILT_FROM_CODE = {
     ("queries/staging.py", "execute"): "threads cast to int, memory limit regex-checked, "
                                       "contract column names/types only",
     ("flagstore/sqlite.py", "execute"): "table schema from constants",
-    ("dashboard/sources.py", "execute"): "SELECT list of constant column names (checked "
-                                         "against PRAGMA table_info), values bound",
 }
 SQL_CALLS = {"execute", "executemany", "executescript", "sql", "query", "read_sql"}
 
@@ -440,8 +439,7 @@ def test_no_sql_or_mongo_filter_is_formatted_from_input() -> None:
     unreviewed = set(found) - set(SQL_BUILT_FROM_CODE)
     assert not unreviewed, f"SQL built with f-strings/format, review and list: {unreviewed}"
     # the sqlite/duckdb sites that read user values bind them: placeholders in the text
-    for rel in ("dashboard/filters.py", "dashboard/sources.py", "dashboard/lake_queries.py",
-                "flagstore/query.py", "flagstore/sqlite.py"):
+    for rel in ("dashboard/lake_queries.py", "flagstore/query.py", "flagstore/sqlite.py"):
         text = (ROOT / rel).read_text()
         assert "?" in text or "$" in text
 

@@ -72,7 +72,7 @@ def test_version_is_a_label_only() -> None:
     ('id = "a"\nkind = "in_list"\nfield = "merchant_id"', "exactly one of values"),
     ('id = "a"\nkind = "in_list"\nfield = "user_id"\nvalues = ["1"]', "field must be one of"),
     ('id = "a"\nkind = "in_list"\nfield = "card_last4"\nvalues = [42]', "must hold strings"),
-    ('id = "a"\nkind = "in_list"\nfield = "city"\nfile = "missing.txt"', "not found"),
+    ('id = "a"\nkind = "in_list"\nfield = "city"\nfile = "missing.txt"', "no such list file"),
 ])
 def test_bad_rule_is_one_line_naming_file_rule_and_problem(rule: str, problem: str,
                                                             tmp_path: Path) -> None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 from confluent_kafka import Consumer, Producer
 
 from fraudlake.contract import EVENT_SCHEMA, conform
+from lake.layout import data_files, transactions_dir
+from streaming.consume_loop import ConsumeConfig, StreamConsumer
 from streaming.kafka_io import producer_config
 from streaming.produce import produce
 
@@ -90,3 +94,24 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -
     finally:
         consumer.close()
     return got
+
+
+def consume_config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:
+    """The tests' consumer: dead letters to ``<topic>.dlq``, group ``g-<topic>``, stops after
+    3 s without messages, metrics every second; ``kw`` sets any other field."""
+    return ConsumeConfig(bootstrap, topic, f"{topic}.dlq", f"g-{topic}", lake,
+                         **{"idle_timeout": 3.0, "metrics_interval": 1.0, **kw})
+
+
+def run_consumer(cfg: ConsumeConfig, store) -> StreamConsumer:
+    """Run a consumer (silent) until it stops; return it for its stats."""
+    consumer = StreamConsumer(cfg, store, log=lambda _m: None)
+    consumer.run()
+    return consumer
+
+
+def lake_events(lake: Path) -> pl.DataFrame:
+    """Every row of the lake's data files (``lake.layout``), year/month included, by id."""
+    files = [str(f) for f in data_files(transactions_dir(lake))]
+    return duckdb.sql("select * from read_parquet($files, hive_partitioning = true) "
+                      "order by transaction_id", params={"files": files}).pl()

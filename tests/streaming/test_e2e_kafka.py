@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -16,26 +15,18 @@ from confluent_kafka import Consumer, TopicPartition
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
 from rules.model import load_rule_set
-from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from streaming.consume_loop import ConsumeConfig
 from streaming.kafka_io import DLQ_REASON_HEADER
 from tests.reference_rules import reference_decisions
-from tests.streaming._kafka_data import POISON, make_events, read_topic, send
-
-
-def _config(bootstrap: str, topic: str, lake: Path, **kw) -> ConsumeConfig:
-    return ConsumeConfig(bootstrap, topic, f"{topic}.dlq", f"g-{topic}", lake,
-                         **{"idle_timeout": 3.0, "metrics_interval": 1.0, **kw})
-
-
-def _run(cfg: ConsumeConfig, store) -> StreamConsumer:
-    consumer = StreamConsumer(cfg, store, log=lambda _m: None)
-    consumer.run()
-    return consumer
-
-
-def _lake_rows(lake: Path) -> pl.DataFrame:
-    glob = str(lake / "transactions" / "**" / "*.parquet")
-    return duckdb.sql(f"select * from read_parquet('{glob}', hive_partitioning = true)").pl()
+from tests.streaming._kafka_data import (
+    POISON,
+    consume_config,
+    lake_events,
+    make_events,
+    read_topic,
+    run_consumer,
+    send,
+)
 
 
 def _expected_flags(events: pl.DataFrame) -> dict[str, list[str]]:
@@ -71,10 +62,10 @@ def test_n_produced_exactly_n_in_lake_flags_match_reference_dlq_gets_poison(
     events = make_events(3000)
     send(kafka_bootstrap, topic, events, POISON)
 
-    consumer = _run(_config(kafka_bootstrap, topic, tmp_path, batch_size=700), store)
+    consumer = run_consumer(consume_config(kafka_bootstrap, topic, tmp_path, batch_size=700), store)
 
     assert consumer.stats.events == 3000 and consumer.stats.dead_letters == len(POISON)
-    lake = _lake_rows(tmp_path)
+    lake = lake_events(tmp_path)
     assert lake.height == 3000
     assert lake["transaction_id"].n_unique() == 3000
     assert set(lake["transaction_id"]) == set(events["transaction_id"])
@@ -134,17 +125,17 @@ def test_offsets_committed_only_after_sinks_and_restart_decides_the_same(
     topic = make_topic(2)
     events = make_events(2000, users=12, seed=5)
     send(kafka_bootstrap, topic, events)
-    cfg = _config(kafka_bootstrap, topic, tmp_path, batch_size=300)
+    cfg = consume_config(kafka_bootstrap, topic, tmp_path, batch_size=300)
 
     with pytest.raises(RuntimeError, match="flag sink down"):
-        _run(cfg, FailingStore(store, fail_on=3))
+        run_consumer(cfg, FailingStore(store, fail_on=3))
     committed = _committed(kafka_bootstrap, cfg.group, topic, 2)
-    in_lake_before = _lake_rows(tmp_path).height
+    in_lake_before = lake_events(tmp_path).height
     assert 0 < sum(max(o, 0) for o in committed.values()) < 2000
     assert sum(max(o, 0) for o in committed.values()) <= in_lake_before
 
-    _run(cfg, store)  # restart: replays the uncommitted batch, state rebuilt from the lake
-    lake = _lake_rows(tmp_path)
+    run_consumer(cfg, store)  # restart: replays the uncommitted batch, state rebuilt from the lake
+    lake = lake_events(tmp_path)
     assert lake.height == 2000 and lake["transaction_id"].n_unique() == 2000
     assert _mongo_flags(store) == _expected_flags(events)
     assert sum(_committed(kafka_bootstrap, cfg.group, topic, 2).values()) == 2000
@@ -155,11 +146,11 @@ def test_stop_and_resume_in_pieces_gives_the_uninterrupted_result(
     topic = make_topic(3)
     events = make_events(1500, users=8, seed=9)
     send(kafka_bootstrap, topic, events)
-    cfg = _config(kafka_bootstrap, topic, tmp_path, batch_size=100)
+    cfg = consume_config(kafka_bootstrap, topic, tmp_path, batch_size=100)
     for _ in range(3):
-        _run(ConsumeConfig(**{**cfg.__dict__, "max_messages": 400}), store)
-    _run(cfg, store)
-    lake = _lake_rows(tmp_path)
+        run_consumer(ConsumeConfig(**{**cfg.__dict__, "max_messages": 400}), store)
+    run_consumer(cfg, store)
+    lake = lake_events(tmp_path)
     assert lake.height == 1500 and lake["transaction_id"].n_unique() == 1500
     assert _mongo_flags(store) == _expected_flags(events)
 
@@ -176,7 +167,7 @@ def test_consume_cli_smoke(kafka_bootstrap: str, make_topic, mongo_uri: str, mon
         env={**os.environ, "MONGO_DB": mongo_db.name})
     assert proc.returncode == 0, proc.stderr
     assert "302 messages, 300 events" in proc.stderr
-    assert _lake_rows(tmp_path).height == 300
+    assert lake_events(tmp_path).height == 300
     assert mongo_db["flags"].count_documents({}) > 0
 
 
@@ -214,7 +205,7 @@ def test_sigterm_drains_flushes_and_commits(kafka_bootstrap: str, make_topic, mo
     committed = sum(max(o, 0) for o in _committed(kafka_bootstrap, f"term-{topic}", topic,
                                                   2).values())
     assert 0 < committed <= 20_000
-    assert _lake_rows(tmp_path).height == committed  # everything committed is in the lake
+    assert lake_events(tmp_path).height == committed  # everything committed is in the lake
 
 
 def test_consume_cli_without_mongo_uses_the_local_flag_store(kafka_bootstrap: str, make_topic,
