@@ -11,6 +11,7 @@ into place at the end: an interrupted or failed run leaves nothing at ``--out``.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import polars as pl
@@ -47,7 +49,7 @@ from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
 from simulator.volume import months, rows_per_month
-from simulator.world import adopt_world, build_world
+from simulator.world import World, adopt_world, build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
@@ -147,9 +149,10 @@ def write_month(task: MonthTask) -> MonthResult:
     folder.mkdir(parents=True, exist_ok=True)
     fraud = dict.fromkeys(SCENARIOS, 0)
     rows = size = files = 0
-    for piece, table in enumerate(generate_month(world, task.seed, task.year, task.month,
-                                                 task.rows)):
-        path = folder / f"part-{piece:05d}.parquet"
+    # no enumerate(): its reused result tuple would keep the last table alive while the next
+    # one is generated (two pieces in memory at once)
+    for table in generate_month(world, task.seed, task.year, task.month, task.rows):
+        path = folder / f"part-{files:05d}.parquet"
         with naming(path):
             size += write_table(table, path)
         files += 1
@@ -193,22 +196,49 @@ def validate(cfg: HistoryConfig) -> None:
         check_not_precious(cfg.out, "--out")
 
 
+_WORLD_FILE = ".world.pickle"  # in the temporary output folder while workers start
+
+
+def _receive_world(inbox: Queue) -> None:
+    """Worker initializer: wait for the world the main process builds meanwhile; keep it."""
+    with open(inbox.get(), "rb") as f:
+        adopt_world(pickle.load(f))
+
+
+def _send_world(world: World, folder: Path, inbox: Queue, procs: int) -> Path:
+    """Hand ``world`` to ``procs`` waiting workers through a file (pickle protocol 5 writes
+    and reads the arrays in place: no whole-world copy in memory on either side)."""
+    path = folder / _WORLD_FILE
+    with naming(path), open(path, "wb") as f:  # a full disk: the one-line error names it
+        pickle.dump(world, f, protocol=5)
+    for _ in range(procs):
+        inbox.put(path)
+    return path
+
+
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
     """Results in completion order. With N workers this process writes months itself beside
-    N - 1 worker processes (spawned once, handed the world this process built, so each starts
-    in a fraction of a second); on any exit before the end the workers are stopped
-    (terminated, not awaited) before the caller cleans up."""
+    N - 1 worker processes, spawned first so that they start up (imports) while this process
+    builds the world, which it then hands them in a file (none builds its own);
+    on any exit before the end the workers are stopped (terminated, not awaited) before the
+    caller cleans up."""
     if workers == 1 or len(tasks) == 1:
         yield from map(write_month, tasks)
         return
     first = tasks[0]
-    world = build_world(first.seed, first.users, first.start_year, first.end_year)
     procs = min(workers - 1, len(tasks) - 1)
-    pool = ProcessPoolExecutor(procs, mp_context=get_context("spawn"), initializer=adopt_world,
-                               initargs=(world,))
+    context = get_context("spawn")
+    inbox = context.Queue()
+    pool = ProcessPoolExecutor(procs, mp_context=context, initializer=_receive_world,
+                               initargs=(inbox,))
     pending = deque(tasks)  # largest first: the pool and this process take from the front
     running: set[Future[MonthResult]] = set()
     try:
+        while pending and len(running) < 2 * procs:  # spawns the workers; they start up now
+            running.add(pool.submit(write_month, pending.popleft()))
+        world = build_world(first.seed, first.users, first.start_year, first.end_year)
+        _send_world(world, first.root, inbox, procs)
+        del world
         while pending or running:
             while pending and len(running) < 2 * procs:  # a queued month per worker: no idling
                 running.add(pool.submit(write_month, pending.popleft()))
@@ -220,6 +250,7 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
                 running.discard(fut)
                 yield fut.result()
     except BaseException:
+        inbox.cancel_join_thread()  # a world nobody took must not hold up this process's exit
         workers_ = list((getattr(pool, "_processes", None) or {}).values())  # no public API
         for proc in workers_:
             proc.terminate()
@@ -228,6 +259,8 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        inbox.close()
+        (first.root / _WORLD_FILE).unlink(missing_ok=True)
 
 
 def _make_temp(out: Path) -> Path:

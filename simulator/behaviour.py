@@ -31,6 +31,7 @@ from simulator.models import (
 from simulator.world import SUBSCRIPTION, TRANSIT, World, build_world
 
 MAX_SUBS = 4
+_SUB_CHUNK = 16_384  # cards per step when the subscription table is built
 _PLANS = np.array([4.99, 7.99, 9.99, 9.99, 12.99, 14.99, 19.99, 29.99, 49.99])  # 2013 USD
 BILL_SHARE_CAP = 0.05  # bills never take more than this share of a window's rows
 GROUP_RATE = 0.0012  # transit group bursts per row
@@ -56,15 +57,26 @@ def _subscriptions_of(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]
     table = _all_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year)
     keep = np.zeros(world.n_cards, dtype=bool)
     keep[cards] = True
-    sel = keep[table[0]]
-    return tuple(a[sel] for a in table)
+    sel = np.flatnonzero(keep[table[0]])
+    card, day, hour, minute, plan, since = (a[sel] for a in table)
+    return (card.astype(np.int64), day.astype(np.int64), hour.astype(np.int64),
+            minute.astype(np.int64), _PLANS[plan], since.astype(np.int64))
 
 
 @lru_cache(maxsize=2)
 def _all_subscriptions(seed: int, n_cards: int, start_year: int,
                        end_year: int) -> tuple[np.ndarray, ...]:
+    """Every card's subscriptions, stored small (10 bytes each; a plan as its index in the
+    ascending _PLANS)."""
     world = build_world(seed, n_cards, start_year, end_year)
-    return _subscriptions(world, np.arange(n_cards))
+    chunks = []
+    for first in range(0, n_cards, _SUB_CHUNK):  # in chunks: the int64 temporaries stay small
+        card, day, hour, minute, plan, since = _subscriptions(
+            world, np.arange(first, min(first + _SUB_CHUNK, n_cards)))
+        chunks.append((card.astype(np.int32), day.astype(np.int8), hour.astype(np.int8),
+                       minute.astype(np.int8), np.searchsorted(_PLANS, plan).astype(np.int8),
+                       since.astype(np.int16)))
+    return tuple(np.concatenate(cols) for cols in zip(*chunks, strict=True))
 
 
 def recurring_bills(world: World, rng: np.random.Generator, win: Window, n_rows: int,

@@ -108,6 +108,15 @@ class Cards:
         flat = (np.arange(n, dtype=np.float64)[:, None] + self.category_cum).ravel()
         object.__setattr__(self, "_flat", flat)
 
+    def __getstate__(self) -> dict[str, np.ndarray]:
+        """Pickled without the derived ``_flat`` (the largest array: 8 bytes per card and
+        category): a worker process rebuilds it instead of receiving it."""
+        return {k: v for k, v in self.__dict__.items() if k != "_flat"}
+
+    def __setstate__(self, state: dict[str, np.ndarray]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
     def open_share(self, start_s: int, end_s: int) -> np.ndarray:
         """Share of [start_s, end_s) during which each card is open (0..1)."""
         lo = np.maximum(self.issue_s, start_s)

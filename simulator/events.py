@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from fraudlake.contract import CHANNELS, EVENT_SCHEMA
+from simulator.arrow import numeric_array, string_array
 from simulator.tz import OffsetGrid, OffsetTable
 from simulator.world import World
 
@@ -102,9 +103,8 @@ def _dict(index: np.ndarray, pool: pa.Array, valid: np.ndarray | None = None) ->
     used = np.zeros(len(pool), dtype=bool)
     used[index] = True
     remap = np.cumsum(used, dtype=np.int32) - 1
-    mask = None if valid is None else ~valid
     return pa.DictionaryArray.from_arrays(
-        pa.array(remap[index], mask=mask), pool.take(pa.array(np.flatnonzero(used)))
+        numeric_array(remap[index], valid=valid), pool.take(numeric_array(np.flatnonzero(used)))
     )
 
 
@@ -114,7 +114,7 @@ def _device_pool(code: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     uniq, inverse = np.unique(code[valid], return_inverse=True)
     index = np.zeros(len(code), dtype=np.int32)
     index[valid] = inverse
-    pool = pa.array([f"dev-{c:012x}" for c in uniq.tolist()], type=pa.string())
+    pool = string_array([f"dev-{c:012x}" for c in uniq.tolist()])
     return index, pool, valid
 
 
@@ -135,23 +135,23 @@ def _parts(world: World, ev: Events, id_prefix: str, first_seq: int,
     fraud = ev.scenario >= 0
     plain = {
         "transaction_id": transaction_ids(id_prefix, first_seq, n),
-        "user_id": pa.array(world.user_id(ev.user)),
-        "ts": pa.array(ev.ts, type=pa.timestamp("us", tz="UTC")),
+        "user_id": numeric_array(world.user_id(ev.user)),
+        "ts": numeric_array(ev.ts, pa.timestamp("us", tz="UTC")),
         "amount": _decimal(ev.cents),
-        "lat": pa.array(ev.lat),
-        "lon": pa.array(ev.lon),
-        "utc_offset_min": pa.array(offset.astype(np.int32)),
-        "is_fraud": pa.array(fraud),
+        "lat": numeric_array(ev.lat),
+        "lon": numeric_array(ev.lon),
+        "utc_offset_min": numeric_array(offset.astype(np.int32)),
+        "is_fraud": numeric_array(fraud),
     }
     strings = {
-        "fraud_scenario": (np.where(fraud, ev.scenario, 0), pa.array(SCENARIOS), fraud),
-        "currency": (np.zeros(n, dtype=np.int32), pa.array([CURRENCY]), None),
+        "fraud_scenario": (np.where(fraud, ev.scenario, 0), string_array(SCENARIOS), fraud),
+        "currency": (np.zeros(n, dtype=np.int32), string_array([CURRENCY]), None),
         "merchant_id": (ev.merchant, m.merchant_id, None),
         "merchant_name": (m.name_id[ev.merchant], m.names, None),
-        "category": (m.category[ev.merchant], pa.array(world.categories.name), None),
-        "channel": (ev.channel, pa.array(CHANNELS), None),
-        "city": (ev.city, pa.array(c.name), None),
-        "country": (c.country_id[ev.city], pa.array(c.countries), None),
+        "category": (m.category[ev.merchant], string_array(world.categories.name), None),
+        "channel": (ev.channel, string_array(CHANNELS), None),
+        "city": (ev.city, string_array(c.name), None),
+        "country": (c.country_id[ev.city], string_array(c.countries), None),
         "card_last4": (world.cards.last4_at(ev.user, ev.ts // 1_000_000), world.last4_pool,
                        None),
         "device_id": _device_pool(ev.device),
@@ -165,7 +165,7 @@ def to_table(world: World, ev: Events, id_prefix: str, first_seq: int = 0,
     plain, strings = _parts(world, ev, id_prefix, first_seq, tz)
     index, pool, valid = strings.pop("device_id")  # its pool holds exactly the used devices
     cols = {**plain, **{k: _dict(*v) for k, v in strings.items()},
-            "device_id": pa.DictionaryArray.from_arrays(pa.array(index, mask=~valid), pool)}
+            "device_id": pa.DictionaryArray.from_arrays(numeric_array(index, valid=valid), pool)}
     return pa.table({k: cols[k] for k in EVENT_SCHEMA})
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from simulator.cities import haversine_km
+from simulator.cities import Cities, haversine_km
 from simulator.models import DAY_S, Window, month_index
 from simulator.world import World, build_world
 
@@ -25,27 +25,29 @@ _TRIP_TAG = 0x7819
 
 @dataclass(frozen=True)
 class Trips:
-    """One month's trips, one entry per card: away from t0 to t1 (UTC seconds)."""
+    """One month's trips: ``index`` per card (-1 = stays home, else its trip), and per trip
+    the destination and the UTC seconds away (t0 to t1), a few percent of the cards only."""
 
-    dest: np.ndarray  # int32 city, -1 = stays home
-    t0: np.ndarray
+    index: np.ndarray  # int32 per card
+    dest: np.ndarray  # int32 city, per trip
+    t0: np.ndarray  # int64, per trip
     t1: np.ndarray
     travel_s: np.ndarray
 
     def apply(self, rng: np.random.Generator, cards: np.ndarray, ts_s: np.ndarray,
               city: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move payments to the trip city; nothing is paid on the way (moved before leaving)."""
-        dest = self.dest[cards]
-        idx = np.flatnonzero(dest >= 0)  # the travellers' payments only
-        c = cards[idx]
-        t, t0, t1, tr = ts_s[idx], self.t0[c], self.t1[c], self.travel_s[c]
+        trip = self.index[cards]
+        idx = np.flatnonzero(trip >= 0)  # the travellers' payments only
+        j = trip[idx]
+        t, t0, t1, tr = ts_s[idx], self.t0[j], self.t1[j], self.travel_s[j]
         back = rng.integers(600, 7200, len(idx))
         t = np.where((t >= t0) & (t < t0 + tr), t0 - back, t)
         t = np.where((t >= t1) & (t < t1 + tr), t1 - back, t)
         there = (t >= t0 + tr) & (t < t1)
         ts_s, city = ts_s.copy(), city.astype(np.int32)
         ts_s[idx] = t
-        city[idx] = np.where(there, dest[idx], city[idx])
+        city[idx] = np.where(there, self.dest[j], city[idx])
         away = np.zeros(len(cards), dtype=bool)
         away[idx] = there
         return ts_s, city, away
@@ -77,13 +79,24 @@ def _trips(seed: int, n_cards: int, start_year: int, end_year: int, month: int) 
     km = haversine_km(c.lat[home], c.lon[home], c.lat[dest], c.lon[dest])
     domestic = c.country_id[dest] == c.country_id[home]
     days = np.where(domestic, rng.integers(1, 8, len(who)), rng.integers(4, 15, len(who)))
-    out = Trips(np.full(n, -1, np.int32), np.zeros(n, np.int64), np.zeros(n, np.int64),
-                np.zeros(n, np.int64))
-    out.dest[who] = dest
-    out.t0[who] = t0
-    out.t1[who] = t0 + days * DAY_S
-    out.travel_s[who] = travel_seconds(km)
-    return out
+    index = np.full(n, -1, np.int32)
+    index[who] = np.arange(len(who), dtype=np.int32)
+    return Trips(index, dest, t0, t0 + days * DAY_S, travel_seconds(km))
+
+
+_BY_COUNTRY: dict[int, tuple[Cities, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _by_country(c: Cities) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cities in country order, their country ids, cumulative weights in that order), built
+    once per city table (trips and remote fraud look them up several times a month)."""
+    hit = _BY_COUNTRY.get(id(c))
+    if hit is None or hit[0] is not c:  # (the entry holds the table: its id stays its own)
+        if len(_BY_COUNTRY) >= 8:
+            _BY_COUNTRY.clear()
+        order = np.lexsort((np.arange(len(c)), c.country_id))
+        hit = _BY_COUNTRY[id(c)] = (c, order, c.country_id[order], np.cumsum(c.weight[order]))
+    return hit[1], hit[2], hit[3]
 
 
 def destinations(world: World, rng: np.random.Generator, home: np.ndarray) -> np.ndarray:
@@ -91,11 +104,10 @@ def destinations(world: World, rng: np.random.Generator, home: np.ndarray) -> np
     c = world.cities
     k = len(home)
     anywhere = rng.choice(len(c), size=k, p=c.weight).astype(np.int32)
-    order = np.lexsort((np.arange(len(c)), c.country_id))
+    order, sorted_country, cum = _by_country(c)
     country = c.country_id[home]
-    first = np.searchsorted(c.country_id[order], country, side="left")
-    last = np.searchsorted(c.country_id[order], country, side="right")
-    cum = np.cumsum(c.weight[order])
+    first = np.searchsorted(sorted_country, country, side="left")
+    last = np.searchsorted(sorted_country, country, side="right")
     lo = np.where(first > 0, cum[first - 1], 0.0)
     pick = np.searchsorted(cum, lo + rng.random(k) * (cum[last - 1] - lo), side="right")
     pick = np.minimum(pick, last - 1)

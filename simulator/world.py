@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from faker import Faker
 
+from simulator.arrow import string_array
 from simulator.cards import Cards, make_cards, spread
 from simulator.cities import Cities, load_cities
 from simulator.tz import OffsetTable, offset_table
@@ -164,7 +164,7 @@ def _build_world(seed: int, n_cards: int, start_year: int, end_year: int) -> Wor
     fare = np.round(rng.choice(TRANSIT_FARES, len(cities)) * np.sqrt(price) * 4) / 4
     return World(seed, start_year, end_year, cities, cats, cards, merchants,
                  offset_table(cities.zones), price, np.maximum(fare, 0.5), metro_km,
-                 _gateways(cities), pa.array([f"{i:04d}" for i in range(10_000)]))
+                 _gateways(cities), string_array([f"{i:04d}" for i in range(10_000)]))
 
 
 def _gateways(c: Cities) -> np.ndarray:
@@ -202,6 +202,8 @@ def _merchants(rng: np.random.Generator, seed: int, cities: Cities, cats: Catego
     city = np.concatenate([np.arange(n_city).repeat(n_cat).repeat(counts),
                            np.zeros(int(online_count.sum()), dtype=np.int64)])
     lat, lon = spread(rng, cities.lat[city], cities.lon[city], metro_km[city])
+    from faker import Faker  # here only: worker processes receive the world, never build it
+
     fake = Faker("en_US")
     fake.seed_instance(seed)
     companies = [fake.company() for _ in range(4_000)]
@@ -210,9 +212,9 @@ def _merchants(rng: np.random.Generator, seed: int, cities: Cities, cats: Catego
              for p, c in zip(picks.tolist(), category.tolist(), strict=True)]
     unique = {name: i for i, name in enumerate(dict.fromkeys(names))}  # first-seen order
     return Merchants(
-        merchant_id=pa.array([f"M{i:07d}" for i in range(len(category))]),
+        merchant_id=string_array([f"M{i:07d}" for i in range(len(category))]),
         name_id=np.asarray([unique[x] for x in names], dtype=np.int32),
-        names=pa.array(list(unique)),
+        names=string_array(list(unique)),
         category=category, lat=lat, lon=lon,
         pos_start=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
         pos_count=counts.astype(np.int64),

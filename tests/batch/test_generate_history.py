@@ -150,6 +150,9 @@ def test_byte_identical_whatever_the_workers(tmp_path: Path):
     gh.generate_history(gh.HistoryConfig(out=tmp_path / "b", workers=2, **cfg), progress=False)
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert a == b and len(a) == 36
+    # the world handed to the worker (a file in the temporary folder) is gone
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["year=2023", "year=2024",
+                                                                  "year=2025"]
     gh.generate_history(gh.HistoryConfig(out=tmp_path / "c", workers=1, **{**cfg, "seed": 4}),
                         progress=False)
     assert _tree(tmp_path / "c") != a

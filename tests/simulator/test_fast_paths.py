@@ -54,6 +54,20 @@ def test_subscriptions_cut_from_the_world_table(world):
         assert np.array_equal(a, b)
 
 
+def test_the_subscription_table_built_in_chunks_is_the_whole_table(world, monkeypatch):
+    from simulator import behaviour
+
+    whole = behaviour._subscriptions(world, np.arange(world.n_cards))
+    monkeypatch.setattr(behaviour, "_SUB_CHUNK", 333)  # chunk edges inside the cards
+    behaviour._all_subscriptions.cache_clear()
+    try:
+        cards = np.arange(world.n_cards)
+        for a, b in zip(_subscriptions_of(world, cards), whole, strict=True):
+            assert np.array_equal(a, b) and a.dtype == b.dtype
+    finally:
+        behaviour._all_subscriptions.cache_clear()
+
+
 def test_an_adopted_world_is_used_instead_of_a_new_build(world):
     copy = pickle.loads(pickle.dumps(world))  # what a worker process receives
     key = (world.seed, world.n_cards, world.start_year, world.end_year)
@@ -65,6 +79,17 @@ def test_an_adopted_world_is_used_instead_of_a_new_build(world):
     finally:
         _WORLDS.clear()
         _WORLDS.update(saved)
+
+
+def test_a_pickled_world_leaves_out_the_derived_category_table(world):
+    """Workers receive the world pickled: the derived ``category_flat`` (8 bytes per card and
+    category) is rebuilt there, not sent."""
+    data = pickle.dumps(world.cards)
+    copy = pickle.loads(data)
+    assert b"_flat" not in data
+    assert len(data) < len(pickle.dumps(dict(vars(world.cards)))) - world.cards.category_flat.nbytes
+    assert np.array_equal(copy.category_flat, world.cards.category_flat)
+    assert np.array_equal(copy.category_cum, world.cards.category_cum)
 
 
 def test_a_47m_history_is_written_one_piece_per_month():
