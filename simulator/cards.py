@@ -16,7 +16,7 @@ card sees new devices now and then and family members share one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,30 +92,9 @@ class Cards:
     device_phase_s: np.ndarray  # float64
     by_city: np.ndarray  # int32 cards sorted by (home, id)
     city_start: np.ndarray  # int64 offsets into by_city, one per city + 1
-    _flat: np.ndarray = field(init=False, repr=False, compare=False)  # set in __post_init__
 
     def __len__(self) -> int:
         return len(self.home)
-
-    @property
-    def category_flat(self) -> np.ndarray:
-        """card index + its cumulative category mix, flattened: increasing, so one
-        ``searchsorted`` of ``card + uniform`` draws a category for many cards at once."""
-        return self._flat
-
-    def __post_init__(self) -> None:
-        n, k = self.category_cum.shape
-        flat = (np.arange(n, dtype=np.float64)[:, None] + self.category_cum).ravel()
-        object.__setattr__(self, "_flat", flat)
-
-    def __getstate__(self) -> dict[str, np.ndarray]:
-        """Pickled without the derived ``_flat`` (the largest array: 8 bytes per card and
-        category): a worker process rebuilds it instead of receiving it."""
-        return {k: v for k, v in self.__dict__.items() if k != "_flat"}
-
-    def __setstate__(self, state: dict[str, np.ndarray]) -> None:
-        self.__dict__.update(state)
-        self.__post_init__()
 
     def open_share(self, start_s: int, end_s: int) -> np.ndarray:
         """Share of [start_s, end_s) during which each card is open (0..1)."""

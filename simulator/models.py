@@ -116,13 +116,32 @@ def small_ticket_share(year: int) -> float:
     return float(SMALL_TICKETS / (1.0 + np.exp(-(year - 2014) / 3.0)))
 
 
+_CAT_CHUNK = 32_768  # events per step of draw_categories: a (chunk x categories) temporary
+
+
+def draw_categories(cum: np.ndarray, cards: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Category of each event: how many of its card's ``card + cum[card]`` (float64) are
+    <= ``value`` (``card + uniform``), capped at the last category.
+
+    The same numbers as ``np.searchsorted((arange(cards)[:, None] + cum).ravel(), value,
+    side="right") - card * categories`` (each card's row lies within [card, card + 1], so
+    the other cards' rows add exactly ``card * categories`` or push past the cap), without
+    that table of 8 bytes per card and category: only a chunk of the events' rows at a time.
+    """
+    n_cat = cum.shape[1]
+    out = np.empty(len(cards), dtype=np.int64)
+    for lo in range(0, len(cards), _CAT_CHUNK):
+        c = cards[lo:lo + _CAT_CHUNK]
+        row = c.astype(np.float64)[:, None] + cum[c]
+        out[lo:lo + _CAT_CHUNK] = np.count_nonzero(
+            row <= value[lo:lo + _CAT_CHUNK, None], axis=1)
+    return np.minimum(out, n_cat - 1)
+
+
 def sample_categories(world: World, rng: np.random.Generator, cards: np.ndarray,
                       year: int) -> np.ndarray:
     n = len(cards)
-    flat = world.cards.category_flat  # card + cumulative mix, increasing over all cards
-    n_cat = world.cards.category_cum.shape[1]
-    pos = np.searchsorted(flat, cards + rng.random(n), side="right")
-    cats = np.minimum(pos - cards.astype(np.int64) * n_cat, n_cat - 1)
+    cats = draw_categories(world.cards.category_cum, cards, cards + rng.random(n))
     k = world.categories
     small = np.array([k.id(x) for x in ("fast_food", "transit", "pharmacy", "grocery")])
     swap = rng.random(n) < small_ticket_share(year)

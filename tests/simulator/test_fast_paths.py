@@ -81,15 +81,26 @@ def test_an_adopted_world_is_used_instead_of_a_new_build(world):
         _WORLDS.update(saved)
 
 
-def test_a_pickled_world_leaves_out_the_derived_category_table(world):
-    """Workers receive the world pickled: the derived ``category_flat`` (8 bytes per card and
-    category) is rebuilt there, not sent."""
-    data = pickle.dumps(world.cards)
-    copy = pickle.loads(data)
-    assert b"_flat" not in data
-    assert len(data) < len(pickle.dumps(dict(vars(world.cards)))) - world.cards.category_flat.nbytes
-    assert np.array_equal(copy.category_flat, world.cards.category_flat)
-    assert np.array_equal(copy.category_cum, world.cards.category_cum)
+def test_categories_are_drawn_as_by_the_flat_table_without_it(world):
+    """``draw_categories`` gives exactly the categories of one ``searchsorted`` over the
+    flattened ``card + cum`` table of all cards (the draw before it; same bytes), edge
+    uniforms included, without building that table (8 bytes per card and category)."""
+    from simulator.models import draw_categories
+
+    cum = world.cards.category_cum
+    n, k = cum.shape
+    flat = (np.arange(n, dtype=np.float64)[:, None] + cum).ravel()
+    rng = np.random.default_rng(7)
+    cards = np.sort(rng.integers(0, n, 100_000)).astype(np.int32)
+    u = rng.random(len(cards))
+    u[:200] = 1.0 - np.ldexp(1.0, -rng.integers(1, 60, 200))  # just under 1: rounding edges
+    u[200:300] = 0.0
+    u[300:400] = cum[cards[300:400], rng.integers(0, k, 100)]  # exactly on a boundary
+    value = cards + u
+    want = np.minimum(np.searchsorted(flat, value, side="right") - cards.astype(np.int64) * k,
+                      k - 1)
+    assert np.array_equal(draw_categories(cum, cards, value), want)
+    assert not hasattr(world.cards, "_flat")
 
 
 def test_a_47m_history_is_written_one_piece_per_month():
