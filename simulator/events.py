@@ -114,8 +114,25 @@ def _device_pool(code: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     uniq, inverse = np.unique(code[valid], return_inverse=True)
     index = np.zeros(len(code), dtype=np.int32)
     index[valid] = inverse
-    pool = string_array([f"dev-{c:012x}" for c in uniq.tolist()])
-    return index, pool, valid
+    return index, device_strings(uniq), valid
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_DEV_SHIFTS = np.arange(44, -1, -4, dtype=np.int64)  # 12 hex digits of a 48-bit code
+
+
+def device_strings(code: np.ndarray) -> pa.Array:
+    """``dev-<12 hex>`` of non-negative device codes, built from digit bytes (no Python
+    string per device: a month of many cards holds a hundred thousand of them)."""
+    if len(code) and int(code.max()) >= 1 << 48:  # wider than 12 digits: format them
+        return string_array([f"dev-{c:012x}" for c in code.tolist()])
+    buf = np.empty((len(code), 16), dtype=np.uint8)
+    buf[:, :4] = np.frombuffer(b"dev-", dtype=np.uint8)
+    for j, shift in enumerate(_DEV_SHIFTS.tolist()):  # a column at a time: small temporaries
+        buf[:, 4 + j] = _HEX[(code >> shift) & 15]
+    offsets = np.arange(0, 16 * (len(code) + 1), 16, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(code), pa.py_buffer(offsets), pa.py_buffer(buf),
+                                       null_count=0)
 
 
 def _decimal(cents: np.ndarray) -> pa.Array:

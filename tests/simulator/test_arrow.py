@@ -52,3 +52,18 @@ print("pandas" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_device_strings_are_the_formatted_codes():
+    """``device_strings`` (digit bytes) equals formatting each code, at the 48-bit edges too
+    and past them (the formatted fallback)."""
+    from simulator.events import device_strings
+
+    rng = np.random.default_rng(3)
+    for code in (np.zeros(0, dtype=np.int64),
+                 np.array([0, 1, 15, 16, (1 << 48) - 1], dtype=np.int64),
+                 rng.integers(0, 1 << 48, 5_000),
+                 np.array([5, 1 << 48, (1 << 60) + 7], dtype=np.int64)):
+        got = device_strings(code)
+        want = string_array([f"dev-{c:012x}" for c in code.tolist()])
+        assert got.equals(want) and got.null_count == 0
