@@ -8,6 +8,7 @@ string columns (no per-row Python, no string building except the transaction id 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -98,6 +99,13 @@ def transaction_ids(prefix: str, first_seq: int, n: int) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
 
 
+@lru_cache(maxsize=16)
+def _fixed_pool(values: tuple[str, ...]) -> pa.Array:
+    """``string_array`` of a small constant pool (scenarios, cities, ...), built once instead
+    of for every month (a fixed cost per month)."""
+    return string_array(values)
+
+
 def _dict(index: np.ndarray, pool: pa.Array, valid: np.ndarray | None = None) -> pa.Array:
     """Dictionary array of ``pool[index]`` holding only the pool entries actually used."""
     used = np.zeros(len(pool), dtype=bool)
@@ -161,14 +169,14 @@ def _parts(world: World, ev: Events, id_prefix: str, first_seq: int,
         "is_fraud": numeric_array(fraud),
     }
     strings = {
-        "fraud_scenario": (np.where(fraud, ev.scenario, 0), string_array(SCENARIOS), fraud),
-        "currency": (np.zeros(n, dtype=np.int32), string_array([CURRENCY]), None),
+        "fraud_scenario": (np.where(fraud, ev.scenario, 0), _fixed_pool(SCENARIOS), fraud),
+        "currency": (np.zeros(n, dtype=np.int32), _fixed_pool((CURRENCY,)), None),
         "merchant_id": (ev.merchant, m.merchant_id, None),
         "merchant_name": (m.name_id[ev.merchant], m.names, None),
-        "category": (m.category[ev.merchant], string_array(world.categories.name), None),
-        "channel": (ev.channel, string_array(CHANNELS), None),
-        "city": (ev.city, string_array(c.name), None),
-        "country": (c.country_id[ev.city], string_array(c.countries), None),
+        "category": (m.category[ev.merchant], _fixed_pool(world.categories.name), None),
+        "channel": (ev.channel, _fixed_pool(CHANNELS), None),
+        "city": (ev.city, _fixed_pool(c.name), None),
+        "country": (c.country_id[ev.city], _fixed_pool(c.countries), None),
         "card_last4": (world.cards.last4_at(ev.user, ev.ts // 1_000_000), world.last4_pool,
                        None),
         "device_id": _device_pool(ev.device),
