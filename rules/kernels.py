@@ -122,18 +122,10 @@ def retention(rule_set) -> Retention:
 
 def retained(user: np.ndarray, ts: np.ndarray, keep: Retention) -> np.ndarray:
     """Of positions sorted by (user, ts): the ones a later event of their user may need."""
-    n = len(ts)
-    if n == 0:
+    if len(ts) == 0:
         return np.zeros(0, dtype=bool)
-    is_last = np.empty(n, dtype=bool)
-    np.not_equal(user[1:], user[:-1], out=is_last[:-1])
-    is_last[-1] = True
-    last = np.flatnonzero(is_last)
-    sizes = np.diff(np.r_[-1, last])
-    near = ts >= np.repeat(ts[last] - keep.horizon_us, sizes)
-    if keep.last_k == 1:
-        return near | is_last
-    return near | (np.repeat(last, sizes) - np.arange(n) < keep.last_k)
+    last_ts, from_end = _user_tails(user, ts)
+    return (ts >= last_ts - keep.horizon_us) | (from_end < keep.last_k)
 
 
 def retained_compact(user: np.ndarray, ts: np.ndarray, device: np.ndarray | None,
@@ -151,22 +143,27 @@ def retained_compact(user: np.ndarray, ts: np.ndarray, device: np.ndarray | None
     used in it — iff its latest use is in it. ``device``: int codes, -1 = NULL (never matches).
     ``idle_before``: users whose last row is older keep only their last ``last_k`` rows.
     """
-    n = len(ts)
-    if n == 0:
+    if len(ts) == 0:
         return np.zeros(0, dtype=bool)
-    is_last = np.empty(n, dtype=bool)
-    np.not_equal(user[1:], user[:-1], out=is_last[:-1])
-    is_last[-1] = True
-    last = np.flatnonzero(is_last)
-    sizes = np.diff(np.r_[-1, last])
-    last_ts = np.repeat(ts[last], sizes)
-    from_end = np.repeat(last, sizes) - np.arange(n)
+    last_ts, from_end = _user_tails(user, ts)
     keep_rows = (ts >= last_ts - keep.window_us) | (from_end < keep.last_k)
     if device is not None and keep.device_us > 0:
         keep_rows |= (ts >= last_ts - keep.device_us) & _latest_of_device(user, device)
     if idle_before is not None:
         keep_rows &= (last_ts >= idle_before) | (from_end < keep.last_k)
     return keep_rows
+
+
+def _user_tails(user: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of non-empty positions sorted by user: each row's user's last ts, and how many rows of
+    its user come after it (0 = the user's last row)."""
+    n = len(ts)
+    is_last = np.empty(n, dtype=bool)
+    np.not_equal(user[1:], user[:-1], out=is_last[:-1])
+    is_last[-1] = True
+    last = np.flatnonzero(is_last)
+    sizes = np.diff(np.r_[-1, last])
+    return np.repeat(ts[last], sizes), np.repeat(last, sizes) - np.arange(n)
 
 
 def _latest_of_device(user: np.ndarray, device: np.ndarray) -> np.ndarray:
