@@ -15,11 +15,10 @@ import polars as pl
 
 #: bucket unit → Polars truncate interval.
 UNITS: dict[str, str] = {"minute": "1m", "hour": "1h", "day": "1d", "month": "1mo"}
-SERIES: dict[str, pl.DataType] = {"bucket": pl.Datetime("us", "UTC"), "flags": pl.Int64(),
-                                  "flagged_amount": pl.Float64()}
-PER_RULE: dict[str, pl.DataType] = {"rule": pl.String(), "flags": pl.Int64(),
-                                    "labelled": pl.Int64(), "fraud": pl.Int64(),
-                                    "precision": pl.Float64()}
+SERIES = pl.Schema({"bucket": pl.Datetime("us", "UTC"), "flags": pl.Int64(),
+                    "flagged_amount": pl.Float64()})
+PER_RULE = pl.Schema({"rule": pl.String(), "flags": pl.Int64(), "labelled": pl.Int64(),
+                      "fraud": pl.Int64(), "precision": pl.Float64()})
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,10 @@ def flag_aggregates(flags: pl.LazyFrame, unit: str, top_n: int = 10) -> FlagAggr
         pl.when(pl.col("labelled") > 0).then(pl.col("fraud") / pl.col("labelled"))
         .otherwise(None).cast(pl.Float64).alias("precision"))
     return FlagAggregates(
-        total=int(totals["n"]), series=series.cast(SERIES).select(list(SERIES)),  # type: ignore[arg-type]
+        total=int(totals["n"]), series=series.cast(SERIES).select(list(SERIES)),
         top=top_users(frame, top_n),
         precision=(int(totals["fraud"] or 0) / labelled) if labelled else None,
-        labelled=labelled, per_rule=pr.cast(PER_RULE).select(list(PER_RULE)),  # type: ignore[arg-type]
+        labelled=labelled, per_rule=pr.cast(PER_RULE).select(list(PER_RULE)),
         oldest=totals["oldest"], newest=totals["newest"],
         rule_series=rule_series.select("bucket", "rule", "flags"))
 
@@ -103,8 +102,8 @@ def _rule_series(bucketed: pl.DataFrame, has_mask: bool) -> pl.DataFrame:
     from dashboard.flag_cache import MASK
     from fraudlake.contract import RULE_NAMES
 
-    schema = {"bucket": pl.Datetime("us", "UTC"), "rule": pl.String(), "flags": pl.Int64(),
-              "labelled": pl.Int64(), "fraud": pl.Int64()}
+    schema = pl.Schema({"bucket": pl.Datetime("us", "UTC"), "rule": pl.String(),
+                        "flags": pl.Int64(), "labelled": pl.Int64(), "fraud": pl.Int64()})
     parts = []
     rest = bucketed
     if has_mask:
@@ -135,7 +134,7 @@ def _rule_series(bucketed: pl.DataFrame, has_mask: bool) -> pl.DataFrame:
                           pl.col("is_fraud").cast(pl.Int64).sum().cast(pl.Int64).alias("fraud")))
     if not parts:
         return pl.DataFrame(schema=schema)
-    out = pl.concat([p.cast(schema).select(list(schema)) for p in parts])  # type: ignore[arg-type]
+    out = pl.concat([p.cast(schema).select(list(schema)) for p in parts])
     return out.filter(pl.col("flags") > 0).sort("rule", "bucket")
 
 

@@ -61,7 +61,7 @@ def rebucket(series: pl.DataFrame, unit: str, since: datetime | None,
         s = s.filter(pl.col("bucket") < until)
     return (s.group_by(pl.col("bucket").dt.truncate(UNITS[unit]))
             .agg(pl.col("events").sum(), pl.col("amount").sum()).sort("bucket")
-            .cast(SERIES_SCHEMA))  # type: ignore[arg-type]
+            .cast(SERIES_SCHEMA))
 
 
 def table_view(flags: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:

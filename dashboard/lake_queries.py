@@ -32,9 +32,9 @@ BASELINE_SCHEMA: dict[str, pl.DataType] = {
     "last_seen": pl.Datetime("us", "UTC"),
 }
 #: One row per time bucket: events and total amount.
-SERIES_SCHEMA: dict[str, pl.DataType] = {
+SERIES_SCHEMA = pl.Schema({
     "bucket": pl.Datetime("us", "UTC"), "events": pl.Int64(), "amount": pl.Float64(),
-}
+})
 
 _SOURCE = "read_parquet($files, hive_partitioning=true, union_by_name=true, hive_types=$ht)"
 
@@ -234,9 +234,9 @@ FROM read_parquet($files, hive_partitioning=true, union_by_name=true, hive_types
                   filename=true)
 GROUP BY 1, 2
 """  # noqa: S608 - constant fragments only; every value is a bound parameter
-MINUTES_SCHEMA: dict[str, pl.DataType] = {
+MINUTES_SCHEMA = pl.Schema({
     "bucket": pl.Datetime("us", "UTC"), "events": pl.Int64(), "flagged": pl.Int64(),
-    "amount": pl.Float64()}
+    "amount": pl.Float64()})
 _MINUTES: dict[tuple[str, int, int], pl.DataFrame] = {}
 
 
@@ -258,7 +258,7 @@ def live_minutes(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = 
             for (name,), part in got.partition_by("filename", as_dict=True).items():
                 if name in keys:
                     _MINUTES[keys[str(name)]] = part.drop("filename").cast(
-                        MINUTES_SCHEMA).select(list(MINUTES_SCHEMA))  # type: ignore[arg-type]
+                        MINUTES_SCHEMA).select(list(MINUTES_SCHEMA))
             for t in todo:  # a file with no rows
                 _MINUTES.setdefault(keys[t], pl.DataFrame(schema=MINUTES_SCHEMA))
     with _BOUNDS_LOCK:
@@ -286,8 +286,8 @@ def columns(files: Sequence[Path], con: duckdb.DuckDBPyConnection | None = None)
         return set()
     con = con or connect()
     return {r[0] for r in con.execute(_COLUMNS_SQL, _params(files)).fetchall()}
-RULE_MINUTES_SCHEMA: dict[str, pl.DataType] = {
-    "bucket": pl.Datetime("us", "UTC"), "rule": pl.String(), "hits": pl.Int64()}
+RULE_MINUTES_SCHEMA = pl.Schema({
+    "bucket": pl.Datetime("us", "UTC"), "rule": pl.String(), "hits": pl.Int64()})
 _RULE_MINUTES: dict[tuple[str, int, int], pl.DataFrame] = {}
 
 
@@ -323,7 +323,7 @@ def live_rule_minutes(files: Sequence[Path], con: duckdb.DuckDBPyConnection | No
             for (name,), part in got.partition_by("filename", as_dict=True).items():
                 if name in keys:
                     _RULE_MINUTES[keys[str(name)]] = part.drop("filename").cast(
-                        RULE_MINUTES_SCHEMA).select(list(RULE_MINUTES_SCHEMA))  # type: ignore[arg-type]
+                        RULE_MINUTES_SCHEMA).select(list(RULE_MINUTES_SCHEMA))
             for t in todo:
                 _RULE_MINUTES.setdefault(keys[t], pl.DataFrame(schema=RULE_MINUTES_SCHEMA))
     with _BOUNDS_LOCK:

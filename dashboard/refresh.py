@@ -152,7 +152,7 @@ def live_series(files: Sequence[Path], unit: str, since: datetime | None,
     minutes = lake_queries.live_minutes(files, con)
     out = to_unit(minutes, unit, since, until, [], ["events", "amount"])
     schema = lake_queries.SERIES_SCHEMA
-    return out.cast(schema).select(list(schema))  # type: ignore[arg-type]
+    return out.cast(schema).select(list(schema))
 
 
 def to_unit(minutes: pl.DataFrame, unit: str, since: datetime | None, until: datetime | None,
