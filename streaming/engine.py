@@ -11,7 +11,7 @@ How: the batch and its users' state rows are sorted together by ``(user_id, ts,
 transaction_id)`` and decided in one call of ``rules.kernels.decide`` — the same vectorised
 kernels as the fast backtest engine — with the state rows passed as *context* (history, not
 decided again). The state keeps, per user, what ``rules.kernels.retained_compact`` says a later
-event may still need: the rows within ``horizon_us`` of the user's last event (the longest
+event may still need: the rows within ``window_us`` of the user's last event (the longest
 velocity window), always the last ``last_k`` rows (the previous event for impossible travel,
 the last ``history`` amounts for the median, new_device's ``min_history``) and, older than
 that, only each device's latest use within ``device_us`` (the new-device lookback): so a batch
@@ -112,7 +112,7 @@ class RuleEngine:
         self.rule_ids = self.rule_set.rule_ids
         self.units, self.need_units, self.scale = self.rule_set.weight_units()
         self.retention = kernels.retention(self.rule_set)
-        self.horizon_us = int(self.retention.window_us)  # the longest velocity window
+        self.window_us = int(self.retention.window_us)  # the longest velocity window
         self.device_us = int(self.retention.device_us)  # the longest new_device lookback
         self.last_k = max(int(self.retention.last_k), 1)
         self.idle_us = max(int(idle_seconds * _US_PER_S), int(self.retention.horizon_us))

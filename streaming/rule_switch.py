@@ -185,7 +185,7 @@ def covers(old: RuleEngine, new: RuleEngine) -> bool:
     history_cols = set(new.value_columns) - set(new.list_only)
     return (set(new.value_columns) <= set(old.value_columns)
             and not history_cols & set(old.list_only)
-            and new.horizon_us <= old.horizon_us and new.last_k <= old.last_k
+            and new.window_us <= old.window_us and new.last_k <= old.last_k
             and new.device_us <= old.device_us and new.idle_us <= old.idle_us)
 
 

@@ -141,7 +141,7 @@ def test_state_is_bounded_by_retention_and_idle_users_keep_only_last_rows(
         last=pl.col("ts_us").max().over("user_id"),
         from_end=pl.int_range(pl.len()).reverse().over("user_id"))
     older = ranked.filter((pl.col("from_end") >= engine.last_k)
-                          & (pl.col("ts_us") < pl.col("last") - engine.horizon_us))
+                          & (pl.col("ts_us") < pl.col("last") - engine.window_us))
     if which == "default":
         assert older.height == 0
     else:
