@@ -3,7 +3,8 @@
 ``StreamConsumer(config, flag_store).run()``: ``consume(num_messages=…)`` → per partition:
 decode (bad records → the DLQ topic, flushed) → that partition's rule engine → lake sink
 (every event; on a background thread, overlapping the next batch's decoding and rules) → flag
-store (flagged only; on a background thread too when the store is thread safe) → a synchronous
+store (flagged only; on a background thread too when the store is thread safe; both writes in
+``streaming.sink_writes``) → a synchronous
 commit of explicit offsets once both sinks hold the batch. A crash anywhere before the commit
 replays the batch; both sinks are idempotent, so each event lands exactly once.
 
@@ -31,7 +32,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,7 @@ from streaming.kafka_io import (
 from streaming.lake_sink import LakeSink
 from streaming.rule_switch import PartitionRules, process_partition_batch
 from streaming.rules_control import ControlState
+from streaming.sink_writes import LakePart, PendingBatch, SinkWrites
 from streaming.watchdog import commit_watchdog_seconds, watchdog
 
 #: Max messages per micro-batch. Only a backlog fills it (a poll returns what is waiting after
@@ -101,21 +102,6 @@ class ConsumeStats:
     started: float = field(default_factory=time.monotonic)
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """A batch whose dead letters are sent and whose lake files and flags are being written."""
-
-    flags: Future  # -> (documents written, wall time in ms when they were)
-    lake: Future  # -> wall time in ms when the batch's lake files were written
-    offsets: list[TopicPartition]
-    created_ms: np.ndarray | None
-
-    def wait(self) -> None:
-        """Let both writes finish (their errors are for ``settle`` to raise)."""
-        self.lake.exception()
-        self.flags.exception()
-
-
 class StreamConsumer:
     """The consume loop over an already-built flag store. Builds its clients here, talks to
     the broker only from ``run`` (which first creates the DLQ topic if it is missing)."""
@@ -134,13 +120,8 @@ class StreamConsumer:
         self._fixed = ControlState()  # no control topic: every offset decided by rule_set
         self.stats = ConsumeStats()
         self._latency: deque[np.ndarray] = deque(maxlen=2000)  # ms, per recent batch
-        # flags are written on a background thread when the store allows it (MongoDB does;
-        # sqlite3 connections do not), else inline
-        self._writer = ThreadPoolExecutor(1, "flag-writer") if flag_store.thread_safe else None
-        # lake files (Parquet encoding, mostly outside the GIL) are written on their own thread,
-        # overlapping the next batch's decoding and rules; one thread keeps them in order
-        self._lake_writer = ThreadPoolExecutor(1, "lake-writer")
-        self._pending: _Pending | None = None
+        self._writes = SinkWrites(self.lake, flag_store)  # lake and flags off this thread
+        self._pending: PendingBatch | None = None
         self._deferred: list[TopicPartition] = []  # written, commit refused mid-rebalance
         self._deferred_logged = False
         self._commit_retry_s = config.kafka_retry_seconds
@@ -216,7 +197,7 @@ class StreamConsumer:
                 continue
             results.append((partition, recs, process_partition_batch(recs, engine)))
         done: list[RawRecord] = []
-        lake_parts = []
+        lake_parts: list[LakePart] = []
         for partition, recs, res in results:
             self.stats.dead_letters += self.dlq.send(res.dead_letters)
             if res.events_with_rules.height:
@@ -227,24 +208,9 @@ class StreamConsumer:
         flagged = [res.flagged for _, _, res in results if res.flagged.height]
         frame = pl.concat(flagged, how="diagonal_relaxed") if flagged else None
         self.settle()
-        lake = self._lake_writer.submit(self._write_lake, lake_parts)
-        if self._writer is not None:
-            flags = self._writer.submit(self._write_flags, frame)
-        else:
-            flags = Future()
-            flags.set_result(self._write_flags(frame))
-        self._pending = _Pending(flags, lake, next_offsets(done), created_ms)
+        self._pending = self._writes.submit(lake_parts, frame, next_offsets(done), created_ms)
         self.stats.messages += len(done)
         self.stats.batches += 1
-
-    def _write_lake(self, parts: list[tuple[pl.DataFrame, str, int, int, int]]) -> float:
-        for frame, topic, partition, first, last in parts:
-            self.lake.write(frame, topic, partition, first, last)
-        return time.time() * 1000
-
-    def _write_flags(self, frame: pl.DataFrame | None) -> tuple[int, float]:
-        written = self.flags.upsert(frame) if frame is not None else 0
-        return written, time.time() * 1000
 
     def settle(self) -> None:
         """Wait for the pending batch's lake and flag writes (re-raising their errors), then
@@ -395,9 +361,7 @@ class StreamConsumer:
         try:
             self.consumer.close()
         finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
-            self._lake_writer.shutdown(wait=True)
+            self._writes.close()
             self.dlq.close()
             if self.control is not None:
                 self.control.close()
