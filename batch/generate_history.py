@@ -25,7 +25,6 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -133,35 +132,57 @@ class Summary:
         return out
 
 
-def write_table(table: pa.Table, path: Path) -> int:
-    """One Parquet file with the contract's plain types (strings, decimal, UTC timestamps)."""
-    pq.write_table(table, path, compression="snappy", store_schema=False,
-                   store_decimal_as_integer=True, use_dictionary=_DICT_COLUMNS,
-                   column_encoding=_ENCODINGS, write_statistics=_STATS_COLUMNS,
-                   row_group_size=1 << 20)
-    return path.stat().st_size
+_WRITE_OPTIONS = dict(compression="snappy", store_schema=False, store_decimal_as_integer=True,
+                      use_dictionary=_DICT_COLUMNS, column_encoding=_ENCODINGS,
+                      write_statistics=_STATS_COLUMNS)
+#: A month's file holds its pieces (one row group each) up to this many rows, then the next
+#: file starts: files of a useful size for the query engines whatever the piece size.
+FILE_ROWS = 1_000_000
 
 
 def write_month(task: MonthTask) -> MonthResult:
-    """Generate and write one month; the unit of work of the process pool."""
+    """Generate and write one month; the unit of work of the process pool. Each piece of the
+    month is written as one row group as soon as it is made (one piece in memory at a time);
+    a file takes pieces until it holds ``FILE_ROWS``."""
     world = build_world(task.seed, task.users, task.start_year, task.end_year)
     folder = task.root / partition_dir(task.year, task.month)
     folder.mkdir(parents=True, exist_ok=True)
     fraud = dict.fromkeys(SCENARIOS, 0)
-    rows = size = files = 0
-    # no enumerate(): its reused result tuple would keep the last table alive while the next
-    # one is generated (two pieces in memory at once)
-    for table in generate_month(world, task.seed, task.year, task.month, task.rows):
-        path = folder / f"part-{files:05d}.parquet"
-        with naming(path):
-            size += write_table(table, path)
-        files += 1
-        rows += table.num_rows
-        for item in pc.value_counts(table["fraud_scenario"]).to_pylist():
-            if item["values"] is not None:
-                fraud[item["values"]] += item["counts"]
-        del table  # before the next piece is generated: flat memory
+    rows = size = files = in_file = 0
+    writer: pq.ParquetWriter | None = None
+    path = folder
+    try:
+        # no enumerate(): its reused result tuple would keep the last table alive while the
+        # next one is generated (two pieces in memory at once)
+        for table in generate_month(world, task.seed, task.year, task.month, task.rows):
+            if writer is None:
+                path = folder / f"part-{files:05d}.parquet"
+                with naming(path):
+                    writer = pq.ParquetWriter(path, table.schema, **_WRITE_OPTIONS)
+            with naming(path):
+                writer.write_table(table, row_group_size=table.num_rows)
+            rows += table.num_rows
+            in_file += table.num_rows
+            for item in pc.value_counts(table["fraud_scenario"]).to_pylist():
+                if item["values"] is not None:
+                    fraud[item["values"]] += item["counts"]
+            del table  # before the next piece is generated: flat memory
+            if in_file >= FILE_ROWS:
+                size += _close(writer, path)
+                writer, files, in_file = None, files + 1, 0
+        if writer is not None:
+            size += _close(writer, path)
+            files += 1
+    finally:
+        if writer is not None and writer.is_open:  # an error: the caller removes the folder
+            writer.close()
     return MonthResult(rows, files, size, fraud)
+
+
+def _close(writer: pq.ParquetWriter, path: Path) -> int:
+    with naming(path):
+        writer.close()
+    return path.stat().st_size
 
 
 def plan(cfg: HistoryConfig, root: Path) -> list[MonthTask]:

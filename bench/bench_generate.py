@@ -156,6 +156,41 @@ def fit(gens: list[dict], key: str) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def scaling(gens: list[dict]) -> list[str]:
+    """How time and peak memory grow from each size to the next (``gens`` by rows): the
+    marginal cost of a million more rows per step and how it changes along the sizes (time
+    linear in the rows: the same marginal cost at every step), and the peak RSS of the
+    largest run over the smallest (memory flat: about 1)."""
+    if len(gens) < 2:
+        return []
+    out = ["Scaling (this tree): the cost of each step to the next size, per million rows "
+           "added (a fixed start-up — interpreters, imports, world, one file per month — "
+           "is paid once per run whatever the rows):", "",
+           "| step | rows added | CPU-s added | CPU-s per M rows | wall-s per M rows | "
+           "vs first step (CPU / wall) | peak RSS |", "|---|---:|---:|---:|---:|---:|---:|"]
+    first: tuple[float, float] | None = None
+    for lo, hi in zip(gens, gens[1:], strict=False):
+        added = (hi["rows"] - lo["rows"]) / 1e6
+        cpu = (hi["cpu_seconds"] - lo["cpu_seconds"]) / added
+        wall = (hi["seconds"] - lo["seconds"]) / added
+        first = first or (cpu, wall)
+        out.append(f"| {lo['rows'] / 1e6:g}M → {hi['rows'] / 1e6:g}M | {added:,.1f}M | "
+                   f"{hi['cpu_seconds'] - lo['cpu_seconds']:,.1f} | {cpu:.3f} | {wall:.3f} | "
+                   f"{cpu / first[0]:.2f}× / {wall / first[1]:.2f}× | "
+                   f"{lo['peak_tree_rss_mib']:,.0f} → {hi['peak_tree_rss_mib']:,.0f} MiB |")
+    small, big = gens[0], gens[-1]
+    per_row = (big["cpu_seconds"] / big["rows"]) / (small["cpu_seconds"] / small["rows"])
+    fixed = small["cpu_seconds"] - first[0] * small["rows"] / 1e6 if first else 0.0
+    out += ["", f"Peak RSS of the tree, largest run over smallest "
+            f"({big['rows'] / 1e6:g}M / {small['rows'] / 1e6:g}M rows): "
+            f"**{big['peak_tree_rss_mib'] / small['peak_tree_rss_mib']:.2f}×**. "
+            f"Start-up paid once per run (the smallest run's CPU-s less its rows at the first "
+            f"step's marginal cost): {fixed:.1f} CPU-s, so a run of {small['rows'] / 1e6:g}M "
+            f"rows spends {1 / per_row:.2f}× the CPU per row of a run of "
+            f"{big['rows'] / 1e6:g}M.", ""]
+    return out
+
+
 def _row(g: dict, ref: dict, base: dict | None) -> str:
     def per(h: dict, k: str) -> float:
         return h[k] / h["rows"]
@@ -196,6 +231,7 @@ def report(gens: list[dict], bases: list[dict], lives: list[dict], workers: int,
                      f"{b:.3f} s per million rows** (the fixed part: interpreter start, world "
                      "build, per-month set-up).")
         lines.append("")
+    lines += scaling(gens)
     if ref["rows"] == TARGET_ROWS:
         idle = ref["cpu_seconds"] / workers
         lines += [

@@ -1,6 +1,6 @@
 """The simulated world shared by the history generator and the live producer.
 
-API (deterministic for its seeds, no per-row Python, Faker only to name merchants):
+API (deterministic for its seeds, no per-row Python, Faker's surname table only to name merchants):
 
 ``build_world(seed, n_cards, start_year=2000, end_year=2025) -> World``
     Cards as processes (issue, closure, reissue, heterogeneous rates, dormant spells, devices,

@@ -57,10 +57,38 @@ def _subscriptions_of(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]
     table = _all_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year)
     keep = np.zeros(world.n_cards, dtype=bool)
     keep[cards] = True
-    sel = np.flatnonzero(keep[table[0]])
-    card, day, hour, minute, plan, since = (a[sel] for a in table)
+    return _widen(tuple(a[np.flatnonzero(keep[table[0]])] for a in table))
+
+
+def _widen(table: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The small stored columns as ``_subscriptions`` returns them (int64, plan prices)."""
+    card, day, hour, minute, plan, since = table
     return (card.astype(np.int64), day.astype(np.int64), hour.astype(np.int64),
             minute.astype(np.int64), _PLANS[plan], since.astype(np.int64))
+
+
+def _window_subscriptions(world: World, win: Window, part: int,
+                          parts: int) -> tuple[np.ndarray, ...]:
+    """``_subscriptions_of`` the cards open in the window with ``card % parts == part``; the
+    window's open cards are found once for all its pieces (not once per piece over every
+    card of the world)."""
+    table = _open_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year,
+                                win.start_s, win.end_s)
+    if parts > 1:
+        sel = np.flatnonzero(table[0] % parts == part)
+        table = tuple(a[sel] for a in table)
+    return _widen(table)
+
+
+@lru_cache(maxsize=2)
+def _open_subscriptions(seed: int, n_cards: int, start_year: int, end_year: int,
+                        start_s: int, end_s: int) -> tuple[np.ndarray, ...]:
+    """The stored subscriptions of the cards open at some time in [start_s, end_s)."""
+    k = build_world(seed, n_cards, start_year, end_year).cards
+    table = _all_subscriptions(seed, n_cards, start_year, end_year)
+    open_ = (k.issue_s < end_s) & (k.close_s > start_s)
+    sel = np.flatnonzero(open_[table[0]])
+    return tuple(a[sel] for a in table)
 
 
 @lru_cache(maxsize=2)
@@ -83,9 +111,7 @@ def recurring_bills(world: World, rng: np.random.Generator, win: Window, n_rows:
                     part: int = 0, parts: int = 1) -> Events:
     """This window's bills of the open cards ``card % parts == part`` (at most a cap)."""
     k = world.cards
-    open_ = np.flatnonzero((k.issue_s < win.end_s) & (k.close_s > win.start_s))
-    open_ = open_[open_ % parts == part]
-    card, day, hour, minute, plan, since = _subscriptions_of(world, open_)
+    card, day, hour, minute, plan, since = _window_subscriptions(world, win, part, parts)
     zone = world.cities.zone_id[k.home[card]]
     times = []
     for m in np.unique(month_index(np.array([win.start_s, win.end_s - 1]))).tolist():

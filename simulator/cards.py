@@ -33,6 +33,10 @@ DORMANT_FACTOR = 0.03
 HOUSEHOLD_SHARE = 0.3  # cards sharing a household device with another card
 DEVICE_YEARS = 2.2  # mean time before a device slot gets a new device
 _EPOCH_YEAR = 1970
+# Spending profiles: each card follows one of these category mixes (Sparkov draws its
+# customers from a dozen profiles; this many keep the mixes varied) -- 2 bytes per card
+# instead of a mix of its own (4 bytes per category), so the world stays small at any size.
+PERSONAS = 2_048
 
 
 def _month_starts(first_year: int, last_year: int) -> np.ndarray:
@@ -75,21 +79,22 @@ class Cards:
     """Column arrays, one entry per card (index = card; user_id = index + 100_001)."""
 
     home: np.ndarray  # int32 city
-    home_lat: np.ndarray  # float64 where the holder lives (within the metro)
+    home_lat: np.ndarray  # float32 where the holder lives (within the metro)
     home_lon: np.ndarray
     issue_s: np.ndarray  # int64 epoch seconds, ascending (ids in issue order)
     close_s: np.ndarray  # int64
-    rate: np.ndarray  # float64 relative payment rate (mean 1)
-    spend_scale: np.ndarray  # float64 multiplier of amounts
+    rate: np.ndarray  # float32 relative payment rate (mean 1)
+    spend_scale: np.ndarray  # float32 multiplier of amounts
     night_shift: np.ndarray  # bool: works nights, pays at night
-    travel_rate: np.ndarray  # float64 chance of a trip starting in a given month
+    travel_rate: np.ndarray  # float32 chance of a trip starting in a given month
     commuter: np.ndarray  # bool: taps transit
-    category_cum: np.ndarray  # float32 (cards, categories) cumulative category mix
-    last4: np.ndarray  # int32 0..9999 of the first card
+    persona: np.ndarray  # uint16 row of persona_cum: the card's spending profile
+    persona_cum: np.ndarray  # float32 (PERSONAS, categories) cumulative category mix
+    last4: np.ndarray  # int16 0..9999 of the first card
     household: np.ndarray  # int32 card whose household device slot 0 is shared
     n_devices: np.ndarray  # int8 1..3 device slots
-    device_period_s: np.ndarray  # float64 per card (used through ``household`` for slot 0)
-    device_phase_s: np.ndarray  # float64
+    device_period_s: np.ndarray  # int32 per card (used through ``household`` for slot 0)
+    device_phase_s: np.ndarray  # int32
     by_city: np.ndarray  # int32 cards sorted by (home, id)
     city_start: np.ndarray  # int64 offsets into by_city, one per city + 1
 
@@ -136,10 +141,11 @@ def make_cards(rng: np.random.Generator, n: int, start_year: int, end_year: int,
     home = rng.choice(len(city_weight), size=n, p=city_weight).astype(np.int32)
     lat, lon = spread(rng, city_lat[home], city_lon[home], metro_km[home])
     rate = rng.lognormal(0.0, RATE_SIGMA, n)
-    mix = rng.dirichlet(category_share * 25.0 + 1e-3, size=n)
+    persona = rng.integers(0, PERSONAS, n).astype(np.uint16)
+    mix = rng.dirichlet(category_share * 25.0 + 1e-3, size=PERSONAS)
     mix[:, category_share == 0] = 0.0  # billed categories are never chosen by the holder
     mix = (mix / mix.sum(axis=1, keepdims=True)).astype(np.float32)
-    cum = np.cumsum(mix, axis=1)
+    cum = np.minimum(np.cumsum(mix, axis=1), np.float32(1.0))  # monotone despite rounding
     cum[:, -1] = 1.0
     order = np.lexsort((np.arange(n), home)).astype(np.int32)
     start = np.searchsorted(home[order], np.arange(len(city_weight) + 1)).astype(np.int64)
@@ -152,17 +158,19 @@ def make_cards(rng: np.random.Generator, n: int, start_year: int, end_year: int,
     ok &= ~ok[prev]  # pairs only: the card before is not itself pointing further back
     household[ok] = prev[ok]
     return Cards(
-        home=home, home_lat=lat, home_lon=lon,
+        home=home, home_lat=lat.astype(np.float32), home_lon=lon.astype(np.float32),
         issue_s=issue.astype(np.int64), close_s=close.astype(np.int64),
-        rate=rate / rate.mean(), spend_scale=rng.lognormal(0.0, 0.35, n),
+        rate=(rate / rate.mean()).astype(np.float32),
+        spend_scale=rng.lognormal(0.0, 0.35, n).astype(np.float32),
         night_shift=rng.random(n) < 0.04,
-        travel_rate=np.minimum(rng.lognormal(np.log(0.05), 0.9, n), 0.6),
+        travel_rate=np.minimum(rng.lognormal(np.log(0.05), 0.9, n), 0.6).astype(np.float32),
         commuter=rng.random(n) < 0.35,
-        category_cum=cum, last4=rng.integers(0, 10_000, n).astype(np.int32),
+        persona=persona, persona_cum=cum, last4=rng.integers(0, 10_000, n).astype(np.int16),
         household=household,
         n_devices=rng.choice(np.array([1, 2, 3], dtype=np.int8), size=n, p=[0.35, 0.4, 0.25]),
-        device_period_s=rng.lognormal(np.log(DEVICE_YEARS), 0.4, n) * YEAR_S,
-        device_phase_s=rng.random(n) * 10 * YEAR_S,
+        device_period_s=np.maximum(rng.lognormal(np.log(DEVICE_YEARS), 0.4, n) * YEAR_S,
+                                   86_400).astype(np.int32),
+        device_phase_s=(rng.random(n) * 10 * YEAR_S).astype(np.int32),
         by_city=order, city_start=start,
     )
 

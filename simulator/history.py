@@ -23,7 +23,7 @@ from simulator.models import Window, card_weights, genuine, month_index
 from simulator.scenarios import inject, plan_incidents
 from simulator.world import World
 
-PIECE_ROWS = 600_000  # bounds memory; above the largest month of 47M rows (520k)
+PIECE_ROWS = 100_000  # bounds memory: a piece's working set is ~280 bytes a row
 _DORMANT_TAG = 0xD0
 
 
@@ -56,14 +56,17 @@ def generate_window(world: World, rng: np.random.Generator, win: Window, n: int,
 
 def generate_month(world: World, seed: int, year: int, month: int,
                    n_rows: int) -> Iterator[pa.Table]:
-    """Tables (one per piece) holding exactly ``n_rows`` events of the month, ts-sorted each."""
+    """Tables (one per piece, of equal size within one row) holding exactly ``n_rows`` events
+    of the month, ts-sorted each."""
     win = month_window(world, year, month)
     cum = weights(world, win)
     parts = max(1, -(-n_rows // PIECE_ROWS))
-    for piece, first in enumerate(range(0, n_rows, PIECE_ROWS)):
-        n = min(PIECE_ROWS, n_rows - first)
+    first = 0
+    for piece in range(parts):
+        n = n_rows // parts + (piece < n_rows % parts)
         ev = generate_window(world, rng_for(seed, year, month, piece), win, n, cum, piece, parts)
         table = to_table(world, ev, f"{year:04d}{month:02d}-", first, win.tz)
         del ev  # one piece in memory at a time (the caller drops its table before asking)
+        first += n
         yield table
         del table

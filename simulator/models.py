@@ -119,29 +119,24 @@ def small_ticket_share(year: int) -> float:
 _CAT_CHUNK = 65_536  # events per step of draw_categories (its temporaries: a few chunks)
 
 
-def draw_categories(cum: np.ndarray, cards: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Category of each event: how many of its card's ``card + cum[card]`` (float64) are
-    <= ``value`` (``card + uniform``), capped at the last category.
-
-    The same numbers as ``np.searchsorted((arange(cards)[:, None] + cum).ravel(), value,
-    side="right") - card * categories`` (each card's row lies within [card, card + 1], so
-    the other cards' rows add exactly ``card * categories`` or push past the cap), without
-    that table of 8 bytes per card and category: only a chunk of the events' rows at a time.
-    """
+def draw_categories(cum: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Category of each event: how many entries of its profile's cumulative mix
+    ``cum[rows]`` are <= the uniform ``u`` (``searchsorted(cum[row], u, "right")``), capped
+    at the last category; a column of the mix at a time over chunks of events (small
+    temporaries, no events x categories table)."""
     n_cat = cum.shape[1]
-    out = np.zeros(len(cards), dtype=np.int64)
-    for lo in range(0, len(cards), _CAT_CHUNK):
-        c = cards[lo:lo + _CAT_CHUNK]
-        base, v, count = c.astype(np.float64), value[lo:lo + _CAT_CHUNK], out[lo:lo + _CAT_CHUNK]
-        for j in range(n_cat):  # a column at a time: as fast as the one searchsorted
-            count += (base + cum[:, j][c]) <= v
+    out = np.zeros(len(rows), dtype=np.int64)
+    for lo in range(0, len(rows), _CAT_CHUNK):
+        r, v, count = rows[lo:lo + _CAT_CHUNK], u[lo:lo + _CAT_CHUNK], out[lo:lo + _CAT_CHUNK]
+        for j in range(n_cat):  # a column at a time: as fast as one searchsorted
+            count += cum[:, j][r] <= v
     return np.minimum(out, n_cat - 1)
 
 
 def sample_categories(world: World, rng: np.random.Generator, cards: np.ndarray,
                       year: int) -> np.ndarray:
     n = len(cards)
-    cats = draw_categories(world.cards.category_cum, cards, cards + rng.random(n))
+    cats = draw_categories(world.cards.persona_cum, world.cards.persona[cards], rng.random(n))
     k = world.categories
     small = np.array([k.id(x) for x in ("fast_food", "transit", "pharmacy", "grocery")])
     swap = rng.random(n) < small_ticket_share(year)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from batch import generate_history as gh
@@ -159,13 +160,23 @@ def test_byte_identical_whatever_the_workers(tmp_path: Path):
 
 
 def test_month_split_in_pieces_keeps_exact_count(monkeypatch, tmp_path: Path):
-    monkeypatch.setattr("simulator.history.PIECE_ROWS", 700)
+    """A month is made in pieces of at most PIECE_ROWS, each written as one row group of
+    near-equal size; a file takes pieces until it holds FILE_ROWS, then the next starts."""
+    monkeypatch.setattr("simulator.history.PIECE_ROWS", 70)
+    monkeypatch.setattr("batch.generate_history.FILE_ROWS", 200)
     gh.generate_history(gh.HistoryConfig(rows=3_000, out=tmp_path / "p", seed=1, users=500,
                                          start_year=2025, end_year=2025, workers=1),
                         progress=False)
     df = pl.read_parquet(tmp_path / "p" / "**" / "*.parquet", hive_partitioning=False)
     assert df.height == 3_000 and df["transaction_id"].n_unique() == 3_000
-    assert len(list((tmp_path / "p").glob("year=2025/month=12/part-*.parquet"))) >= 1
+    december = sorted((tmp_path / "p").glob("year=2025/month=12/part-*.parquet"))
+    groups = [[pq.ParquetFile(f).metadata.row_group(i).num_rows
+               for i in range(pq.ParquetFile(f).metadata.num_row_groups)] for f in december]
+    sizes = [n for g in groups for n in g]
+    assert len(december) >= 2 and max(sizes) <= 70 and max(sizes) - min(sizes) <= 1
+    assert all(sum(g) >= 200 for g in groups[:-1]) and all(sum(g[:-1]) < 200 for g in groups)
+    month = pl.read_parquet(december)
+    assert month["transaction_id"].to_list() == sorted(month["transaction_id"].to_list())
 
 
 # --- CLI -------------------------------------------------------------------------------------

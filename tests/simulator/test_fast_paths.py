@@ -9,6 +9,7 @@ import pytest
 
 from simulator import build_world
 from simulator.behaviour import _subscriptions, _subscriptions_of
+from simulator.cards import PERSONAS
 from simulator.events import stable_order, to_frame, to_polars, to_table, transaction_ids
 from simulator.history import generate_window, month_window, rng_for, weights
 from simulator.world import _WORLDS, adopt_world
@@ -54,6 +55,24 @@ def test_subscriptions_cut_from_the_world_table(world):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_windows_subscriptions_are_those_of_its_open_cards(world, parts):
+    """Found once per window (cached) and cut per piece: the subscriptions of the cards open
+    in the window that the piece carries (``card % parts == part``)."""
+    from simulator.behaviour import _window_subscriptions
+
+    win = month_window(world, 2012, 5)
+    k = world.cards
+    open_ = np.flatnonzero((k.issue_s < win.end_s) & (k.close_s > win.start_s))
+    seen = 0
+    for part in range(parts):
+        want = _subscriptions_of(world, open_[open_ % parts == part])
+        got = _window_subscriptions(world, win, part, parts)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+        seen += len(got[0])
+    assert 0 < seen < len(_subscriptions(world, np.arange(world.n_cards))[0])
+
+
 def test_the_subscription_table_built_in_chunks_is_the_whole_table(world, monkeypatch):
     from simulator import behaviour
 
@@ -81,33 +100,33 @@ def test_an_adopted_world_is_used_instead_of_a_new_build(world):
         _WORLDS.update(saved)
 
 
-def test_categories_are_drawn_as_by_the_flat_table_without_it(world):
-    """``draw_categories`` gives exactly the categories of one ``searchsorted`` over the
-    flattened ``card + cum`` table of all cards (the draw before it; same bytes), edge
-    uniforms included, without building that table (8 bytes per card and category)."""
+def test_categories_are_drawn_as_by_each_profiles_searchsorted(world):
+    """``draw_categories`` gives exactly ``searchsorted(cum[row], u, "right")`` (in float64,
+    capped at the last category) for every event's spending profile, edge uniforms included."""
     from simulator.models import draw_categories
 
-    cum = world.cards.category_cum
+    cum = world.cards.persona_cum
     n, k = cum.shape
-    flat = (np.arange(n, dtype=np.float64)[:, None] + cum).ravel()
     rng = np.random.default_rng(7)
-    cards = np.sort(rng.integers(0, n, 100_000)).astype(np.int32)
-    u = rng.random(len(cards))
+    rows = rng.integers(0, n, 100_000).astype(np.uint16)
+    u = rng.random(len(rows))
     u[:200] = 1.0 - np.ldexp(1.0, -rng.integers(1, 60, 200))  # just under 1: rounding edges
     u[200:300] = 0.0
-    u[300:400] = cum[cards[300:400], rng.integers(0, k, 100)]  # exactly on a boundary
-    value = cards + u
-    want = np.minimum(np.searchsorted(flat, value, side="right") - cards.astype(np.int64) * k,
-                      k - 1)
-    assert np.array_equal(draw_categories(cum, cards, value), want)
-    assert not hasattr(world.cards, "_flat")
+    u[300:400] = cum[rows[300:400], rng.integers(0, k, 100)]  # exactly on a boundary
+    want = np.asarray([min(int(np.searchsorted(cum[r].astype(np.float64), x, "right")), k - 1)
+                       for r, x in zip(rows.tolist(), u.tolist(), strict=True)])
+    assert np.array_equal(draw_categories(cum, rows, u), want)
+    # a card's profile is one of the PERSONAS rows: 2 bytes per card, not a mix per card
+    assert world.cards.persona.dtype == np.uint16 and cum.shape[0] == PERSONAS
 
 
-def test_a_47m_history_is_written_one_piece_per_month():
-    """Pieces bound the memory of big months; the default 47M history stays unsplit (its
-    bytes are those of a single-piece month)."""
+def test_a_47m_history_is_written_one_file_per_month():
+    """Pieces (row groups) bound the memory of every month of 47M rows and more; files stay
+    one per month at 47M rows (FILE_ROWS), several for the large months of 470M."""
+    from batch.generate_history import FILE_ROWS
     from simulator.history import PIECE_ROWS
     from simulator.volume import rows_per_month
 
-    assert max(rows_per_month(47_000_000, 2000, 2025)) <= PIECE_ROWS
-    assert max(rows_per_month(470_000_000, 2000, 2025)) > 8 * PIECE_ROWS
+    assert max(rows_per_month(47_000_000, 2000, 2025)) <= FILE_ROWS
+    assert max(rows_per_month(47_000_000, 2000, 2025)) > 4 * PIECE_ROWS
+    assert max(rows_per_month(470_000_000, 2000, 2025)) > 2 * FILE_ROWS
