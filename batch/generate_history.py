@@ -11,17 +11,21 @@ into place at the end: an interrupted or failed run leaves nothing at ``--out``.
 from __future__ import annotations
 
 import os
-import pickle
+
+# Arrow's default allocator here (mimalloc) holds on to freed memory per thread: with two
+# threads making pieces, the peak RSS is ~80 MiB higher than with the system allocator, at
+# the same speed (measured at 4.7M and 47M rows). Read once, when pyarrow is first imported,
+# so only effective when this module is the entry point (python -m batch.generate_history).
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from multiprocessing.queues import Queue
 from pathlib import Path
 
 import polars as pl
@@ -48,11 +52,11 @@ from simulator.cards import DENSITY_PER_DAY, default_cards
 from simulator.events import SCENARIOS
 from simulator.history import generate_month
 from simulator.volume import months, rows_per_month
-from simulator.world import World, adopt_world, build_world
+from simulator.world import build_world
 
 MIN_YEAR, MAX_YEAR = 1990, 2040
 # sanity bounds on the command line (far above any real run; they turn typos such as 1e30
-# into a usage error instead of an overflow, a huge allocation or a thousand processes)
+# into a usage error instead of an overflow, a huge allocation or a thousand threads)
 MAX_ROWS = 10_000_000_000
 MAX_USERS = 20_000_000
 MAX_WORKERS = 64
@@ -140,10 +144,10 @@ _WRITE_OPTIONS = dict(compression="snappy", store_schema=False, store_decimal_as
 FILE_ROWS = 1_000_000
 
 
-def write_month(task: MonthTask) -> MonthResult:
-    """Generate and write one month; the unit of work of the process pool. Each piece of the
+def write_month(task: MonthTask, stop: threading.Event | None = None) -> MonthResult:
+    """Generate and write one month; the unit of work of the threads. Each piece of the
     month is written as one row group as soon as it is made (one piece in memory at a time);
-    a file takes pieces until it holds ``FILE_ROWS``."""
+    a file takes pieces until it holds ``FILE_ROWS``. ``stop`` set: raise between pieces."""
     world = build_world(task.seed, task.users, task.start_year, task.end_year)
     folder = task.root / partition_dir(task.year, task.month)
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,6 +159,8 @@ def write_month(task: MonthTask) -> MonthResult:
         # no enumerate(): its reused result tuple would keep the last table alive while the
         # next one is generated (two pieces in memory at once)
         for table in generate_month(world, task.seed, task.year, task.month, task.rows):
+            if stop is not None and stop.is_set():
+                raise _Stopped
             if writer is None:
                 path = folder / f"part-{files:05d}.parquet"
                 with naming(path):
@@ -217,71 +223,36 @@ def validate(cfg: HistoryConfig) -> None:
         check_not_precious(cfg.out, "--out")
 
 
-_WORLD_FILE = ".world.pickle"  # in the temporary output folder while workers start
-
-
-def _receive_world(inbox: Queue) -> None:
-    """Worker initializer: wait for the world the main process builds meanwhile; keep it."""
-    with open(inbox.get(), "rb") as f:
-        adopt_world(pickle.load(f))
-
-
-def _send_world(world: World, folder: Path, inbox: Queue, procs: int) -> Path:
-    """Hand ``world`` to ``procs`` waiting workers through a file (pickle protocol 5 writes
-    and reads the arrays in place: no whole-world copy in memory on either side)."""
-    path = folder / _WORLD_FILE
-    with naming(path), open(path, "wb") as f:  # a full disk: the one-line error names it
-        pickle.dump(world, f, protocol=5)
-    for _ in range(procs):
-        inbox.put(path)
-    return path
+class _Stopped(Exception):
+    """A month abandoned between two pieces because the run is ending."""
 
 
 def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, None, None]:
-    """Results in completion order. With N workers this process writes months itself beside
-    N - 1 worker processes, spawned first so that they start up (imports) while this process
-    builds the world, which it then hands them in a file (none builds its own);
-    on any exit before the end the workers are stopped (terminated, not awaited) before the
-    caller cleans up."""
+    """Results in completion order: months written by ``workers`` threads of this process.
+    The world is built once and shared (read-only arrays); NumPy, Arrow and Parquet release
+    the GIL for their work, so two threads keep two cores busy (measured: ~1.9x one thread)
+    with one interpreter, one set of imports and one world in memory instead of one per
+    process. On any exit before the end the threads stop at their next piece and are
+    awaited before the caller cleans up."""
+    first = tasks[0]
+    build_world(first.seed, first.users, first.start_year, first.end_year)  # once, kept
     if workers == 1 or len(tasks) == 1:
         yield from map(write_month, tasks)
         return
-    first = tasks[0]
-    procs = min(workers - 1, len(tasks) - 1)
-    context = get_context("spawn")
-    inbox = context.Queue()
-    pool = ProcessPoolExecutor(procs, mp_context=context, initializer=_receive_world,
-                               initargs=(inbox,))
-    pending = deque(tasks)  # largest first: the pool and this process take from the front
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(min(workers, len(tasks)), thread_name_prefix="generate")
+    pending = deque(tasks)  # largest first
     running: set[Future[MonthResult]] = set()
     try:
-        while pending and len(running) < 2 * procs:  # spawns the workers; they start up now
-            running.add(pool.submit(write_month, pending.popleft()))
-        world = build_world(first.seed, first.users, first.start_year, first.end_year)
-        _send_world(world, first.root, inbox, procs)
-        del world
         while pending or running:
-            while pending and len(running) < 2 * procs:  # a queued month per worker: no idling
-                running.add(pool.submit(write_month, pending.popleft()))
-            if pending:
-                yield write_month(pending.popleft())
-            else:
-                wait(running, return_when=FIRST_COMPLETED)
-            for fut in [f for f in running if f.done()]:
-                running.discard(fut)
+            while pending and len(running) < 2 * workers:  # a queued month each: no idling
+                running.add(pool.submit(write_month, pending.popleft(), stop))
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
                 yield fut.result()
-    except BaseException:
-        inbox.cancel_join_thread()  # a world nobody took must not hold up this process's exit
-        workers_ = list((getattr(pool, "_processes", None) or {}).values())  # no public API
-        for proc in workers_:
-            proc.terminate()
-        for proc in workers_:
-            proc.join(10)
-        raise
     finally:
+        stop.set()  # the other months stop at their next piece (~0.1 s)
         pool.shutdown(wait=True, cancel_futures=True)
-        inbox.close()
-        (first.root / _WORLD_FILE).unlink(missing_ok=True)
 
 
 def _make_temp(out: Path) -> Path:
@@ -374,8 +345,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (atomically, at the end)")
     p.add_argument("--workers", type=count_arg, default=min(os.cpu_count() or 1, 2),
-                   help="months generated in parallel: this process and N-1 worker processes "
-                        "(default: up to 2)")
+                   help="months generated in parallel by N threads of this process, sharing "
+                        "one world (default: up to 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -151,7 +151,7 @@ def test_byte_identical_whatever_the_workers(tmp_path: Path):
     gh.generate_history(gh.HistoryConfig(out=tmp_path / "b", workers=2, **cfg), progress=False)
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert a == b and len(a) == 36
-    # the world handed to the worker (a file in the temporary folder) is gone
+    # nothing but the partitions (no scratch file left in the output)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["year=2023", "year=2024",
                                                                   "year=2025"]
     gh.generate_history(gh.HistoryConfig(out=tmp_path / "c", workers=1, **{**cfg, "seed": 4}),
@@ -292,7 +292,7 @@ def test_generated_ts_are_utc_datetimes(frame: pl.DataFrame):
 
 @pytest.mark.parametrize("how", ["sigterm-parent", "sigint-group"])
 def test_killed_cli_run_leaves_nothing(tmp_path: Path, how: str):
-    """A real run with 2 worker processes, interrupted once files are being written."""
+    """A real run with 2 threads, interrupted once files are being written."""
     import os
     import signal
     import subprocess

@@ -41,7 +41,7 @@ class Writer:
 
 WRITERS = [
     # room for generate's up-front lower bound (25 B/row), not for the data: the disk fills
-    # up in a worker process
+    # up in a writer thread
     Writer("generate", ("batch.generate_history", "--rows", "30000", "--workers", "2",
                         "--out", "{T}/h", "--quiet"), free_kib=800),
     Writer("backtest-flags", ("batch.backtest", "--input", "{I}/events.parquet", "--quiet",
