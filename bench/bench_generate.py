@@ -14,7 +14,7 @@ waited for, so ``RUSAGE_CHILDREN`` holds the workers too), peak RSS summed over 
 (sampled every 50 ms). Each output is deleted right after it is measured. Then the live
 simulator (``simulator.simulate``) in a subprocess per version: events/s wall and per CPU
 second. The machine is shared, so wall times are noisy: compare the ratios and the CPU
-seconds. Writes bench/results/generate.{md,json}.
+seconds. Writes bench/results/NAME.{md,json} (``--name``, default generate).
 """
 
 from __future__ import annotations
@@ -114,9 +114,11 @@ def _env(tree: Path) -> dict[str, str]:
     return env
 
 
-def run_generator(tree: Path, label: str, rows: int, out: Path, workers: int) -> dict:
+def run_generator(tree: Path, label: str, rows: int, out: Path, workers: int,
+                  users: int | None = None) -> dict:
     cmd = [sys.executable, "-m", "batch.generate_history", "--rows", str(rows), "--out",
            str(out), "--seed", "42", "--quiet", "--overwrite", "--workers", str(workers)]
+    cmd += ["--users", str(users)] if users else []
     try:
         fig, stdout = _measure(cmd, tree, _env(tree))
         size = sum(p.stat().st_size for p in out.rglob("*.parquet"))
@@ -164,7 +166,7 @@ def scaling(gens: list[dict]) -> list[str]:
     if len(gens) < 2:
         return []
     out = ["Scaling (this tree): the cost of each step to the next size, per million rows "
-           "added (a fixed start-up — interpreters, imports, world, one file per month — "
+           "added (a fixed start-up — interpreter, imports, world, one file per month — "
            "is paid once per run whatever the rows):", "",
            "| step | rows added | CPU-s added | CPU-s per M rows | wall-s per M rows | "
            "vs first step (CPU / wall) | peak RSS |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -267,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="generator processes (2)")
     p.add_argument("--out", type=Path, default=ROOT / "storage" / ".bench_generate",
                    help="scratch dataset folder, deleted after each run")
+    p.add_argument("--users", type=count_arg, default=None,
+                   help="the same number of cards for every size (default: derived from the "
+                        "rows, as the CLI does: ~1.6 payments per open card per day)")
+    p.add_argument("--name", default="generate",
+                   help="results file name: bench/results/NAME.{md,json} (default generate)")
     args = p.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     given = argv if argv is not None else sys.argv[1:]
@@ -283,11 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             base_label = f"`{args.baseline_ref}` at {sha[:12]}"
         this = f"this tree ({_head()})"
         for rows in sorted(args.rows):
-            gens.append(run_generator(ROOT, this, rows, args.out, args.workers))
+            gens.append(run_generator(ROOT, this, rows, args.out, args.workers, args.users))
             print(json.dumps(gens[-1]), flush=True)
             if base_tree is not None and rows in args.baseline_rows:
                 bases.append(run_generator(base_tree, f"baseline {base_label}", rows, args.out,
-                                           args.workers))
+                                           args.workers, args.users))
                 print(json.dumps(bases[-1]), flush=True)
         lives.append(run_live(ROOT, this, args.live_events, args.live_users))
         print(json.dumps(lives[-1]), flush=True)
@@ -297,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(lives[-1]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = report(gens, bases, lives, args.workers, base_label, command)
-    (RESULTS / "generate.md").write_text(text)
-    (RESULTS / "generate.json").write_text(json.dumps(
+    (RESULTS / f"{args.name}.md").write_text(text)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(
         {"generator": gens, "baseline": bases, "live": lives, "workers": args.workers,
          "baseline_ref": base_label, "command": command}, indent=2) + "\n")
     print(text)
