@@ -238,7 +238,7 @@ def report(gens: list[dict], bases: list[dict], lives: list[dict], workers: int,
         idle = ref["cpu_seconds"] / workers
         lines += [
             f"47M rows: {ref['seconds']:.1f} s wall at load {ref['load_before']:.0f}, "
-            f"{ref['cpu_seconds']:.1f} CPU-s ({workers} workers: ≈ {idle:.0f} s wall on "
+            f"{ref['cpu_seconds']:.1f} CPU-s ({workers} threads: ≈ {idle:.0f} s wall on "
             f"{workers} free cores), peak {ref['peak_tree_rss_mib']:,.0f} MiB.", ""]
     for live in lives:
         lines.append(f"Live simulator in-process ({live['version']}; `simulator.simulate`, "
