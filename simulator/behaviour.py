@@ -52,12 +52,11 @@ def _subscriptions(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]:
             _PLANS[(h[held] >> 34) % len(_PLANS)], since[held])
 
 
-def _subscriptions_of(world: World, cards: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``_subscriptions(world, cards)`` for ascending ``cards``, cut from the world's table."""
-    table = _all_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year)
-    keep = np.zeros(world.n_cards, dtype=bool)
-    keep[cards] = True
-    return _widen(tuple(a[np.flatnonzero(keep[table[0]])] for a in table))
+def _cut(table: tuple[np.ndarray, ...], keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The rows of a stored subscriptions table whose card is marked in ``keep`` (a bool per
+    card), in table order (ascending card)."""
+    sel = np.flatnonzero(keep[table[0]])
+    return tuple(a[sel] for a in table)
 
 
 def _widen(table: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
@@ -69,9 +68,9 @@ def _widen(table: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
 
 def _window_subscriptions(world: World, win: Window, part: int,
                           parts: int) -> tuple[np.ndarray, ...]:
-    """``_subscriptions_of`` the cards open in the window with ``card % parts == part``; the
-    window's open cards are found once for all its pieces (not once per piece over every
-    card of the world)."""
+    """``_subscriptions(world, cards)`` of the cards open in the window with
+    ``card % parts == part``; the window's open cards are found once for all its pieces (not
+    once per piece over every card of the world)."""
     table = _open_subscriptions(world.seed, world.n_cards, world.start_year, world.end_year,
                                 win.start_s, win.end_s)
     if parts > 1:
@@ -85,10 +84,8 @@ def _open_subscriptions(seed: int, n_cards: int, start_year: int, end_year: int,
                         start_s: int, end_s: int) -> tuple[np.ndarray, ...]:
     """The stored subscriptions of the cards open at some time in [start_s, end_s)."""
     k = build_world(seed, n_cards, start_year, end_year).cards
-    table = _all_subscriptions(seed, n_cards, start_year, end_year)
-    open_ = (k.issue_s < end_s) & (k.close_s > start_s)
-    sel = np.flatnonzero(open_[table[0]])
-    return tuple(a[sel] for a in table)
+    return _cut(_all_subscriptions(seed, n_cards, start_year, end_year),
+                (k.issue_s < end_s) & (k.close_s > start_s))
 
 
 @lru_cache(maxsize=2)

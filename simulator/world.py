@@ -145,7 +145,8 @@ def build_world(seed: int, n_cards: int, start_year: int = 2000, end_year: int =
 
 
 def adopt_world(world: World) -> None:
-    """Keep a world built elsewhere (e.g. unpickled by a worker process) as if built here."""
+    """Keep ``world`` (built here or elsewhere, e.g. unpickled) as ``build_world``'s answer
+    for its key; the oldest of more than ``_KEEP`` worlds is dropped."""
     _WORLDS[(world.seed, world.n_cards, world.start_year, world.end_year)] = world
     while len(_WORLDS) > _KEEP:
         _WORLDS.pop(next(iter(_WORLDS)))
