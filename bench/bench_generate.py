@@ -148,16 +148,6 @@ def checkout(ref: str, into: Path) -> str:
     return sha
 
 
-def fit(gens: list[dict], key: str) -> tuple[float, float]:
-    """Least-squares ``key = a + b * rows``: (a seconds fixed, b seconds per million rows)."""
-    xs = [g["rows"] / 1e6 for g in gens]
-    ys = [g[key] for g in gens]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
-    return my - b * mx, b
-
-
 def scaling(gens: list[dict]) -> list[str]:
     """How time and peak memory grow from each size to the next (``gens`` by rows): the
     marginal cost of a million more rows per step and how it changes along the sizes (time
@@ -227,12 +217,6 @@ def report(gens: list[dict], bases: list[dict], lives: list[dict], workers: int,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *table, "",
     ]
-    if len(gens) >= 2:
-        a, b = fit(gens, "cpu_seconds")
-        lines.append(f"CPU seconds fit over the {len(gens)} sizes: **{a:.1f} s fixed + "
-                     f"{b:.3f} s per million rows** (the fixed part: interpreter start, world "
-                     "build, per-month set-up).")
-        lines.append("")
     lines += scaling(gens)
     if ref["rows"] == TARGET_ROWS:
         idle = ref["cpu_seconds"] / workers
