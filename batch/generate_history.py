@@ -232,8 +232,8 @@ def _run_tasks(tasks: list[MonthTask], workers: int) -> Generator[MonthResult, N
     The world is built once and shared (read-only arrays); NumPy, Arrow and Parquet release
     the GIL for most of their work: two threads make 47M rows 1.64x as fast as one (17.4 vs
     28.6 s wall; two processes: 16.2 s) with one interpreter, one set of imports and one world
-    in memory instead of one per process. On any exit before the end the threads stop at their next piece and are
-    awaited before the caller cleans up."""
+    in memory instead of one per process. On any exit before the end the threads stop at
+    their next piece and are awaited before the caller cleans up."""
     first = tasks[0]
     build_world(first.seed, first.users, first.start_year, first.end_year)  # once, kept
     if workers == 1 or len(tasks) == 1:
