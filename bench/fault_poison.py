@@ -37,8 +37,9 @@ from flagstore.mongo import MongoFlagStore
 from fraudlake import services
 from fraudlake.cli import ArgumentParser, positive_count_arg
 from streaming.consume_loop import ConsumeConfig, StreamConsumer
+from streaming.dead_letters import DLQ_REASON_HEADER
 from streaming.engine import RuleEngine
-from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config
+from streaming.kafka_io import ensure_topics, producer_config
 from streaming.produce import encode_events, simulated_events
 from tests.reliability._faults import audit, lake_rows, mongo_flags
 from tests.reliability._poison import POISON, mix

@@ -47,10 +47,10 @@ from lake.layout import transactions_dir
 from rules.model import RuleSet, load_rule_set
 from streaming import lake_state
 from streaming.control_watch import ControlWatcher
+from streaming.dead_letters import DeadLetterProducer
 from streaming.decode import RawRecord
 from streaming.kafka_io import (
     COMMIT_REBALANCING,
-    DeadLetterProducer,
     KafkaStageError,
     consumer_config,
     ensure_topics,

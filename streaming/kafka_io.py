@@ -1,4 +1,4 @@
-"""Kafka edges of the live pipeline: client configs, topic creation, raw records, the DLQ producer.
+"""Kafka edges of the live pipeline: client configs, topic creation, raw records, retries.
 
 Thin I/O shell over confluent-kafka; the pipeline core (decode → rules → sinks) never sees a
 Kafka object, only ``RawRecord``s. SASL/TLS settings from the environment
@@ -21,9 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fraudlake.cli import EnvironmentFailure, UsageError
 from fraudlake.logs import KAFKA_LOGGER
 from fraudlake.settings import DEFAULT_RETRY_SECONDS
-from streaming.decode import DeadLetter, RawRecord
-
-DLQ_REASON_HEADER = "fraudlake.reason"
+from streaming.decode import RawRecord
 
 #: Errors that mean "no broker to talk to right now": librdkafka reconnects by itself.
 BROKER_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
@@ -92,7 +90,7 @@ def check_kafka(bootstrap: str, extra: Mapping[str, str] = {}, timeout: float = 
                                  f"(waited {timeout:g} s)") from None
 
 
-def _stderr(msg: str) -> None:
+def log_warning(msg: str) -> None:
     """The default ``log`` callback of this module's classes: a warning in ``logging``."""
     log.warning(msg)
 
@@ -117,7 +115,7 @@ class BrokerWatch:
 
     def __init__(self, role: str, log: Callable[[str], None] | None = None) -> None:
         self.role = role
-        self.log = log or _stderr
+        self.log = log or log_warning
         self.down = False
         self.down_ts: float | None = None  # librdkafka clock (s) of the first down report
         self.outages = 0
@@ -285,64 +283,8 @@ def next_offsets(records: Sequence[RawRecord]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(top.items())]
 
 
-class DeadLetterProducer:
-    """Sends undecodable records to the DLQ topic: value = the raw bytes, key = the original key,
-    headers = reason + source topic/partition/offset. ``send`` returns only once the broker
-    holds every record (so the consumer may commit past them). While the broker is away it
-    keeps waiting (logging every 10 s) up to ``retry_seconds`` (``Settings.kafka_retry_seconds``,
-    env ``KAFKA_RETRY_SECONDS``, default 120), then raises ``KafkaStageError``."""
-
-    def __init__(self, bootstrap: str, topic: str, extra: Mapping[str, str] = {}, *,
-                 retry_seconds: float = DEFAULT_RETRY_SECONDS,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.topic = topic
-        self.retry_seconds = retry_seconds
-        self._log = log or _stderr
-        self.watch = BrokerWatch("DLQ producer", self._log)
-        self._producer = Producer(producer_config(bootstrap, extra, linger_ms=0,
-                                                  watch=self.watch))
-        self._failed: list[str] = []
-        self.sent = 0
-
-    def send(self, letters: Sequence[DeadLetter], timeout: float | None = None) -> int:
-        if not letters:
-            return 0
-        for dl in letters:
-            self._produce(dl)
-        remaining = flush_within(self._producer, self.retry_seconds if timeout is None
-                                 else timeout, f"DLQ topic {self.topic!r}", self._log)
-        if remaining or self._failed:
-            reason = self._failed[0] if self._failed else f"{remaining} not delivered in time"
-            self._failed.clear()
-            raise KafkaStageError(f"DLQ topic {self.topic!r}: {reason}")
-        self.watch.mark_up()
-        self.sent += len(letters)
-        return len(letters)
-
-    def _produce(self, dl: DeadLetter) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [
-                   (DLQ_REASON_HEADER, dl.reason.encode()),
-                   ("fraudlake.topic", dl.topic.encode()),
-                   ("fraudlake.partition", str(dl.partition).encode()),
-                   ("fraudlake.offset", str(dl.offset).encode())]
-        while True:
-            try:
-                self._producer.produce(self.topic, value=dl.raw, key=getattr(dl, "key", None),
-                                       headers=headers, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self._producer.poll(0.1)
-
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._failed.append(err.str())
-
-    def close(self) -> None:
-        self._producer.flush(10)
-
-
 def flush_within(producer: Producer, timeout: float, what: str,
-                 log: Callable[[str], None] = _stderr, every: float = 10.0) -> int:
+                 log: Callable[[str], None] = log_warning, every: float = 10.0) -> int:
     """``producer.flush`` for up to ``timeout`` seconds, saying every ``every`` seconds how
     many messages still wait for the broker; returns how many are still undelivered."""
     deadline = time.monotonic() + timeout
@@ -357,7 +299,7 @@ def flush_within(producer: Producer, timeout: float, what: str,
 
 def retry_commit(consumer, offsets: list[TopicPartition], attempts: int | None = None, *,
                  retry_seconds: float = DEFAULT_RETRY_SECONDS,
-                 log: Callable[[str], None] = _stderr) -> bool:
+                 log: Callable[[str], None] = log_warning) -> bool:
     """Synchronous commit of explicit offsets, retried with bounded exponential backoff
     (0.2 s doubling to 5 s) on transient broker errors (broker or coordinator away, timeouts)
     for up to ``retry_seconds`` (env ``KAFKA_RETRY_SECONDS``, default 120) and, if given, at

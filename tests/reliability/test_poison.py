@@ -19,8 +19,9 @@ from confluent_kafka import Producer
 
 from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import MAX_MESSAGE_BYTES
+from streaming.dead_letters import DLQ_REASON_HEADER
 from streaming.decode import RawRecord, decode_batch
-from streaming.kafka_io import DLQ_REASON_HEADER, ensure_topics, producer_config
+from streaming.kafka_io import ensure_topics, producer_config
 from streaming.produce import encode_events
 from tests.reliability._poison import POISON, VALID_VARIANTS, mix
 from tests.streaming._kafka_data import (

@@ -16,7 +16,7 @@ from flagstore.mongo import MongoFlagStore
 from fraudlake.contract import RULE_NAMES
 from rules.model import load_rule_set
 from streaming.consume_loop import ConsumeConfig
-from streaming.kafka_io import DLQ_REASON_HEADER
+from streaming.dead_letters import DLQ_REASON_HEADER
 from tests.reference_rules import reference_decisions
 from tests.streaming._kafka_data import (
     POISON,
